@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine with Python 3.11 and pip: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXAMPLE := examples/breast_cancer
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export DO_NOT_TRACK := 1
+
+.PHONY: demo test install bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python $(EXAMPLE)/write_data.py
+	cd $(EXAMPLE) && ../../$(BIN)/mloop run
+	cd $(EXAMPLE) && ../../$(BIN)/mloop models
+	@echo
+	@echo "Next: cd $(EXAMPLE) && ../../$(BIN)/mloop runs      # recent runs"
+	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop ui        # MLflow UI on http://127.0.0.1:5000"
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	bash benchmarks/run.sh
+
+clean:
+	rm -rf $(VENV) .venv-bench $(EXAMPLE)/.mloop $(EXAMPLE)/data/*.csv benchmarks/.work

@@ -1,0 +1,123 @@
+"""The ``mloop`` command. Each command imports what it needs when it runs, so ``--help`` stays fast.
+
+Exit codes: 0 success; 1 an unexpected internal error (a bug: please report it with --verbose
+output); 2 a problem with the input (config, data, parameters, a failing step); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="mloop",
+    help="mloop: pipelines, tracking and a model registry, from a laptop to production.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+runs_app = typer.Typer(help="List recent runs, or show one with 'mloop runs show RUN'.", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+ProjectOpt = Annotated[Optional[Path], typer.Option("--project", "-C", help="Project folder (default: nearest mloop.toml).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")]
+
+
+@app.command()
+def run(
+    param: Annotated[list[str], typer.Option("--param", "-p", help="Override a step parameter: STEP.PARAM=VALUE (repeatable).")] = [],  # noqa: B006
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step even if its result is cached.")] = False,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not record the run in MLflow (nor register).")] = False,
+    list_steps: Annotated[bool, typer.Option("--list", help="List the steps and their parameters, then stop.")] = False,
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the project's pipeline: cached steps are reused, independent steps run in parallel."""
+    from mloop.cli import run_cmd
+
+    run_cmd.run(param, no_cache=no_cache, track=not no_track, list_steps=list_steps, project=project)
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs to list.")] = 20,
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """List recent pipeline runs with their key metrics."""
+    if ctx.invoked_subcommand is None:
+        from mloop.cli import runs_cmd
+
+        runs_cmd.list_runs(limit=limit, project=project)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of one.")],
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show one run: its steps, parameters, metrics, data digest and lineage."""
+    from mloop.cli import runs_cmd
+
+    runs_cmd.show_run(run_id, project=project)
+
+
+@app.command()
+def models(project: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
+    """List registered models with their versions and aliases."""
+    from mloop.cli import models_cmd
+
+    models_cmd.list_models(project=project)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Start the MLflow UI on this project's store (127.0.0.1)."""
+    from mloop.cli import ui_cmd
+
+    ui_cmd.ui(port=port, project=project)
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Name of the new project (also its folder).")],
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Parent folder (default: here).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Create a new project that 'mloop run' runs straight away."""
+    from mloop.cli import init_cmd
+
+    init_cmd.init(name, parent=directory or Path.cwd())
+
+
+def _verbose(argv: list[str]) -> bool:
+    return "--verbose" in argv or "-v" in argv or os.environ.get("MLOOP_VERBOSE", "") not in ("", "0")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the app and turns errors into one line, a hint and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="mloop")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as err:
+        from mloop.cli.output import report_error
+
+        sys.exit(report_error(err, verbose=_verbose(args)))
+
+
+if __name__ == "__main__":
+    main()

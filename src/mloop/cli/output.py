@@ -1,0 +1,40 @@
+"""How the CLI prints: one rich console, error lines with hints, durations."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from rich.console import Console
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def report_error(err: BaseException, *, verbose: bool) -> int:
+    """Print an error as one line plus a hint (the traceback only when verbose); return the exit code."""
+    from mloop.errors import MloopError, StepFailed
+
+    if verbose:
+        traceback.print_exception(err, file=sys.stderr)
+        if isinstance(err, StepFailed):
+            for step, text in err.failures.items():
+                print(f"--- traceback of step {step!r} (in its worker) ---\n{text}", file=sys.stderr)
+    if isinstance(err, MloopError):
+        err_console.print(f"[bold red]error:[/] {err.message}", markup=True, soft_wrap=True)
+        if err.hint:
+            err_console.print(f"  hint: {err.hint}", soft_wrap=True, markup=False)
+        return err.exit_code
+    err_console.print(f"[bold red]internal error:[/] {type(err).__name__}: {err}", markup=True, soft_wrap=True)
+    if not verbose:
+        err_console.print("  hint: re-run with --verbose for the traceback, and report it if it looks like mloop's fault",
+                          markup=False)
+    return 1
+
+
+def seconds(value: float) -> str:
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min"

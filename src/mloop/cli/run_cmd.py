@@ -1,0 +1,99 @@
+"""``mloop run``: the pipeline with a live table of step states and timings."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.live import Live
+from rich.table import Table
+
+from mloop.cli.output import console, seconds
+from mloop.errors import ParameterError
+
+_STYLE = {"pending": "dim", "running": "yellow", "cached": "cyan", "done": "green", "failed": "bold red", "skipped": "dim"}
+_LABEL = {"cached": "cached", "done": "ran", "running": "running", "pending": "waiting", "failed": "FAILED",
+          "skipped": "skipped"}
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``["knn.n_neighbors=7"]`` → ``{"knn": {"n_neighbors": "7"}}`` (values are typed later)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        step, dot, param = key.strip().partition(".")
+        if not sep or not dot or not step or not param:
+            raise ParameterError(f"-p {item!r} is not STEP.PARAM=VALUE", hint="for example: -p knn.n_neighbors=7")
+        overrides.setdefault(step, {})[param] = value
+    return overrides
+
+
+def _table(records: dict[str, Any]) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("step")
+    table.add_column("state")
+    table.add_column("time", justify="right")
+    table.add_column("")
+    now = time.time()
+    for name, record in records.items():
+        if record.state == "running":
+            took = seconds(now - record.started)
+        elif record.state in ("done", "failed"):
+            took = seconds(record.duration_s)
+        else:
+            took = ""
+        note = record.error or (f"because {record.skipped_because!r} failed" if record.skipped_because else "")
+        table.add_row(name, f"[{_STYLE[record.state]}]{_LABEL[record.state]}[/]", took, note[:100])
+    return table
+
+
+def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, project: Path | None) -> None:
+    from mloop.config import load_project
+    from mloop.pipeline.runner import StepRecord, raise_for_failures
+    from mloop.project import load_pipeline, merged_params, run_project
+
+    cfg = load_project(project)
+    overrides = parse_overrides(params)
+    pipe = load_pipeline(cfg)
+    if list_steps:
+        graph = pipe.build(merged_params(cfg, overrides))
+        for node in graph:
+            inputs = ", ".join(f"{k}<-{v}" for k, v in node.inputs.items())
+            values = ", ".join(f"{k}={v!r}" for k, v in node.params.items())
+            console.print(f"{node.name}  [dim]{node.where().strip()}[/]\n    inputs: {inputs or '-'}\n    params: {values or '-'}")
+        return
+
+    started = time.time()
+    records: dict[str, StepRecord] = {}
+    live = Live(console=console, auto_refresh=False, transient=False)
+
+    def listener(record: StepRecord) -> None:
+        records[record.name] = record
+        live.update(_table(records), refresh=True)
+
+    graph = pipe.build(merged_params(cfg, overrides))
+    records.update({node.name: StepRecord(node.name) for node in graph})
+    console.print(f"running pipeline [bold]{pipe.name}[/] of project [bold]{cfg.name}[/] ({len(graph)} steps)")
+    with live:
+        live.update(_table(records), refresh=True)
+        outcome = run_project(cfg, pipe=pipe, params=overrides, track=track, use_cache=not no_cache, listener=listener)
+    if not console.is_terminal:
+        console.print()  # a non-interactive Live leaves its last line open
+    result = outcome.result
+    ran = sum(r.state == "done" for r in result.steps.values())
+    cached = sum(r.state == "cached" for r in result.steps.values())
+    summary = f"{ran} ran, {cached} from cache" if ran else f"all {cached} steps from cache"
+    console.print(f"{'run ' + result.run_id if track else 'untracked run'}: {summary} in {seconds(time.time() - started)}")
+    raise_for_failures(result)
+    reg = outcome.registration
+    if reg is not None:
+        aliases = ", ".join(reg.aliases) or "no alias"
+        if reg.reused:
+            console.print(f"model {reg.model_name} v{reg.version} ({aliases}): unchanged, already registered")
+        else:
+            console.print(f"model {reg.model_name} v{reg.version} registered as {aliases}")
+            console.print(f"  promotion: {reg.decision.reason}")
+    if track:
+        console.print(f"details: mloop runs show {result.run_id[:8]}    MLflow UI: mloop ui  "
+                      f"(or: mlflow ui --backend-store-uri {cfg.tracking_uri})", soft_wrap=True)

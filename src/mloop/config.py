@@ -1,0 +1,175 @@
+"""The project configuration: ``mloop.toml`` plus ``MLOOP_*`` environment overrides, one typed object.
+
+Environment variables win over the file: ``MLOOP_TRACKING_URI`` sets ``[tracking] uri``,
+``MLOOP_PROMOTION_METRIC`` sets ``[promotion] metric`` and so on (section, underscore, key).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mloop.errors import ConfigError, ProjectNotFound, did_you_mean
+
+CONFIG_FILE = "mloop.toml"
+STORE_DIR = ".mloop"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectSection(_Section):
+    name: str = Field(min_length=1)
+    pipeline: str = Field(default="pipeline:training", description="module:attribute of the pipeline")
+
+    @field_validator("pipeline")
+    @classmethod
+    def _module_colon_attribute(cls, value: str) -> str:
+        module, sep, attr = value.partition(":")
+        if not sep or not module or not attr:
+            raise ValueError(f"expected 'module:attribute' such as 'pipeline:training', got {value!r}")
+        return value
+
+
+class TrackingSection(_Section):
+    uri: str = Field(default="", description="MLflow tracking URI; empty means SQLite under .mloop/")
+    experiment: str = ""
+
+
+class RegistrySection(_Section):
+    model_name: str = ""
+
+
+class PromotionSection(_Section):
+    metric: str = "accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    min_improvement: float = Field(default=0.0, ge=0.0)
+
+
+class ExecutorSection(_Section):
+    name: str = "local"
+    max_workers: int = Field(default=0, ge=0, description="0 means one per CPU core")
+
+
+class Settings(BaseSettings):
+    """Everything in ``mloop.toml``; see the module docstring for environment overrides."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLOOP_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+    )
+
+    project: ProjectSection
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+    registry: RegistrySection = Field(default_factory=RegistrySection)
+    promotion: PromotionSection = Field(default_factory=PromotionSection)
+    executor: ExecutorSection = Field(default_factory=ExecutorSection)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+class ProjectConfig:
+    """A project: its root folder, its settings, and the paths of its stores."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root
+        self.settings = settings
+
+    @property
+    def store(self) -> Path:
+        return self.root / STORE_DIR
+
+    @property
+    def name(self) -> str:
+        return self.settings.project.name
+
+    @property
+    def tracking_uri(self) -> str:
+        uri = self.settings.tracking.uri
+        return uri or f"sqlite:///{self.store / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.store / "mlartifacts").as_uri()
+
+    @property
+    def experiment(self) -> str:
+        return self.settings.tracking.experiment or self.name
+
+    @property
+    def model_name(self) -> str:
+        return self.settings.registry.model_name or self.name
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` holding ``mloop.toml``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ProjectNotFound(
+        f"no {CONFIG_FILE} in {here} or any folder above it",
+        hint="run mloop inside a project folder, pass --project PATH, or create one with 'mloop init NAME'",
+    )
+
+
+def load_project(root: Path | None = None) -> ProjectConfig:
+    """Read and validate ``mloop.toml`` in ``root`` (or the nearest one above the working folder)."""
+    root = find_project_root(root)
+    path = root / CONFIG_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}", hint="fix the line it names") from err
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    return ProjectConfig(root, parse_settings(data, source=str(path)))
+
+
+def parse_settings(data: dict[str, Any], *, source: str = CONFIG_FILE) -> Settings:
+    """Validate a parsed config, turning pydantic's report into one actionable line."""
+    try:
+        return Settings(**data)
+    except ValidationError as err:
+        # An unknown key explains the rest (a misspelt section also reports it "missing").
+        first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            section_fields = _known_fields(first["loc"][:-1])
+            key = str(first["loc"][-1])
+            message = f"{source}: unknown setting {where!r}; {did_you_mean(key, section_fields)}"
+        elif first["type"] == "missing":
+            message = f"{source}: required setting {where!r} is missing"
+        else:
+            message = f"{source}: {where} = {first.get('input')!r}: {first['msg']}"
+        env_names = [n for n in os.environ if n.startswith("MLOOP_")]
+        hint = "edit the file" + (f" or check the environment ({', '.join(sorted(env_names))})" if env_names else "")
+        raise ConfigError(message, hint=hint) from err
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = Settings
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return list(model.model_fields) if hasattr(model, "model_fields") else []

@@ -1,0 +1,86 @@
+"""The exceptions mloop raises. Every message says what happened and what to do next."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MloopWarning(UserWarning):
+    """A warning from mloop itself (the test suite turns these into errors)."""
+
+
+class MloopError(Exception):
+    """Root of every error mloop raises on purpose.
+
+    ``hint`` is the next thing to do (a command or a call), printed by the CLI under the message.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ConfigError(MloopError, ValueError):
+    """``mloop.toml`` or an environment override is missing, malformed or has a wrong value."""
+
+
+class PipelineError(MloopError):
+    """The pipeline cannot be built: a cycle, a missing input, a duplicate or unknown name."""
+
+
+class ParameterError(PipelineError, ValueError):
+    """A parameter override names an unknown step or parameter, or has a value of the wrong type."""
+
+
+class StepFailed(PipelineError):
+    """One or more steps raised while the pipeline ran."""
+
+    def __init__(self, message: str, *, hint: str | None = None, failures: dict[str, str] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.failures = failures or {}
+
+
+class DataError(MloopError, ValueError):
+    """An input data file is missing or does not match what the pipeline expects."""
+
+
+class SchemaError(DataError):
+    """A dataset does not match its declared schema."""
+
+
+class MaterializerError(MloopError, TypeError):
+    """A step output cannot be stored, or a stored artifact cannot be read back."""
+
+
+class StoreError(MloopError):
+    """The project store under ``.mloop/`` is unreadable or was written by another version."""
+
+
+class TrackingError(MloopError):
+    """The tracking server or store cannot be reached or refused a write."""
+
+
+class RegistryError(MloopError):
+    """A model, version or alias does not exist, or registration failed."""
+
+
+class ProjectNotFound(ConfigError):
+    """No ``mloop.toml`` in this folder or any parent."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or a list of the known names."""
+    known = sorted(set(candidates))
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if not known:
+        return "there are none"
+    return "known: " + ", ".join(repr(k) for k in known)

@@ -1,0 +1,49 @@
+"""Fetch a registered model's directory (MLflow model plus the mloop bundle) from a project's store."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mloop.errors import RegistryError
+
+if TYPE_CHECKING:
+    from mloop.config import ProjectConfig
+
+_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME/3`` → ``(NAME, "3", None)``; ``models:/NAME@champion`` → ``(NAME, None, "champion")``."""
+    match = _URI.match(uri)
+    if not match:
+        raise RegistryError(f"{uri!r} is not a model URI", hint="write models:/NAME/VERSION or models:/NAME@ALIAS")
+    return match["name"], match["version"], match["alias"]
+
+
+def download_model(cfg: ProjectConfig, uri: str, dst: Path | None = None) -> Path:
+    """Download ``models:/NAME@ALIAS`` (or ``/VERSION``) from the project's registry into a local folder."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from mloop.tracking.client import mlflow_client
+
+    name, version, alias = parse_model_uri(uri)
+    client = mlflow_client(cfg)
+    target = dst or Path(tempfile.mkdtemp(prefix="mloop-model-"))
+    try:
+        if alias:
+            version = str(client.get_model_version_by_alias(name, alias).version)
+        source = client.get_model_version_download_uri(name, version)
+        path = download_artifacts(artifact_uri=source, dst_path=str(target), tracking_uri=cfg.tracking_uri)
+    except MlflowException as err:
+        raise RegistryError(f"cannot fetch {uri}: {err.message}", hint="list models with 'mloop models'") from err
+    return Path(path)
+
+
+def load_sklearn_model(model_dir: Path) -> Any:
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(str(model_dir))

@@ -1,0 +1,1 @@
+"""Monitoring: the reference profile today; drift, outliers and alerts build on it."""

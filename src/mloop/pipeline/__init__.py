@@ -1,0 +1,1 @@
+"""The pipeline engine: DSL, graph, content-addressed cache and store, executors, scheduler."""

@@ -1,0 +1,280 @@
+"""The content-addressed artifact store under ``.mloop/objects`` and the materializers it uses.
+
+An object is stored once, by the SHA-256 of its serialized bytes. Every write goes to a temporary
+file in the store and is renamed into place, so a step killed mid-write never leaves a corrupt
+object. Materializers are looked up by the fully qualified names in the value's type MRO, so
+checking a value never imports pandas or scikit-learn on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mloop.errors import MaterializerError, StoreError
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """Where a stored value lives: its digest, how to read it back, and what it was."""
+
+    digest: str
+    materializer: str
+    type_name: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArtifactRef:
+        return cls(**data)
+
+
+class Materializer(Protocol):
+    """Writes one kind of value to a file and reads it back."""
+
+    name: str
+    suffix: str
+
+    def save(self, value: Any, path: Path) -> None: ...
+
+    def load(self, path: Path) -> Any: ...
+
+
+class JsonMaterializer:
+    name = "json"
+    suffix = ".json"
+
+    def save(self, value: Any, path: Path) -> None:
+        path.write_text(json.dumps(value, sort_keys=True, allow_nan=True), encoding="utf-8")
+
+    def load(self, path: Path) -> Any:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
+class ParquetMaterializer:
+    name = "parquet"
+    suffix = ".parquet"
+
+    def save(self, value: Any, path: Path) -> None:
+        import pandas as pd
+
+        frame = value.to_frame() if isinstance(value, pd.Series) else value
+        kind = "series" if isinstance(value, pd.Series) else "frame"
+        frame.attrs = {**frame.attrs, "mloop_kind": kind}
+        frame.to_parquet(path, engine="pyarrow", index=True)
+
+    def load(self, path: Path) -> Any:
+        import pandas as pd
+
+        frame = pd.read_parquet(path, engine="pyarrow")
+        if frame.attrs.get("mloop_kind") == "series":
+            return frame.iloc[:, 0]
+        frame.attrs.pop("mloop_kind", None)
+        return frame
+
+
+class NumpyMaterializer:
+    name = "numpy"
+    suffix = ".npy"
+
+    def save(self, value: Any, path: Path) -> None:
+        import numpy as np
+
+        if value.dtype == object:
+            raise MaterializerError("numpy arrays of dtype object cannot be stored as .npy")
+        with path.open("wb") as fh:
+            np.save(fh, value, allow_pickle=False)
+
+    def load(self, path: Path) -> Any:
+        import numpy as np
+
+        return np.load(path, allow_pickle=False)
+
+
+class PickleMaterializer:
+    """For scikit-learn estimators and any other picklable value (cloudpickle for lambdas)."""
+
+    name = "pickle"
+    suffix = ".pkl"
+
+    def save(self, value: Any, path: Path) -> None:
+        import cloudpickle
+
+        with path.open("wb") as fh:
+            cloudpickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self, path: Path) -> Any:
+        with path.open("rb") as fh:
+            return pickle.load(fh)  # noqa: S301 - only objects this project's own steps wrote
+
+
+_BY_NAME: dict[str, Materializer] = {}
+_BY_TYPE: dict[str, str] = {}  # "module.QualName" of a type -> materializer name
+
+
+def register_materializer(materializer: Materializer, *type_names: str) -> None:
+    """Store values of these types (fully qualified names, matched along the MRO) with ``materializer``."""
+    _BY_NAME[materializer.name] = materializer
+    for type_name in type_names:
+        _BY_TYPE[type_name] = materializer.name
+
+
+register_materializer(ParquetMaterializer(), "pandas.DataFrame", "pandas.core.frame.DataFrame",
+                      "pandas.Series", "pandas.core.series.Series")
+register_materializer(NumpyMaterializer(), "numpy.ndarray")
+register_materializer(PickleMaterializer(), "sklearn.base.BaseEstimator")
+register_materializer(JsonMaterializer())
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    if depth > 50:
+        return False
+    if value is None or isinstance(value, (bool, str)) or type(value) in (int, float):
+        return True
+    if type(value) in (list, tuple):
+        return type(value) is list and all(_is_json(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def materializer_for(value: Any) -> Materializer:
+    """The materializer for a value: registered types first, JSON for plain data, else pickle."""
+    for cls in type(value).__mro__:
+        name = _BY_TYPE.get(_qualname(cls))
+        if name:
+            return _BY_NAME[name]
+    if _is_json(value):
+        return _BY_NAME["json"]
+    return _BY_NAME["pickle"]
+
+
+class ArtifactStore:
+    """Values stored by content digest in ``root/ab/abcdef....suffix``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _tmpdir(self) -> Path:
+        tmp = self.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp
+
+    def path(self, ref: ArtifactRef) -> Path:
+        suffix = _BY_NAME[ref.materializer].suffix if ref.materializer in _BY_NAME else ""
+        return self.root / ref.digest[:2] / f"{ref.digest}{suffix}"
+
+    def exists(self, ref: ArtifactRef) -> bool:
+        return self.path(ref).is_file()
+
+    def put(self, value: Any) -> ArtifactRef:
+        materializer = materializer_for(value)
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmpdir(), suffix=materializer.suffix)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            try:
+                materializer.save(value, tmp)
+            except MaterializerError:
+                raise
+            except Exception as err:
+                raise MaterializerError(
+                    f"cannot store a {type(value).__name__} with the {materializer.name} materializer: {err}",
+                    hint="return a DataFrame, numpy array, estimator or plain values, or register a materializer "
+                    "with mloop.register_materializer",
+                ) from err
+            digest = file_digest(tmp)
+            ref = ArtifactRef(digest, materializer.name, _qualname(type(value)), tmp.stat().st_size)
+            self._commit(tmp, self.path(ref))
+            return ref
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_file(self, source: Path, materializer: str = "file") -> ArtifactRef:
+        """Store a file as it is (a figure, a log), by its content digest."""
+        digest = file_digest(source)
+        ref = ArtifactRef(digest, materializer, source.suffix, source.stat().st_size)
+        final = self.root / digest[:2] / f"{digest}"
+        if not final.exists():
+            fd, tmp_name = tempfile.mkstemp(dir=self._tmpdir())
+            os.close(fd)
+            tmp = Path(tmp_name)
+            try:
+                tmp.write_bytes(source.read_bytes())
+                self._commit(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return ref
+
+    def file_path(self, ref: ArtifactRef) -> Path:
+        return self.root / ref.digest[:2] / ref.digest
+
+    def _commit(self, tmp: Path, final: Path) -> None:
+        if final.exists():
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+
+    def get(self, ref: ArtifactRef) -> Any:
+        path = self.path(ref)
+        materializer = _BY_NAME.get(ref.materializer)
+        if materializer is None:
+            raise MaterializerError(
+                f"artifact {ref.digest[:12]} was stored with materializer {ref.materializer!r}, which is not registered",
+                hint="import the module that registers it before running",
+            )
+        try:
+            return materializer.load(path)
+        except FileNotFoundError as err:
+            raise StoreError(
+                f"artifact {ref.digest[:12]} ({ref.type_name}) is missing from {self.root}",
+                hint="re-run the pipeline with --no-cache to rebuild it",
+            ) from err
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content, or of a folder's sorted relative names and file digests."""
+    if path.is_dir():
+        h = hashlib.sha256()
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(child.relative_to(path)).encode())
+            h.update(file_digest(child).encode())
+        return h.hexdigest()
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+Loader = Callable[[ArtifactRef], Any]

@@ -1,0 +1,47 @@
+"""Run steps in a pool of forked worker processes on this machine (or inline, for debugging)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from mloop.pipeline.executors import Executor
+from mloop.pipeline.executors.task import Task, TaskResult, execute
+
+
+class LocalExecutor(Executor):
+    """Independent steps run at the same time, each in a worker process.
+
+    Workers are forked, so they inherit the imported pipeline module and start in milliseconds;
+    a step that crashes its process fails alone, without taking the run down.
+    """
+
+    def __init__(self, max_workers: int = 0) -> None:
+        self.max_workers = max_workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, task: Task) -> Future[TaskResult]:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=multiprocessing.get_context("fork"))
+        return self._pool.submit(execute, task)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class InlineExecutor(Executor):
+    """Runs each step in this process, one at a time: for debuggers and profilers."""
+
+    def __init__(self, max_workers: int = 0) -> None:
+        del max_workers
+
+    def submit(self, task: Task) -> Future[TaskResult]:
+        future: Future[TaskResult] = Future()
+        future.set_result(execute(task))
+        return future
+
+    def shutdown(self) -> None:
+        pass

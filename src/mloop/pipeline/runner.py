@@ -1,0 +1,244 @@
+"""The scheduler: walks the graph, serves what it can from the cache, runs the rest, reports events.
+
+It knows nothing of MLflow: a tracker (see ``mloop.tracking``) is handed the run and each step as
+they happen. Steps whose inputs are ready run at once, up to the executor's width; a failing step
+stops its descendants while unrelated branches finish.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from mloop.errors import StepFailed
+from mloop.pipeline.artifacts import ArtifactRef, ArtifactStore
+from mloop.pipeline.cache import CacheEntry, StepCache, cache_key, code_digest, file_inputs
+from mloop.pipeline.executors import Executor
+from mloop.pipeline.executors import task as task_module
+from mloop.pipeline.executors.task import Task, TaskResult
+from mloop.pipeline.graph import Graph, Node, OutputRef
+
+State = Literal["pending", "running", "cached", "done", "failed", "skipped"]
+
+
+@dataclass
+class StepRecord:
+    """What happened to one step in one run."""
+
+    name: str
+    state: State = "pending"
+    key: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    file_digests: dict[str, str] = field(default_factory=dict)
+    started: float = 0.0
+    ended: float = 0.0
+    outputs: dict[str, ArtifactRef] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    files: dict[str, ArtifactRef] = field(default_factory=dict)
+    error: str = ""
+    traceback: str = ""
+    location: str = ""
+    skipped_because: str = ""
+
+    @property
+    def cached(self) -> bool:
+        return self.state == "cached"
+
+    @property
+    def duration_s(self) -> float:
+        return max(0.0, self.ended - self.started) if self.ended else 0.0
+
+
+@dataclass
+class RunResult:
+    """A finished run: each step's record, and the values the pipeline returned, loaded on demand."""
+
+    run_id: str
+    pipeline: str
+    graph: Graph
+    store: ArtifactStore
+    steps: dict[str, StepRecord]
+    started: float
+    ended: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.state in ("cached", "done") for r in self.steps.values())
+
+    @property
+    def status(self) -> str:
+        return "FINISHED" if self.ok else "FAILED"
+
+    def load(self, step: str, output: str = "output") -> Any:
+        """The value of one step output from the artifact store."""
+        return self.store.get(self.steps[step].outputs[output])
+
+    def ref(self, value: Any) -> ArtifactRef | None:
+        if isinstance(value, OutputRef):
+            return self.steps[value.node].outputs.get(value.output)
+        return None
+
+    def result(self, name: str) -> Any:
+        """A value the pipeline function returned, by its name (step outputs are loaded)."""
+        value = self.graph.results[name]
+        return self.load(value.node, value.output) if isinstance(value, OutputRef) else value
+
+
+class Tracker(Protocol):
+    """Receives a run as it happens (see ``mloop.tracking.mlflow_tracker.MlflowTracker``)."""
+
+    def start(self, result: RunResult) -> str: ...
+
+    def log_step(self, result: RunResult, record: StepRecord) -> None: ...
+
+    def finish(self, result: RunResult) -> None: ...
+
+
+Listener = Callable[[StepRecord], None]
+
+
+class Runner:
+    """Runs one graph once against a project's store."""
+
+    def __init__(self, graph: Graph, *, store_root: Path, project_root: Path, executor: Executor,
+                 tracker: Tracker | None = None, use_cache: bool = True, listener: Listener | None = None,
+                 pipeline_name: str = "pipeline") -> None:
+        self.graph = graph
+        self.project_root = project_root
+        self.store = ArtifactStore(store_root / "objects")
+        self.cache = StepCache(store_root / "cache", self.store)
+        self.log_root = store_root / "logs"
+        self.executor = executor
+        self.tracker = tracker
+        self.use_cache = use_cache
+        self.listener = listener or (lambda record: None)
+        self.pipeline_name = pipeline_name
+
+    def run(self) -> RunResult:
+        local_id = uuid.uuid4().hex
+        records = {node.name: StepRecord(node.name, params=dict(node.params)) for node in self.graph}
+        result = RunResult(local_id, self.pipeline_name, self.graph, self.store, records, time.time())
+        for node in self.graph:
+            records[node.name].file_digests = file_inputs(node.params, node.step.hints(), self.project_root, node.name)
+        task_module.STEPS.update({node.name: node.step for node in self.graph})
+        pending = list(self.graph.order)
+        running: dict[Future[TaskResult], str] = {}
+        unlogged: list[StepRecord] = []
+        tracking_started = self.tracker is None
+        try:
+            while pending or running:
+                for name in [n for n in pending if self._inputs_ready(self.graph.nodes[n], records)]:
+                    pending.remove(name)
+                    node, record = self.graph.nodes[name], records[name]
+                    blocked = self._failed_upstream(node, records)
+                    if blocked:
+                        record.state, record.skipped_because = "skipped", blocked
+                        self._emit(record, unlogged)
+                        continue
+                    record.key = self._key(node, record, records)
+                    entry = self.cache.get(record.key) if self.use_cache else None
+                    if entry is not None:
+                        now = time.time()
+                        record.state, record.started, record.ended = "cached", now, now
+                        record.outputs, record.metrics, record.files = entry.outputs, entry.metrics, entry.files
+                        self._emit(record, unlogged)
+                        continue
+                    record.state, record.started = "running", time.time()
+                    running[self.executor.submit(self._task(node, record, records, local_id))] = name
+                    self.listener(record)
+                if not tracking_started:
+                    # Start tracking once the first steps are under way: the tracker's imports overlap their work.
+                    assert self.tracker is not None
+                    result.run_id = self.tracker.start(result)
+                    tracking_started = True
+                for record in unlogged:
+                    if self.tracker is not None:
+                        self.tracker.log_step(result, record)
+                unlogged.clear()
+                if not running:
+                    continue
+                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._finish(records[running.pop(future)], future, unlogged)
+                if not done:
+                    for name in running.values():
+                        self.listener(records[name])
+            for record in unlogged:
+                if self.tracker is not None:
+                    self.tracker.log_step(result, record)
+        finally:
+            self.executor.shutdown()
+            result.ended = time.time()
+            if self.tracker is not None and tracking_started:
+                self.tracker.finish(result)
+        return result
+
+    def _emit(self, record: StepRecord, unlogged: list[StepRecord]) -> None:
+        self.listener(record)
+        unlogged.append(record)
+
+    def _inputs_ready(self, node: Node, records: dict[str, StepRecord]) -> bool:
+        return all(records[ref.node].state in ("cached", "done", "failed", "skipped") for ref in node.inputs.values())
+
+    def _failed_upstream(self, node: Node, records: dict[str, StepRecord]) -> str:
+        for ref in node.inputs.values():
+            if records[ref.node].state in ("failed", "skipped"):
+                return ref.node if records[ref.node].state == "failed" else records[ref.node].skipped_because
+        return ""
+
+    def _key(self, node: Node, record: StepRecord, records: dict[str, StepRecord]) -> str:
+        inputs = {param: records[ref.node].outputs[ref.output].digest for param, ref in node.inputs.items()}
+        return cache_key(code_digest(node.step), node.params, inputs, record.file_digests, node.outputs)
+
+    def _task(self, node: Node, record: StepRecord, records: dict[str, StepRecord], run_id: str) -> Task:
+        return Task(
+            step=node.name,
+            key=record.key,
+            inputs={param: records[ref.node].outputs[ref.output] for param, ref in node.inputs.items()},
+            params=dict(node.params),
+            store_root=str(self.store.root),
+            log_path=str(self.log_root / run_id / f"{node.name}.log"),
+            project_root=str(self.project_root),
+        )
+
+    def _finish(self, record: StepRecord, future: Future[TaskResult], unlogged: list[StepRecord]) -> None:
+        try:
+            outcome = future.result()
+        except BrokenProcessPool as err:
+            outcome = TaskResult(record.name, False, record.started, time.time(), 0,
+                                 error=f"the worker process running it died ({err})")
+        record.ended = outcome.ended
+        record.started = outcome.started or record.started
+        if outcome.ok:
+            record.state = "done"
+            record.outputs, record.metrics, record.files = outcome.outputs, outcome.metrics, outcome.files
+            self.cache.put(record.key, CacheEntry(record.name, outcome.outputs, outcome.metrics, outcome.files,
+                                                  outcome.ended - outcome.started))
+        else:
+            record.state = "failed"
+            record.error, record.traceback, record.location = outcome.error, outcome.traceback, outcome.location
+        self._emit(record, unlogged)
+
+
+def raise_for_failures(result: RunResult) -> None:
+    """Raise StepFailed naming each failed step, its error and where, if the run did not succeed."""
+    failed = {name: r for name, r in result.steps.items() if r.state == "failed"}
+    if not failed:
+        return
+    lines = [f"step {name!r} failed: {r.error}" + (f" ({r.location})" if r.location else "") for name, r in failed.items()]
+    skipped = [name for name, r in result.steps.items() if r.state == "skipped"]
+    if skipped:
+        lines.append(f"not run because of it: {', '.join(skipped)}")
+    finished = sum(r.state in ("cached", "done") for r in result.steps.values())
+    raise StepFailed(
+        "; ".join(lines),
+        hint=f"fix the step and run 'mloop run' again: the {finished} step(s) that finished come from the cache "
+        "(--verbose shows the traceback)",
+        failures={name: r.traceback for name, r in failed.items()},
+    )

@@ -1,0 +1,50 @@
+"""One place that builds the MLflow client for a project (SQLite under ``.mloop/`` by default)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mloop.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from mloop.config import ProjectConfig
+
+
+def mlflow_client(cfg: ProjectConfig) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    cfg.store.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+
+
+def experiment_id(client: MlflowClient, cfg: ProjectConfig, *, create: bool = True) -> str | None:
+    """The project's experiment id, created on first use with its artifacts under ``.mloop/``."""
+    try:
+        experiment = client.get_experiment_by_name(cfg.experiment)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        if not create:
+            return None
+        location = None if cfg.settings.tracking.uri else cfg.artifact_location
+        return str(client.create_experiment(cfg.experiment, artifact_location=location))
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+
+
+def tracking_error(cfg: ProjectConfig, err: BaseException) -> TrackingError:
+    from mloop.errors import MloopError
+
+    if isinstance(err, MloopError):
+        return TrackingError(err.message, hint=err.hint)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return TrackingError(
+        f"tracking store {cfg.tracking_uri} failed: {first[:300]}",
+        hint="check [tracking] uri in mloop.toml or MLOOP_TRACKING_URI, and that the server is up",
+    )
+
+
+def short(value: Any, limit: int = 6000) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

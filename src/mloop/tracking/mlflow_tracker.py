@@ -1,0 +1,131 @@
+"""Record a pipeline run in MLflow: one parent run, one nested run per step, lineage and inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mloop.tracking.client import experiment_id, mlflow_client, short, tracking_error
+from mloop.tracking.lineage import environment, git_state, package_versions
+
+if TYPE_CHECKING:
+    from mloop.config import ProjectConfig
+    from mloop.pipeline.runner import RunResult, StepRecord
+
+_STATUS = {"cached": "FINISHED", "done": "FINISHED", "failed": "FAILED", "skipped": "KILLED"}
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+class MlflowTracker:
+    """Implements the runner's Tracker protocol with an explicit ``MlflowClient`` (no fluent globals)."""
+
+    def __init__(self, cfg: ProjectConfig, *, source: str = "") -> None:
+        self.cfg = cfg
+        self.source = source
+        self.client: Any = None
+        self.experiment_id = ""
+        self.run_id = ""
+
+    def start(self, result: RunResult) -> str:
+        from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+
+        try:
+            self.client = mlflow_client(self.cfg)
+            self.experiment_id = experiment_id(self.client, self.cfg) or ""
+            git = git_state(self.cfg.root)
+            tags = {
+                "mlflow.source.type": "LOCAL",
+                "mlflow.source.name": self.source or result.pipeline,
+                "mloop.pipeline": result.pipeline,
+                "mloop.project": self.cfg.name,
+                "mloop.kind": "pipeline",
+                "mloop.local_run_id": result.run_id,
+                **{f"mloop.env.{name}": version for name, version in package_versions().items()},
+                "mloop.env.python": str(environment()["python"]),
+            }
+            if git:
+                tags.update({"mlflow.source.git.commit": git["commit"], "mloop.git.commit": git["commit"],
+                             "mloop.git.dirty": git["dirty"], "mlflow.source.git.branch": git["branch"]})
+            run = self.client.create_run(self.experiment_id, start_time=_ms(result.started), tags=tags,
+                                         run_name=f"{result.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
+            self.run_id = run.info.run_id
+            params = [Param(f"{node.name}.{k}", short(v)) for node in result.graph for k, v in node.params.items()]
+            for i in range(0, len(params), 100):
+                self.client.log_batch(self.run_id, params=params[i:i + 100])
+            datasets = []
+            for node in result.graph:
+                for pname, digest in result.steps[node.name].file_digests.items():
+                    path = str(node.params[pname])
+                    datasets.append(DatasetInput(
+                        Dataset(name=Path(path).name, digest=digest[:32], source_type="local",
+                                source=json.dumps({"uri": path, "sha256": digest})),
+                        tags=[InputTag("mlflow.data.context", "training"), InputTag("mloop.step", node.name),
+                              InputTag("mloop.sha256", digest)],
+                    ))
+            if datasets:
+                self.client.log_inputs(self.run_id, datasets=datasets)
+                digests = [tag.value for d in datasets for tag in d.tags if tag.key == "mloop.sha256"]
+                self.client.set_tag(self.run_id, "mloop.data.sha256", ",".join(digests))
+            self._log_json(self.run_id, "environment.json", environment())
+        except Exception as err:
+            raise tracking_error(self.cfg, err) from err
+        return self.run_id
+
+    def log_step(self, result: RunResult, record: StepRecord) -> None:
+        from mlflow.entities import Metric, Param
+
+        client = self.client
+        started = record.started or time.time()
+        tags = {
+            "mlflow.parentRunId": self.run_id,
+            "mloop.kind": "step",
+            "mloop.step": record.name,
+            "mloop.state": record.state,
+            "mloop.cache_hit": str(record.cached).lower(),
+            "mloop.cache_key": record.key,
+        }
+        if record.error:
+            tags["mloop.error"] = short(record.error, 5000)
+        if record.skipped_because:
+            tags["mloop.skipped_because"] = record.skipped_because
+        child = client.create_run(self.experiment_id, start_time=_ms(started), tags=tags, run_name=record.name)
+        child_id = child.info.run_id
+        now = _ms(time.time())
+        metrics = [Metric(k, v, now, 0) for k, v in record.metrics.items()]
+        metrics.append(Metric("duration_s", record.duration_s, now, 0))
+        params = [Param(k, short(v)) for k, v in record.params.items()]
+        params += [Param(f"output.{k}", ref.digest) for k, ref in record.outputs.items()]
+        client.log_batch(child_id, metrics=metrics, params=params)
+        if record.metrics:
+            client.log_batch(self.run_id, metrics=[Metric(f"{record.name}.{k}", v, now, 0)
+                                                   for k, v in record.metrics.items()])
+        if record.files:
+            with tempfile.TemporaryDirectory(prefix="mloop-artifacts-") as tmp:
+                for name, ref in record.files.items():
+                    shutil.copyfile(result.store.file_path(ref), Path(tmp) / name)
+                client.log_artifacts(child_id, tmp)
+        if record.traceback:
+            client.log_text(child_id, record.traceback, "traceback.txt")
+        client.set_terminated(child_id, _STATUS.get(record.state, "FINISHED"), end_time=_ms(record.ended or time.time()))
+
+    def finish(self, result: RunResult) -> None:
+        from mlflow.entities import Metric
+
+        if not self.run_id:
+            return
+        now = _ms(time.time())
+        counts = {state: sum(r.state == state for r in result.steps.values()) for state in _STATUS}
+        metrics = [Metric(f"steps_{state}", float(n), now, 0) for state, n in counts.items()]
+        metrics.append(Metric("duration_s", result.ended - result.started, now, 0))
+        self.client.log_batch(self.run_id, metrics=metrics)
+        self.client.set_terminated(self.run_id, result.status, end_time=_ms(result.ended or time.time()))
+
+    def _log_json(self, run_id: str, name: str, data: Any) -> None:
+        self.client.log_dict(run_id, data, name)
