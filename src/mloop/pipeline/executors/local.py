@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from mloop.pipeline.executors import Executor
 from mloop.pipeline.executors.task import Task, TaskResult, execute
@@ -24,7 +25,13 @@ class LocalExecutor(Executor):
     def submit(self, task: Task) -> Future[TaskResult]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.max_workers, mp_context=multiprocessing.get_context("fork"))
-        return self._pool.submit(execute, task)
+        try:
+            return self._pool.submit(execute, task)
+        except BrokenProcessPool:
+            # A worker died (a crashing step): the runner failed its tasks; later steps get a fresh pool.
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            return self.submit(task)
 
     def shutdown(self) -> None:
         if self._pool is not None:

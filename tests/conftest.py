@@ -1,0 +1,72 @@
+"""Shared fixtures: one MLflow database per session (migrations are slow), copied per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "breast_cancer"
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+for name in [n for n in os.environ if n.startswith("MLOOP_")]:
+    del os.environ[name]  # the tests set what they need
+
+
+@pytest.fixture(scope="session")
+def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow SQLite database, created once per session."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="session")
+def breast_cancer_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "breast_cancer.csv"
+    subprocess.run([sys.executable, str(EXAMPLE / "write_data.py"), str(out)], check=True, capture_output=True)
+    return out
+
+
+def copy_project(source: Path, dest: Path, db_template: Path) -> Path:
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".mloop", "__pycache__", "*.csv"))
+    (dest / ".mloop").mkdir()
+    shutil.copyfile(db_template, dest / ".mloop" / "mlflow.db")
+    return dest
+
+
+@pytest.fixture
+def breast_cancer_project(tmp_path: Path, mlflow_db_template: Path, breast_cancer_csv: Path) -> Path:
+    """A private copy of the reference project with its data and a fresh MLflow store."""
+    root = copy_project(EXAMPLE, tmp_path / "breast_cancer", mlflow_db_template)
+    (root / "data").mkdir(exist_ok=True)
+    shutil.copyfile(breast_cancer_csv, root / "data" / "breast_cancer.csv")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _forget_pipeline_modules():
+    """Each test imports its own project's pipeline module: drop it from sys.modules afterwards."""
+    before = set(sys.modules)
+    path = list(sys.path)
+    yield
+    for name in set(sys.modules) - before:
+        if name in ("pipeline", "flow", "steps") or name.startswith("pipeline."):
+            del sys.modules[name]
+    sys.path[:] = path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mloop.errors import MaterializerError, StoreError
+from mloop.pipeline.artifacts import ArtifactStore, atomic_write_text, materializer_for, register_materializer
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+
+def test_dataframe_roundtrips_through_parquet(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}, index=[10, 11])
+    ref = store.put(frame)
+    assert ref.materializer == "parquet" and store.path(ref).suffix == ".parquet"
+    pd.testing.assert_frame_equal(store.get(ref), frame)
+
+
+def test_series_comes_back_as_series(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    series = pd.Series([1.5, 2.5], name="s")
+    pd.testing.assert_series_equal(store.get(store.put(series)), series)
+
+
+def test_numpy_array_roundtrips_without_pickle(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    ref = store.put(array)
+    assert ref.materializer == "numpy"
+    np.testing.assert_array_equal(store.get(ref), array)
+
+
+def test_estimator_is_pickled_and_predicts_after_loading(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    ref = store.put(model)
+    assert ref.materializer == "pickle"
+    assert list(store.get(ref).predict([[0.0], [3.0]])) == [0, 1]
+
+
+def test_plain_values_are_json_and_other_objects_pickle(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    assert materializer_for({"a": [1, 2.5, None, "x"]}).name == "json"
+    assert materializer_for((1, 2)).name == "pickle"  # a tuple would come back a list through JSON
+    assert store.get(store.put(Point(3))).x == 3
+
+
+def test_same_content_is_stored_once_under_the_same_digest(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    first, second = store.put({"a": 1}), store.put({"a": 1})
+    assert first == second
+    assert len([p for p in tmp_path.rglob("*") if p.is_file() and "tmp" not in p.relative_to(tmp_path).parts]) == 1
+
+
+def test_unstorable_value_raises_and_leaves_no_object(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    with pytest.raises(MaterializerError, match="cannot store a generator"):
+        store.put(x for x in range(3))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_missing_object_is_a_store_error_with_a_fix(tmp_path: Path):
+    store = ArtifactStore(tmp_path)
+    ref = store.put([1, 2])
+    store.path(ref).unlink()
+    with pytest.raises(StoreError, match="is missing") as info:
+        store.get(ref)
+    assert "--no-cache" in info.value.hint
+
+
+def test_custom_materializer_is_found_along_the_mro(tmp_path: Path):
+    class PointMaterializer:
+        name = "point"
+        suffix = ".pt"
+
+        def save(self, value, path):
+            path.write_text(str(value.x))
+
+        def load(self, path):
+            return Point(int(path.read_text()))
+
+    class SubPoint(Point):
+        pass
+
+    register_materializer(PointMaterializer(), f"{Point.__module__}.{Point.__qualname__}")
+    store = ArtifactStore(tmp_path)
+    ref = store.put(SubPoint(7))
+    assert ref.materializer == "point" and store.get(ref).x == 7
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path):
+    target = tmp_path / "entry.json"
+    atomic_write_text(target, "old")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["entry.json"]
