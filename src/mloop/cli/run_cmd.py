@@ -90,10 +90,12 @@ def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, pro
     if reg is not None:
         aliases = ", ".join(reg.aliases) or "no alias"
         if reg.reused:
-            console.print(f"model {reg.model_name} v{reg.version} ({aliases}): unchanged, already registered")
+            console.print(f"model {reg.model_name} v{reg.version} ({aliases}): unchanged, already registered",
+                          soft_wrap=True)
         else:
-            console.print(f"model {reg.model_name} v{reg.version} registered as {aliases}")
-            console.print(f"  promotion: {reg.decision.reason}")
+            console.print(f"model {reg.model_name} v{reg.version} registered as {aliases}", soft_wrap=True)
+            console.print(f"  promotion: {reg.decision.reason}", soft_wrap=True)
     if track:
-        console.print(f"details: mloop runs show {result.run_id[:8]}    MLflow UI: mloop ui  "
-                      f"(or: mlflow ui --backend-store-uri {cfg.tracking_uri})", soft_wrap=True)
+        remote = cfg.tracking_uri.startswith(("http://", "https://"))
+        ui = cfg.tracking_uri if remote else f"mloop ui  (or: mlflow ui --backend-store-uri {cfg.tracking_uri})"
+        console.print(f"details: mloop runs show {result.run_id[:8]}    MLflow UI: {ui}", soft_wrap=True)

@@ -7,6 +7,7 @@ stops its descendants while unrelated branches finish.
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,6 @@ from mloop.errors import StepFailed
 from mloop.pipeline.artifacts import ArtifactRef, ArtifactStore
 from mloop.pipeline.cache import CacheEntry, StepCache, cache_key, code_digest, file_inputs
 from mloop.pipeline.executors import Executor
-from mloop.pipeline.executors import task as task_module
 from mloop.pipeline.executors.task import Task, TaskResult
 from mloop.pipeline.graph import Graph, Node, OutputRef
 
@@ -126,7 +126,9 @@ class Runner:
         result = RunResult(local_id, self.pipeline_name, self.graph, self.store, records, time.time())
         for node in self.graph:
             records[node.name].file_digests = file_inputs(node.params, node.step.hints(), self.project_root, node.name)
-        task_module.STEPS.update({node.name: node.step for node in self.graph})
+        import cloudpickle
+
+        blobs = {node.name: cloudpickle.dumps(node.step) for node in self.graph}
         pending = list(self.graph.order)
         running: dict[Future[TaskResult], str] = {}
         unlogged: list[StepRecord] = []
@@ -150,7 +152,7 @@ class Runner:
                         self._emit(record, unlogged)
                         continue
                     record.state, record.started = "running", time.time()
-                    running[self.executor.submit(self._task(node, record, records, local_id))] = name
+                    running[self.executor.submit(self._task(node, record, records, blobs[name], local_id))] = name
                     self.listener(record)
                 if not tracking_started:
                     # Start tracking once the first steps are under way: the tracker's imports overlap their work.
@@ -196,15 +198,18 @@ class Runner:
         inputs = {param: records[ref.node].outputs[ref.output].digest for param, ref in node.inputs.items()}
         return cache_key(code_digest(node.step), node.params, inputs, record.file_digests, node.outputs)
 
-    def _task(self, node: Node, record: StepRecord, records: dict[str, StepRecord], run_id: str) -> Task:
+    def _task(self, node: Node, record: StepRecord, records: dict[str, StepRecord], blob: bytes,
+              run_id: str) -> Task:
         return Task(
             step=node.name,
             key=record.key,
+            step_blob=blob,
             inputs={param: records[ref.node].outputs[ref.output] for param, ref in node.inputs.items()},
             params=dict(node.params),
             store_root=str(self.store.root),
             log_path=str(self.log_root / run_id / f"{node.name}.log"),
             project_root=str(self.project_root),
+            sys_path=[p for p in sys.path if p],
         )
 
     def _finish(self, record: StepRecord, future: Future[TaskResult], unlogged: list[StepRecord]) -> None:

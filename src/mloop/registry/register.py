@@ -58,9 +58,9 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
     try:
         existing = _version_with_digest(client, name, model_ref.digest, test_key.digest if test_key else "")
         if existing is not None:
-            client.set_tag(result.run_id, "mloop.model_version", existing.version)
+            client.set_tag(result.run_id, "mloop.model_version", str(existing.version))
             aliases = list(getattr(existing, "aliases", []) or [])
-            return Registration(name, existing.version, aliases,
+            return Registration(name, str(existing.version), aliases,
                                 Decision(CHAMPION in aliases, "the same model is registered already", float("nan")), True)
     except RegistryError:
         raise

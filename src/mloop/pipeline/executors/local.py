@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.context
 import os
+import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -11,20 +13,33 @@ from mloop.pipeline.executors import Executor
 from mloop.pipeline.executors.task import Task, TaskResult, execute
 
 
+# Libraries worth importing once in the fork server when the parent has them already.
+PRELOAD_IF_LOADED = ("numpy", "pandas", "pyarrow", "scipy", "sklearn")
+
+
 class LocalExecutor(Executor):
     """Independent steps run at the same time, each in a worker process.
 
-    Workers are forked, so they inherit the imported pipeline module and start in milliseconds;
-    a step that crashes its process fails alone, without taking the run down.
+    Workers come from a fork server: a clean process that never ran user code, so a parent that
+    has used OpenMP (scikit-learn, in a notebook or while registering) cannot hand a worker a
+    deadlocked runtime, as a plain fork would. The server preloads mloop and whichever heavy
+    libraries the parent had imported, so workers start in milliseconds. A step that crashes its
+    process fails alone, without taking the run down.
     """
 
     def __init__(self, max_workers: int = 0) -> None:
         self.max_workers = max_workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
 
+    def _context(self) -> multiprocessing.context.BaseContext:
+        ctx = multiprocessing.get_context("forkserver")
+        preload = ["mloop.pipeline.executors.task", *(m for m in PRELOAD_IF_LOADED if m in sys.modules)]
+        ctx.set_forkserver_preload(preload)  # takes effect when this process first starts its server
+        return ctx
+
     def submit(self, task: Task) -> Future[TaskResult]:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=multiprocessing.get_context("fork"))
+            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context())
         try:
             return self._pool.submit(execute, task)
         except BrokenProcessPool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -14,19 +16,21 @@ from typing import Any
 from mloop.pipeline import context
 from mloop.pipeline.artifacts import ArtifactRef, ArtifactStore
 
-# Steps by name, filled by the runner before worker processes are forked (they inherit it).
-STEPS: dict[str, Any] = {}
-
 
 @dataclass
 class Task:
+    """One step to run. ``step_blob`` is the Step, cloudpickled: by reference when its module can be
+    imported, by value otherwise (a notebook cell, a nested function)."""
+
     step: str
     key: str
+    step_blob: bytes
     inputs: dict[str, ArtifactRef]
     params: dict[str, Any]
     store_root: str
     log_path: str
     project_root: str
+    sys_path: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -53,7 +57,10 @@ def execute(task: Task) -> TaskResult:
     log_path = Path(task.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        step = STEPS[task.step]
+        for entry in reversed(task.sys_path):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        step = pickle.loads(task.step_blob)  # noqa: S301 - pickled by this run's own parent process
         kwargs = {name: store.get(ref) for name, ref in task.inputs.items()}
         kwargs.update(_resolve_paths(task.params, step.hints(), Path(task.project_root)))
         with log_path.open("w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
