@@ -133,6 +133,7 @@ class Runner:
         running: dict[Future[TaskResult], str] = {}
         unlogged: list[StepRecord] = []
         tracking_started = self.tracker is None
+        interrupted = True
         try:
             while pending or running:
                 for name in [n for n in pending if self._inputs_ready(self.graph.nodes[n], records)]:
@@ -174,8 +175,12 @@ class Runner:
             for record in unlogged:
                 if self.tracker is not None:
                     self.tracker.log_step(result, record)
+            interrupted = False
         finally:
-            self.executor.shutdown()
+            self.executor.shutdown(kill=interrupted)
+            for record in records.values():
+                if record.state in ("pending", "running"):
+                    record.state, record.error = "failed", "interrupted"
             result.ended = time.time()
             if self.tracker is not None and tracking_started:
                 self.tracker.finish(result)

@@ -176,3 +176,32 @@ def test_step_stdout_goes_to_its_log_not_the_terminal(tmp_path: Path, capfd):
     assert "hello from the step" not in capfd.readouterr().out
     log = result.store.file_path(result.steps["chatty"].files["step.log"]).read_text()
     assert log.strip() == "hello from the step"
+
+
+@step
+def knn_in_worker(data: list[int]) -> int:
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 20))
+    model = KNeighborsClassifier().fit(x, (x[:, 0] > 0).astype(int))
+    return int(model.predict(x[:500]).sum())
+
+
+@pipeline
+def knn_flow():
+    knn_in_worker(source())
+
+
+@pytest.mark.timeout(120)
+def test_workers_do_not_deadlock_after_the_parent_used_openmp(tmp_path: Path):
+    """Forking a process whose OpenMP runtime is initialised hangs k-NN in the child (seen here)."""
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 20))
+    KNeighborsClassifier().fit(x, (x[:, 0] > 0).astype(int)).predict(x[:500])  # OpenMP threads start here
+    result = run(knn_flow.build(), tmp_path)
+    assert result.steps["knn_in_worker"].state == "done", result.steps["knn_in_worker"].error

@@ -28,7 +28,8 @@ class Executor(ABC):
     def submit(self, task: Task) -> Future[TaskResult]: ...
 
     @abstractmethod
-    def shutdown(self) -> None: ...
+    def shutdown(self, *, kill: bool = False) -> None:
+        """Release workers; ``kill`` stops running tasks at once (the run was interrupted)."""
 
 
 def get_executor(name: str, **options: object) -> Executor:

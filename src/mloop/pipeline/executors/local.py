@@ -48,10 +48,15 @@ class LocalExecutor(Executor):
             self._pool = None
             return self.submit(task)
 
-    def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def shutdown(self, *, kill: bool = False) -> None:
+        if self._pool is None:
+            return
+        if kill:
+            # ProcessPoolExecutor cannot stop a running task: terminate its workers instead.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=not kill, cancel_futures=True)
+        self._pool = None
 
 
 class InlineExecutor(Executor):
@@ -65,5 +70,5 @@ class InlineExecutor(Executor):
         future.set_result(execute(task))
         return future
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, kill: bool = False) -> None:
         pass
