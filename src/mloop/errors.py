@@ -78,9 +78,10 @@ class ProjectNotFound(ConfigError):
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or a list of the known names."""
     known = sorted(set(candidates))
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
     if close:
-        return f"did you mean {close[0]!r}?"
+        return f"did you mean {by_lower[close[0]]!r}?"
     if not known:
         return "there are none"
     return "known: " + ", ".join(repr(k) for k in known)
