@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
 from rich.console import Console
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Piped output (logs, CI, tests) gets wide lines instead of rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
 def report_error(err: BaseException, *, verbose: bool) -> int:
