@@ -183,3 +183,11 @@ def test_help_is_fast_enough_to_feel_instant_and_lists_the_commands(tmp_path: Pa
     assert done.returncode == 0
     for command in ("run", "runs", "models", "ui", "init"):
         assert command in done.stdout
+
+
+def test_unreachable_tracking_server_fails_fast_with_the_fix(new_project: Path):
+    started = time.time()
+    done = mloop("run", cwd=new_project, env={"MLOOP_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    err = one_error_line(done)
+    assert "is not reachable" in err and "MLOOP_TRACKING_URI" in err
+    assert time.time() - started < 60, "MLflow's own retries were not cut short"

@@ -129,10 +129,9 @@ class Runner:
         import cloudpickle
 
         blobs = {node.name: cloudpickle.dumps(node.step) for node in self.graph}
+        tracking = _TrackingThread(self.tracker, result)
         pending = list(self.graph.order)
         running: dict[Future[TaskResult], str] = {}
-        unlogged: list[StepRecord] = []
-        tracking_started = self.tracker is None
         interrupted = True
         try:
             while pending or running:
@@ -142,7 +141,7 @@ class Runner:
                     blocked = self._failed_upstream(node, records)
                     if blocked:
                         record.state, record.skipped_because = "skipped", blocked
-                        self._emit(record, unlogged)
+                        self._emit(record, tracking)
                         continue
                     record.key = self._key(node, record, records)
                     entry = self.cache.get(record.key) if self.use_cache else None
@@ -150,31 +149,20 @@ class Runner:
                         now = time.time()
                         record.state, record.started, record.ended = "cached", now, now
                         record.outputs, record.metrics, record.files = entry.outputs, entry.metrics, entry.files
-                        self._emit(record, unlogged)
+                        self._emit(record, tracking)
                         continue
                     record.state, record.started = "running", time.time()
                     running[self.executor.submit(self._task(node, record, records, blobs[name], local_id))] = name
                     self.listener(record)
-                if not tracking_started:
-                    # Start tracking once the first steps are under way: the tracker's imports overlap their work.
-                    assert self.tracker is not None
-                    result.run_id = self.tracker.start(result)
-                    tracking_started = True
-                for record in unlogged:
-                    if self.tracker is not None:
-                        self.tracker.log_step(result, record)
-                unlogged.clear()
+                tracking.raise_if_start_failed()
                 if not running:
                     continue
                 done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._finish(records[running.pop(future)], future, unlogged)
+                    self._finish(records[running.pop(future)], future, tracking)
                 if not done:
                     for name in running.values():
                         self.listener(records[name])
-            for record in unlogged:
-                if self.tracker is not None:
-                    self.tracker.log_step(result, record)
             interrupted = False
         finally:
             self.executor.shutdown(kill=interrupted)
@@ -182,13 +170,12 @@ class Runner:
                 if record.state in ("pending", "running"):
                     record.state, record.error = "failed", "interrupted"
             result.ended = time.time()
-            if self.tracker is not None and tracking_started:
-                self.tracker.finish(result)
+            tracking.finish(raise_errors=not interrupted)
         return result
 
-    def _emit(self, record: StepRecord, unlogged: list[StepRecord]) -> None:
+    def _emit(self, record: StepRecord, tracking: _TrackingThread) -> None:
         self.listener(record)
-        unlogged.append(record)
+        tracking.log_step(record)
 
     def _inputs_ready(self, node: Node, records: dict[str, StepRecord]) -> bool:
         return all(records[ref.node].state in ("cached", "done", "failed", "skipped") for ref in node.inputs.values())
@@ -217,7 +204,7 @@ class Runner:
             sys_path=[p for p in sys.path if p],
         )
 
-    def _finish(self, record: StepRecord, future: Future[TaskResult], unlogged: list[StepRecord]) -> None:
+    def _finish(self, record: StepRecord, future: Future[TaskResult], tracking: _TrackingThread) -> None:
         try:
             outcome = future.result()
         except BrokenProcessPool as err:
@@ -233,7 +220,48 @@ class Runner:
         else:
             record.state = "failed"
             record.error, record.traceback, record.location = outcome.error, outcome.traceback, outcome.location
-        self._emit(record, unlogged)
+        self._emit(record, tracking)
+
+
+class _TrackingThread:
+    """Hands the tracker its calls, in order, on one background thread.
+
+    Tracking libraries are slow to import (MLflow: about 2 s) and write to a database; on their own
+    thread they never hold up scheduling, and a run's steps proceed while the tracker starts.
+    """
+
+    def __init__(self, tracker: Tracker | None, result: RunResult) -> None:
+        self.tracker = tracker
+        self.result = result
+        self.calls: list[Future[Any]] = []
+        self.pool = None
+        if tracker is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="mloop-tracking")
+            self.calls.append(self.pool.submit(self._start))
+
+    def _start(self) -> None:
+        assert self.tracker is not None
+        self.result.run_id = self.tracker.start(self.result)
+
+    def raise_if_start_failed(self) -> None:
+        """Stop the run early when the tracker could not start (an unreachable server, a bad URI)."""
+        if self.calls and self.calls[0].done() and self.calls[0].exception() is not None:
+            raise self.calls[0].exception()  # type: ignore[misc]
+
+    def log_step(self, record: StepRecord) -> None:
+        if self.pool is not None and self.tracker is not None:
+            self.calls.append(self.pool.submit(self.tracker.log_step, self.result, record))
+
+    def finish(self, *, raise_errors: bool) -> None:
+        if self.pool is None or self.tracker is None:
+            return
+        self.calls.append(self.pool.submit(self.tracker.finish, self.result))
+        self.pool.shutdown(wait=True)
+        errors = [call.exception() for call in self.calls if call.exception() is not None]
+        if errors and raise_errors:
+            raise errors[0]  # the first failure explains the rest (they need a started run)
 
 
 def raise_for_failures(result: RunResult) -> None:

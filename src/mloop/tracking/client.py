@@ -13,10 +13,34 @@ if TYPE_CHECKING:
 
 
 def mlflow_client(cfg: ProjectConfig) -> MlflowClient:
+    """A client on the project's store; a tracking server is probed first so a dead one fails fast
+    (MLflow itself retries for minutes)."""
+    if cfg.tracking_uri.startswith(("http://", "https://")):
+        check_server(cfg.tracking_uri)
     from mlflow import MlflowClient
 
     cfg.store.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            if response.status < 400:
+                return
+            problem = f"HTTP {response.status}"
+    except urllib.error.HTTPError as err:
+        problem = f"HTTP {err.code}"
+    except (OSError, ValueError) as err:
+        problem = str(getattr(err, "reason", err))
+    raise TrackingError(
+        f"the tracking server {uri} is not reachable ({problem})",
+        hint="start it, or fix [tracking] uri in mloop.toml / MLOOP_TRACKING_URI (empty means the local store)",
+    )
 
 
 def experiment_id(client: MlflowClient, cfg: ProjectConfig, *, create: bool = True) -> str | None:
