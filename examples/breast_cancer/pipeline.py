@@ -103,12 +103,16 @@ def evaluate(logreg: Any, knn: Any, test: Any) -> dict[str, dict[str, float]]:
         }
         for metric, value in scores[name].items():
             log_metric(f"{name}.{metric}", value)
-        figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-        metrics.ConfusionMatrixDisplay.from_predictions(truth, predicted, ax=axes[0], colorbar=False)
-        axes[0].set_title(f"{name}: confusion matrix")
-        metrics.RocCurveDisplay.from_predictions(truth, proba, ax=axes[1], name=name)
-        axes[1].set_title(f"{name}: ROC curve")
-        log_figure(figure, f"{name}_evaluation.png")
+        figure, axes = plt.subplots(figsize=(5, 4))
+        metrics.ConfusionMatrixDisplay.from_predictions(
+            truth, predicted, display_labels=["malignant", "benign"], ax=axes, colorbar=False)
+        axes.set_title(f"{name}: confusion matrix")
+        log_figure(figure, f"{name}_confusion_matrix.png")
+        plt.close(figure)
+        figure, axes = plt.subplots(figsize=(5, 4))
+        metrics.RocCurveDisplay.from_predictions(truth, proba, ax=axes, name=name)
+        axes.set_title(f"{name}: ROC curve")
+        log_figure(figure, f"{name}_roc_curve.png")
         plt.close(figure)
     return scores
 

@@ -89,8 +89,8 @@ def test_one_parent_run_with_a_nested_run_per_step(first_run):
     evaluate = by_step["evaluate"]
     assert {m for m in evaluate.data.metrics if m.endswith("roc_auc")} == {"logreg.roc_auc", "knn.roc_auc"}
     artifacts = {a.path for a in client.list_artifacts(evaluate.info.run_id)}
-    assert {"logreg_evaluation.png", "knn_evaluation.png"} <= artifacts
-    png = client.download_artifacts(evaluate.info.run_id, "knn_evaluation.png")
+    assert {f"{model}_{plot}.png" for model in ("logreg", "knn") for plot in ("confusion_matrix", "roc_curve")} <= artifacts
+    png = client.download_artifacts(evaluate.info.run_id, "knn_roc_curve.png")
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "step.log" in {a.path for a in client.list_artifacts(by_step["select"].info.run_id)}
 
@@ -203,7 +203,7 @@ def test_a_tracking_server_is_used_when_the_uri_says_so(after_first_run, mlflow_
         assert (after_first_run / ".mloop" / "mlflow.db").read_bytes() == before, "the local store was written"
         evaluate = remote.search_runs([remote.get_run(outcome.run_id).info.experiment_id],
                                       filter_string="tags.`mloop.step` = 'evaluate'")[0]
-        assert "knn_evaluation.png" in {a.path for a in remote.list_artifacts(evaluate.info.run_id)}
+        assert "knn_roc_curve.png" in {a.path for a in remote.list_artifacts(evaluate.info.run_id)}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
