@@ -35,18 +35,22 @@ result = phase("cache look-ups of every step (no tracking)", lambda: Runner(
     graph, store_root=cfg.store, project_root=cfg.root, executor=LocalExecutor()).run())
 assert all(r.cached for r in result.steps.values())
 phase("import mlflow", lambda: __import__("mlflow"))
+phase("import MLflow's SQL store (SQLAlchemy, Alembic)", lambda: __import__("mlflow.store.tracking.sqlalchemy_store"))
+from mloop.tracking.client import experiment_id, mlflow_client  # noqa: E402
 from mloop.tracking.mlflow_tracker import MlflowTracker  # noqa: E402
 
+phase("open the store (engine, schema check, experiment)", lambda: experiment_id(mlflow_client(cfg), cfg))
+tracker = MlflowTracker(cfg)
+phase("start the run (tags, params, inputs, environment.json)", lambda: setattr(result, "run_id", tracker.start(result)))
 
-def track():
-    tracker = MlflowTracker(cfg)
-    result.run_id = tracker.start(result)
+
+def log_steps():
     for record in result.steps.values():
         tracker.log_step(result, record)
     tracker.finish(result)
 
 
-phase("record the run and 8 nested runs in MLflow (SQLite)", track)
+phase(f"record {len(result.steps)} nested step runs and finish", log_steps)
 from mloop.registry.register import register_candidate  # noqa: E402
 
 phase("registry: find the already-registered version", lambda: register_candidate(cfg, result))

@@ -235,3 +235,24 @@ def test_notebook_api_runs_the_same_pipeline(after_first_run):
     assert hasattr(model, "predict_proba")
     with open(outcome.result.store.path(outcome.result.steps["outliers"].outputs["output"]), "rb") as fh:
         assert hasattr(pickle.load(fh), "score_samples")
+
+
+def test_git_commit_and_dirty_flag_are_recorded(after_first_run):
+    def git(*args):
+        return subprocess.run(["git", "-C", str(after_first_run), *args], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    git("init", "-q")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "add", "mloop.toml", "pipeline.py", "write_data.py")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "reference project")
+    head = git("rev-parse", "HEAD")
+    clean = run_project(load_project(after_first_run))
+    tags = client_for(after_first_run).get_run(clean.run_id).data.tags
+    assert tags["mlflow.source.git.commit"] == head and tags["mloop.git.dirty"] == "false"
+
+    with (after_first_run / "pipeline.py").open("a") as fh:
+        fh.write("\n# an uncommitted edit\n")
+    dirty = run_project(load_project(after_first_run))
+    tags = client_for(after_first_run).get_run(dirty.run_id).data.tags
+    assert tags["mloop.git.commit"] == head and tags["mloop.git.dirty"] == "true"
+    assert set(states(dirty).values()) == {"cached"}, "a comment outside the steps changes no step's code"

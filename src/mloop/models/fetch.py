@@ -36,7 +36,7 @@ def download_model(cfg: ProjectConfig, uri: str, dst: Path | None = None) -> Pat
     try:
         if alias:
             version = str(client.get_model_version_by_alias(name, alias).version)
-        source = client.get_model_version_download_uri(name, version)
+        source = client.get_model_version_download_uri(name, str(version))
         path = download_artifacts(artifact_uri=source, dst_path=str(target), tracking_uri=cfg.tracking_uri)
     except MlflowException as err:
         raise RegistryError(f"cannot fetch {uri}: {err.message}", hint="list models with 'mloop models'") from err

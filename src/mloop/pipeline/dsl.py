@@ -43,7 +43,7 @@ class Step(Generic[P, R]):
                     f"step {self.name!r}{_where(fn)}: *{param.name} is not supported",
                     hint="give every input and parameter of a step its own name",
                 )
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<step {self.name}>"
@@ -52,7 +52,7 @@ class Step(Generic[P, R]):
         tracer = _tracer.get()
         if tracer is None:
             return self.fn(*args, **kwargs)
-        return tracer.add(self, args, kwargs, _caller_location())  # type: ignore[return-value]
+        return tracer.add(self, args, kwargs, _caller_location())  # type: ignore[no-any-return]
 
     def with_name(self, name: str) -> Step[P, R]:
         """The same step under another name, to use one function twice in a pipeline."""

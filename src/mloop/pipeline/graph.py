@@ -37,7 +37,7 @@ class Node:
     """A step placed in a pipeline: where its data inputs come from and its parameter values."""
 
     name: str
-    step: Step
+    step: Step[..., Any]
     inputs: dict[str, OutputRef] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     location: Location | None = None

@@ -247,8 +247,10 @@ class _TrackingThread:
 
     def raise_if_start_failed(self) -> None:
         """Stop the run early when the tracker could not start (an unreachable server, a bad URI)."""
-        if self.calls and self.calls[0].done() and self.calls[0].exception() is not None:
-            raise self.calls[0].exception()  # type: ignore[misc]
+        if self.calls and self.calls[0].done():
+            error = self.calls[0].exception()
+            if error is not None:
+                raise error
 
     def log_step(self, record: StepRecord) -> None:
         if self.pool is not None and self.tracker is not None:
@@ -259,7 +261,7 @@ class _TrackingThread:
             return
         self.calls.append(self.pool.submit(self.tracker.finish, self.result))
         self.pool.shutdown(wait=True)
-        errors = [call.exception() for call in self.calls if call.exception() is not None]
+        errors = [error for call in self.calls if (error := call.exception()) is not None]
         if errors and raise_errors:
             raise errors[0]  # the first failure explains the rest (they need a started run)
 
