@@ -25,10 +25,13 @@ def _pipeline_runs(client: Any, experiment_id: str, limit: int) -> list[Any]:
 
 
 def _key_metrics(metrics: dict[str, float], limit: int = 4) -> str:
+    """A step's own metrics (``select.accuracy``) over ones it logged per candidate (``evaluate.knn.f1``)."""
     shown = {k: v for k, v in metrics.items() if not k.startswith(_HIDDEN_METRICS)}
-    # the selected model's metrics (no dot in a step-level name) first, then the rest
-    ordered = sorted(shown.items(), key=lambda kv: (kv[0].count("."), kv[0]))
-    return "  ".join(f"{k}={v:.4g}" for k, v in ordered[:limit])
+    fewest_dots = min((k.count(".") for k in shown), default=0)
+    ordered = sorted((kv for kv in shown.items() if kv[0].count(".") == fewest_dots), key=lambda kv: kv[0])
+    more = len(shown) - min(limit, len(ordered))
+    text = "  ".join(f"{k}={v:.4g}" for k, v in ordered[:limit])
+    return text + (f"  (+{more})" if more > 0 else "")
 
 
 def list_runs(*, limit: int, project: Path | None) -> None:
