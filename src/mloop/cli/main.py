@@ -90,6 +90,27 @@ def ui(
 
 
 @app.command()
+def serve(
+    model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
+                                                        "(default: the project's champion).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
+    token: Annotated[Optional[str], typer.Option(help="Bearer token clients must send (or MLOOP_TOKEN).")] = None,
+    max_batch_rows: Annotated[int, typer.Option(min=1, help="Most rows in one predict call.")] = 1024,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="Extra wait to gather a batch (0: none).")] = 0.0,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body; bigger gets 413.")] = 10.0,
+    access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve a model over HTTP: Open Inference (KServe V2) protocol, plain JSON and Prometheus metrics."""
+    from mloop.cli import serve_cmd
+
+    serve_cmd.serve(model, host=host, port=port, token=token, project=project, max_batch_rows=max_batch_rows,
+                    max_wait_ms=max_wait_ms, max_body_mb=max_body_mb, access_log=access_log)
+
+
+@app.command()
 def init(
     name: Annotated[str, typer.Argument(help="Name of the new project (also its folder).")],
     directory: Annotated[Optional[Path], typer.Option("--dir", help="Parent folder (default: here).")] = None,

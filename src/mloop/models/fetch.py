@@ -43,6 +43,21 @@ def download_model(cfg: ProjectConfig, uri: str, dst: Path | None = None) -> Pat
     return Path(path)
 
 
+def resolve_version(cfg: ProjectConfig, uri: str) -> str:
+    """The version number a model URI points at now (an alias resolves to its current version)."""
+    from mlflow.exceptions import MlflowException
+
+    from mloop.tracking.client import mlflow_client
+
+    name, version, alias = parse_model_uri(uri)
+    if version:
+        return version
+    try:
+        return str(mlflow_client(cfg).get_model_version_by_alias(name, str(alias)).version)
+    except MlflowException as err:
+        raise RegistryError(f"no {uri}: {err.message}", hint="list models and aliases with 'mloop models'") from err
+
+
 def load_sklearn_model(model_dir: Path) -> Any:
     import mlflow.sklearn
 

@@ -1,0 +1,36 @@
+"""``mloop serve``: serve a registered model (default: the project's champion) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mloop.cli.output import err_console
+
+
+def serve(model: str | None, *, host: str, port: int, token: str | None, project: Path | None,
+          max_batch_rows: int, max_wait_ms: float, max_body_mb: float, access_log: bool) -> None:
+    from mloop.models.loaded import LoadedModel, load_model_dir, load_registered
+    from mloop.serving.server import check_binding, serve as run_server
+
+    check_binding(host, token or _env_token())
+    loaded: LoadedModel
+    if model and not model.startswith("models:/"):
+        loaded = load_model_dir(Path(model))
+    else:
+        from mloop.config import load_project
+
+        cfg = load_project(project)
+        loaded = load_registered(cfg, model or f"models:/{cfg.model_name}@champion")
+    err_console.print(
+        f"serving {loaded.name} v{loaded.version} on http://{host}:{port}  "
+        f"(V2: POST /v2/models/{loaded.name}/infer, JSON: POST /predict, metrics: /metrics; Ctrl-C stops)",
+        soft_wrap=True, markup=False)
+    run_server(loaded, host=host, port=port, token=token, max_body_bytes=int(max_body_mb * 1024 * 1024),
+               max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, access_log=sys.stderr if access_log else None)
+
+
+def _env_token() -> str | None:
+    import os
+
+    return os.environ.get("MLOOP_TOKEN") or None

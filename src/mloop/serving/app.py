@@ -1,0 +1,255 @@
+"""The model server: a raw ASGI app (no framework on the request path), one model per process.
+
+Routes (Open Inference / KServe V2 plus plain JSON):
+
+    GET  /v2                                        server metadata
+    GET  /v2/health/live, /v2/health/ready, /health  health (never need the token)
+    GET  /v2/models/{name}[/versions/{v}]           model metadata
+    GET  /v2/models/{name}[/versions/{v}]/ready     model readiness
+    POST /v2/models/{name}[/versions/{v}]/infer     inference (JSON or binary tensor data)
+    POST /predict                                   plain JSON inference
+    GET  /metrics                                   Prometheus metrics
+"""
+
+from __future__ import annotations
+
+import hmac
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+import numpy as np
+import orjson
+
+from mloop import __version__
+from mloop.models.loaded import LoadedModel
+from mloop.serving import protocol
+from mloop.serving.batching import Batcher
+from mloop.serving.metrics import ServerMetrics
+from mloop.serving.protocol import RequestError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+PUBLIC_PATHS = {"/v2/health/live", "/v2/health/ready", "/health"}
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending its whole body."""
+
+
+class Response:
+    __slots__ = ("status", "body", "content_type", "headers", "rows")
+
+    def __init__(self, status: int, body: bytes, content_type: bytes = JSON,
+                 headers: list[tuple[bytes, bytes]] | None = None, rows: int = 0) -> None:
+        self.status, self.body, self.content_type, self.headers, self.rows = status, body, content_type, headers or [], rows
+
+
+class ModelServer:
+    """ASGI app serving one ``LoadedModel``."""
+
+    def __init__(self, model: LoadedModel, *, token: str | None = None, max_body_bytes: int = 10 * 1024 * 1024,
+                 max_batch_rows: int = 1024, max_wait_s: float = 0.0, access_log: TextIO | None = sys.stderr) -> None:
+        self.model = model
+        self.token = token.encode() if token else None
+        self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+        self.metrics = ServerMetrics()
+        self.metrics.serving(model.name, model.version)
+        self.batcher = Batcher(self._predict, max_rows=max_batch_rows, max_wait_s=max_wait_s,
+                               on_batch=self.metrics.batch_rows.observe)
+        self.ready = True
+
+    def _predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.model.predict(rows)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = _request_id(headers.get(b"x-request-id"))
+        route = "unknown"
+        self.metrics.in_flight.inc()
+        try:
+            try:
+                route, handler = self._route(scope["method"], scope["path"])
+                if self.token is not None and scope["path"] not in PUBLIC_PATHS:
+                    self._check_token(headers.get(b"authorization", b""))
+                response = await handler(scope, headers, receive)
+            except RequestError as err:
+                response = Response(err.status, err.body(),
+                                    headers=[(b"www-authenticate", b"Bearer")] if err.status == 401 else None)
+            except ClientGone:
+                return
+            except Exception as err:  # a bug or a model failure: the request fails, the server lives on
+                traceback.print_exc(file=sys.stderr)
+                response = Response(500, orjson.dumps({"error": f"internal error ({type(err).__name__})",
+                                                       "id": request_id}))
+            await send({"type": "http.response.start", "status": response.status, "headers": [
+                (b"content-type", response.content_type), (b"content-length", str(len(response.body)).encode()),
+                (b"x-request-id", request_id.encode()), *response.headers]})
+            await send({"type": "http.response.body", "body": response.body})
+        finally:
+            self.metrics.in_flight.dec()
+        took = time.perf_counter() - started
+        self.metrics.requests.labels(route, str(response.status)).inc()
+        self.metrics.latency.labels(route).observe(took)
+        if self.access_log is not None:
+            self.access_log.write(orjson.dumps({
+                "ts": round(time.time(), 3), "id": request_id, "method": scope["method"], "path": scope["path"],
+                "status": response.status, "latency_ms": round(took * 1000, 3), "rows": response.rows,
+                "model": self.model.name, "version": self.model.version}).decode() + "\n")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.ready = False
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _check_token(self, header: bytes) -> None:
+        assert self.token is not None
+        scheme, _, value = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self.token):
+            raise RequestError("missing or wrong bearer token", field="Authorization", status=401)
+
+    # ------------------------------------------------------------------------------------ routing
+
+    def _route(self, method: str, path: str) -> tuple[str, Any]:
+        fixed = _FIXED.get(path)
+        if fixed is not None:
+            allowed, route, name = fixed
+            _method(method, allowed)
+            return route, getattr(self, name)
+        if path.startswith("/v2/models/"):
+            parts = path[len("/v2/models/"):].split("/")
+            action = ""
+            if parts and parts[-1] in ("infer", "ready"):
+                action = parts.pop()
+            name, version = parts[0], None
+            if len(parts) == 3 and parts[1] == "versions":
+                version = parts[2]
+            elif len(parts) != 1:
+                raise RequestError(f"no route {path}", status=404)
+            self._check_model(name, version)
+            if action == "infer":
+                _method(method, "POST")
+                return "infer", self._infer
+            _method(method, "GET")
+            return ("model_ready", self._model_ready) if action == "ready" else ("model_metadata", self._metadata)
+        raise RequestError(f"no route {path}; see /v2 (Open Inference protocol) and /predict", status=404)
+
+    def _check_model(self, name: str, version: str | None) -> None:
+        if name != self.model.name:
+            raise RequestError(f"model {name!r} is not served here; this server serves {self.model.name!r}",
+                               field="model_name", status=404)
+        if version is not None and version != self.model.version:
+            raise RequestError(f"version {version!r} of {name!r} is not served here; the served version is "
+                               f"{self.model.version!r}", field="model_version", status=404)
+
+    # ---------------------------------------------------------------------------------- handlers
+
+    async def _server_metadata(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        return Response(200, orjson.dumps({"name": "mloop", "version": __version__,
+                                           "extensions": ["binary_tensor_data"]}))
+
+    async def _live(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        return Response(200, b'{"live":true}')
+
+    async def _ready(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        return Response(200 if self.ready else 503, orjson.dumps({"ready": self.ready}))
+
+    async def _model_ready(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        return Response(200 if self.ready else 503, orjson.dumps({"name": self.model.name, "ready": self.ready}))
+
+    async def _metadata(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        return Response(200, orjson.dumps(protocol.model_metadata(self.model)))
+
+    async def _metrics(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        return Response(200, self.metrics.expose(), self.metrics.content_type.encode())
+
+    async def _infer(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        body = await self._body(headers, receive)
+        header_length = _int_header(headers, b"inference-header-content-length")
+        request = protocol.parse_v2(body, self.model, header_length)
+        labels, proba = await self.batcher.submit(request.rows)
+        self._count(labels)
+        payload, json_length = protocol.v2_response(self.model, request, labels, proba)
+        if json_length is None:
+            return Response(200, payload, rows=len(labels))
+        return Response(200, payload, b"application/octet-stream",
+                        [(b"inference-header-content-length", str(json_length).encode())], rows=len(labels))
+
+    async def _predict_json(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        rows = protocol.parse_plain(await self._body(headers, receive), self.model)
+        labels, proba = await self.batcher.submit(rows)
+        self._count(labels)
+        return Response(200, protocol.plain_response(self.model, labels, proba), rows=len(labels))
+
+    def _count(self, labels: np.ndarray) -> None:
+        values, counts = np.unique(labels, return_counts=True)
+        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+            self.metrics.predictions.labels(self.model.name, str(value)).inc(count)
+
+    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        declared = _int_header(headers, b"content-length")
+        if declared is not None and declared > self.max_body_bytes:
+            raise RequestError(f"the body is {declared} bytes; the limit is {self.max_body_bytes}", status=413)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise RequestError(f"the body is over the limit of {self.max_body_bytes} bytes", status=413)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_FIXED: dict[str, tuple[str, str, str]] = {
+    "/v2": ("GET", "server_metadata", "_server_metadata"),
+    "/v2/health/live": ("GET", "live", "_live"),
+    "/v2/health/ready": ("GET", "ready", "_ready"),
+    "/health": ("GET", "ready", "_ready"),
+    "/metrics": ("GET", "metrics", "_metrics"),
+    "/predict": ("POST", "predict", "_predict_json"),
+}
+
+
+def _method(method: str, allowed: str) -> None:
+    if method != allowed and not (allowed == "GET" and method == "HEAD"):
+        raise RequestError(f"method {method} is not allowed here; use {allowed}", status=405)
+
+
+def _int_header(headers: dict[bytes, bytes], name: bytes) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise RequestError(f"header {name.decode()} must be an integer, got {raw[:40]!r}", field=name.decode(),
+                           status=400) from err
+
+
+def _request_id(given: bytes | None) -> str:
+    if given and len(given) <= 128 and given.isascii() and given.decode().isprintable():
+        return given.decode()
+    return uuid.uuid4().hex

@@ -1,0 +1,69 @@
+"""Adaptive batching: requests that arrive together share one predict call, a lone one is not delayed.
+
+A request's rows join the open batch; the first request of a batch schedules the flush for the next
+turn of the event loop (``call_soon``), so every request parsed in the same turn rides along and a
+request alone is predicted at once. A batch that reaches ``max_rows`` is flushed immediately;
+``max_wait_s`` > 0 holds a batch open a little longer to gather more under heavy load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Predict = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
+
+
+class Batcher:
+    def __init__(self, predict: Predict, *, max_rows: int = 1024, max_wait_s: float = 0.0,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.predict = predict
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self.on_batch = on_batch or (lambda rows: None)
+        self._pending: list[tuple[np.ndarray, asyncio.Future[Any]]] = []
+        self._rows = 0
+        self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
+
+    def swap(self, predict: Predict) -> None:
+        """Predict with another model from the next batch on."""
+        self.predict = predict
+
+    async def submit(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((rows, future))
+        self._rows += rows.shape[0]
+        if self._rows >= self.max_rows:
+            self._flush()
+        elif self._scheduled is None:
+            self._scheduled = (loop.call_later(self.max_wait_s, self._flush) if self.max_wait_s > 0
+                               else loop.call_soon(self._flush))
+        result: tuple[np.ndarray, np.ndarray | None] = await future
+        return result
+
+    def _flush(self) -> None:
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        batch, self._pending, self._rows = self._pending, [], 0
+        if not batch:
+            return
+        rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _ in batch])
+        try:
+            labels, proba = self.predict(rows)
+        except Exception as err:  # a model failure fails every request of the batch, not the server
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        self.on_batch(rows.shape[0])
+        start = 0
+        for part, future in batch:
+            end = start + part.shape[0]
+            if not future.done():
+                future.set_result((labels[start:end], None if proba is None else proba[start:end]))
+            start = end

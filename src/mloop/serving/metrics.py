@@ -1,0 +1,34 @@
+"""The server's Prometheus metrics (a registry per app, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+
+
+class ServerMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("mloop_requests_total", "HTTP requests by route and status code",
+                                ["route", "code"], registry=self.registry)
+        self.latency = Histogram("mloop_request_duration_seconds", "Request latency by route", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_rows = Histogram("mloop_batch_rows", "Rows per predict call (adaptive batching)",
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.predictions = Counter("mloop_predictions_total", "Predictions by predicted class", ["model", "label"],
+                                   registry=self.registry)
+        self.model_info = Gauge("mloop_model_info", "The model being served (value 1)", ["model", "version"],
+                                registry=self.registry)
+        self.in_flight = Gauge("mloop_requests_in_flight", "Requests being handled", registry=self.registry)
+
+    def serving(self, model: str, version: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(model, version).set(1)
+
+    def expose(self) -> bytes:
+        return generate_latest(self.registry)

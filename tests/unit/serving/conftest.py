@@ -1,0 +1,23 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from mloop.models.bundle import BundleInfo
+from mloop.models.loaded import Feature, LoadedModel
+from mloop.monitor.profile import ReferenceProfile
+
+FEATURES = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="session")
+def small_model() -> LoadedModel:
+    """A logistic regression on three features, as the server sees a bundle (no MLflow needed)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=FEATURES)
+    target = (frame["a"] + frame["b"] > 0).astype(int)
+    estimator = LogisticRegression().fit(frame.to_numpy(), target)
+    frame["c"] = frame["c"].mask(frame.index % 10 == 0)  # "c" had missing values in training
+    info = BundleInfo(target="target", features=FEATURES, classes=[0, 1])
+    features = [Feature("a", "double", False), Feature("b", "double", False), Feature("c", "double", True)]
+    return LoadedModel("toy", "3", estimator, info, features, ReferenceProfile().fit(frame))

@@ -1,0 +1,111 @@
+"""The ASGI app in memory (httpx's ASGI transport): routes, status codes, auth, limits, metrics."""
+
+import asyncio
+
+import httpx
+import orjson
+import pytest
+
+from mloop.serving.app import ModelServer
+
+ROW = {"a": 1.0, "b": 2.0, "c": 3.0}
+
+
+def call(app, method, path, **kwargs):
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await client.request(method, path, **kwargs)
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def app(small_model):
+    return ModelServer(small_model, access_log=None)
+
+
+def test_health_metadata_and_readiness(app):
+    assert call(app, "GET", "/v2/health/live").status_code == 200
+    assert call(app, "GET", "/v2/health/ready").json() == {"ready": True}
+    assert call(app, "GET", "/v2").json()["extensions"] == ["binary_tensor_data"]
+    meta = call(app, "GET", "/v2/models/toy").json()
+    assert [i["name"] for i in meta["inputs"]] == ["a", "b", "c"] and meta["versions"] == ["3"]
+    assert call(app, "GET", "/v2/models/toy/versions/3/ready").status_code == 200
+    assert call(app, "GET", "/v2/models/toy/versions/4").status_code == 404
+
+
+def test_infer_and_predict_answer_with_the_request_id(app):
+    response = call(app, "POST", "/v2/models/toy/versions/3/infer", headers={"x-request-id": "abc-1"},
+                    json={"id": "q", "inputs": [{"name": "in", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]})
+    assert response.status_code == 200 and response.headers["x-request-id"] == "abc-1"
+    body = response.json()
+    assert body["model_name"] == "toy" and body["id"] == "q"
+    assert {o["name"] for o in body["outputs"]} == {"label", "probabilities"}
+    plain = call(app, "POST", "/predict", json={"instances": [ROW]}).json()
+    assert plain["predictions"][0]["label"] == body["outputs"][0]["data"][0]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status"), [
+    ("POST", "/predict", {"content": b"{not json"}, 400),
+    ("POST", "/predict", {"json": {"instances": [{"a": 1}]}}, 422),
+    ("GET", "/predict", {}, 405),
+    ("POST", "/nowhere", {}, 404),
+    ("POST", "/v2/models/other/infer", {"json": {}}, 404),
+    ("POST", "/v2/models/toy/infer", {"content": b"{}", "headers": {"inference-header-content-length": "x"}}, 400),
+])
+def test_client_mistakes_are_4xx_with_a_json_error(app, method, path, kwargs, status):
+    response = call(app, method, path, **kwargs)
+    assert response.status_code == status
+    assert "error" in response.json()
+
+
+def test_body_over_the_limit_is_413(small_model):
+    app = ModelServer(small_model, access_log=None, max_body_bytes=100)
+    response = call(app, "POST", "/predict", json={"instances": [ROW] * 20})
+    assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+def test_token_is_required_except_on_health(small_model):
+    app = ModelServer(small_model, token="s3cret", access_log=None)
+    assert call(app, "GET", "/v2/health/ready").status_code == 200
+    denied = call(app, "POST", "/predict", json={"instances": [ROW]})
+    assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer"
+    assert call(app, "GET", "/metrics", headers={"authorization": "Bearer nope"}).status_code == 401
+    ok = call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+
+
+def test_metrics_count_requests_batches_predictions_and_the_model(app):
+    call(app, "POST", "/predict", json={"instances": [ROW, ROW]})
+    call(app, "POST", "/predict", json={"instances": [{"a": 1}]})
+    text = call(app, "GET", "/metrics").text
+    assert 'mloop_requests_total{code="200",route="predict"} 1.0' in text
+    assert 'mloop_requests_total{code="422",route="predict"} 1.0' in text
+    assert 'mloop_model_info{model="toy",version="3"} 1.0' in text
+    assert "mloop_batch_rows_sum 2.0" in text
+    assert 'mloop_predictions_total{label="1",model="toy"}' in text or 'mloop_predictions_total{label="0",model="toy"}' in text
+    assert "mloop_request_duration_seconds_bucket" in text
+
+
+def test_one_json_log_line_per_request(small_model):
+    import io
+
+    log = io.StringIO()
+    app = ModelServer(small_model, access_log=log)
+    call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"x-request-id": "r-9"})
+    [line] = log.getvalue().splitlines()
+    entry = orjson.loads(line)
+    assert entry["id"] == "r-9" and entry["status"] == 200 and entry["rows"] == 1 and entry["version"] == "3"
+    assert entry["latency_ms"] > 0
+
+
+def test_a_model_failure_is_a_500_and_the_server_keeps_serving(small_model):
+    class Broken:
+        def predict_proba(self, rows):
+            raise RuntimeError("boom")
+
+    from dataclasses import replace
+
+    app = ModelServer(replace(small_model, estimator=Broken()), access_log=None)
+    response = call(app, "POST", "/predict", json={"instances": [ROW]})
+    assert response.status_code == 500 and "RuntimeError" in response.json()["error"]
+    assert call(app, "GET", "/v2/health/live").status_code == 200
