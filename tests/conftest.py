@@ -70,3 +70,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path, breast_cancer_csv: Path):
+    """The reference project after one full run: (root, ProjectRun). Shared and read-only: copy to change it."""
+    from mloop.config import load_project
+    from mloop.project import run_project
+
+    root = copy_project(EXAMPLE, tmp_path_factory.mktemp("ref") / "breast_cancer", mlflow_db_template)
+    (root / "data").mkdir(exist_ok=True)
+    shutil.copyfile(breast_cancer_csv, root / "data" / "breast_cancer.csv")
+    return root, run_project(load_project(root))

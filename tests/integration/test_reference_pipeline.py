@@ -26,18 +26,6 @@ pytestmark = pytest.mark.integration
 STEPS = ["load_data", "validate", "split", "logreg", "knn", "outliers", "evaluate", "select"]
 
 
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory, mlflow_db_template, breast_cancer_csv):
-    """The reference project after one full run (shared, read-only: copy it to change anything)."""
-    from tests.conftest import EXAMPLE, copy_project
-
-    root = copy_project(EXAMPLE, tmp_path_factory.mktemp("ref") / "breast_cancer", mlflow_db_template)
-    (root / "data").mkdir(exist_ok=True)
-    shutil.copyfile(breast_cancer_csv, root / "data" / "breast_cancer.csv")
-    outcome = run_project(load_project(root))
-    return root, outcome
-
-
 @pytest.fixture
 def after_first_run(first_run, tmp_path: Path) -> Path:
     """A private copy of the project after its first run: store, cache and registry included."""
