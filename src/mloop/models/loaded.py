@@ -35,6 +35,22 @@ class LoadedModel:
     profile: Any = None
     outlier_detector: Any = None
 
+    def __post_init__(self) -> None:
+        self._probe_missing_values()
+
+    def _probe_missing_values(self) -> None:
+        """Features that had missing values in training accept them only if the model really copes."""
+        if not any(f.allow_missing for f in self.features):
+            return
+        import numpy as np
+
+        row = [float("nan") if f.allow_missing else _typical(self.profile, f.name) for f in self.features]
+        try:
+            self.predict(np.asarray([row], dtype=np.float64))
+        except Exception:  # any failure means: the model cannot take NaN, so requests must not send it
+            for feature in self.features:
+                feature.allow_missing = False
+
     @property
     def classes(self) -> list[Any]:
         return list(self.info.classes)
@@ -47,6 +63,11 @@ class LoadedModel:
             labels = classes[proba.argmax(axis=1)] if classes is not None else proba.argmax(axis=1)
             return labels, proba
         return self.estimator.predict(rows), None
+
+
+def _typical(profile: Any, name: str) -> float:
+    spec = getattr(profile, "features_", {}).get(name, {})
+    return float(spec.get("mean", 0.0))
 
 
 def load_model_dir(model_dir: Path, *, name: str = "", version: str = "") -> LoadedModel:

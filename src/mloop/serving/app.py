@@ -8,6 +8,7 @@ Routes (Open Inference / KServe V2 plus plain JSON):
     GET  /v2/models/{name}[/versions/{v}]/ready     model readiness
     POST /v2/models/{name}[/versions/{v}]/infer     inference (JSON or binary tensor data)
     POST /predict                                   plain JSON inference
+    POST /predict/batch                             a CSV or Parquet file scored in chunks
     GET  /metrics                                   Prometheus metrics
 """
 
@@ -43,10 +44,17 @@ class ClientGone(Exception):
     """The client disconnected before sending its whole body."""
 
 
+class StreamedFile:
+    """A response body read from an open file in chunks (batch scoring results)."""
+
+    def __init__(self, handle: Any, size: int) -> None:
+        self.handle, self.size = handle, size
+
+
 class Response:
     __slots__ = ("status", "body", "content_type", "headers", "rows")
 
-    def __init__(self, status: int, body: bytes, content_type: bytes = JSON,
+    def __init__(self, status: int, body: bytes | StreamedFile, content_type: bytes = JSON,
                  headers: list[tuple[bytes, bytes]] | None = None, rows: int = 0) -> None:
         self.status, self.body, self.content_type, self.headers, self.rows = status, body, content_type, headers or [], rows
 
@@ -55,10 +63,12 @@ class ModelServer:
     """ASGI app serving one ``LoadedModel``."""
 
     def __init__(self, model: LoadedModel, *, token: str | None = None, max_body_bytes: int = 10 * 1024 * 1024,
-                 max_batch_rows: int = 1024, max_wait_s: float = 0.0, access_log: TextIO | None = sys.stderr) -> None:
+                 max_batch_rows: int = 1024, max_wait_s: float = 0.0, access_log: TextIO | None = sys.stderr,
+                 max_upload_bytes: int = 1024 * 1024 * 1024) -> None:
         self.model = model
         self.token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
         self.access_log = access_log
         self.metrics = ServerMetrics()
         self.metrics.serving(model.name, model.version)
@@ -95,10 +105,15 @@ class ModelServer:
                 traceback.print_exc(file=sys.stderr)
                 response = Response(500, orjson.dumps({"error": f"internal error ({type(err).__name__})",
                                                        "id": request_id}))
+            body = response.body
+            length = body.size if isinstance(body, StreamedFile) else len(body)
             await send({"type": "http.response.start", "status": response.status, "headers": [
-                (b"content-type", response.content_type), (b"content-length", str(len(response.body)).encode()),
+                (b"content-type", response.content_type), (b"content-length", str(length).encode()),
                 (b"x-request-id", request_id.encode()), *response.headers]})
-            await send({"type": "http.response.body", "body": response.body})
+            if isinstance(body, StreamedFile):
+                await _stream(body, send)
+            else:
+                await send({"type": "http.response.body", "body": body})
         finally:
             self.metrics.in_flight.dec()
         took = time.perf_counter() - started
@@ -199,15 +214,50 @@ class ModelServer:
         self._count(labels)
         return Response(200, protocol.plain_response(self.model, labels, proba), rows=len(labels))
 
+    async def _predict_batch(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        import asyncio
+
+        from mloop.serving import batch
+
+        fmt = batch.detect_format(headers.get(b"content-type", b"").decode("latin-1"),
+                                  scope.get("query_string", b"").decode("latin-1"))
+        upload = batch.spool(named=True)
+        result = batch.spool()
+        try:
+            await self._body(headers, receive, into=upload, limit=self.max_upload_bytes)
+            upload.flush()
+            loop = asyncio.get_running_loop()
+            model = self.model
+            # Scoring a file takes a while: a worker thread keeps the event loop serving other requests.
+            rows = await loop.run_in_executor(None, self._score_upload, batch, model, upload, fmt, result)
+        except BaseException:
+            result.close()
+            raise
+        finally:
+            upload.close()
+        size = result.seek(0, 2)
+        result.seek(0)
+        return Response(200, StreamedFile(result, size), batch.FORMATS[fmt].encode(),
+                        [(b"x-rows-scored", str(rows).encode())], rows=rows)
+
+    @staticmethod
+    def _score_upload(batch: Any, model: LoadedModel, upload: Any, fmt: str, result: Any) -> int:
+        from pathlib import Path
+
+        return int(batch.score_file(model, Path(upload.name), fmt, result))
+
     def _count(self, labels: np.ndarray) -> None:
         values, counts = np.unique(labels, return_counts=True)
         for value, count in zip(values.tolist(), counts.tolist(), strict=True):
             self.metrics.predictions.labels(self.model.name, str(value)).inc(count)
 
-    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    async def _body(self, headers: dict[bytes, bytes], receive: Receive, *, into: Any = None,
+                    limit: int | None = None) -> bytes:
+        """The request body (or, with ``into``, written to that file as it arrives), at most ``limit`` bytes."""
+        limit = self.max_body_bytes if limit is None else limit
         declared = _int_header(headers, b"content-length")
-        if declared is not None and declared > self.max_body_bytes:
-            raise RequestError(f"the body is {declared} bytes; the limit is {self.max_body_bytes}", status=413)
+        if declared is not None and declared > limit:
+            raise RequestError(f"the body is {declared} bytes; the limit is {limit}", status=413)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -216,11 +266,14 @@ class ModelServer:
                 raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise RequestError(f"the body is over the limit of {self.max_body_bytes} bytes", status=413)
-            chunks.append(chunk)
+            if size > limit:
+                raise RequestError(f"the body is over the limit of {limit} bytes", status=413)
+            if into is not None:
+                into.write(chunk)
+            else:
+                chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return b"" if into is not None else (chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
 
 _FIXED: dict[str, tuple[str, str, str]] = {
@@ -230,7 +283,20 @@ _FIXED: dict[str, tuple[str, str, str]] = {
     "/health": ("GET", "ready", "_ready"),
     "/metrics": ("GET", "metrics", "_metrics"),
     "/predict": ("POST", "predict", "_predict_json"),
+    "/predict/batch": ("POST", "predict_batch", "_predict_batch"),
 }
+
+
+async def _stream(body: StreamedFile, send: Send, chunk: int = 1 << 20) -> None:
+    try:
+        while True:
+            data = body.handle.read(chunk)
+            more = len(data) == chunk
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+            if not more:
+                return
+    finally:
+        body.handle.close()
 
 
 def _method(method: str, allowed: str) -> None:

@@ -109,3 +109,57 @@ def test_a_model_failure_is_a_500_and_the_server_keeps_serving(small_model):
     response = call(app, "POST", "/predict", json={"instances": [ROW]})
     assert response.status_code == 500 and "RuntimeError" in response.json()["error"]
     assert call(app, "GET", "/v2/health/live").status_code == 200
+
+
+def test_batch_csv_is_scored_row_for_row_with_extra_columns_kept(app, small_model):
+    import io
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": range(25_000), "a": 1.0, "b": -3.0, "c": 0.5})
+    response = call(app, "POST", "/predict/batch", content=frame.to_csv(index=False).encode(),
+                    headers={"content-type": "text/csv"})
+    assert response.status_code == 200 and response.headers["x-rows-scored"] == "25000"
+    scored = pd.read_csv(io.BytesIO(response.content))
+    assert list(scored.columns) == ["id", "a", "b", "c", "prediction", "probability_0", "probability_1"]
+    assert scored["id"].tolist() == list(range(25_000)), "rows come back in order across chunks"
+    expected = small_model.predict(frame[["a", "b", "c"]].to_numpy()[:1])[0][0]
+    assert (scored["prediction"] == expected).all()
+
+
+def test_batch_parquet_roundtrip(app):
+    import io
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1.0, -1.0], "b": [1.0, -1.0], "c": [0.0, 0.0]})
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    response = call(app, "POST", "/predict/batch?format=parquet", content=buffer.getvalue())
+    assert response.status_code == 200
+    scored = pd.read_parquet(io.BytesIO(response.content))
+    assert scored["prediction"].tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(("content", "headers", "status", "message"), [
+    (b"a,b\n1,2\n", {"content-type": "text/csv"}, 422, "column 'c' is missing"),
+    (b"a,b,c\n1,x,2\n", {"content-type": "text/csv"}, 422, "column 'b' has a value that is not a number (row 0)"),
+    (b"a,b,c\n1,2,3\n", {"content-type": "application/json"}, 415, "not a batch format"),
+    (b"not parquet", {"content-type": "application/vnd.apache.parquet"}, 400, "cannot be read"),
+    (b"a,b,c\n", {"content-type": "text/csv"}, 422, "no rows"),
+    (b"a,b,c\n1,2,3\n", {"content-type": "text/csv", "x": "y"}, 200, ""),
+])
+def test_batch_mistakes_are_4xx(app, content, headers, status, message):
+    response = call(app, "POST", "/predict/batch", content=content, headers=headers)
+    assert response.status_code == status, response.text
+    if message:
+        assert message in response.json()["error"]
+
+
+def test_missing_values_are_refused_when_the_model_cannot_take_them(app, small_model):
+    # "c" had missing values in training, but this logistic regression cannot predict on NaN.
+    assert not any(f.allow_missing for f in small_model.features)
+    response = call(app, "POST", "/predict", json={"instances": [{"a": 1, "b": 2, "c": None}]})
+    assert response.status_code == 422 and response.json()["field"] == "c"
+    batch = call(app, "POST", "/predict/batch", content=b"a,b,c\n1,2,\n", headers={"content-type": "text/csv"})
+    assert batch.status_code == 422 and "row 0" in batch.json()["error"]

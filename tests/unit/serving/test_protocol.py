@@ -65,9 +65,21 @@ def test_bad_v2_requests_name_the_field(small_model, inputs, status, field, mess
     assert message in info.value.message
 
 
-def test_missing_value_is_allowed_where_training_had_some(small_model):
+def test_missing_value_is_allowed_where_training_had_some_and_the_model_copes(small_model):
+    from dataclasses import replace
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from mloop.models.loaded import Feature
+
+    rows = np.random.default_rng(0).normal(size=(100, 3))
+    rows[::7, 2] = np.nan
+    tolerant = HistGradientBoostingClassifier(max_iter=5).fit(rows, (rows[:, 0] > 0).astype(int))
+    features = [Feature("a", "double", False), Feature("b", "double", False), Feature("c", "double", True)]
+    model = replace(small_model, estimator=tolerant, features=features)
+    assert model.features[2].allow_missing, "the model takes NaN, so the feature stays nullable"
     body = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, None]}]})
-    assert math.isnan(parse_v2(body, small_model).rows[0, 2])
+    assert math.isnan(parse_v2(body, model).rows[0, 2])
 
 
 def test_malformed_json_and_body_shape_are_400(small_model):

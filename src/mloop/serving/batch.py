@@ -1,0 +1,143 @@
+"""Batch scoring: a CSV or Parquet file in, the same rows with predictions out, in bounded memory.
+
+The upload is spooled to a temporary file as it arrives; it is then read, validated and scored
+chunk by chunk into another temporary file, which is streamed back. Memory stays at a few chunks
+whatever the number of rows. Columns that are not features pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from mloop.models.loaded import LoadedModel
+from mloop.serving.protocol import RequestError
+
+CHUNK_ROWS = 10_000
+FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+
+def detect_format(content_type: str, query: str) -> str:
+    for part in query.split("&"):
+        key, _, value = part.partition("=")
+        if key == "format":
+            if value not in FORMATS:
+                raise RequestError(f"format {value!r} is not supported; use csv or parquet", field="format")
+            return value
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in ("text/csv", "application/csv"):
+        return "csv"
+    if kind in ("application/vnd.apache.parquet", "application/x-parquet", "application/parquet"):
+        return "parquet"
+    raise RequestError(f"content type {kind or 'none'!r} is not a batch format; send text/csv or "
+                       "application/vnd.apache.parquet, or add ?format=csv|parquet", field="content-type", status=415)
+
+
+def score_file(model: LoadedModel, source: Path, fmt: str, out: IO[bytes]) -> int:
+    """Score ``source`` into ``out`` (same format); returns the number of rows. Raises RequestError."""
+    write = _csv_writer(out) if fmt == "csv" else _parquet_writer(out)
+    rows = 0
+    try:
+        for chunk in _chunks(source, fmt):
+            if len(chunk):
+                scored = _score(model, chunk, first_row=rows)
+                write(scored)
+                rows += len(scored)
+    finally:
+        write(None)
+    if rows == 0:
+        raise RequestError("the file has no rows to score", field="file")
+    return rows
+
+
+def _csv_writer(out: IO[bytes]) -> Any:
+    state = {"header": True}
+
+    def write(frame: Any) -> None:
+        if frame is not None:
+            frame.to_csv(out, header=state["header"], index=False)
+            state["header"] = False
+
+    return write
+
+
+def _parquet_writer(out: IO[bytes]) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    state: dict[str, Any] = {"writer": None}
+
+    def write(frame: Any) -> None:
+        if frame is None:  # the end: close the file
+            if state["writer"] is not None:
+                state["writer"].close()
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if state["writer"] is None:
+            state["writer"] = pq.ParquetWriter(out, table.schema)
+        state["writer"].write_table(table)
+
+    return write
+
+
+def _chunks(source: Path, fmt: str) -> Iterator[Any]:
+    import pandas as pd
+
+    if fmt == "csv":
+        try:
+            yield from pd.read_csv(source, chunksize=CHUNK_ROWS)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+            raise RequestError(f"the CSV cannot be read: {str(err).splitlines()[0]}", field="file", status=400) from err
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source)
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            yield batch.to_pandas()
+    except (pa.ArrowInvalid, OSError) as err:
+        raise RequestError(f"the Parquet file cannot be read: {err}", field="file", status=400) from err
+
+
+def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> Any:
+    import pandas as pd
+
+    names = [f.name for f in model.features]
+    missing = [n for n in names if n not in chunk.columns]
+    if missing:
+        raise RequestError(f"column {missing[0]!r} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                           field=missing[0])
+    features = chunk[names]
+    for name in names:
+        if not pd.api.types.is_numeric_dtype(features[name]):
+            bad = pd.to_numeric(features[name], errors="coerce").isna() & features[name].notna()
+            row = int(np.argmax(bad.to_numpy())) + first_row
+            raise RequestError(f"column {name!r} has a value that is not a number (row {row})", field=name)
+    rows = features.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(rows)
+    if bad.any():
+        allowed = np.array([f.allow_missing for f in model.features])
+        forbidden = bad & ~(np.isnan(rows) & allowed)
+        if forbidden.any():
+            row, col = map(int, np.argwhere(forbidden)[0])
+            raise RequestError(f"column {names[col]!r} is missing or infinite in row {row + first_row}; the model "
+                               "was trained without missing values there", field=names[col])
+    labels, proba = model.predict(rows)
+    scored = chunk.copy()
+    scored["prediction"] = labels
+    if proba is not None:
+        for index, cls in enumerate(model.classes):
+            scored[f"probability_{cls}"] = proba[:, index]
+    return scored
+
+
+def spool(*, named: bool = False) -> IO[bytes]:
+    """A temporary file removed when closed (named, when a reader needs its path)."""
+    if named:
+        return tempfile.NamedTemporaryFile(prefix="mloop-upload-")
+    return tempfile.TemporaryFile(prefix="mloop-scored-")
