@@ -71,6 +71,10 @@ class RegistryError(MloopError):
     """A model, version or alias does not exist, or registration failed."""
 
 
+class DeployError(MloopError):
+    """A deployment could not be started, changed or stopped; what was serving before still is."""
+
+
 class ProjectNotFound(ConfigError):
     """No ``mloop.toml`` in this folder or any parent."""
 

@@ -111,6 +111,54 @@ def serve(
 
 
 @app.command()
+def deploy(
+    model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS or models:/NAME/VERSION "
+                                                        "(default: the project's champion).")] = None,
+    target: Annotated[str, typer.Option(help="Where to deploy: local (a managed server process).")] = "local",
+    name: Annotated[Optional[str], typer.Option(help="Deployment name (default: the model name).")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")] = None,
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Deploy a model as a managed server; on a running deployment, swap versions with no downtime."""
+    from mloop.cli import deploy_cmd
+
+    deploy_cmd.deploy(model, target=target, name=name, port=port, project=project)
+
+
+@app.command()
+def deployments(project: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
+    """List deployments with their health and served version."""
+    from mloop.cli import deploy_cmd
+
+    deploy_cmd.deployments(project=project)
+
+
+@app.command()
+def undeploy(
+    name: Annotated[str, typer.Argument(help="The deployment to stop.")],
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Stop a deployment after it answered its in-flight requests."""
+    from mloop.cli import deploy_cmd
+
+    deploy_cmd.undeploy(name, project=project)
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="The deployment to roll back.")],
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Swap a deployment back to the version it served before, with no downtime."""
+    from mloop.cli import deploy_cmd
+
+    deploy_cmd.rollback(name, project=project)
+
+
+@app.command()
 def init(
     name: Annotated[str, typer.Argument(help="Name of the new project (also its folder).")],
     directory: Annotated[Optional[Path], typer.Option("--dir", help="Parent folder (default: here).")] = None,

@@ -15,6 +15,7 @@ def serve(model: str | None, *, host: str, port: int, token: str | None, project
 
     check_binding(host, token or _env_token())
     loaded: LoadedModel
+    loader = None
     if model and not model.startswith("models:/"):
         loaded = load_model_dir(Path(model))
     else:
@@ -22,12 +23,16 @@ def serve(model: str | None, *, host: str, port: int, token: str | None, project
 
         cfg = load_project(project)
         loaded = load_registered(cfg, model or f"models:/{cfg.model_name}@champion")
+
+        def loader(uri: str) -> LoadedModel:
+            return load_registered(cfg, uri)
     err_console.print(
         f"serving {loaded.name} v{loaded.version} on http://{host}:{port}  "
         f"(V2: POST /v2/models/{loaded.name}/infer, JSON: POST /predict, metrics: /metrics; Ctrl-C stops)",
         soft_wrap=True, markup=False)
     run_server(loaded, host=host, port=port, token=token, max_body_bytes=int(max_body_mb * 1024 * 1024),
-               max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, access_log=sys.stderr if access_log else None)
+               max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, access_log=sys.stderr if access_log else None,
+               loader=loader)
 
 
 def _env_token() -> str | None:

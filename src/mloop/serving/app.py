@@ -64,20 +64,20 @@ class ModelServer:
 
     def __init__(self, model: LoadedModel, *, token: str | None = None, max_body_bytes: int = 10 * 1024 * 1024,
                  max_batch_rows: int = 1024, max_wait_s: float = 0.0, access_log: TextIO | None = sys.stderr,
-                 max_upload_bytes: int = 1024 * 1024 * 1024) -> None:
+                 max_upload_bytes: int = 1024 * 1024 * 1024, admin_token: str | None = None,
+                 loader: Callable[[str], LoadedModel] | None = None) -> None:
         self.model = model
+        self.admin_token = admin_token.encode() if admin_token else None
+        self.loader = loader
+        self._swap_lock: Any = None
         self.token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.access_log = access_log
         self.metrics = ServerMetrics()
         self.metrics.serving(model.name, model.version)
-        self.batcher = Batcher(self._predict, max_rows=max_batch_rows, max_wait_s=max_wait_s,
-                               on_batch=self.metrics.batch_rows.observe)
+        self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self.metrics.batch_rows.observe)
         self.ready = True
-
-    def _predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.model.predict(rows)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -93,7 +93,9 @@ class ModelServer:
         try:
             try:
                 route, handler = self._route(scope["method"], scope["path"])
-                if self.token is not None and scope["path"] not in PUBLIC_PATHS:
+                if route == "admin":
+                    self._check_token(headers.get(b"authorization", b""), self.admin_token)
+                elif self.token is not None and scope["path"] not in PUBLIC_PATHS:
                     self._check_token(headers.get(b"authorization", b""))
                 response = await handler(scope, headers, receive)
             except RequestError as err:
@@ -135,15 +137,19 @@ class ModelServer:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _check_token(self, header: bytes) -> None:
-        assert self.token is not None
+    def _check_token(self, header: bytes, token: bytes | None = None) -> None:
+        expected = token if token is not None else self.token
+        assert expected is not None
         scheme, _, value = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self.token):
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), expected):
             raise RequestError("missing or wrong bearer token", field="Authorization", status=401)
 
     # ------------------------------------------------------------------------------------ routing
 
     def _route(self, method: str, path: str) -> tuple[str, Any]:
+        if path == "/admin/model" and self.admin_token is not None and self.loader is not None:
+            _method(method, "POST")
+            return "admin", self._admin_swap
         fixed = _FIXED.get(path)
         if fixed is not None:
             allowed, route, name = fixed
@@ -199,20 +205,23 @@ class ModelServer:
     async def _infer(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
         body = await self._body(headers, receive)
         header_length = _int_header(headers, b"inference-header-content-length")
-        request = protocol.parse_v2(body, self.model, header_length)
-        labels, proba = await self.batcher.submit(request.rows)
+        model = self.model  # parse, predict and answer with one version, even across a swap
+        request = protocol.parse_v2(body, model, header_length)
+        labels, proba = await self.batcher.submit(request.rows, model.predict)
         self._count(labels)
-        payload, json_length = protocol.v2_response(self.model, request, labels, proba)
+        payload, json_length = protocol.v2_response(model, request, labels, proba)
         if json_length is None:
             return Response(200, payload, rows=len(labels))
         return Response(200, payload, b"application/octet-stream",
                         [(b"inference-header-content-length", str(json_length).encode())], rows=len(labels))
 
     async def _predict_json(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
-        rows = protocol.parse_plain(await self._body(headers, receive), self.model)
-        labels, proba = await self.batcher.submit(rows)
+        body = await self._body(headers, receive)
+        model = self.model
+        rows = protocol.parse_plain(body, model)
+        labels, proba = await self.batcher.submit(rows, model.predict)
         self._count(labels)
-        return Response(200, protocol.plain_response(self.model, labels, proba), rows=len(labels))
+        return Response(200, protocol.plain_response(model, labels, proba), rows=len(labels))
 
     async def _predict_batch(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
         import asyncio
@@ -245,6 +254,45 @@ class ModelServer:
         from pathlib import Path
 
         return int(batch.score_file(model, Path(upload.name), fmt, result))
+
+    async def _admin_swap(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        """Load another model version and switch to it without dropping a request.
+
+        The new version is loaded and warmed up on a worker thread while the current one keeps
+        serving; then, on the event loop (so no request is half-way), the open batch is predicted by
+        the old model and every later request goes to the new one. A version that fails to load or
+        warm up is refused and the current one stays.
+        """
+        import asyncio
+
+        payload = protocol.parse_json(await self._body(headers, receive))
+        uri = payload.get("uri") if isinstance(payload, dict) else None
+        if not isinstance(uri, str) or not uri:
+            raise RequestError('send {"uri": "models:/NAME/VERSION"}', field="uri")
+        if self._swap_lock is None:
+            self._swap_lock = asyncio.Lock()
+        async with self._swap_lock:
+            loop = asyncio.get_running_loop()
+            try:
+                new = await loop.run_in_executor(None, self._load_and_warm, uri)
+            except Exception as err:
+                message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+                raise RequestError(f"cannot load {uri}: {message}; still serving {self.model.name} "
+                                   f"v{self.model.version}", field="uri", status=422) from err
+            old = self.model
+            self.batcher.flush_now()
+            self.model = new
+            self.metrics.serving(new.name, new.version)
+        return Response(200, orjson.dumps({"serving": {"name": new.name, "version": new.version},
+                                           "previous": {"name": old.name, "version": old.version}}))
+
+    def _load_and_warm(self, uri: str) -> LoadedModel:
+        from mloop.serving.server import warm_up
+
+        assert self.loader is not None
+        model = self.loader(uri)
+        warm_up(model)
+        return model
 
     def _count(self, labels: np.ndarray) -> None:
         values, counts = np.unique(labels, return_counts=True)

@@ -3,7 +3,8 @@
 A request's rows join the open batch; the first request of a batch schedules the flush for the next
 turn of the event loop (``call_soon``), so every request parsed in the same turn rides along and a
 request alone is predicted at once. A batch that reaches ``max_rows`` is flushed immediately;
-``max_wait_s`` > 0 holds a batch open a little longer to gather more under heavy load.
+``max_wait_s`` > 0 holds a batch open a little longer to gather more under heavy load. A batch holds
+rows for one predict function (one model version); a request for another one flushes it first.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 
 class Batcher:
-    def __init__(self, predict: Predict, *, max_rows: int = 1024, max_wait_s: float = 0.0,
+    def __init__(self, *, max_rows: int = 1024, max_wait_s: float = 0.0,
                  on_batch: Callable[[int], None] | None = None) -> None:
-        self.predict = predict
+        self.predict: Predict | None = None
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch or (lambda rows: None)
@@ -28,12 +29,15 @@ class Batcher:
         self._rows = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
 
-    def swap(self, predict: Predict) -> None:
-        """Predict with another model from the next batch on."""
-        self.predict = predict
+    def flush_now(self) -> None:
+        """Predict the open batch at once (before a model swap)."""
+        self._flush()
 
-    async def submit(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    async def submit(self, rows: np.ndarray, predict: Predict) -> tuple[np.ndarray, np.ndarray | None]:
         loop = asyncio.get_running_loop()
+        if self._pending and predict is not self.predict:
+            self._flush()
+        self.predict = predict
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((rows, future))
         self._rows += rows.shape[0]
@@ -53,6 +57,7 @@ class Batcher:
         if not batch:
             return
         rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _ in batch])
+        assert self.predict is not None
         try:
             labels, proba = self.predict(rows)
         except Exception as err:  # a model failure fails every request of the batch, not the server

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from typing import TextIO
 
 from mloop.errors import ConfigError
@@ -40,8 +41,12 @@ def warm_up(model: LoadedModel) -> None:
 
 def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
           max_body_bytes: int = 10 * 1024 * 1024, max_batch_rows: int = 1024, max_wait_ms: float = 0.0,
-          access_log: TextIO | None = sys.stderr) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests are answered before the process exits."""
+          access_log: TextIO | None = sys.stderr, loader: Callable[[str], LoadedModel] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests are answered before the process exits.
+
+    With ``MLOOP_ADMIN_TOKEN`` set (managed deployments) and a ``loader``, ``POST /admin/model`` swaps
+    the served version in place.
+    """
     import uvicorn
 
     from mloop.serving.app import ModelServer
@@ -52,7 +57,8 @@ def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, toke
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     warm_up(model)
     app = ModelServer(model, token=token, max_body_bytes=max_body_bytes, max_batch_rows=max_batch_rows,
-                      max_wait_s=max_wait_ms / 1000.0, access_log=access_log)
+                      max_wait_s=max_wait_ms / 1000.0, access_log=access_log,
+                      admin_token=os.environ.get("MLOOP_ADMIN_TOKEN") or None, loader=loader)
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
                             access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             server_header=False, date_header=False)

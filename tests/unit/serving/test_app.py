@@ -163,3 +163,29 @@ def test_missing_values_are_refused_when_the_model_cannot_take_them(app, small_m
     assert response.status_code == 422 and response.json()["field"] == "c"
     batch = call(app, "POST", "/predict/batch", content=b"a,b,c\n1,2,\n", headers={"content-type": "text/csv"})
     assert batch.status_code == 422 and "row 0" in batch.json()["error"]
+
+
+def test_admin_swap_switches_versions_and_refuses_a_broken_one(small_model):
+    from dataclasses import replace
+
+    versions = {"models:/toy/4": replace(small_model, version="4")}
+
+    def loader(uri):
+        if uri not in versions:
+            raise ValueError(f"no such version {uri}")
+        return versions[uri]
+
+    app = ModelServer(small_model, access_log=None, admin_token="adm", loader=loader)
+    auth = {"authorization": "Bearer adm"}
+    assert call(app, "POST", "/admin/model", json={"uri": "models:/toy/4"}).status_code == 401
+    swapped = call(app, "POST", "/admin/model", json={"uri": "models:/toy/4"}, headers=auth)
+    assert swapped.status_code == 200 and swapped.json()["previous"]["version"] == "3"
+    assert call(app, "POST", "/predict", json={"instances": [ROW]}).json()["version"] == "4"
+    refused = call(app, "POST", "/admin/model", json={"uri": "models:/toy/9"}, headers=auth)
+    assert refused.status_code == 422 and "still serving toy v4" in refused.json()["error"]
+    assert call(app, "POST", "/predict", json={"instances": [ROW]}).json()["version"] == "4"
+    assert 'mloop_model_info{model="toy",version="4"} 1.0' in call(app, "GET", "/metrics").text
+
+
+def test_admin_route_does_not_exist_without_an_admin_token(app):
+    assert call(app, "POST", "/admin/model", json={"uri": "x"}).status_code == 404

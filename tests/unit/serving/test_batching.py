@@ -17,9 +17,10 @@ def test_requests_in_the_same_loop_turn_share_one_predict_call():
     calls = []
 
     async def main():
-        batcher = Batcher(recording_predict(calls))
+        predict = recording_predict(calls)
+        batcher = Batcher()
         parts = [np.full((n, 2), float(n)) for n in (1, 2, 3)]
-        results = await asyncio.gather(*(batcher.submit(p) for p in parts))
+        results = await asyncio.gather(*(batcher.submit(p, predict) for p in parts))
         return results
 
     results = asyncio.run(main())
@@ -31,10 +32,10 @@ def test_a_lone_request_is_predicted_without_waiting_for_company():
     calls = []
 
     async def main():
-        batcher = Batcher(recording_predict(calls), max_wait_s=0.0)
+        batcher = Batcher(max_wait_s=0.0)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await batcher.submit(np.ones((1, 2)))
+        await batcher.submit(np.ones((1, 2)), recording_predict(calls))
         return loop.time() - start
 
     asyncio.run(main())
@@ -45,8 +46,8 @@ def test_a_full_batch_is_flushed_at_once():
     calls = []
 
     async def main():
-        batcher = Batcher(recording_predict(calls), max_rows=4)
-        await asyncio.gather(*(batcher.submit(np.ones((2, 2))) for _ in range(4)))
+        batcher, predict = Batcher(max_rows=4), recording_predict(calls)
+        await asyncio.gather(*(batcher.submit(np.ones((2, 2)), predict) for _ in range(4)))
 
     asyncio.run(main())
     assert calls == [4, 4]
@@ -59,12 +60,25 @@ def test_a_failing_predict_fails_every_request_of_its_batch_only():
         return rows[:, 0], None
 
     async def main():
-        batcher = Batcher(predict)
-        together = await asyncio.gather(batcher.submit(np.ones((1, 2))), batcher.submit(np.ones((1, 2))),
-                                        return_exceptions=True)
-        alone = await batcher.submit(np.ones((1, 2)))
+        batcher = Batcher()
+        together = await asyncio.gather(batcher.submit(np.ones((1, 2)), predict),
+                                        batcher.submit(np.ones((1, 2)), predict), return_exceptions=True)
+        alone = await batcher.submit(np.ones((1, 2)), predict)
         return together, alone
 
     together, alone = asyncio.run(main())
     assert all(isinstance(r, ValueError) for r in together)
     assert alone[0].tolist() == [1.0]
+
+
+def test_rows_for_different_models_never_share_a_batch():
+    old_calls, new_calls = [], []
+
+    async def main():
+        batcher = Batcher()
+        old, new = recording_predict(old_calls), recording_predict(new_calls)
+        await asyncio.gather(batcher.submit(np.ones((1, 2)), old), batcher.submit(np.ones((2, 2)), old),
+                             batcher.submit(np.ones((3, 2)), new))
+
+    asyncio.run(main())
+    assert old_calls == [3] and new_calls == [3]

@@ -1,0 +1,60 @@
+"""``mloop deploy``, ``deployments``, ``undeploy``, ``rollback``: managed local deployments."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from rich.table import Table
+
+from mloop.cli.output import console
+from mloop.errors import ConfigError
+
+
+def deploy(model: str | None, *, target: str, name: str | None, port: int | None, project: Path | None) -> None:
+    from mloop.config import load_project
+
+    if target != "local":
+        raise ConfigError(f"deploy target {target!r} is not available yet; known: 'local'",
+                          hint="use --target local (Kubernetes manifests are being built)")
+    cfg = load_project(project)
+    from mloop.deploy import local
+
+    _, message = local.deploy(cfg, model or f"models:/{cfg.model_name}@champion", name=name, port=port)
+    console.print(message, soft_wrap=True)
+
+
+def deployments(*, project: Path | None) -> None:
+    from mloop.config import load_project
+    from mloop.deploy import local
+
+    found = local.list_deployments(load_project(project))
+    if not found:
+        console.print("no deployments; start one with: mloop deploy")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("name", "model", "version", "url", "pid", "state", "since", "previous"):
+        table.add_column(column)
+    for item in found:
+        d = item.deployment
+        state = "healthy" if item.healthy else ("running, not ready" if item.running else "stopped")
+        version = item.served_version or d.version
+        table.add_row(d.name, d.model, f"v{version}", d.url, str(d.pid), state,
+                      dt.datetime.fromtimestamp(d.started).strftime("%Y-%m-%d %H:%M"),
+                      ", ".join(f"v{v}" for v in d.history[-3:]) or "-")
+    console.print(table)
+
+
+def undeploy(name: str, *, project: Path | None) -> None:
+    from mloop.config import load_project
+    from mloop.deploy import local
+
+    console.print(local.undeploy(load_project(project), name), soft_wrap=True)
+
+
+def rollback(name: str, *, project: Path | None) -> None:
+    from mloop.config import load_project
+    from mloop.deploy import local
+
+    _, message = local.rollback(load_project(project), name)
+    console.print(message, soft_wrap=True)

@@ -1,0 +1,1 @@
+"""Deployment targets: ``local`` (a managed server process) today."""
