@@ -11,16 +11,33 @@ from mloop.cli.output import console
 from mloop.errors import ConfigError
 
 
-def deploy(model: str | None, *, target: str, name: str | None, port: int | None, project: Path | None) -> None:
-    from mloop.config import load_project
+TARGETS = ("local", "kubernetes")
 
-    if target != "local":
-        raise ConfigError(f"deploy target {target!r} is not available yet; known: 'local'",
-                          hint="use --target local (Kubernetes manifests are being built)")
+
+def deploy(model: str | None, *, target: str, name: str | None, port: int | None, project: Path | None,
+           out: Path | None = None, image: str = "", replicas: int = 1, apply: bool = False) -> None:
+    from mloop.config import load_project
+    from mloop.errors import did_you_mean
+
+    if target not in TARGETS:
+        raise ConfigError(f"unknown deploy target {target!r}; {did_you_mean(target, TARGETS)}",
+                          hint="use --target local or --target kubernetes")
     cfg = load_project(project)
+    uri = model or f"models:/{cfg.model_name}@champion"
+    if target == "kubernetes":
+        from mloop.deploy import kubernetes
+
+        folder = kubernetes.write(cfg, uri, out, kubernetes.KubernetesOptions(image=image, replicas=replicas),
+                                  name=name)
+        console.print(f"wrote and validated Kubernetes artifacts in {folder}: image/Dockerfile, "
+                      "inferenceservice.yaml (KServe, V2 protocol), deployment.yaml (Deployment + Service); "
+                      f"see {folder / 'README.md'}", soft_wrap=True)
+        if apply:
+            console.print(kubernetes.apply(folder), soft_wrap=True)
+        return
     from mloop.deploy import local
 
-    _, message = local.deploy(cfg, model or f"models:/{cfg.model_name}@champion", name=name, port=port)
+    _, message = local.deploy(cfg, uri, name=name, port=port)
     console.print(message, soft_wrap=True)
 
 

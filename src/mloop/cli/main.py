@@ -114,16 +114,21 @@ def serve(
 def deploy(
     model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS or models:/NAME/VERSION "
                                                         "(default: the project's champion).")] = None,
-    target: Annotated[str, typer.Option(help="Where to deploy: local (a managed server process).")] = "local",
+    target: Annotated[str, typer.Option(help="local: a managed server process; kubernetes: image + manifests.")] = "local",
     name: Annotated[Optional[str], typer.Option(help="Deployment name (default: the model name).")] = None,
     port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="kubernetes: folder for the artifacts.")] = None,
+    image: Annotated[str, typer.Option(help="kubernetes: image name (default: NAME:vVERSION).")] = "",
+    replicas: Annotated[int, typer.Option(min=1, help="kubernetes: replicas.")] = 1,
+    apply: Annotated[bool, typer.Option("--apply", help="kubernetes: run kubectl apply afterwards.")] = False,
     project: ProjectOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Deploy a model as a managed server; on a running deployment, swap versions with no downtime."""
+    """Deploy a model: a managed local server (hot swap on redeploy) or Kubernetes artifacts."""
     from mloop.cli import deploy_cmd
 
-    deploy_cmd.deploy(model, target=target, name=name, port=port, project=project)
+    deploy_cmd.deploy(model, target=target, name=name, port=port, project=project, out=out, image=image,
+                      replicas=replicas, apply=apply)
 
 
 @app.command()

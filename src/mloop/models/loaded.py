@@ -84,6 +84,10 @@ def load_model_dir(model_dir: Path, *, name: str = "", version: str = "") -> Loa
                             hint="serve a model registered by 'mloop run'") from err
     estimator = mlflow.sklearn.load_model(str(model_dir))
     features = _features(model_dir, info, profile)
+    served = model_dir / "mloop" / "served.json"  # written when the model was exported with its registry name
+    if served.is_file() and not (name and version):
+        recorded = json.loads(served.read_text(encoding="utf-8"))
+        name, version = name or recorded.get("name", ""), version or str(recorded.get("version", ""))
     return LoadedModel(name or model_dir.name, version or "local", estimator, info, features, profile, detector)
 
 
