@@ -10,6 +10,7 @@ Routes (Open Inference / KServe V2 plus plain JSON):
     POST /predict                                   plain JSON inference
     POST /predict/batch                             a CSV or Parquet file scored in chunks
     GET  /metrics                                   Prometheus metrics
+    GET  /openapi.json                              this API as OpenAPI 3
 """
 
 from __future__ import annotations
@@ -99,8 +100,7 @@ class ModelServer:
                     self._check_token(headers.get(b"authorization", b""))
                 response = await handler(scope, headers, receive)
             except RequestError as err:
-                response = Response(err.status, err.body(),
-                                    headers=[(b"www-authenticate", b"Bearer")] if err.status == 401 else None)
+                response = Response(err.status, err.body(), headers=err.headers)
             except ClientGone:
                 return
             except Exception as err:  # a bug or a model failure: the request fails, the server lives on
@@ -142,7 +142,8 @@ class ModelServer:
         assert expected is not None
         scheme, _, value = header.partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), expected):
-            raise RequestError("missing or wrong bearer token", field="Authorization", status=401)
+            raise RequestError("missing or wrong bearer token", field="Authorization", status=401,
+                               headers=[(b"www-authenticate", b"Bearer")])
 
     # ------------------------------------------------------------------------------------ routing
 
@@ -198,6 +199,11 @@ class ModelServer:
 
     async def _metadata(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
         return Response(200, orjson.dumps(protocol.model_metadata(self.model)))
+
+    async def _openapi(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        from mloop.serving.openapi import openapi
+
+        return Response(200, orjson.dumps(openapi(self.model)))
 
     async def _metrics(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
         return Response(200, self.metrics.expose(), self.metrics.content_type.encode())
@@ -330,6 +336,7 @@ _FIXED: dict[str, tuple[str, str, str]] = {
     "/v2/health/ready": ("GET", "ready", "_ready"),
     "/health": ("GET", "ready", "_ready"),
     "/metrics": ("GET", "metrics", "_metrics"),
+    "/openapi.json": ("GET", "openapi", "_openapi"),
     "/predict": ("POST", "predict", "_predict_json"),
     "/predict/batch": ("POST", "predict_batch", "_predict_batch"),
 }
@@ -349,7 +356,9 @@ async def _stream(body: StreamedFile, send: Send, chunk: int = 1 << 20) -> None:
 
 def _method(method: str, allowed: str) -> None:
     if method != allowed and not (allowed == "GET" and method == "HEAD"):
-        raise RequestError(f"method {method} is not allowed here; use {allowed}", status=405)
+        allow = b"GET, HEAD" if allowed == "GET" else allowed.encode()
+        raise RequestError(f"method {method} is not allowed here; use {allowed}", status=405,
+                           headers=[(b"allow", allow)])
 
 
 def _int_header(headers: dict[bytes, bytes], name: bytes) -> int | None:

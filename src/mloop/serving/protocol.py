@@ -33,11 +33,13 @@ _NUMPY_TO_V2 = {dtype: name for name, dtype in V2_DTYPES.items()}
 class RequestError(Exception):
     """A client mistake: ``status`` is the HTTP code, ``field`` names what was wrong."""
 
-    def __init__(self, message: str, *, field: str = "", status: int = 422) -> None:
+    def __init__(self, message: str, *, field: str = "", status: int = 422,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.status = status
+        self.headers = headers or []
 
     def body(self) -> bytes:
         payload: dict[str, Any] = {"error": self.message}
@@ -248,14 +250,23 @@ def parse_plain(body: bytes, model: LoadedModel) -> np.ndarray:
         raise RequestError('send {"instances": [{feature: value, ...}]}, {"inputs": {feature: [values]}} '
                            'or {"columns": [...], "data": [[...]]}', status=400)
     names = [f.name for f in model.features]
-    if "instances" in payload:
+    keys = set(payload)
+    if keys == {"instances"}:
         return _check_values(_from_instances(payload["instances"], names), model)
-    if "inputs" in payload and isinstance(payload["inputs"], dict):
+    if keys == {"inputs"} and isinstance(payload["inputs"], dict):
         return _check_values(_from_columns(payload["inputs"], names), model)
-    if "columns" in payload and "data" in payload:
+    if keys == {"columns", "data"}:
         return _check_values(_from_split(payload["columns"], payload["data"], names), model)
+    forms = [k for k in ("instances", "inputs", "columns") if k in keys]
+    if len(forms) > 1 or (forms and keys - _FORM_KEYS[forms[0]]):
+        extra = sorted(keys - _FORM_KEYS[forms[0]]) if len(forms) == 1 else forms
+        raise RequestError(f"use one form per request; unexpected {', '.join(repr(k) for k in extra)} beside "
+                           f"{forms[0]!r}", field=str(extra[0]))
     raise RequestError("the body needs 'instances', 'inputs' (a column object) or 'columns' and 'data'",
                        field="instances")
+
+
+_FORM_KEYS = {"instances": {"instances"}, "inputs": {"inputs"}, "columns": {"columns", "data"}}
 
 
 def _from_instances(instances: Any, names: list[str]) -> np.ndarray:

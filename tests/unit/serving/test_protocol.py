@@ -118,6 +118,8 @@ def test_plain_json_forms_agree(small_model):
     ({"columns": ["a", "b", "c"], "data": [[1, 2]]}, "data", "needs 3 values"),
     ({"columns": ["a", "a", "b"], "data": [[1, 2, 3]]}, "columns", "twice"),
     ({"rows": []}, "instances", "needs 'instances'"),
+    ({"instances": [{"a": 1, "b": 2, "c": 3}], "data": [[1]]}, "data", "use one form per request"),
+    ({"instances": [{"a": 1, "b": 2, "c": 3}], "inputs": {"a": [1]}}, "instances", "use one form per request"),
 ])
 def test_bad_plain_requests_name_the_field(small_model, payload, field, message):
     with pytest.raises(RequestError) as info:
