@@ -56,6 +56,12 @@ def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, toke
     # Models fitted on DataFrames warn on every array; the server has checked names itself.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     warm_up(model)
+    # Everything loaded so far (MLflow, pandas, scikit-learn, the model) lives as long as the process:
+    # moved out of the collector's sight, a full collection no longer pauses requests to scan it.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     app = ModelServer(model, token=token, max_body_bytes=max_body_bytes, max_batch_rows=max_batch_rows,
                       max_wait_s=max_wait_ms / 1000.0, access_log=access_log,
                       admin_token=os.environ.get("MLOOP_ADMIN_TOKEN") or None, loader=loader)
