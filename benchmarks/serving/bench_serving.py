@@ -65,6 +65,11 @@ def prepare_model() -> tuple[Path, Path, list[str], list[list[float]]]:
                 f"p = download_model(load_project(Path('{project}')), 'models:/breast_cancer@champion'); "
                 f"shutil.copytree(p, '{model_dir}')")
         subprocess.run([str(VENV / "python"), "-c", code], check=True)
+    joblib_file = WORK / "model.joblib"
+    if not joblib_file.exists():  # MLflow stores the model with skops; MLServer's runtime reads joblib
+        code = ("import joblib, mlflow.sklearn; "
+                f"joblib.dump(mlflow.sklearn.load_model('{model_dir}'), '{joblib_file}')")
+        subprocess.run([str(VENV / "python"), "-c", code], check=True)
     import csv
 
     with open(project / "data" / "breast_cancer.csv") as fh:
@@ -103,7 +108,8 @@ def wrk(url: str, body: bytes, connections: int, seconds: int) -> dict[str, floa
 def servers(project: Path, model_dir: Path) -> list[tuple[str, list[str], dict[str, str], str, str, str]]:
     """(label, command, env, ready path, infer path, body kind); the port is appended by run()."""
     settings = WORK / "mlserver"
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # mlflow models serve starts `uvicorn` by name: the venv's bin must be on PATH
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PATH": f"{VENV}:{os.environ['PATH']}"}
     found = [
         ("mloop serve", [str(VENV / "mloop"), "serve", "models:/breast_cancer@champion", "--no-access-log", "--port"],
          env, "/v2/health/ready", "/v2/models/breast_cancer/infer", "v2"),
@@ -118,10 +124,10 @@ def servers(project: Path, model_dir: Path) -> list[tuple[str, list[str], dict[s
             folder = settings / f"w{workers}"
             model = folder / "breast-cancer"
             model.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(model_dir / "model.pkl", model / "model.pkl")
+            shutil.copyfile(WORK / "model.joblib", model / "model.joblib")
             (model / "model-settings.json").write_text(json.dumps({
                 "name": "breast-cancer", "implementation": "mlserver_sklearn.SKLearnModel",
-                "parameters": {"uri": "./model.pkl"}}))
+                "parameters": {"uri": "./model.joblib"}}))
             (folder / "settings.json").write_text(json.dumps({
                 "parallel_workers": workers, "metrics_endpoint": None, "host": "127.0.0.1"}))
             found.append((f"MLServer (parallel_workers={workers})", [str(MLSERVER / "mlserver"), "start", str(folder)],
@@ -153,7 +159,8 @@ def run(seconds: int, repeat: int) -> list[dict[str, object]]:
                       f"  p99 {best['p99']:7.2f} ms  non-2xx {best['errors']} {best['socket_errors']}", flush=True)
                 results.append(row)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -35,7 +35,7 @@ class Batcher:
 
     async def submit(self, rows: np.ndarray, predict: Predict) -> tuple[np.ndarray, np.ndarray | None]:
         loop = asyncio.get_running_loop()
-        if self._pending and predict is not self.predict:
+        if self._pending and predict != self.predict:  # bound methods are new objects each time: compare by ==
             self._flush()
         self.predict = predict
         future: asyncio.Future[Any] = loop.create_future()

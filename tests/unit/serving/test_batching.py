@@ -82,3 +82,24 @@ def test_rows_for_different_models_never_share_a_batch():
 
     asyncio.run(main())
     assert old_calls == [3] and new_calls == [3]
+
+
+def test_bound_methods_of_one_model_share_a_batch():
+    """``model.predict`` is a new bound-method object on each access; it is still the same model."""
+
+    class Model:
+        def __init__(self):
+            self.calls = []
+
+        def predict(self, rows):
+            self.calls.append(rows.shape[0])
+            return rows[:, 0], None
+
+    model = Model()
+
+    async def main():
+        batcher = Batcher()
+        await asyncio.gather(*(batcher.submit(np.ones((1, 2)), model.predict) for _ in range(5)))
+
+    asyncio.run(main())
+    assert model.calls == [5]
