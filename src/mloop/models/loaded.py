@@ -46,8 +46,16 @@ class LoadedModel:
 
         row = [float("nan") if f.allow_missing else _typical(self.profile, f.name) for f in self.features]
         try:
-            self.predict(np.asarray([row], dtype=np.float64))
+            import sklearn
+
+            # The server turns scikit-learn's own finiteness check off (it validates first): turn it back on.
+            with sklearn.config_context(assume_finite=False):
+                labels, proba = self.predict(np.asarray([row], dtype=np.float64))
+            copes = not (proba is not None and np.isnan(proba).any()) and not (
+                labels.dtype.kind == "f" and np.isnan(labels).any())
         except Exception:  # any failure means: the model cannot take NaN, so requests must not send it
+            copes = False
+        if not copes:
             for feature in self.features:
                 feature.allow_missing = False
 

@@ -16,6 +16,7 @@ Routes (Open Inference / KServe V2 plus plain JSON):
 from __future__ import annotations
 
 import hmac
+import itertools
 import sys
 import time
 import traceback
@@ -77,7 +78,7 @@ class ModelServer:
         self.access_log = access_log
         self.metrics = ServerMetrics()
         self.metrics.serving(model.name, model.version)
-        self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self.metrics.batch_rows.observe)
+        self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self._on_batch)
         self.ready = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,8 +120,7 @@ class ModelServer:
         finally:
             self.metrics.in_flight.dec()
         took = time.perf_counter() - started
-        self.metrics.requests.labels(route, str(response.status)).inc()
-        self.metrics.latency.labels(route).observe(took)
+        self.metrics.observe_request(route, response.status, took)
         if self.access_log is not None:
             self.access_log.write(orjson.dumps({
                 "ts": round(time.time(), 3), "id": request_id, "method": scope["method"], "path": scope["path"],
@@ -214,7 +214,6 @@ class ModelServer:
         model = self.model  # parse, predict and answer with one version, even across a swap
         request = protocol.parse_v2(body, model, header_length)
         labels, proba = await self.batcher.submit(request.rows, model.predict)
-        self._count(labels)
         payload, json_length = protocol.v2_response(model, request, labels, proba)
         if json_length is None:
             return Response(200, payload, rows=len(labels))
@@ -226,7 +225,6 @@ class ModelServer:
         model = self.model
         rows = protocol.parse_plain(body, model)
         labels, proba = await self.batcher.submit(rows, model.predict)
-        self._count(labels)
         return Response(200, protocol.plain_response(model, labels, proba), rows=len(labels))
 
     async def _predict_batch(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
@@ -300,7 +298,9 @@ class ModelServer:
         warm_up(model)
         return model
 
-    def _count(self, labels: np.ndarray) -> None:
+    def _on_batch(self, rows: int, labels: np.ndarray) -> None:
+        """Per predict call, not per request: batch size and predictions by class."""
+        self.metrics.batch_rows.observe(rows)
         values, counts = np.unique(labels, return_counts=True)
         for value, count in zip(values.tolist(), counts.tolist(), strict=True):
             self.metrics.predictions.labels(self.model.name, str(value)).inc(count)
@@ -372,7 +372,12 @@ def _int_header(headers: dict[bytes, bytes], name: bytes) -> int | None:
                            status=400) from err
 
 
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ID_COUNTER = itertools.count(1)
+
+
 def _request_id(given: bytes | None) -> str:
+    """The client's ``x-request-id`` if it is sane, else a process-unique id (random prefix + counter)."""
     if given and len(given) <= 128 and given.isascii() and given.decode().isprintable():
         return given.decode()
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"

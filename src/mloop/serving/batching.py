@@ -20,11 +20,11 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 class Batcher:
     def __init__(self, *, max_rows: int = 1024, max_wait_s: float = 0.0,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int, np.ndarray], None] | None = None) -> None:
         self.predict: Predict | None = None
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
-        self.on_batch = on_batch or (lambda rows: None)
+        self.on_batch = on_batch or (lambda rows, labels: None)
         self._pending: list[tuple[np.ndarray, asyncio.Future[Any]]] = []
         self._rows = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
@@ -65,7 +65,7 @@ class Batcher:
                 if not future.done():
                     future.set_exception(err)
             return
-        self.on_batch(rows.shape[0])
+        self.on_batch(rows.shape[0], labels)
         start = 0
         for part, future in batch:
             end = start + part.shape[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -25,6 +27,17 @@ class ServerMetrics:
         self.model_info = Gauge("mloop_model_info", "The model being served (value 1)", ["model", "version"],
                                 registry=self.registry)
         self.in_flight = Gauge("mloop_requests_in_flight", "Requests being handled", registry=self.registry)
+
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Count a request and its latency (the labelled children are looked up once, then cached)."""
+        children = self._children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def serving(self, model: str, version: str) -> None:
         self.model_info.clear()

@@ -55,6 +55,11 @@ def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, toke
     check_binding(host, token)
     # Models fitted on DataFrames warn on every array; the server has checked names itself.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+    # Every request was checked for NaN and infinity already (RequestError names the feature); a second
+    # scan inside scikit-learn on each predict call would only repeat it.
+    import sklearn
+
+    sklearn.set_config(assume_finite=True)
     warm_up(model)
     # Everything loaded so far (MLflow, pandas, scikit-learn, the model) lives as long as the process:
     # moved out of the collector's sight, a full collection no longer pauses requests to scan it.
@@ -67,5 +72,5 @@ def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, toke
                       admin_token=os.environ.get("MLOOP_ADMIN_TOKEN") or None, loader=loader)
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
                             access_log=False, log_level="warning", timeout_graceful_shutdown=30,
-                            server_header=False, date_header=False)
+                            server_header=False, date_header=False, proxy_headers=False)
     uvicorn.Server(config).run()

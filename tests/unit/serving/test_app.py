@@ -189,3 +189,17 @@ def test_admin_swap_switches_versions_and_refuses_a_broken_one(small_model):
 
 def test_admin_route_does_not_exist_without_an_admin_token(app):
     assert call(app, "POST", "/admin/model", json={"uri": "x"}).status_code == 404
+
+
+def test_the_missing_value_probe_holds_even_with_sklearn_finiteness_checks_off(small_model):
+    """The server sets assume_finite=True; a model loaded later (a hot swap) must still be probed properly."""
+    from dataclasses import replace
+
+    import sklearn
+
+    from mloop.models.loaded import Feature
+
+    features = [Feature("a", "double", False), Feature("b", "double", False), Feature("c", "double", True)]
+    with sklearn.config_context(assume_finite=True):
+        swapped_in = replace(small_model, features=features)
+    assert not swapped_in.features[2].allow_missing
