@@ -21,9 +21,13 @@ demo: install
 	$(BIN)/python $(EXAMPLE)/write_data.py
 	cd $(EXAMPLE) && ../../$(BIN)/mloop run
 	cd $(EXAMPLE) && ../../$(BIN)/mloop models
+	cd $(EXAMPLE) && ../../$(BIN)/mloop deploy
+	cd $(EXAMPLE) && ../../$(BIN)/python query.py
+	cd $(EXAMPLE) && ../../$(BIN)/mloop deployments
 	@echo
-	@echo "Next: cd $(EXAMPLE) && ../../$(BIN)/mloop runs      # recent runs"
-	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop ui        # MLflow UI on http://127.0.0.1:5000"
+	@echo "Next: cd $(EXAMPLE) && ../../$(BIN)/mloop runs               # recent runs"
+	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop ui                 # MLflow UI on http://127.0.0.1:5000"
+	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop undeploy breast_cancer   # stop the model server"
 
 test: install
 	$(BIN)/python -m pytest
@@ -32,4 +36,5 @@ bench: install
 	bash benchmarks/run.sh
 
 clean:
+	-cd $(EXAMPLE) && ../../$(BIN)/mloop undeploy breast_cancer 2>/dev/null
 	rm -rf $(VENV) .venv-bench $(EXAMPLE)/.mloop $(EXAMPLE)/data/*.csv benchmarks/.work
