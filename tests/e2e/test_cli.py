@@ -75,6 +75,8 @@ def test_init_run_cached_rerun_param_change_and_listings(new_project: Path):
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=root,
                            capture_output=True, text=True, timeout=120)
     assert tests.returncode == 0, tests.stdout
+    assert not (root / "mlflow.db").exists() and not (root / "mlruns").exists(), \
+        "MLflow's global default store was used instead of the project's"
 
 
 def test_list_shows_steps_and_parameters(new_project: Path):

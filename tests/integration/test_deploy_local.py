@@ -102,6 +102,8 @@ def test_swap_refused_version_and_rollback_under_load_lose_no_request(project_wi
         local.undeploy(cfg, "breast_cancer")
     assert local.list_deployments(cfg) == []
     assert not local._alive(deployment.pid)
+    stray = [p.name for p in project_with_two_versions.iterdir() if p.name in ("mlflow.db", "mlruns")]
+    assert stray == [], "MLflow's global default store was used instead of the project's"
 
 
 def test_rollback_without_history_and_unknown_names_are_clear(project_with_two_versions):
