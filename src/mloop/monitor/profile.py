@@ -15,9 +15,11 @@ from typing import Any
 class ReferenceProfile:
     """Summary of a DataFrame: quantile bin edges and counts per numeric column, frequencies otherwise."""
 
-    def __init__(self, n_bins: int = 10, max_categories: int = 50) -> None:
+    def __init__(self, n_bins: int = 10, max_categories: int = 50, max_sample: int = 5000, seed: int = 0) -> None:
         self.n_bins = n_bins
         self.max_categories = max_categories
+        self.max_sample = max_sample
+        self.seed = seed
 
     def fit(self, frame: Any) -> ReferenceProfile:
         import numpy as np
@@ -25,6 +27,9 @@ class ReferenceProfile:
 
         self.n_rows_ = int(len(frame))
         self.features_: dict[str, dict[str, Any]] = {}
+        # A bounded random sample of each numeric feature, for exact two-sample tests (KS) later.
+        self.sample_: dict[str, list[float]] = {}
+        keep = np.random.default_rng(self.seed).permutation(len(frame))[: self.max_sample]
         for column in frame.columns:
             series = frame[column]
             missing = float(series.isna().mean()) if len(series) else 0.0
@@ -37,6 +42,8 @@ class ReferenceProfile:
                 if edges.size == 1:
                     edges = np.array([edges[0], edges[0]])
                 counts, _ = np.histogram(values, bins=edges)
+                picked = series.to_numpy(dtype=float)[keep]
+                self.sample_[str(column)] = [float(v) for v in picked[~np.isnan(picked)].astype(np.float32)]
                 self.features_[str(column)] = {
                     "kind": "numeric", "missing": missing, "dtype": str(series.dtype),
                     "edges": edges.tolist(), "counts": counts.astype(int).tolist(),
@@ -53,13 +60,14 @@ class ReferenceProfile:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_bins": self.n_bins, "n_rows": self.n_rows_, "features": self.features_}
+        return {"n_bins": self.n_bins, "n_rows": self.n_rows_, "features": self.features_, "sample": self.sample_}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
         profile = cls(n_bins=data["n_bins"])
         profile.n_rows_ = data["n_rows"]
         profile.features_ = data["features"]
+        profile.sample_ = data.get("sample", {})
         return profile
 
     def save(self, path: Path) -> None:

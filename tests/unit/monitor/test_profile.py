@@ -26,3 +26,11 @@ def test_roundtrip_through_dict(tmp_path):
     profile.save(tmp_path / "p.json")
     again = ReferenceProfile.load(tmp_path / "p.json")
     assert again.features_ == profile.features_ and again.n_rows_ == 3
+
+
+def test_the_reference_sample_is_bounded_and_survives_a_roundtrip(tmp_path):
+    frame = pd.DataFrame({"x": np.arange(1000, dtype=float), "c": ["a"] * 1000})
+    profile = ReferenceProfile(max_sample=100).fit(frame)
+    assert len(profile.sample_["x"]) == 100 and "c" not in profile.sample_
+    profile.save(tmp_path / "p.json")
+    assert ReferenceProfile.load(tmp_path / "p.json").sample_ == profile.sample_

@@ -1,0 +1,142 @@
+"""Data drift of a window of requests against the training reference, per feature.
+
+For each numeric feature: the Population Stability Index over the reference's quantile bins (the
+outer bins open to infinity, so values outside the training range count), and the exact two-sample
+Kolmogorov-Smirnov test against the reference sample (scipy). For each categorical feature: the
+chi-square test of the window's category counts against the reference frequencies. Missing values are
+counted, never compared. A window smaller than ``min_samples`` gets no verdict, and says so.
+
+``DriftDetector`` follows scikit-learn's contract: settings in ``__init__``, ``fit(profile)`` returns
+self, learned state in trailing-underscore attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mloop.monitor.profile import ReferenceProfile
+
+EPSILON = 1e-4  # floor for empty bins in PSI, so a bin seen on one side only is finite
+
+
+@dataclass
+class FeatureDrift:
+    feature: str
+    kind: str
+    n: int
+    missing: int
+    statistic: float | None = None  # KS D or chi-square
+    p_value: float | None = None
+    psi: float | None = None
+    drifted: bool | None = None  # None: not enough data for a verdict
+    reason: str = ""
+
+
+@dataclass
+class DriftReport:
+    features: dict[str, FeatureDrift] = field(default_factory=dict)
+    n_rows: int = 0
+
+    @property
+    def evaluated(self) -> list[FeatureDrift]:
+        return [f for f in self.features.values() if f.drifted is not None]
+
+    @property
+    def drifted_share(self) -> float | None:
+        """The share of evaluated features that drifted, or None if none could be evaluated."""
+        evaluated = self.evaluated
+        return sum(bool(f.drifted) for f in evaluated) / len(evaluated) if evaluated else None
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population Stability Index of two count vectors over the same bins."""
+    e = np.maximum(expected / max(expected.sum(), 1), EPSILON)
+    a = np.maximum(actual / max(actual.sum(), 1), EPSILON)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+class DriftDetector:
+    def __init__(self, alpha: float = 0.05, psi_threshold: float = 0.2, min_samples: int = 100,
+                 thresholds: dict[str, float] | None = None) -> None:
+        self.alpha = alpha
+        self.psi_threshold = psi_threshold
+        self.min_samples = min_samples
+        self.thresholds = thresholds or {}
+
+    def fit(self, profile: ReferenceProfile) -> DriftDetector:
+        self.profile_ = profile
+        self.sorted_sample_ = {name: np.sort(np.asarray(values, dtype=np.float64))
+                               for name, values in profile.sample_.items()}
+        self.open_edges_: dict[str, np.ndarray] = {}
+        for name, spec in profile.features_.items():
+            if spec["kind"] == "numeric" and spec.get("edges"):
+                edges = np.asarray(spec["edges"], dtype=np.float64)
+                self.open_edges_[name] = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
+        return self
+
+    def score(self, window: Any, features: list[str] | None = None) -> DriftReport:
+        """Drift of ``window`` (a DataFrame, or a 2-D array with ``features`` naming its columns)."""
+        import pandas as pd
+
+        frame = window if isinstance(window, pd.DataFrame) else pd.DataFrame(np.asarray(window), columns=features)
+        report = DriftReport(n_rows=len(frame))
+        for name in frame.columns:
+            spec = self.profile_.features_.get(str(name))
+            if spec is None:
+                continue
+            column = frame[name]
+            if spec["kind"] == "numeric":
+                report.features[str(name)] = self._numeric(str(name), spec, column.to_numpy(dtype=np.float64))
+            else:
+                report.features[str(name)] = self._categorical(str(name), spec, column)
+        return report
+
+    def _numeric(self, name: str, spec: dict[str, Any], values: np.ndarray) -> FeatureDrift:
+        from scipy import stats
+
+        present = values[~np.isnan(values)]
+        result = FeatureDrift(name, "numeric", int(present.size), int(values.size - present.size))
+        if present.size < self.min_samples:
+            result.reason = f"{present.size} values < min_samples {self.min_samples}: no verdict"
+            return result
+        edges = self.open_edges_.get(name)
+        if edges is not None:
+            current, _ = np.histogram(present, bins=edges)
+            result.psi = psi(np.asarray(spec["counts"], dtype=np.float64), current.astype(np.float64))
+        reference = self.sorted_sample_.get(name)
+        if reference is not None and reference.size:
+            test = stats.ks_2samp(reference, present)
+            result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
+        alpha = self.thresholds.get(name, self.alpha)
+        result.drifted = bool(result.p_value is not None and result.p_value < alpha)
+        result.reason = f"KS p={result.p_value:.3g} {'<' if result.drifted else '>='} {alpha}"
+        return result
+
+    def _categorical(self, name: str, spec: dict[str, Any], column: Any) -> FeatureDrift:
+        from scipy import stats
+
+        present = column.dropna().astype(str)
+        result = FeatureDrift(name, "categorical", int(present.size), int(column.size - present.size))
+        if present.size < self.min_samples:
+            result.reason = f"{present.size} values < min_samples {self.min_samples}: no verdict"
+            return result
+        categories = list(spec["counts"])
+        reference = np.asarray([spec["counts"][c] for c in categories] + [spec.get("other", 0)], dtype=np.float64)
+        counts = present.value_counts()
+        observed = np.asarray([counts.get(c, 0) for c in categories]
+                              + [counts[~counts.index.isin(categories)].sum()], dtype=np.float64)
+        keep = reference > 0
+        unseen = observed[~keep].sum()
+        expected = np.maximum(reference[keep] / reference[keep].sum(), EPSILON)
+        expected = expected / expected.sum() * observed[keep].sum()
+        test = stats.chisquare(observed[keep], expected)
+        result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
+        result.psi = psi(reference, observed)
+        alpha = self.thresholds.get(name, self.alpha)
+        result.drifted = bool(result.p_value < alpha or unseen > 0)
+        result.reason = (f"{int(unseen)} values of categories never seen in training" if unseen
+                         else f"chi-square p={result.p_value:.3g} {'<' if result.drifted else '>='} {alpha}")
+        return result
