@@ -1,7 +1,8 @@
 """The ``mloop`` command. Each command imports what it needs when it runs, so ``--help`` stays fast.
 
 Exit codes: 0 success; 1 an unexpected internal error (a bug: please report it with --verbose
-output); 2 a problem with the input (config, data, parameters, a failing step); 130 interrupted.
+output); 2 a problem with the input (config, data, parameters, a failing step); 3 drift above
+``mloop monitor report --fail-on-drift``; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+monitor_app = typer.Typer(help="Drift and model monitoring.", no_args_is_help=True)
 runs_app = typer.Typer(help="List recent runs, or show one with 'mloop runs show RUN'.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
+app.add_typer(monitor_app, name="monitor")
 
 ProjectOpt = Annotated[Optional[Path], typer.Option("--project", "-C", help="Project folder (default: nearest mloop.toml).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")]
@@ -161,6 +164,24 @@ def rollback(
     from mloop.cli import deploy_cmd
 
     deploy_cmd.rollback(name, project=project)
+
+
+@monitor_app.command("report")
+def monitor_report(
+    source: Annotated[Path, typer.Option("--from", help="A CSV or Parquet file to compare with the training data.")],
+    model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS or /VERSION (default: the champion).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report here.")] = None,
+    alpha: Annotated[float, typer.Option(min=0, max=1, help="Significance level of the tests.")] = 0.05,
+    min_samples: Annotated[int, typer.Option(min=1, help="Fewer values than this: no verdict.")] = 100,
+    fail_on_drift: Annotated[Optional[float], typer.Option(min=0, max=1, help="Exit 3 if the drifted share is above this.")] = None,
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Compare a data file with a model's training data, feature by feature (PSI, KS, chi-square)."""
+    from mloop.cli import monitor_cmd
+
+    monitor_cmd.report(source, model=model, out=out, project=project, alpha=alpha, min_samples=min_samples,
+                       fail_on_drift=fail_on_drift)
 
 
 @app.command()

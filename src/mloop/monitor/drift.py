@@ -110,9 +110,16 @@ class DriftDetector:
         if reference is not None and reference.size:
             test = stats.ks_2samp(reference, present)
             result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
-        alpha = self.thresholds.get(name, self.alpha)
-        result.drifted = bool(result.p_value is not None and result.p_value < alpha)
-        result.reason = f"KS p={result.p_value:.3g} {'<' if result.drifted else '>='} {alpha}"
+        if result.p_value is not None:
+            alpha = self.thresholds.get(name, self.alpha)
+            result.drifted = result.p_value < alpha
+            result.reason = f"KS p={result.p_value:.3g} {'<' if result.drifted else '>='} {alpha}"
+        elif result.psi is not None:  # a profile without a sample (older bundles): judge by PSI
+            limit = self.thresholds.get(name, self.psi_threshold)
+            result.drifted = result.psi > limit
+            result.reason = f"PSI {result.psi:.3g} {'>' if result.drifted else '<='} {limit} (no reference sample for KS)"
+        else:
+            result.reason = "the reference has no bins or sample for this feature: no verdict"
         return result
 
     def _categorical(self, name: str, spec: dict[str, Any], column: Any) -> FeatureDrift:

@@ -106,3 +106,11 @@ def test_false_alarm_rate_matches_alpha():
     rng = np.random.default_rng(100)
     flagged = [detector.score(pd.DataFrame({"x": rng.normal(size=400)})).features["x"].drifted for _ in range(200)]
     assert 0.01 <= np.mean(flagged) <= 0.10
+
+
+def test_a_profile_without_a_sample_is_judged_by_psi():
+    profile = ReferenceProfile().fit(REFERENCE[["x"]])
+    profile.sample_ = {}  # as in bundles written before the sample existed
+    detector = DriftDetector(min_samples=50).fit(profile)
+    shifted = detector.score(pd.DataFrame({"x": np.random.default_rng(5).normal(loc=1.0, size=500)})).features["x"]
+    assert shifted.drifted and "no reference sample" in shifted.reason and shifted.p_value is None

@@ -1,0 +1,81 @@
+"""A self-contained HTML drift report: per-feature histograms (reference vs current), statistics, verdicts."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+import numpy as np
+
+from mloop.monitor.drift import DriftReport, FeatureDrift
+from mloop.monitor.profile import ReferenceProfile
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse}
+td,th{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left;vertical-align:middle}
+.drift{color:#b00020;font-weight:600}.ok{color:#1b5e20}.na{color:#777}.legend span{display:inline-block;
+width:.8rem;height:.8rem;margin:0 .3rem 0 1rem}"""
+
+
+def _histogram_svg(reference: np.ndarray, current: np.ndarray, width: int = 240, height: int = 60) -> str:
+    """Two bar series (reference grey, current blue) as proportions over the same bins."""
+    ref = reference / max(reference.sum(), 1)
+    cur = current / max(current.sum(), 1)
+    top = max(float(ref.max(initial=0)), float(cur.max(initial=0)), 1e-9)
+    step = width / max(len(ref), 1)
+    bars = []
+    for i, (r, c) in enumerate(zip(ref, cur, strict=True)):
+        x = i * step
+        for offset, value, colour in ((0.1, r, "#9e9e9e"), (0.5, c, "#1e88e5")):
+            h = value / top * (height - 2)
+            bars.append(f'<rect x="{x + offset * step:.1f}" y="{height - h:.1f}" width="{step * 0.4:.1f}" '
+                        f'height="{h:.1f}" fill="{colour}"/>')
+    return f'<svg width="{width}" height="{height}" role="img">{"".join(bars)}</svg>'
+
+
+def _current_counts(name: str, spec: dict[str, Any], frame: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    if name not in frame.columns:
+        return None
+    if spec["kind"] == "numeric" and spec.get("edges"):
+        edges = np.asarray(spec["edges"], dtype=np.float64)
+        open_edges = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
+        values = frame[name].to_numpy(dtype=np.float64)
+        current, _ = np.histogram(values[~np.isnan(values)], bins=open_edges)
+        return np.asarray(spec["counts"], dtype=np.float64), current.astype(np.float64)
+    if spec["kind"] == "categorical":
+        categories = list(spec["counts"])
+        counts = frame[name].dropna().astype(str).value_counts()
+        return (np.asarray([spec["counts"][c] for c in categories], dtype=np.float64),
+                np.asarray([counts.get(c, 0) for c in categories], dtype=np.float64))
+    return None
+
+
+def number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _verdict(feature: FeatureDrift) -> str:
+    if feature.drifted is None:
+        return '<span class="na">no verdict</span>'
+    return '<span class="drift">drift</span>' if feature.drifted else '<span class="ok">stable</span>'
+
+
+def render(title: str, profile: ReferenceProfile, frame: Any, report: DriftReport) -> str:
+    rows = []
+    for name, feature in sorted(report.features.items(), key=lambda kv: (not kv[1].drifted, kv[0])):
+        counts = _current_counts(name, profile.features_[name], frame)
+        chart = _histogram_svg(*counts) if counts is not None else ""
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{_verdict(feature)}</td><td>{chart}</td>"
+                    f"<td>{number(feature.psi)}</td><td>{number(feature.statistic)}</td><td>{number(feature.p_value)}</td>"
+                    f"<td>{feature.n}</td><td>{feature.missing}</td><td>{html.escape(feature.reason)}</td></tr>")
+    share = report.drifted_share
+    summary = ("not enough data for a verdict" if share is None
+               else f"{sum(bool(f.drifted) for f in report.evaluated)} of {len(report.evaluated)} features drifted "
+                    f"({share:.0%})")
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>
+<p>{report.n_rows} rows compared with {profile.n_rows_} training rows: <strong>{summary}</strong>.
+Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>
+<p class="legend"><span style="background:#9e9e9e"></span>reference (training)<span style="background:#1e88e5"></span>current</p>
+<table><tr><th>feature</th><th>verdict</th><th>distribution</th><th>PSI</th><th>KS D / chi2</th><th>p-value</th>
+<th>values</th><th>missing</th><th>why</th></tr>{''.join(rows)}</table></body></html>"""

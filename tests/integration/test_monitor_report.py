@@ -1,0 +1,70 @@
+"""`mloop monitor report --from FILE`: offline drift check against the registered model's training data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.integration
+
+MLOOP = str(Path(sys.executable).with_name("mloop"))
+
+
+def monitor(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([MLOOP, "monitor", "report", *args], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={"COLUMNS": "200", **__import__("os").environ})
+
+
+@pytest.fixture(scope="module")
+def batches(first_run, tmp_path_factory):
+    root, _ = first_run
+    folder = tmp_path_factory.mktemp("batches")
+    data = pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["target"])
+    same = folder / "same.parquet"
+    data.to_parquet(same)
+    shifted = data.copy()
+    shifted["mean_radius"] *= 1.3
+    shifted["worst_area"] *= 1.5
+    shifted["batch_id"] = 7  # a column the model never saw: reported, not compared
+    shifted.to_csv(folder / "shifted.csv", index=False)
+    return root, same, folder / "shifted.csv"
+
+
+def test_the_training_distribution_itself_does_not_drift(batches):
+    root, same, _ = batches
+    done = monitor(root, "--from", str(same), "--fail-on-drift", "0.1")
+    assert done.returncode == 0, done.stderr
+    assert "0 of 30 features drifted (0%)" in done.stdout
+
+
+def test_shifted_features_are_found_and_reported_in_html(batches, tmp_path):
+    root, _, shifted = batches
+    out = tmp_path / "drift.html"
+    done = monitor(root, "--from", str(shifted), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert "drift" in lines["mean_radius"] and "drift" in lines["worst_area"]
+    assert "stable" in lines["mean_texture"]
+    assert "not compared: batch_id" in done.stdout
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 30 and 'class="drift"' in page
+
+
+def test_fail_on_drift_exits_3_for_ci(batches):
+    root, _, shifted = batches
+    done = monitor(root, "--from", str(shifted), "--fail-on-drift", "0.05")
+    assert done.returncode == 3 and "above --fail-on-drift 5%" in done.stderr
+
+
+def test_bad_input_exits_2_with_a_hint(batches, tmp_path):
+    root, _, _ = batches
+    missing = monitor(root, "--from", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    unrelated = tmp_path / "other.csv"
+    unrelated.write_text("a,b\n1,2\n")
+    done = monitor(root, "--from", str(unrelated))
+    assert done.returncode == 2 and "shares no column" in done.stderr and "Traceback" not in done.stderr
