@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ MLOOP = str(Path(sys.executable).with_name("mloop"))
 
 def monitor(root: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([MLOOP, "monitor", "report", *args], cwd=root, capture_output=True, text=True, timeout=120,
-                          env={"COLUMNS": "200", **__import__("os").environ})
+                          env={"COLUMNS": "200", **os.environ})
 
 
 @pytest.fixture(scope="module")

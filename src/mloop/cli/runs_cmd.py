@@ -82,7 +82,7 @@ def show_run(run_id: str, *, project: Path | None) -> None:
     if exp is None:
         raise TrackingError("no runs yet in this project", hint="start one with: mloop run")
     run = _find_run(client, exp, run_id)
-    info, tags, metrics, params = run.info, run.data.tags, run.data.metrics, run.data.params
+    info, tags, metrics = run.info, run.data.tags, run.data.metrics
     took = seconds((info.end_time - info.start_time) / 1000) if info.end_time else "running"
     console.print(f"[bold]run {info.run_id}[/]  {info.run_name}  {info.status}  {_when(info.start_time)}  ({took})")
     console.print(f"pipeline   {tags.get('mloop.pipeline', '-')} ({tags.get('mlflow.source.name', '-')})")
@@ -114,4 +114,3 @@ def show_run(run_id: str, *, project: Path | None) -> None:
     shown = {k: v for k, v in metrics.items() if not k.startswith(_HIDDEN_METRICS)}
     if shown:
         console.print("metrics    " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(shown.items())), soft_wrap=True)
-    del params

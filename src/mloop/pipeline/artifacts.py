@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -276,5 +275,3 @@ def atomic_write_text(path: Path, text: str) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
 
-
-Loader = Callable[[ArtifactRef], Any]

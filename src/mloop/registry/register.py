@@ -62,8 +62,6 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
             aliases = list(getattr(existing, "aliases", []) or [])
             return Registration(name, str(existing.version), aliases,
                                 Decision(CHAMPION in aliases, "the same model is registered already", float("nan")), True)
-    except RegistryError:
-        raise
     except Exception as err:
         raise tracking_error(cfg, err) from err
 
