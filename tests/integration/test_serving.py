@@ -171,3 +171,37 @@ def test_sigterm_shuts_down_gracefully(first_run):
     # uvicorn drains, then re-raises the signal so the exit status still says "terminated by SIGTERM"
     assert proc.returncode == -signal.SIGTERM, err
     assert "Traceback" not in err and '"status":422' in err, "the access log has the request"
+
+
+def test_drift_and_outliers_of_live_traffic_reach_the_metrics(first_run):
+    root, _ = first_run
+    proc, url = start_server(root, "--no-access-log", "--monitor-interval", "0.3")
+    try:
+        data = pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["target"])
+        shifted = data.copy()
+        shifted[["mean_radius", "worst_area", "mean_texture"]] *= 3.0  # far outside training
+        post(f"{url}/predict", json.dumps({"instances": shifted.to_dict("records")}).encode())
+
+        def gauges() -> dict[str, float]:
+            with urllib.request.urlopen(f"{url}/metrics") as response:
+                lines = response.read().decode().splitlines()
+            return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines
+                    if line.startswith(("mloop_drifted_features_share", "mloop_outlier_ratio",
+                                        "mloop_feature_drift_detected", "mloop_monitor_window_rows"))}
+
+        deadline = time.time() + 20
+        while time.time() < deadline and 'mloop_outlier_ratio{model="breast_cancer"}' not in gauges():
+            time.sleep(0.2)
+        found = gauges()
+        assert found['mloop_monitor_window_rows{model="breast_cancer"}'] == len(data)
+        assert found['mloop_feature_drift_detected{feature="mean_radius",model="breast_cancer"}'] == 1.0
+        assert found['mloop_feature_drift_detected{feature="smoothness_error",model="breast_cancer"}'] == 0.0
+        assert 0.05 < found['mloop_drifted_features_share{model="breast_cancer"}'] < 0.5
+        from mloop.config import load_project
+        from mloop.models.loaded import load_registered
+
+        detector = load_registered(load_project(root), "models:/breast_cancer@champion").outlier_detector
+        baseline = float((detector.predict(data) == -1).mean())  # the same detector on unshifted rows
+        assert found['mloop_outlier_ratio{model="breast_cancer"}'] > baseline + 0.1, baseline
+    finally:
+        stop(proc)

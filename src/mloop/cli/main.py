@@ -103,6 +103,7 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Extra wait to gather a batch (0: none).")] = 0.0,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body; bigger gets 413.")] = 10.0,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
+    monitor_interval: Annotated[float, typer.Option(min=0, help="Seconds between drift updates on /metrics (0: off).")] = 10.0,
     project: ProjectOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -110,7 +111,8 @@ def serve(
     from mloop.cli import serve_cmd
 
     serve_cmd.serve(model, host=host, port=port, token=token, project=project, max_batch_rows=max_batch_rows,
-                    max_wait_ms=max_wait_ms, max_body_mb=max_body_mb, access_log=access_log)
+                    max_wait_ms=max_wait_ms, max_body_mb=max_body_mb, access_log=access_log,
+                    monitor_interval=monitor_interval)
 
 
 @app.command()

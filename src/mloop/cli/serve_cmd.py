@@ -9,7 +9,8 @@ from mloop.cli.output import err_console
 
 
 def serve(model: str | None, *, host: str, port: int, token: str | None, project: Path | None,
-          max_batch_rows: int, max_wait_ms: float, max_body_mb: float, access_log: bool) -> None:
+          max_batch_rows: int, max_wait_ms: float, max_body_mb: float, access_log: bool,
+          monitor_interval: float = 10.0) -> None:
     from mloop.models.loaded import LoadedModel, load_model_dir, load_registered
     from mloop.serving.server import check_binding, serve as run_server
 
@@ -32,7 +33,7 @@ def serve(model: str | None, *, host: str, port: int, token: str | None, project
         soft_wrap=True, markup=False)
     run_server(loaded, host=host, port=port, token=token, max_body_bytes=int(max_body_mb * 1024 * 1024),
                max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, access_log=sys.stderr if access_log else None,
-               loader=loader)
+               loader=loader, monitor_interval_s=monitor_interval)
 
 
 def _env_token() -> str | None:

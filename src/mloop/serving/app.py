@@ -67,7 +67,8 @@ class ModelServer:
     def __init__(self, model: LoadedModel, *, token: str | None = None, max_body_bytes: int = 10 * 1024 * 1024,
                  max_batch_rows: int = 1024, max_wait_s: float = 0.0, access_log: TextIO | None = sys.stderr,
                  max_upload_bytes: int = 1024 * 1024 * 1024, admin_token: str | None = None,
-                 loader: Callable[[str], LoadedModel] | None = None) -> None:
+                 loader: Callable[[str], LoadedModel] | None = None, monitor_window: int = 5000,
+                 monitor_interval_s: float = 10.0) -> None:
         self.model = model
         self.admin_token = admin_token.encode() if admin_token else None
         self.loader = loader
@@ -80,6 +81,11 @@ class ModelServer:
         self.metrics.serving(model.name, model.version)
         self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self._on_batch)
         self.ready = True
+        from mloop.monitor.window import PredictionWindow
+
+        self.monitor_interval_s = monitor_interval_s
+        self.window = PredictionWindow(monitor_window, len(model.features))
+        self._monitor_task: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -131,11 +137,56 @@ class ModelServer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.monitor_interval_s > 0:
+                    import asyncio
+
+                    self._monitor_task = asyncio.get_running_loop().create_task(self._monitor_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
+                if self._monitor_task is not None:
+                    self._monitor_task.cancel()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _monitor_loop(self) -> None:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.monitor_interval_s)
+            try:
+                await loop.run_in_executor(None, self.update_monitoring)
+            except Exception:  # monitoring must never take serving down
+                traceback.print_exc(file=sys.stderr)
+
+    def update_monitoring(self) -> None:
+        """Drift per feature and the outlier ratio of the current window, into the metrics."""
+        from mloop.monitor.drift import DriftDetector
+
+        model = self.model
+        rows, _ = self.window.snapshot()
+        self.metrics.window_rows.labels(model.name).set(rows.shape[0])
+        if rows.shape[0] == 0 or model.profile is None:
+            return
+        if getattr(self, "_detector_for", None) is not model:
+            self._detector = DriftDetector().fit(model.profile)
+            self._detector_for = model
+        report = self._detector.score(rows, [f.name for f in model.features])
+        for name, feature in report.features.items():
+            if feature.psi is not None:
+                self.metrics.drift_psi.labels(model.name, name).set(feature.psi)
+            if feature.p_value is not None:
+                self.metrics.drift_p_value.labels(model.name, name).set(feature.p_value)
+            if feature.drifted is not None:
+                self.metrics.drift_detected.labels(model.name, name).set(1.0 if feature.drifted else 0.0)
+        if report.drifted_share is not None:
+            self.metrics.drift_share.labels(model.name).set(report.drifted_share)
+        if model.outlier_detector is not None:
+            finite = rows[np.isfinite(rows).all(axis=1)]
+            if finite.shape[0]:
+                flags = model.outlier_detector.predict(finite)
+                self.metrics.outlier_ratio.labels(model.name).set(float((flags == -1).mean()))
 
     def _check_token(self, header: bytes, token: bytes | None = None) -> None:
         expected = token if token is not None else self.token
@@ -286,6 +337,9 @@ class ModelServer:
             old = self.model
             self.batcher.flush_now()
             self.model = new
+            from mloop.monitor.window import PredictionWindow
+
+            self.window = PredictionWindow(self.window.capacity, len(new.features))  # a new reference
             self.metrics.serving(new.name, new.version)
         return Response(200, orjson.dumps({"serving": {"name": new.name, "version": new.version},
                                            "previous": {"name": old.name, "version": old.version}}))
@@ -298,9 +352,11 @@ class ModelServer:
         warm_up(model)
         return model
 
-    def _on_batch(self, rows: int, labels: np.ndarray) -> None:
-        """Per predict call, not per request: batch size and predictions by class."""
-        self.metrics.batch_rows.observe(rows)
+    def _on_batch(self, rows: np.ndarray, labels: np.ndarray) -> None:
+        """Per predict call, not per request: batch size, predictions by class, the monitoring window."""
+        self.metrics.batch_rows.observe(rows.shape[0])
+        if rows.shape[1] == self.window.rows.shape[1]:
+            self.window.append(rows, labels)
         values, counts = np.unique(labels, return_counts=True)
         for value, count in zip(values.tolist(), counts.tolist(), strict=True):
             self.metrics.predictions.labels(self.model.name, str(value)).inc(count)

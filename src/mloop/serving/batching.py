@@ -20,7 +20,7 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 class Batcher:
     def __init__(self, *, max_rows: int = 1024, max_wait_s: float = 0.0,
-                 on_batch: Callable[[int, np.ndarray], None] | None = None) -> None:
+                 on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None) -> None:
         self.predict: Predict | None = None
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
@@ -65,7 +65,7 @@ class Batcher:
                 if not future.done():
                     future.set_exception(err)
             return
-        self.on_batch(rows.shape[0], labels)
+        self.on_batch(rows, labels)
         start = 0
         for part, future in batch:
             end = start + part.shape[0]

@@ -27,6 +27,19 @@ class ServerMetrics:
         self.model_info = Gauge("mloop_model_info", "The model being served (value 1)", ["model", "version"],
                                 registry=self.registry)
         self.in_flight = Gauge("mloop_requests_in_flight", "Requests being handled", registry=self.registry)
+        # Monitoring: recomputed from the in-memory window of recent predictions every few seconds.
+        self.window_rows = Gauge("mloop_monitor_window_rows", "Rows in the monitoring window", ["model"],
+                                 registry=self.registry)
+        self.drift_share = Gauge("mloop_drifted_features_share", "Share of features that drifted (no sample: absent)",
+                                 ["model"], registry=self.registry)
+        self.drift_detected = Gauge("mloop_feature_drift_detected", "1 if the feature drifted, 0 if not",
+                                    ["model", "feature"], registry=self.registry)
+        self.drift_psi = Gauge("mloop_feature_drift_psi", "Population Stability Index against training",
+                               ["model", "feature"], registry=self.registry)
+        self.drift_p_value = Gauge("mloop_feature_drift_p_value", "p-value of the drift test (KS or chi-square)",
+                                   ["model", "feature"], registry=self.registry)
+        self.outlier_ratio = Gauge("mloop_outlier_ratio", "Share of window rows the bundled detector calls outliers",
+                                   ["model"], registry=self.registry)
 
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 

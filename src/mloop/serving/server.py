@@ -41,7 +41,8 @@ def warm_up(model: LoadedModel) -> None:
 
 def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
           max_body_bytes: int = 10 * 1024 * 1024, max_batch_rows: int = 1024, max_wait_ms: float = 0.0,
-          access_log: TextIO | None = sys.stderr, loader: Callable[[str], LoadedModel] | None = None) -> None:
+          access_log: TextIO | None = sys.stderr, loader: Callable[[str], LoadedModel] | None = None,
+          monitor_interval_s: float = 10.0) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests are answered before the process exits.
 
     With ``MLOOP_ADMIN_TOKEN`` set (managed deployments) and a ``loader``, ``POST /admin/model`` swaps
@@ -69,7 +70,8 @@ def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, toke
     gc.freeze()
     app = ModelServer(model, token=token, max_body_bytes=max_body_bytes, max_batch_rows=max_batch_rows,
                       max_wait_s=max_wait_ms / 1000.0, access_log=access_log,
-                      admin_token=os.environ.get("MLOOP_ADMIN_TOKEN") or None, loader=loader)
+                      admin_token=os.environ.get("MLOOP_ADMIN_TOKEN") or None, loader=loader,
+                      monitor_interval_s=monitor_interval_s)
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
                             access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             server_header=False, date_header=False, proxy_headers=False)

@@ -203,3 +203,24 @@ def test_the_missing_value_probe_holds_even_with_sklearn_finiteness_checks_off(s
     with sklearn.config_context(assume_finite=True):
         swapped_in = replace(small_model, features=features)
     assert not swapped_in.features[2].allow_missing
+
+
+def test_monitoring_reports_drift_of_recent_traffic(small_model):
+    import numpy as np
+
+    app = ModelServer(small_model, access_log=None, monitor_interval_s=0)
+    rng = np.random.default_rng(0)
+    stable = [{"a": float(a), "b": float(b), "c": float(c)} for a, b, c in rng.normal(size=(300, 3))]
+    assert call(app, "POST", "/predict", json={"instances": stable}).status_code == 200
+    app.update_monitoring()
+    text = call(app, "GET", "/metrics").text
+    assert 'mloop_monitor_window_rows{model="toy"} 300.0' in text
+    assert 'mloop_drifted_features_share{model="toy"} 0.0' in text
+    shifted = [{"a": float(a) + 3, "b": float(b), "c": float(c)} for a, b, c in rng.normal(size=(300, 3))]
+    app.window.clear()
+    call(app, "POST", "/predict", json={"instances": shifted})
+    app.update_monitoring()
+    text = call(app, "GET", "/metrics").text
+    assert 'mloop_feature_drift_detected{feature="a",model="toy"} 1.0' in text
+    assert 'mloop_feature_drift_detected{feature="b",model="toy"} 0.0' in text
+    assert 'mloop_drifted_features_share{model="toy"} 0.3333333333333333' in text
