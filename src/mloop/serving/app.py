@@ -9,6 +9,7 @@ Routes (Open Inference / KServe V2 plus plain JSON):
     POST /v2/models/{name}[/versions/{v}]/infer     inference (JSON or binary tensor data)
     POST /predict                                   plain JSON inference
     POST /predict/batch                             a CSV or Parquet file scored in chunks
+    POST /feedback, /v2/models/{name}/feedback      true labels for served requests (live accuracy)
     GET  /metrics                                   Prometheus metrics
     GET  /openapi.json                              this API as OpenAPI 3
 """
@@ -83,8 +84,11 @@ class ModelServer:
         self.ready = True
         from mloop.monitor.window import PredictionWindow
 
+        from mloop.monitor.feedback import FeedbackJoiner
+
         self.monitor_interval_s = monitor_interval_s
         self.window = PredictionWindow(monitor_window, len(model.features))
+        self.feedback = FeedbackJoiner()
         self._monitor_task: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +105,7 @@ class ModelServer:
         try:
             try:
                 route, handler = self._route(scope["method"], scope["path"])
+                scope["mloop.request_id"] = request_id
                 if route == "admin":
                     self._check_token(headers.get(b"authorization", b""), self.admin_token)
                 elif self.token is not None and scope["path"] not in PUBLIC_PATHS:
@@ -210,7 +215,7 @@ class ModelServer:
         if path.startswith("/v2/models/"):
             parts = path[len("/v2/models/"):].split("/")
             action = ""
-            if parts and parts[-1] in ("infer", "ready"):
+            if parts and parts[-1] in ("infer", "ready", "feedback"):
                 action = parts.pop()
             name, version = parts[0], None
             if len(parts) == 3 and parts[1] == "versions":
@@ -221,6 +226,9 @@ class ModelServer:
             if action == "infer":
                 _method(method, "POST")
                 return "infer", self._infer
+            if action == "feedback":
+                _method(method, "POST")
+                return "feedback", self._feedback
             _method(method, "GET")
             return ("model_ready", self._model_ready) if action == "ready" else ("model_metadata", self._metadata)
         raise RequestError(f"no route {path}; see /v2 (Open Inference protocol) and /predict", status=404)
@@ -265,6 +273,7 @@ class ModelServer:
         model = self.model  # parse, predict and answer with one version, even across a swap
         request = protocol.parse_v2(body, model, header_length)
         labels, proba = await self.batcher.submit(request.rows, model.predict)
+        self.feedback.record(scope["mloop.request_id"], labels.tolist())
         payload, json_length = protocol.v2_response(model, request, labels, proba)
         if json_length is None:
             return Response(200, payload, rows=len(labels))
@@ -276,7 +285,43 @@ class ModelServer:
         model = self.model
         rows = protocol.parse_plain(body, model)
         labels, proba = await self.batcher.submit(rows, model.predict)
+        self.feedback.record(scope["mloop.request_id"], labels.tolist())
         return Response(200, protocol.plain_response(model, labels, proba), rows=len(labels))
+
+    async def _feedback(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        """True labels for served requests: ``{"id": REQUEST_ID, "labels": [...]}`` or ``{"items": [...]}``."""
+        from mloop.monitor.feedback import UnknownRequest
+
+        payload = protocol.parse_json(await self._body(headers, receive))
+        items = payload.get("items") if isinstance(payload, dict) and "items" in payload else [payload]
+        if not isinstance(items, list) or not items:
+            raise RequestError('send {"id": REQUEST_ID, "labels": [...]} or {"items": [...]}', field="items")
+        classes = {str(c): c for c in self.model.classes}
+        matched = 0
+        for index, item in enumerate(items):
+            where = f"items[{index}]" if len(items) > 1 else "body"
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(item.get("labels"), list):
+                raise RequestError(f"{where} needs a string 'id' (the x-request-id of the prediction) and a 'labels' list",
+                                   field=f"{where}.id")
+            labels = item["labels"]
+            if classes and any(str(label) not in classes for label in labels):
+                raise RequestError(f"{where}: labels must be among the model's classes {list(classes)}",
+                                   field=f"{where}.labels")
+            truth = [classes[str(label)] for label in labels] if classes else labels
+            try:
+                matched += self.feedback.add(item["id"], truth)
+            except UnknownRequest as err:
+                raise RequestError(f"{where}: no prediction with id {item['id']!r} is remembered (unknown or too old)",
+                                   field=f"{where}.id", status=404) from err
+            except ValueError as err:
+                raise RequestError(f"{where}: {err}", field=f"{where}.labels") from err
+        self.metrics.labelled.labels(self.model.name).inc(matched)
+        positive = self.model.classes[-1] if self.model.classes else None
+        scores = self.feedback.scores(positive)
+        for metric, value in scores.items():
+            self.metrics.live_score.labels(self.model.name, metric).set(value)
+        return Response(200, orjson.dumps({"labelled": matched, "total_labelled": self.feedback.labelled_total,
+                                           **scores}))
 
     async def _predict_batch(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
         import asyncio
@@ -395,6 +440,7 @@ _FIXED: dict[str, tuple[str, str, str]] = {
     "/openapi.json": ("GET", "openapi", "_openapi"),
     "/predict": ("POST", "predict", "_predict_json"),
     "/predict/batch": ("POST", "predict_batch", "_predict_batch"),
+    "/feedback": ("POST", "feedback", "_feedback"),
 }
 
 

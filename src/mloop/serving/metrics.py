@@ -38,6 +38,10 @@ class ServerMetrics:
                                ["model", "feature"], registry=self.registry)
         self.drift_p_value = Gauge("mloop_feature_drift_p_value", "p-value of the drift test (KS or chi-square)",
                                    ["model", "feature"], registry=self.registry)
+        self.labelled = Counter("mloop_labelled_predictions_total", "Predictions joined with their true label",
+                                ["model"], registry=self.registry)
+        self.live_score = Gauge("mloop_live_score", "Accuracy, precision and recall over the last labelled predictions",
+                                ["model", "metric"], registry=self.registry)
         self.outlier_ratio = Gauge("mloop_outlier_ratio", "Share of window rows the bundled detector calls outliers",
                                    ["model"], registry=self.registry)
 

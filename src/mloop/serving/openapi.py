@@ -60,6 +60,17 @@ def openapi(model: LoadedModel) -> dict[str, Any]:
                                       "schema": {"type": "string", "enum": [model.version]}}]
     json_ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
 
+    label = {"type": "integer"} if all(isinstance(c, int) for c in model.classes) else {}
+    feedback_item = {"type": "object", "required": ["id", "labels"], "properties": {
+        "id": {"type": "string", "description": "the x-request-id of the prediction"},
+        "labels": {"type": "array", "items": label, "minItems": 1}}}
+    feedback = {"post": {
+        "summary": "True labels for served predictions (live accuracy, precision, recall)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            feedback_item, {"type": "object", "required": ["items"], "properties": {
+                "items": {"type": "array", "items": feedback_item, "minItems": 1}}}]}}}},
+        "responses": {"200": json_ok, **_error_responses(400, 401, 404, 422)}}}
+
     def infer(params: list[dict[str, Any]]) -> dict[str, Any]:
         return {"post": {"summary": "Inference (Open Inference / KServe V2)", "parameters": params,
                          "requestBody": {"required": True, "content": {"application/json": {"schema": infer_request}}},
@@ -96,6 +107,8 @@ def openapi(model: LoadedModel) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
                 "responses": {"200": {"description": "the scored file", "content": {
                     "text/csv": {"schema": {"type": "string"}}}}, **_error_responses(400, 401, 413, 415, 422)}}},
+            "/feedback": feedback,
+            "/v2/models/{model_name}/feedback": {"post": {**feedback["post"], "parameters": model_params}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
                 **_error_responses(401)}}},

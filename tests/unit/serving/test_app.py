@@ -224,3 +224,31 @@ def test_monitoring_reports_drift_of_recent_traffic(small_model):
     assert 'mloop_feature_drift_detected{feature="a",model="toy"} 1.0' in text
     assert 'mloop_feature_drift_detected{feature="b",model="toy"} 0.0' in text
     assert 'mloop_drifted_features_share{model="toy"} 0.3333333333333333' in text
+
+
+def test_feedback_gives_live_accuracy_on_the_metrics(app):
+    first = call(app, "POST", "/predict", json={"instances": [ROW, ROW]}, headers={"x-request-id": "p-1"})
+    predicted = [p["label"] for p in first.json()["predictions"]]
+    wrong = 1 - predicted[1]
+    answer = call(app, "POST", "/v2/models/toy/feedback", json={"id": "p-1", "labels": [predicted[0], wrong]})
+    assert answer.status_code == 200 and answer.json()["labelled"] == 2 and answer.json()["accuracy"] == 0.5
+    text = call(app, "GET", "/metrics").text
+    assert 'mloop_live_score{metric="accuracy",model="toy"} 0.5' in text
+    assert 'mloop_labelled_predictions_total{model="toy"} 2.0' in text
+    v2 = call(app, "POST", "/v2/models/toy/infer", headers={"x-request-id": "v-1"},
+              json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]})
+    label = v2.json()["outputs"][0]["data"][0]
+    assert call(app, "POST", "/feedback", json={"items": [{"id": "v-1", "labels": [label]}]}).json()["labelled"] == 1
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"id": "never", "labels": [1]}, 404, "body.id"),
+    ({"id": "p-2", "labels": [7]}, 422, "body.labels"),
+    ({"id": "p-2", "labels": [1, 0, 1]}, 422, "body.labels"),
+    ({"labels": [1]}, 422, "body.id"),
+    ({"items": []}, 422, "items"),
+])
+def test_bad_feedback_is_4xx_naming_the_field(app, body, status, field):
+    call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"x-request-id": "p-2"})
+    response = call(app, "POST", "/feedback", json=body)
+    assert response.status_code == status and response.json()["field"] == field

@@ -1,0 +1,61 @@
+"""Ground truth for served predictions: joined by request id, scored over the last labelled rows.
+
+The server remembers the labels it predicted for the last ``capacity`` requests (by the id it echoes in
+``x-request-id``); feedback with the true labels for such a request is joined to them, and accuracy,
+precision and recall are computed over the last ``window`` labelled rows (model drift, live).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from typing import Any
+
+import numpy as np
+
+
+class UnknownRequest(KeyError):
+    """The request id was never served, or is older than the remembered ones."""
+
+
+class FeedbackJoiner:
+    def __init__(self, capacity: int = 100_000, window: int = 10_000) -> None:
+        self.capacity = capacity
+        self.predicted: OrderedDict[str, list[Any]] = OrderedDict()
+        self.pairs: deque[tuple[Any, Any]] = deque(maxlen=window)
+        self.labelled_total = 0
+        self._lock = threading.Lock()
+
+    def record(self, request_id: str, labels: list[Any]) -> None:
+        """Remember what was predicted for a request (called once per request; O(1))."""
+        with self._lock:
+            self.predicted[request_id] = labels
+            if len(self.predicted) > self.capacity:
+                self.predicted.popitem(last=False)
+
+    def add(self, request_id: str, truth: list[Any]) -> int:
+        """Join the true labels of one request; returns how many rows were labelled."""
+        with self._lock:
+            predicted = self.predicted.pop(request_id, None)
+            if predicted is None:
+                raise UnknownRequest(request_id)
+            if len(truth) != len(predicted):
+                self.predicted[request_id] = predicted  # keep it: the client can send the right number
+                raise ValueError(f"request {request_id} had {len(predicted)} rows; {len(truth)} labels were sent")
+            self.pairs.extend(zip(predicted, truth, strict=True))
+            self.labelled_total += len(truth)
+            return len(truth)
+
+    def scores(self, positive: Any) -> dict[str, float]:
+        """Accuracy, and precision and recall of ``positive``, over the labelled window."""
+        with self._lock:
+            if not self.pairs:
+                return {}
+            predicted, truth = (np.asarray(side, dtype=object) for side in zip(*self.pairs, strict=True))
+        scores = {"accuracy": float((predicted == truth).mean())}
+        flagged, actual = predicted == positive, truth == positive
+        if flagged.any():
+            scores["precision"] = float((flagged & actual).sum() / flagged.sum())
+        if actual.any():
+            scores["recall"] = float((flagged & actual).sum() / actual.sum())
+        return scores

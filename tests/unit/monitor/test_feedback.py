@@ -1,0 +1,41 @@
+import pytest
+
+from mloop.monitor.feedback import FeedbackJoiner, UnknownRequest
+
+
+def test_feedback_is_joined_by_request_id_and_scored():
+    joiner = FeedbackJoiner()
+    joiner.record("r1", [1, 1, 0])
+    joiner.record("r2", [0])
+    assert joiner.add("r1", [1, 0, 0]) == 3
+    assert joiner.add("r2", [1]) == 1
+    scores = joiner.scores(positive=1)
+    assert scores == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5}
+    assert joiner.labelled_total == 4
+
+
+def test_unknown_expired_and_repeated_ids_are_refused():
+    joiner = FeedbackJoiner(capacity=2)
+    for rid in ("a", "b", "c"):
+        joiner.record(rid, [1])
+    with pytest.raises(UnknownRequest):
+        joiner.add("a", [1])  # evicted
+    joiner.add("b", [1])
+    with pytest.raises(UnknownRequest):
+        joiner.add("b", [1])  # already labelled
+
+
+def test_a_wrong_number_of_labels_keeps_the_prediction_for_a_retry():
+    joiner = FeedbackJoiner()
+    joiner.record("r", [1, 0])
+    with pytest.raises(ValueError, match="had 2 rows; 1 labels"):
+        joiner.add("r", [1])
+    assert joiner.add("r", [1, 0]) == 2
+
+
+def test_the_score_window_is_bounded():
+    joiner = FeedbackJoiner(window=3)
+    for i in range(5):
+        joiner.record(str(i), [1])
+        joiner.add(str(i), [1 if i >= 2 else 0])
+    assert joiner.scores(positive=1)["accuracy"] == 1.0
