@@ -178,6 +178,14 @@ def test_ui_serves_the_projects_store_on_loopback(new_project: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    store = str(new_project / ".mloop" / "mlflow.db")
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        left = subprocess.run(["pgrep", "-f", store], capture_output=True, text=True).stdout.split()
+        if not left:
+            break
+        time.sleep(0.3)
+    assert not left, "stopping mloop ui left the MLflow server running"
 
 
 def test_help_lists_the_commands(tmp_path: Path):

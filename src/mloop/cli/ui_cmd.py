@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 from mloop.cli.output import console
 
@@ -20,13 +23,23 @@ def ui(*, port: int, project: Path | None) -> None:
     cfg = load_project(project)
     cfg.store.mkdir(parents=True, exist_ok=True)
     console.print(f"MLflow UI for {cfg.name}: http://127.0.0.1:{port}  (Ctrl-C stops it)")
-    proc = subprocess.Popen(ui_command(cfg.tracking_uri, cfg.artifact_location, port))
+    # Its own process group, so that stopping `mloop ui` (Ctrl-C or SIGTERM) stops the MLflow server and
+    # the web workers it starts too, instead of leaving them running.
+    proc = subprocess.Popen(ui_command(cfg.tracking_uri, cfg.artifact_location, port), start_new_session=True)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         code = proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        code = proc.wait()
-    if code not in (0, -15):
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code not in (0, -signal.SIGTERM, -signal.SIGINT):
         from mloop.errors import MloopError
 
         raise MloopError(f"the MLflow UI exited with code {code}", hint=f"is port {port} free? try --port {port + 1}")
