@@ -66,6 +66,26 @@ def _forget_pipeline_modules():
     sys.path[:] = path
 
 
+def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> bytes:
+    """Poll ``url`` until it answers 200 and return the body; fail early with the output if ``proc`` exits."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            output = proc.stderr.read() if proc.stderr else (proc.stdout.read() if proc.stdout else "")
+            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode} before {url} answered: {output!r}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return bytes(response.read())
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

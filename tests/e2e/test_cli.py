@@ -7,12 +7,11 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_http
 
 pytestmark = pytest.mark.e2e
 
@@ -162,19 +161,8 @@ def test_ui_serves_the_projects_store_on_loopback(new_project: Path):
     proc = subprocess.Popen([MLOOP, "ui", "--port", str(port)], cwd=new_project,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5",
-                                            timeout=2) as response:
-                    body = response.read().decode()
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                time.sleep(0.5)
-        else:
-            pytest.fail("mloop ui did not answer")
-        assert '"experiments"' in body
+        body = wait_for_http(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5", proc)
+        assert b'"experiments"' in body
     finally:
         proc.terminate()
         proc.wait(timeout=30)

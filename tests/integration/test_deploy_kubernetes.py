@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -50,15 +49,7 @@ def test_the_image_command_serves_the_baked_in_model(written):
                              "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
                             cwd=written, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1):
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read()
-                assert time.time() < deadline
-                time.sleep(0.2)
+        wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", proc)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/models/breast_cancer/versions/1",
                                          headers={"authorization": "Bearer k8s-secret"})
         with urllib.request.urlopen(request) as response:

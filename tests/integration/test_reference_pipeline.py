@@ -8,7 +8,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +18,7 @@ from mloop.config import load_project
 from mloop.models.bundle import read_bundle
 from mloop.models.fetch import download_model, load_sklearn_model
 from mloop.project import run_project
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +180,7 @@ def test_a_tracking_server_is_used_when_the_uri_says_so(after_first_run, mlflow_
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         uri = f"http://127.0.0.1:{port}"
-        _wait_for(f"{uri}/health", proc)
+        wait_for_http(f"{uri}/health", proc, timeout=60)
         monkeypatch.setenv("MLOOP_TRACKING_URI", uri)
         before = (after_first_run / ".mloop" / "mlflow.db").read_bytes()
         outcome = run_project(load_project(after_first_run))
@@ -195,22 +194,6 @@ def test_a_tracking_server_is_used_when_the_uri_says_so(after_first_run, mlflow_
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    import urllib.request
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(url)
 
 
 def test_notebook_api_runs_the_same_pipeline(after_first_run):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -29,17 +29,12 @@ def start_server(root: Path, *args: str, env: dict[str, str] | None = None) -> t
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mloop serve exited {proc.returncode}: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1):
-                return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise TimeoutError("mloop serve did not become ready")
+    try:
+        wait_for_http(f"{url}/v2/health/ready", proc)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc, url
 
 
 def stop(proc: subprocess.Popen) -> str:

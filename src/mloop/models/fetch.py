@@ -30,13 +30,12 @@ def download_model(cfg: ProjectConfig, uri: str, dst: Path | None = None) -> Pat
 
     from mloop.tracking.client import mlflow_client
 
-    name, version, alias = parse_model_uri(uri)
+    name, _, _ = parse_model_uri(uri)
+    version = resolve_version(cfg, uri)
     client = mlflow_client(cfg)
     target = dst or Path(tempfile.mkdtemp(prefix="mloop-model-"))
     try:
-        if alias:
-            version = str(client.get_model_version_by_alias(name, alias).version)
-        source = client.get_model_version_download_uri(name, str(version))
+        source = client.get_model_version_download_uri(name, version)
         path = download_artifacts(artifact_uri=source, dst_path=str(target), tracking_uri=cfg.tracking_uri)
     except MlflowException as err:
         raise RegistryError(f"cannot fetch {uri}: {err.message}", hint="list models with 'mloop models'") from err

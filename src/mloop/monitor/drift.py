@@ -51,6 +51,12 @@ class DriftReport:
         return sum(bool(f.drifted) for f in evaluated) / len(evaluated) if evaluated else None
 
 
+def open_edges(edges: Any) -> np.ndarray:
+    """The profile's bin edges with the outer two opened to infinity (out-of-range values still count)."""
+    edges = np.asarray(edges, dtype=np.float64)
+    return np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
+
+
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     """Population Stability Index of two count vectors over the same bins."""
     e = np.maximum(expected / max(expected.sum(), 1), EPSILON)
@@ -73,8 +79,7 @@ class DriftDetector:
         self.open_edges_: dict[str, np.ndarray] = {}
         for name, spec in profile.features_.items():
             if spec["kind"] == "numeric" and spec.get("edges"):
-                edges = np.asarray(spec["edges"], dtype=np.float64)
-                self.open_edges_[name] = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
+                self.open_edges_[name] = open_edges(spec["edges"])
         return self
 
     def score(self, window: Any, features: list[str] | None = None) -> DriftReport:

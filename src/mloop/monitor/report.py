@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mloop.monitor.drift import DriftReport, FeatureDrift
+from mloop.monitor.drift import DriftReport, FeatureDrift, open_edges
 from mloop.monitor.profile import ReferenceProfile
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse}
@@ -37,10 +37,8 @@ def _current_counts(name: str, spec: dict[str, Any], frame: Any) -> tuple[np.nda
     if name not in frame.columns:
         return None
     if spec["kind"] == "numeric" and spec.get("edges"):
-        edges = np.asarray(spec["edges"], dtype=np.float64)
-        open_edges = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
         values = frame[name].to_numpy(dtype=np.float64)
-        current, _ = np.histogram(values[~np.isnan(values)], bins=open_edges)
+        current, _ = np.histogram(values[~np.isnan(values)], bins=open_edges(spec["edges"]))
         return np.asarray(spec["counts"], dtype=np.float64), current.astype(np.float64)
     if spec["kind"] == "categorical":
         categories = list(spec["counts"])

@@ -59,13 +59,16 @@ def _names(code: types.CodeType) -> set[str]:
     return names
 
 
+def is_file_param(value: Any, hint: Any) -> bool:
+    """A ``pathlib.Path`` value, or a string for a parameter annotated ``Path``: a file input."""
+    return isinstance(value, Path) or (hint is Path and isinstance(value, str))
+
+
 def file_inputs(params: dict[str, Any], hints: dict[str, Any], root: Path, step: str) -> dict[str, str]:
     """Content digests of parameters that are files (``pathlib.Path`` values or annotations)."""
     digests: dict[str, str] = {}
     for name, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, Path) or (hints.get(name) is Path and isinstance(value, str)):
+        if is_file_param(value, hints.get(name)):
             path = Path(value)
             path = path if path.is_absolute() else root / path
             if not path.exists():

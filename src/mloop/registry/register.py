@@ -46,16 +46,8 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
     model_ref = result.ref(result.graph.results["model"])
     if model_ref is None:
         raise RegistryError("the pipeline's 'model' must be a step output", hint="return ModelCandidate(model=<step output>, ...)")
-    target = result.result("target")
-    train, test = result.result("train"), result.result("test")
-    for label, frame in (("train", train), ("test", test)):
-        if target not in getattr(frame, "columns", []):
-            raise RegistryError(
-                f"ModelCandidate.{label} has no target column {target!r}",
-                hint="pass DataFrames with the target column and ModelCandidate(target=NAME)",
-            )
     test_key = result.ref(result.graph.results["test"])
-    try:
+    try:  # an identical model on the same test set is registered already: nothing to load or score
         existing = _version_with_digest(client, name, model_ref.digest, test_key.digest if test_key else "")
         if existing is not None:
             client.set_tag(result.run_id, "mloop.model_version", str(existing.version))
@@ -65,6 +57,14 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
     except Exception as err:
         raise tracking_error(cfg, err) from err
 
+    target = result.result("target")
+    train, test = result.result("train"), result.result("test")
+    for label, frame in (("train", train), ("test", test)):
+        if target not in getattr(frame, "columns", []):
+            raise RegistryError(
+                f"ModelCandidate.{label} has no target column {target!r}",
+                hint="pass DataFrames with the target column and ModelCandidate(target=NAME)",
+            )
     model = result.result("model")
     metrics = result.result("metrics") or {}
     x_test, y_test = test.drop(columns=[target]), test[target]

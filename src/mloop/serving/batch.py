@@ -15,7 +15,7 @@ from typing import IO, Any
 import numpy as np
 
 from mloop.models.loaded import LoadedModel
-from mloop.serving.protocol import RequestError
+from mloop.serving.protocol import RequestError, check_values
 
 CHUNK_ROWS = 10_000
 FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -118,15 +118,7 @@ def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> Any:
             bad = pd.to_numeric(features[name], errors="coerce").isna() & features[name].notna()
             row = int(np.argmax(bad.to_numpy())) + first_row
             raise RequestError(f"column {name!r} has a value that is not a number (row {row})", field=name)
-    rows = features.to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(rows)
-    if bad.any():
-        allowed = np.array([f.allow_missing for f in model.features])
-        forbidden = bad & ~(np.isnan(rows) & allowed)
-        if forbidden.any():
-            row, col = map(int, np.argwhere(forbidden)[0])
-            raise RequestError(f"column {names[col]!r} is missing or infinite in row {row + first_row}; the model "
-                               "was trained without missing values there", field=names[col])
+    rows = check_values(features.to_numpy(dtype=np.float64), model, first_row=first_row)
     labels, proba = model.predict(rows)
     scored = chunk.copy()
     scored["prediction"] = labels

@@ -149,7 +149,7 @@ def _v2_rows(tensors: dict[str, np.ndarray], model: LoadedModel) -> np.ndarray:
                     f"input {name!r}: shape {list(array.shape)} does not fit the model, which takes "
                     f"[rows, {len(names)}] (features in order: {', '.join(names[:3])}, ...) or one tensor per feature",
                     field=f"{name}.shape")
-            return _check_values(array.astype(np.float64, copy=False), model)
+            return check_values(array.astype(np.float64, copy=False), model)
     unknown = [n for n in tensors if n not in names]
     if unknown:
         raise RequestError(f"input {unknown[0]!r} is not a feature of the model", field=unknown[0])
@@ -165,7 +165,7 @@ def _v2_rows(tensors: dict[str, np.ndarray], model: LoadedModel) -> np.ndarray:
     if len(set(lengths.values())) != 1:
         raise RequestError(f"per-feature inputs have different row counts: {lengths}", field="inputs")
     rows = np.column_stack([tensors[n].reshape(-1).astype(np.float64, copy=False) for n in names])
-    return _check_values(rows, model)
+    return check_values(rows, model)
 
 
 def _requested_outputs(request: dict[str, Any], model: LoadedModel) -> tuple[list[str] | None, set[str]]:
@@ -252,11 +252,11 @@ def parse_plain(body: bytes, model: LoadedModel) -> np.ndarray:
     names = [f.name for f in model.features]
     keys = set(payload)
     if keys == {"instances"}:
-        return _check_values(_from_instances(payload["instances"], names), model)
+        return check_values(_from_instances(payload["instances"], names), model)
     if keys == {"inputs"} and isinstance(payload["inputs"], dict):
-        return _check_values(_from_columns(payload["inputs"], names), model)
+        return check_values(_from_columns(payload["inputs"], names), model)
     if keys == {"columns", "data"}:
-        return _check_values(_from_split(payload["columns"], payload["data"], names), model)
+        return check_values(_from_split(payload["columns"], payload["data"], names), model)
     forms = [k for k in ("instances", "inputs", "columns") if k in keys]
     if len(forms) > 1 or (forms and keys - _FORM_KEYS[forms[0]]):
         extra = sorted(keys - _FORM_KEYS[forms[0]]) if len(forms) == 1 else forms
@@ -329,7 +329,8 @@ def _numbers(table: Sequence[Any], where: str) -> np.ndarray:
     return array
 
 
-def _check_values(rows: np.ndarray, model: LoadedModel) -> np.ndarray:
+def check_values(rows: np.ndarray, model: LoadedModel, *, first_row: int = 0) -> np.ndarray:
+    """Refuse NaN or infinity, except NaN where the model copes with it; rows are counted from ``first_row``."""
     if rows.shape[0] == 0:
         raise RequestError("the request has no rows", field="inputs")
     finite = np.isfinite(rows)
@@ -341,7 +342,7 @@ def _check_values(rows: np.ndarray, model: LoadedModel) -> np.ndarray:
             if math.isnan(value) and feature.allow_missing:
                 continue
             what = "missing (NaN or null)" if math.isnan(value) else "infinite"
-            raise RequestError(f"feature {feature.name!r} in row {row} is {what}; the model was trained without "
+            raise RequestError(f"feature {feature.name!r} in row {row + first_row} is {what}; the model was trained without "
                                "missing values there", field=feature.name)
     return rows
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from mloop.pipeline import context
 from mloop.pipeline.artifacts import ArtifactRef, ArtifactStore
+from mloop.pipeline.cache import is_file_param
 
 
 @dataclass
@@ -88,7 +89,7 @@ def execute(task: Task) -> TaskResult:
 def _resolve_paths(params: dict[str, Any], hints: dict[str, Any], root: Path) -> dict[str, Any]:
     resolved = dict(params)
     for name, value in params.items():
-        if isinstance(value, (str, Path)) and (isinstance(value, Path) or hints.get(name) is Path):
+        if is_file_param(value, hints.get(name)):
             path = Path(value)
             resolved[name] = path if path.is_absolute() else root / path
     return resolved
