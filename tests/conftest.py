@@ -102,3 +102,20 @@ def first_run(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path
     (root / "data").mkdir(exist_ok=True)
     shutil.copyfile(breast_cancer_csv, root / "data" / "breast_cancer.csv")
     return root, run_project(load_project(root))
+
+
+def system_binary(name: str, package: str) -> str:
+    """The path of a program from a Debian package, installing the package first if it is missing (as root)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        pytest.fail(f"{name} is missing and only root can install it: apt-get install {package}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=600)
+    done = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
+                          env=env, capture_output=True, text=True, timeout=900)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"installing {package} did not give {name}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return found

@@ -7,11 +7,12 @@ Environment variables win over the file: ``MLOOP_TRACKING_URI`` sets ``[tracking
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mloop.errors import ConfigError, ProjectNotFound, did_you_mean
@@ -57,6 +58,109 @@ class ExecutorSection(_Section):
     max_workers: int = Field(default=0, ge=0, description="0 means one per CPU core")
 
 
+ALERT_METRICS = ("drifted_features_share", "outlier_ratio", "accuracy", "precision", "recall",
+                 "p99_latency_ms", "error_ratio")
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(text: str) -> float:
+    """Seconds in a Prometheus-style duration such as ``30s``, ``5m`` or ``1h``."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise ValueError(f"expected a duration such as 30s, 5m or 1h, got {text!r}")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+class AlertRule(_Section):
+    """``[[monitor.alerts]]``: fire when ``metric`` is above (or below) a threshold for a while."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="alert name (a Prometheus alertname)")
+    metric: Literal[ALERT_METRICS] = Field(description="one of " + ", ".join(ALERT_METRICS))  # type: ignore[valid-type]
+    above: float | None = None
+    below: float | None = None
+    for_: str = Field(default="0s", alias="for", description="how long the condition must hold, e.g. 5m")
+    severity: str = "warning"
+    summary: str = ""
+
+    @field_validator("for_")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_s(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> AlertRule:
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"alert {self.name!r}: give exactly one of 'above' or 'below'")
+        return self
+
+    @property
+    def for_s(self) -> float:
+        return duration_s(self.for_)
+
+    @property
+    def threshold(self) -> float:
+        return self.above if self.above is not None else self.below  # type: ignore[return-value]
+
+    @property
+    def op(self) -> str:
+        return ">" if self.above is not None else "<"
+
+    def breached(self, value: float) -> bool:
+        return value > self.threshold if self.above is not None else value < self.threshold
+
+
+DEFAULT_ALERTS = [AlertRule.model_validate(rule) for rule in (
+    {"name": "DataDrift", "metric": "drifted_features_share", "above": 0.3, "for": "5m",
+     "summary": "more than 30% of the features drifted from the training data"},
+    {"name": "LowAccuracy", "metric": "accuracy", "below": 0.9, "severity": "critical",
+     "summary": "live accuracy on labelled predictions is below 0.9"},
+    {"name": "HighLatency", "metric": "p99_latency_ms", "above": 200, "for": "5m",
+     "summary": "p99 request latency is above 200 ms"},
+    {"name": "HighErrorRatio", "metric": "error_ratio", "above": 0.01, "for": "5m", "severity": "critical",
+     "summary": "more than 1% of requests fail with a server error"},
+)]
+
+
+class MonitorSection(_Section):
+    interval: float = Field(default=10.0, ge=0, description="seconds between monitoring updates; 0 turns it off")
+    window: int = Field(default=5000, ge=10, description="recent rows compared with the training data")
+    min_samples: int = Field(default=100, ge=1, description="fewer values than this get no drift verdict")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="p-value below which a feature drifted")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="per-feature alpha")
+    rate_window: str = Field(default="5m", description="time window of latency and error ratios")
+    log: bool = Field(default=True, description="keep the durable prediction log under .mloop/monitor/")
+    log_max_mb: float = Field(default=512.0, gt=0, description="size budget of the prediction log")
+    webhooks: list[str] = Field(default_factory=list, description="URLs that receive firing and resolved alerts")
+    webhook_token: str = Field(default="", description="bearer token sent to the webhooks")
+    alerts: list[AlertRule] = Field(default_factory=lambda: [r.model_copy() for r in DEFAULT_ALERTS])
+
+    @field_validator("rate_window")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_s(value)
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook {url!r} must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> MonitorSection:
+        names = [rule.name for rule in self.alerts]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"alert names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything in ``mloop.toml``; see the module docstring for environment overrides."""
 
@@ -73,6 +177,7 @@ class Settings(BaseSettings):
     registry: RegistrySection = Field(default_factory=RegistrySection)
     promotion: PromotionSection = Field(default_factory=PromotionSection)
     executor: ExecutorSection = Field(default_factory=ExecutorSection)
+    monitor: MonitorSection = Field(default_factory=MonitorSection)
 
     @classmethod
     def settings_customise_sources(
@@ -117,6 +222,10 @@ class ProjectConfig:
     @property
     def model_name(self) -> str:
         return self.settings.registry.model_name or self.name
+
+    def monitor_dir(self, model: str) -> Path:
+        """Where a served model's prediction log, alerts and status live."""
+        return self.store / "monitor" / model
 
 
 def find_project_root(start: Path | None = None) -> Path:

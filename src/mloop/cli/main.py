@@ -103,7 +103,7 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Extra wait to gather a batch (0: none).")] = 0.0,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body; bigger gets 413.")] = 10.0,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
-    monitor_interval: Annotated[float, typer.Option(min=0, help="Seconds between drift updates on /metrics (0: off).")] = 10.0,
+    monitor_interval: Annotated[Optional[float], typer.Option(min=0, help="Seconds between monitoring updates (0: off; default: [monitor] interval).")] = None,
     project: ProjectOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -170,8 +170,9 @@ def rollback(
 
 @monitor_app.command("report")
 def monitor_report(
-    source: Annotated[Path, typer.Option("--from", help="A CSV or Parquet file to compare with the training data.")],
     model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS or /VERSION (default: the champion).")] = None,
+    source: Annotated[Optional[Path], typer.Option("--from", help="A CSV or Parquet file to compare with the training data.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Compare the served predictions of this last while (e.g. 1h) instead.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report here.")] = None,
     alpha: Annotated[float, typer.Option(min=0, max=1, help="Significance level of the tests.")] = 0.05,
     min_samples: Annotated[int, typer.Option(min=1, help="Fewer values than this: no verdict.")] = 100,
@@ -179,11 +180,58 @@ def monitor_report(
     project: ProjectOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Compare a data file with a model's training data, feature by feature (PSI, KS, chi-square)."""
+    """Drift of a data file (--from) or of the served predictions (--since 1h) against the training data."""
     from mloop.cli import monitor_cmd
 
-    monitor_cmd.report(source, model=model, out=out, project=project, alpha=alpha, min_samples=min_samples,
-                       fail_on_drift=fail_on_drift)
+    monitor_cmd.report(source, since=since, model=model, out=out, project=project, alpha=alpha,
+                       min_samples=min_samples, fail_on_drift=fail_on_drift)
+
+
+@monitor_app.command("status")
+def monitor_status(
+    model: Annotated[Optional[str], typer.Argument(help="Model name (default: the project's model).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The current drift, outlier, accuracy and alert picture of a served model."""
+    from mloop.cli import monitor_cmd
+
+    monitor_cmd.status(model, as_json=as_json, project=project)
+
+
+@monitor_app.command("alerts")
+def monitor_alerts(
+    model: Annotated[Optional[str], typer.Argument(help="Model name (default: the project's model).")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Events of this last while only (e.g. 1h, 2d).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many recent events.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Alerts firing now and recent firing/resolved events (mloop's rules and Alertmanager's)."""
+    from mloop.cli import monitor_cmd
+
+    monitor_cmd.alerts(model, since=since, limit=limit, as_json=as_json, project=project)
+
+
+@monitor_app.command("export")
+def monitor_export(
+    out: Annotated[Path, typer.Option(help="Folder to write the configs to.")],
+    target: Annotated[str, typer.Option(help="host:port Prometheus scrapes (the model server).")] = "127.0.0.1:8080",
+    alertmanager: Annotated[str, typer.Option(help="host:port of Alertmanager.")] = "127.0.0.1:9093",
+    receiver: Annotated[Optional[str], typer.Option(help="URL of mloop's alert receiver (default: on the target).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (default: the project's model).")] = None,
+    interval: Annotated[str, typer.Option(help="Prometheus scrape and rule evaluation interval.")] = "15s",
+    group_wait: Annotated[str, typer.Option(help="Alertmanager group_wait and group_interval.")] = "30s",
+    project: ProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Prometheus scrape config and alert rules, Alertmanager config and a Grafana dashboard for these rules."""
+    from mloop.cli import monitor_cmd
+
+    monitor_cmd.export(out, target=target, alertmanager=alertmanager, receiver=receiver, model=model, project=project,
+                       interval=interval, group_wait=group_wait)
 
 
 @app.command()

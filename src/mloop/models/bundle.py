@@ -28,6 +28,7 @@ class BundleInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
     has_outlier_detector: bool = False
+    class_counts: dict[str, int] = field(default_factory=dict)  # training labels per class (prediction drift)
 
 
 def write_bundle(model_dir: Path, info: BundleInfo, profile: Any, outlier_detector: Any = None) -> None:

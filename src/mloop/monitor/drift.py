@@ -96,7 +96,7 @@ class DriftDetector:
             if spec["kind"] == "numeric":
                 report.features[str(name)] = self._numeric(str(name), spec, column.to_numpy(dtype=np.float64))
             else:
-                report.features[str(name)] = self._categorical(str(name), spec, column)
+                report.features[str(name)] = self.categorical(str(name), spec, column)
         return report
 
     def _numeric(self, name: str, spec: dict[str, Any], values: np.ndarray) -> FeatureDrift:
@@ -127,7 +127,8 @@ class DriftDetector:
             result.reason = "the reference has no bins or sample for this feature: no verdict"
         return result
 
-    def _categorical(self, name: str, spec: dict[str, Any], column: Any) -> FeatureDrift:
+    def categorical(self, name: str, spec: dict[str, Any], column: Any) -> FeatureDrift:
+        """Chi-square of a Series' category counts against ``spec`` (a profile's categorical entry)."""
         from scipy import stats
 
         present = column.dropna().astype(str)

@@ -46,6 +46,12 @@ class FeedbackJoiner:
             self.labelled_total += len(truth)
             return len(truth)
 
+    def restore_pairs(self, pairs: list[tuple[Any, Any]], total: int) -> None:
+        """Labelled (predicted, true) pairs from before a restart, oldest first, and how many there were in all."""
+        with self._lock:
+            self.pairs.extend(pairs)
+            self.labelled_total += total
+
     def scores(self, positive: Any) -> dict[str, float]:
         """Accuracy, and precision and recall of ``positive``, over the labelled window."""
         with self._lock:

@@ -58,7 +58,35 @@ def _verdict(feature: FeatureDrift) -> str:
     return '<span class="drift">drift</span>' if feature.drifted else '<span class="ok">stable</span>'
 
 
-def render(title: str, profile: ReferenceProfile, frame: Any, report: DriftReport) -> str:
+def accuracy_over_time(predictions: Any, feedback: Any, buckets: int = 12) -> Any:
+    """Accuracy of the labelled predictions in equal time buckets: a DataFrame of start, end, labelled, accuracy."""
+    import pandas as pd
+
+    joined = feedback[["request_id", "row", "label"]].merge(
+        predictions[["request_id", "row", "ts", "prediction"]], on=["request_id", "row"], how="inner")
+    if not len(joined):
+        return None
+    correct = joined["prediction"].astype(str) == joined["label"].astype(str)
+    start, end = joined["ts"].min(), joined["ts"].max()
+    edges = pd.date_range(start, end if end > start else start + pd.Timedelta(seconds=1), periods=buckets + 1)
+    which = pd.cut(joined["ts"], edges, include_lowest=True, labels=False)
+    grouped = correct.groupby(which).agg(["size", "mean"])
+    return pd.DataFrame({"start": edges[grouped.index.astype(int)], "end": edges[grouped.index.astype(int) + 1],
+                         "labelled": grouped["size"].to_numpy(), "accuracy": grouped["mean"].to_numpy()})
+
+
+def _accuracy_svg(accuracy: Any, width: int = 480, height: int = 120) -> str:
+    values = accuracy["accuracy"].to_numpy(dtype=float)
+    step = width / max(len(values) - 1, 1)
+    points = " ".join(f"{i * step:.1f},{height - v * (height - 4) - 2:.1f}" for i, v in enumerate(values))
+    rows = "".join(f"<tr><td>{r.start:%Y-%m-%d %H:%M:%S}</td><td>{r.end:%H:%M:%S}</td><td>{r.labelled}</td>"
+                   f"<td>{r.accuracy:.3f}</td></tr>" for r in accuracy.itertuples())
+    return (f'<h2>Accuracy over time</h2><svg width="{width}" height="{height}" role="img" style="border:1px solid #ddd">'
+            f'<polyline fill="none" stroke="#1e88e5" stroke-width="2" points="{points}"/></svg>'
+            f"<table><tr><th>from (UTC)</th><th>to</th><th>labelled</th><th>accuracy</th></tr>{rows}</table>")
+
+
+def render(title: str, profile: ReferenceProfile, frame: Any, report: DriftReport, *, accuracy: Any = None) -> str:
     rows = []
     for name, feature in sorted(report.features.items(), key=lambda kv: (not kv[1].drifted, kv[0])):
         counts = _current_counts(name, profile.features_[name], frame)
@@ -76,4 +104,5 @@ def render(title: str, profile: ReferenceProfile, frame: Any, report: DriftRepor
 Generated {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>
 <p class="legend"><span style="background:#9e9e9e"></span>reference (training)<span style="background:#1e88e5"></span>current</p>
 <table><tr><th>feature</th><th>verdict</th><th>distribution</th><th>PSI</th><th>KS D / chi2</th><th>p-value</th>
-<th>values</th><th>missing</th><th>why</th></tr>{''.join(rows)}</table></body></html>"""
+<th>values</th><th>missing</th><th>why</th></tr>{''.join(rows)}</table>
+{_accuracy_svg(accuracy) if accuracy is not None and len(accuracy) else ""}</body></html>"""

@@ -93,6 +93,8 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
                 target=target,
                 features=[str(c) for c in train.columns if c != target],
                 classes=[_plain(c) for c in getattr(model, "classes_", [])],
+                class_counts=({str(k): int(v) for k, v in train[target].value_counts().sort_index().items()}
+                              if hasattr(model, "classes_") else {}),
                 metrics={k: float(v) for k, v in dict(metrics).items()} | {f"test_{promotion.metric}": candidate_score},
                 lineage=lineage,
             )

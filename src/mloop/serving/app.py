@@ -10,6 +10,7 @@ Routes (Open Inference / KServe V2 plus plain JSON):
     POST /predict                                   plain JSON inference
     POST /predict/batch                             a CSV or Parquet file scored in chunks
     POST /feedback, /v2/models/{name}/feedback      true labels for served requests (live accuracy)
+    POST /alerts/webhook                            Alertmanager's webhook receiver (needs a token)
     GET  /metrics                                   Prometheus metrics
     GET  /openapi.json                              this API as OpenAPI 3
 """
@@ -23,7 +24,8 @@ import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import orjson
@@ -34,6 +36,9 @@ from mloop.serving import protocol
 from mloop.serving.batching import Batcher
 from mloop.serving.metrics import ServerMetrics
 from mloop.serving.protocol import RequestError
+
+if TYPE_CHECKING:
+    from mloop.config import MonitorSection
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -68,13 +73,16 @@ class ModelServer:
     def __init__(self, model: LoadedModel, *, token: str | None = None, max_body_bytes: int = 10 * 1024 * 1024,
                  max_batch_rows: int = 1024, max_wait_s: float = 0.0, access_log: TextIO | None = sys.stderr,
                  max_upload_bytes: int = 1024 * 1024 * 1024, admin_token: str | None = None,
-                 loader: Callable[[str], LoadedModel] | None = None, monitor_window: int = 5000,
-                 monitor_interval_s: float = 10.0) -> None:
+                 loader: Callable[[str], LoadedModel] | None = None, monitor: MonitorSection | None = None,
+                 monitor_dir: Path | None = None, alert_token: str | None = None) -> None:
+        from mloop.monitor.live import LiveMonitor
+
         self.model = model
         self.admin_token = admin_token.encode() if admin_token else None
         self.loader = loader
         self._swap_lock: Any = None
         self.token = token.encode() if token else None
+        self.alert_token = (alert_token or token or "").encode() or None
         self.max_body_bytes = max_body_bytes
         self.max_upload_bytes = max_upload_bytes
         self.access_log = access_log
@@ -82,13 +90,7 @@ class ModelServer:
         self.metrics.serving(model.name, model.version)
         self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self._on_batch)
         self.ready = True
-        from mloop.monitor.window import PredictionWindow
-
-        from mloop.monitor.feedback import FeedbackJoiner
-
-        self.monitor_interval_s = monitor_interval_s
-        self.window = PredictionWindow(monitor_window, len(model.features))
-        self.feedback = FeedbackJoiner()
+        self.monitor = LiveMonitor(model, self.metrics, monitor, monitor_dir)
         self._monitor_task: Any = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,6 +110,11 @@ class ModelServer:
                 scope["mloop.request_id"] = request_id
                 if route == "admin":
                     self._check_token(headers.get(b"authorization", b""), self.admin_token)
+                elif route == "alert_receiver":
+                    if self.alert_token is None:
+                        raise RequestError("the alert receiver is off because the server has no token; start it "
+                                           "with MLOOP_ALERT_TOKEN (or MLOOP_TOKEN) set", status=403)
+                    self._check_token(headers.get(b"authorization", b""), self.alert_token)
                 elif self.token is not None and scope["path"] not in PUBLIC_PATHS:
                     self._check_token(headers.get(b"authorization", b""))
                 response = await handler(scope, headers, receive)
@@ -142,7 +149,7 @@ class ModelServer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.monitor_interval_s > 0:
+                if self.monitor.settings.interval > 0:
                     import asyncio
 
                     self._monitor_task = asyncio.get_running_loop().create_task(self._monitor_loop())
@@ -151,6 +158,9 @@ class ModelServer:
                 self.ready = False
                 if self._monitor_task is not None:
                     self._monitor_task.cancel()
+                import asyncio
+
+                await asyncio.get_running_loop().run_in_executor(None, self.monitor.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -159,39 +169,15 @@ class ModelServer:
 
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.monitor_interval_s)
+            await asyncio.sleep(self.monitor.settings.interval)
             try:
                 await loop.run_in_executor(None, self.update_monitoring)
             except Exception:  # monitoring must never take serving down
                 traceback.print_exc(file=sys.stderr)
 
-    def update_monitoring(self) -> None:
-        """Drift per feature and the outlier ratio of the current window, into the metrics."""
-        from mloop.monitor.drift import DriftDetector
-
-        model = self.model
-        rows, _ = self.window.snapshot()
-        self.metrics.window_rows.labels(model.name).set(rows.shape[0])
-        if rows.shape[0] == 0 or model.profile is None:
-            return
-        if getattr(self, "_detector_for", None) is not model:
-            self._detector = DriftDetector().fit(model.profile)
-            self._detector_for = model
-        report = self._detector.score(rows, [f.name for f in model.features])
-        for name, feature in report.features.items():
-            if feature.psi is not None:
-                self.metrics.drift_psi.labels(model.name, name).set(feature.psi)
-            if feature.p_value is not None:
-                self.metrics.drift_p_value.labels(model.name, name).set(feature.p_value)
-            if feature.drifted is not None:
-                self.metrics.drift_detected.labels(model.name, name).set(1.0 if feature.drifted else 0.0)
-        if report.drifted_share is not None:
-            self.metrics.drift_share.labels(model.name).set(report.drifted_share)
-        if model.outlier_detector is not None:
-            finite = rows[np.isfinite(rows).all(axis=1)]
-            if finite.shape[0]:
-                flags = model.outlier_detector.predict(finite)
-                self.metrics.outlier_ratio.labels(model.name).set(float((flags == -1).mean()))
+    def update_monitoring(self) -> dict[str, Any]:
+        """Drift, outliers, live scores, alert rules and the prediction log (see ``LiveMonitor.update``)."""
+        return self.monitor.update()
 
     def _check_token(self, header: bytes, token: bytes | None = None) -> None:
         expected = token if token is not None else self.token
@@ -273,7 +259,7 @@ class ModelServer:
         model = self.model  # parse, predict and answer with one version, even across a swap
         request = protocol.parse_v2(body, model, header_length)
         labels, proba = await self.batcher.submit(request.rows, model.predict)
-        self.feedback.record(scope["mloop.request_id"], labels.tolist())
+        self.monitor.record(scope["mloop.request_id"], model, request.rows, labels)
         payload, json_length = protocol.v2_response(model, request, labels, proba)
         if json_length is None:
             return Response(200, payload, rows=len(labels))
@@ -285,7 +271,7 @@ class ModelServer:
         model = self.model
         rows = protocol.parse_plain(body, model)
         labels, proba = await self.batcher.submit(rows, model.predict)
-        self.feedback.record(scope["mloop.request_id"], labels.tolist())
+        self.monitor.record(scope["mloop.request_id"], model, rows, labels)
         return Response(200, protocol.plain_response(model, labels, proba), rows=len(labels))
 
     async def _feedback(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
@@ -309,19 +295,25 @@ class ModelServer:
                                    field=f"{where}.labels")
             truth = [classes[str(label)] for label in labels] if classes else labels
             try:
-                matched += self.feedback.add(item["id"], truth)
+                matched += self.monitor.add_feedback(item["id"], truth)
             except UnknownRequest as err:
                 raise RequestError(f"{where}: no prediction with id {item['id']!r} is remembered (unknown or too old)",
                                    field=f"{where}.id", status=404) from err
             except ValueError as err:
                 raise RequestError(f"{where}: {err}", field=f"{where}.labels") from err
         self.metrics.labelled.labels(self.model.name).inc(matched)
-        positive = self.model.classes[-1] if self.model.classes else None
-        scores = self.feedback.scores(positive)
-        for metric, value in scores.items():
-            self.metrics.live_score.labels(self.model.name, metric).set(value)
-        return Response(200, orjson.dumps({"labelled": matched, "total_labelled": self.feedback.labelled_total,
+        scores = self.monitor.set_scores()
+        return Response(200, orjson.dumps({"labelled": matched, "total_labelled": self.monitor.feedback.labelled_total,
                                            **scores}))
+
+    async def _alert_receiver(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        """Alertmanager's webhook: its alerts are logged and forwarded exactly like mloop's own."""
+        payload = protocol.parse_json(await self._body(headers, receive))
+        try:
+            events = self.monitor.alerting.receive(payload)
+        except ValueError as err:
+            raise RequestError(str(err), field="alerts") from err
+        return Response(200, orjson.dumps({"received": len(events)}))
 
     async def _predict_batch(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive) -> Response:
         import asyncio
@@ -382,10 +374,8 @@ class ModelServer:
             old = self.model
             self.batcher.flush_now()
             self.model = new
-            from mloop.monitor.window import PredictionWindow
-
-            self.window = PredictionWindow(self.window.capacity, len(new.features))  # a new reference
             self.metrics.serving(new.name, new.version)
+        await loop.run_in_executor(None, self.monitor.swap, new)  # compared with the new reference from now on
         return Response(200, orjson.dumps({"serving": {"name": new.name, "version": new.version},
                                            "previous": {"name": old.name, "version": old.version}}))
 
@@ -400,8 +390,7 @@ class ModelServer:
     def _on_batch(self, rows: np.ndarray, labels: np.ndarray) -> None:
         """Per predict call, not per request: batch size, predictions by class, the monitoring window."""
         self.metrics.batch_rows.observe(rows.shape[0])
-        if rows.shape[1] == self.window.rows.shape[1]:
-            self.window.append(rows, labels)
+        self.monitor.on_batch(rows, labels)
         values, counts = np.unique(labels, return_counts=True)
         for value, count in zip(values.tolist(), counts.tolist(), strict=True):
             self.metrics.predictions.labels(self.model.name, str(value)).inc(count)
@@ -441,6 +430,7 @@ _FIXED: dict[str, tuple[str, str, str]] = {
     "/predict": ("POST", "predict", "_predict_json"),
     "/predict/batch": ("POST", "predict_batch", "_predict_batch"),
     "/feedback": ("POST", "feedback", "_feedback"),
+    "/alerts/webhook": ("POST", "alert_receiver", "_alert_receiver"),
 }
 
 

@@ -44,6 +44,14 @@ class ServerMetrics:
                                 ["model", "metric"], registry=self.registry)
         self.outlier_ratio = Gauge("mloop_outlier_ratio", "Share of window rows the bundled detector calls outliers",
                                    ["model"], registry=self.registry)
+        self.prediction_drift_p_value = Gauge(
+            "mloop_prediction_drift_p_value", "p-value of chi-square: predicted classes vs training labels",
+            ["model"], registry=self.registry)
+        self.prediction_drift_detected = Gauge("mloop_prediction_drift_detected",
+                                               "1 if the predicted class distribution drifted", ["model"],
+                                               registry=self.registry)
+        self.alerts_firing = Gauge("mloop_alerts_firing", "1 while an mloop alert rule fires", ["model", "alertname"],
+                                   registry=self.registry)
 
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
 

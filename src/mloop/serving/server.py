@@ -7,10 +7,14 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from mloop.errors import ConfigError
 from mloop.models.loaded import LoadedModel
+
+if TYPE_CHECKING:
+    from mloop.config import MonitorSection
 
 
 def is_loopback(host: str) -> bool:
@@ -42,11 +46,12 @@ def warm_up(model: LoadedModel) -> None:
 def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
           max_body_bytes: int = 10 * 1024 * 1024, max_batch_rows: int = 1024, max_wait_ms: float = 0.0,
           access_log: TextIO | None = sys.stderr, loader: Callable[[str], LoadedModel] | None = None,
-          monitor_interval_s: float = 10.0) -> None:
+          monitor: MonitorSection | None = None, monitor_dir: Path | None = None) -> None:
     """Serve until SIGINT/SIGTERM; in-flight requests are answered before the process exits.
 
     With ``MLOOP_ADMIN_TOKEN`` set (managed deployments) and a ``loader``, ``POST /admin/model`` swaps
-    the served version in place.
+    the served version in place. ``monitor`` configures live monitoring and alerting; ``monitor_dir``
+    is where the prediction log, alerts and status are kept (none: in memory only).
     """
     import uvicorn
 
@@ -71,7 +76,7 @@ def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, toke
     app = ModelServer(model, token=token, max_body_bytes=max_body_bytes, max_batch_rows=max_batch_rows,
                       max_wait_s=max_wait_ms / 1000.0, access_log=access_log,
                       admin_token=os.environ.get("MLOOP_ADMIN_TOKEN") or None, loader=loader,
-                      monitor_interval_s=monitor_interval_s)
+                      monitor=monitor, monitor_dir=monitor_dir, alert_token=os.environ.get("MLOOP_ALERT_TOKEN") or None)
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="on",
                             access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             server_header=False, date_header=False, proxy_headers=False)

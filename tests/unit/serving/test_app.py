@@ -6,6 +6,7 @@ import httpx
 import orjson
 import pytest
 
+from mloop.config import MonitorSection
 from mloop.serving.app import ModelServer
 
 ROW = {"a": 1.0, "b": 2.0, "c": 3.0}
@@ -208,7 +209,7 @@ def test_the_missing_value_probe_holds_even_with_sklearn_finiteness_checks_off(s
 def test_monitoring_reports_drift_of_recent_traffic(small_model):
     import numpy as np
 
-    app = ModelServer(small_model, access_log=None, monitor_interval_s=0)
+    app = ModelServer(small_model, access_log=None, monitor=MonitorSection(interval=0))
     rng = np.random.default_rng(0)
     stable = [{"a": float(a), "b": float(b), "c": float(c)} for a, b, c in rng.normal(size=(300, 3))]
     assert call(app, "POST", "/predict", json={"instances": stable}).status_code == 200
@@ -217,7 +218,7 @@ def test_monitoring_reports_drift_of_recent_traffic(small_model):
     assert 'mloop_monitor_window_rows{model="toy"} 300.0' in text
     assert 'mloop_drifted_features_share{model="toy"} 0.0' in text
     shifted = [{"a": float(a) + 3, "b": float(b), "c": float(c)} for a, b, c in rng.normal(size=(300, 3))]
-    app.window.clear()
+    app.monitor.window.clear()
     call(app, "POST", "/predict", json={"instances": shifted})
     app.update_monitoring()
     text = call(app, "GET", "/metrics").text

@@ -1,0 +1,217 @@
+"""The durable prediction log: every served row, its prediction and outlier score, as Parquet under ``.mloop/``.
+
+On the request path a request costs one list append (``record``). A monitor thread ``flush``-es what
+accumulated into one small Parquet file (written to a hidden temporary name, then renamed: a reader
+or a crash never sees half a file), folds the small files of each finished hour into one
+``hour-YYYYmmddTHH.parquet`` and deletes the oldest files once the log is over its size budget.
+Feedback (true labels joined later) is logged the same way beside it, so both survive a restart.
+
+Layout of a model's monitor folder (``.mloop/monitor/<model>/``)::
+
+    predictions/part-<time>-<seq>.parquet, predictions/hour-<YYYYmmddTHH>.parquet
+    feedback/...                              the same, for true labels
+    alerts.jsonl, status.json                 written by the alert evaluator and the monitor loop
+
+Columns of a prediction file: ``ts`` (UTC), ``request_id``, ``row`` (index within the request),
+``version``, one column per feature, ``prediction``, ``outlier_score`` (the detector's
+``score_samples``: lower is more anomalous) and ``outlier``. ``pd.read_parquet(folder)`` reads a
+folder whose files share one schema; ``read_log`` reads any (a swap to a version with other features
+changes the schema) and can keep only the rows since a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PART = re.compile(r"^part-(\d{8}T\d{6})-(\d+)\.parquet$")
+HOUR = re.compile(r"^hour-(\d{8}T\d{2})\.parquet$")
+
+Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rows -> (outlier score, is outlier)
+
+
+def _write_parquet(frame: Any, path: Path) -> None:
+    """Write a DataFrame through a hidden temporary file and a rename (readers skip names starting with '.')."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            pq.write_table(_to_arrow(frame), fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _to_arrow(frame: Any) -> Any:
+    """``pa.Table.from_pandas``, with time zone-aware columns converted without pandas' deprecated ``.values``."""
+    import pandas as pd
+    import pyarrow as pa
+
+    aware = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
+    table = pa.Table.from_pandas(frame.drop(columns=aware), preserve_index=False)
+    for column in aware:
+        values = frame[column].dt.tz_convert(None).to_numpy().astype("datetime64[us]")
+        array = pa.array(values, type=pa.timestamp("us", tz=str(frame[column].dt.tz)))
+        table = table.add_column(list(frame.columns).index(column), column, array)
+    return table
+
+
+class RotatingParquetLog:
+    """A folder of immutable Parquet files: small ones per flush, one per finished hour, bounded in size."""
+
+    def __init__(self, folder: Path, max_bytes: int = 512 * 1024 * 1024) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        self._seq = 0
+
+    def write(self, frame: Any, now: float | None = None) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
+        self._seq += 1
+        path = self.folder / f"part-{stamp}-{os.getpid()}{self._seq:06d}.parquet"
+        _write_parquet(frame, path)
+        return path
+
+    def files(self) -> list[Path]:
+        """The log's files, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        return sorted((p for p in self.folder.iterdir() if PART.match(p.name) or HOUR.match(p.name)),
+                      key=lambda p: _sort_key(p.name))
+
+    def rotate(self, now: float | None = None) -> None:
+        """Fold the part files of finished hours into one file per hour, then enforce the size budget."""
+        import pandas as pd
+
+        current_hour = time.strftime("%Y%m%dT%H", time.gmtime(time.time() if now is None else now))
+        by_hour: dict[str, list[Path]] = {}
+        for path in self.files():
+            match = PART.match(path.name)
+            if match and match.group(1)[:11] < current_hour:
+                by_hour.setdefault(match.group(1)[:11], []).append(path)
+        for hour, parts in by_hour.items():
+            target = self.folder / f"hour-{hour}.parquet"
+            sources = ([target] if target.exists() else []) + parts
+            frame = pd.concat([pd.read_parquet(p) for p in sources], ignore_index=True)
+            _write_parquet(frame, target)
+            for path in parts:  # after the rename: a crash in between leaves rows twice, never zero times
+                path.unlink(missing_ok=True)
+        files = self.files()
+        sizes = [p.stat().st_size for p in files]
+        total = sum(sizes)
+        for path, size in zip(files, sizes, strict=True):
+            if total <= self.max_bytes or path == files[-1]:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+
+
+def _sort_key(name: str) -> str:
+    match = PART.match(name) or HOUR.match(name)
+    assert match is not None
+    return match.group(1) + ("~" if name.startswith("part-") else "")  # an hour's file sorts before its hour's parts
+
+
+def read_log(folder: Path, since: float | None = None) -> Any:
+    """All rows of a log folder (files with different columns are aligned), optionally only those since ``since``."""
+    import pandas as pd
+
+    log = RotatingParquetLog(folder)
+    frames = []
+    cutoff_hour = time.strftime("%Y%m%dT%H", time.gmtime(since)) if since is not None else ""
+    for path in log.files():
+        if since is not None and _sort_key(path.name)[:11] < cutoff_hour:
+            continue
+        try:
+            frames.append(pd.read_parquet(path))
+        except FileNotFoundError:  # rotated away while we listed
+            continue
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    if since is not None and len(frame):
+        frame = frame[frame["ts"] >= pd.Timestamp(since, unit="s", tz="UTC")].reset_index(drop=True)
+    return frame
+
+
+class PredictionLog:
+    """Served requests, recorded in memory per request and written in batches by the monitor thread."""
+
+    def __init__(self, folder: Path, features: list[str], max_bytes: int = 512 * 1024 * 1024) -> None:
+        self.predictions = RotatingParquetLog(folder / "predictions", max_bytes)
+        self.feedback = RotatingParquetLog(folder / "feedback", max(max_bytes // 8, 1 << 20))
+        self.features = features
+        self._pending: list[tuple[float, str, str, np.ndarray, np.ndarray]] = []
+        self._labels: list[tuple[float, str, list[Any]]] = []
+        self._lock = threading.Lock()
+
+    def record(self, request_id: str, version: str, rows: np.ndarray, labels: np.ndarray) -> None:
+        """Remember one served request (called on the event loop: an append, nothing else)."""
+        self._pending.append((time.time(), request_id, version, rows, labels))
+
+    def record_feedback(self, request_id: str, truth: list[Any]) -> None:
+        self._labels.append((time.time(), request_id, truth))
+
+    def flush(self, score: Scorer | None = None) -> tuple[Any, Any]:
+        """Write what accumulated; returns the prediction and feedback frames written (or None).
+
+        ``score`` gives each row's outlier score and flag (the bundled detector's), computed here, off
+        the request path, over all the rows of the flush at once.
+        """
+        with self._lock:
+            pending, self._pending = self._pending, []
+            labels, self._labels = self._labels, []
+            written = (self._write_predictions(pending, score) if pending else None,
+                       self._write_feedback(labels) if labels else None)
+            return written
+
+    def _write_predictions(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray]],
+                           score: Scorer | None) -> Any:
+        import pandas as pd
+
+        counts = [len(p[4]) for p in pending]
+        rows = np.concatenate([p[3] for p in pending])
+        frame = pd.DataFrame(rows, columns=self.features)
+        frame.insert(0, "ts", pd.to_datetime(np.repeat([p[0] for p in pending], counts), unit="s", utc=True))
+        frame.insert(1, "request_id", np.repeat([p[1] for p in pending], counts))
+        frame.insert(2, "row", np.concatenate([np.arange(n, dtype=np.int32) for n in counts]))
+        frame.insert(3, "version", np.repeat([p[2] for p in pending], counts))
+        frame["prediction"] = np.concatenate([p[4] for p in pending])
+        if score is not None:
+            scores, flags = np.full(len(frame), np.nan), np.zeros(len(frame), dtype=bool)
+            finite = np.isfinite(rows).all(axis=1)
+            if finite.any():
+                scores[finite], flags[finite] = score(rows[finite])
+            frame["outlier_score"], frame["outlier"] = scores, flags
+        self.predictions.write(frame)
+        return frame
+
+    def _write_feedback(self, labels: list[tuple[float, str, list[Any]]]) -> Any:
+        import pandas as pd
+
+        counts = [len(item[2]) for item in labels]
+        frame = pd.DataFrame({
+            "ts": pd.to_datetime(np.repeat([item[0] for item in labels], counts), unit="s", utc=True),
+            "request_id": np.repeat([item[1] for item in labels], counts),
+            "row": np.concatenate([np.arange(n, dtype=np.int32) for n in counts]),
+            "label": [label for item in labels for label in item[2]],
+        })
+        self.feedback.write(frame)
+        return frame
+
+    def rotate(self) -> None:
+        with self._lock:
+            self.predictions.rotate()
+            self.feedback.rotate()

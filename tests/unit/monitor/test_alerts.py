@@ -1,0 +1,119 @@
+"""Alert rules: pending, firing after 'for', resolving; the log; webhooks; Alertmanager's payloads; config errors."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from mloop.config import AlertRule, parse_settings
+from mloop.errors import ConfigError
+from mloop.monitor.alerts import Alerting, firing, read_alert_log
+
+
+def rule(**kwargs):
+    return AlertRule.model_validate({"name": "DataDrift", "metric": "drifted_features_share", "above": 0.3} | kwargs)
+
+
+def test_a_rule_is_pending_then_fires_after_its_duration_then_resolves(tmp_path):
+    log = tmp_path / "alerts.jsonl"
+    alerting = Alerting([rule(**{"for": "5m"})], "m", log_path=log)
+    assert alerting.evaluate({"drifted_features_share": 0.5}, now=1000) == []
+    assert alerting.state(now=1060) == {"firing": [], "pending": {"DataDrift": 60.0}}
+    assert alerting.evaluate({"drifted_features_share": 0.5}, now=1299) == []
+    [fired] = alerting.evaluate({"drifted_features_share": 0.4}, now=1300)
+    assert fired["status"] == "firing" and fired["started"] == 1000 and fired["value"] == 0.4
+    assert alerting.evaluate({"drifted_features_share": 0.9}, now=1310) == []  # fires once, not per update
+    [resolved] = alerting.evaluate({"drifted_features_share": 0.1}, now=1400)
+    assert resolved["status"] == "resolved" and resolved["started"] == 1000
+    assert [e["status"] for e in read_alert_log(log)] == ["firing", "resolved"]
+    # a condition that stops holding before 'for' never fires
+    alerting.evaluate({"drifted_features_share": 0.5}, now=2000)
+    assert alerting.evaluate({"drifted_features_share": 0.1}, now=2100) == [] and not alerting.pending
+
+
+def test_below_rules_and_missing_values():
+    alerting = Alerting([AlertRule.model_validate({"name": "LowAccuracy", "metric": "accuracy", "below": 0.9})], "m")
+    assert alerting.evaluate({}, now=1) == []  # no labelled predictions yet: no value, no alert
+    assert alerting.evaluate({"accuracy": 0.95}, now=2) == []
+    assert alerting.evaluate({"accuracy": 0.8}, now=3)[0]["status"] == "firing"
+    assert alerting.evaluate({"accuracy": None}, now=4)[0]["status"] == "resolved"  # no data resolves, as in Prometheus
+
+
+def test_firing_alerts_survive_a_restart_through_the_log(tmp_path):
+    log = tmp_path / "alerts.jsonl"
+    Alerting([rule()], "m", log_path=log).evaluate({"drifted_features_share": 0.5}, now=10)
+    with log.open("a") as fh:
+        fh.write('{"torn": ')  # a crash mid-line is skipped by readers
+    again = Alerting([rule()], "m", log_path=log)
+    assert again.evaluate({"drifted_features_share": 0.6}, now=20) == []  # still firing: not fired twice
+    [resolved] = again.evaluate({"drifted_features_share": 0.0}, now=30)
+    assert resolved["status"] == "resolved" and resolved["started"] == 10
+    assert firing(read_alert_log(log)) == {}
+
+
+class _Sink(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["content-length"]))
+        _Sink.received.append((self.headers.get("authorization"), json.loads(body)))
+        self.send_response(500 if len(_Sink.received) == 1 else 200)  # the first attempt fails: retried
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_events_reach_webhooks_in_alertmanager_format_with_retries(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        alerting = Alerting([rule()], "bc", webhooks=[url], webhook_token="tok")
+        alerting.evaluate({"drifted_features_share": 0.5}, now=100)
+        alerting.evaluate({"drifted_features_share": 0.0}, now=200)
+        alerting.close()
+    finally:
+        server.shutdown()
+    assert len(_Sink.received) == 3  # firing (failed once, then delivered), resolved
+    auth, firing_payload = _Sink.received[1]
+    assert auth == "Bearer tok" and firing_payload["version"] == "4" and firing_payload["status"] == "firing"
+    [alert] = firing_payload["alerts"]
+    assert alert["labels"] == {"alertname": "DataDrift", "model": "bc", "severity": "warning", "source": "mloop"}
+    assert alert["startsAt"].startswith("1970-01-01T00:01:40") and alert["annotations"]["value"] == "0.5"
+    resolved = _Sink.received[2][1]["alerts"][0]
+    assert resolved["status"] == "resolved" and resolved["endsAt"].startswith("1970-01-01T00:03:20")
+
+
+def test_alertmanager_payloads_are_recorded_like_mloops_own(tmp_path):
+    log = tmp_path / "alerts.jsonl"
+    alerting = Alerting([], "bc", log_path=log)
+    payload = {"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "MloopDataDrift", "model": "bc", "severity": "warning"},
+         "annotations": {"summary": "drift"}, "startsAt": "2026-11-22T10:00:00Z", "fingerprint": "abc"}]}
+    [event] = alerting.receive(payload)
+    assert event["source"] == "alertmanager" and event["alert"] == "MloopDataDrift" and event["summary"] == "drift"
+    assert list(firing(read_alert_log(log))) == [("alertmanager", "MloopDataDrift")]
+    for bad in ({}, {"alerts": [{"labels": {}}]}, {"alerts": [{"status": "odd", "labels": {"alertname": "x"}}]}):
+        with pytest.raises(ValueError, match="alert"):
+            alerting.receive(bad)
+
+
+@pytest.mark.parametrize("alerts, message", [
+    ([{"name": "A", "metric": "acuracy", "above": 1}], "monitor.alerts.0.metric"),
+    ([{"name": "A", "metric": "accuracy"}], "exactly one of 'above' or 'below'"),
+    ([{"name": "A", "metric": "accuracy", "below": 1, "for": "5 min"}], "duration such as 30s"),
+    ([{"name": "A", "metric": "accuracy", "below": 1}, {"name": "A", "metric": "error_ratio", "above": 0}], "repeated: A"),
+    ([{"name": "A b", "metric": "accuracy", "below": 1}], "monitor.alerts.0.name"),
+])
+def test_wrong_alert_rules_are_config_errors_naming_the_setting(alerts, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_settings({"project": {"name": "p"}, "monitor": {"alerts": alerts}})
+
+
+def test_the_default_rules_are_the_documented_four():
+    rules = parse_settings({"project": {"name": "p"}}).monitor.alerts
+    assert [(r.metric, r.op, r.threshold, r.for_) for r in rules] == [
+        ("drifted_features_share", ">", 0.3, "5m"), ("accuracy", "<", 0.9, "0s"),
+        ("p99_latency_ms", ">", 200, "5m"), ("error_ratio", ">", 0.01, "5m")]

@@ -1,0 +1,74 @@
+"""The durable prediction log: batched Parquet writes, hourly folding, size budget, mixed schemas."""
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+
+from mloop.monitor.predlog import PredictionLog, RotatingParquetLog, read_log
+
+FEATURES = ["a", "b"]
+
+
+def test_flush_writes_one_parquet_file_pandas_reads_with_ids_rows_and_outlier_scores(tmp_path):
+    log = PredictionLog(tmp_path, FEATURES)
+    assert log.flush() == (None, None) and not (tmp_path / "predictions").exists()
+    log.record("r1", "3", np.array([[1.0, 2.0], [3.0, np.nan]]), np.array([0, 1]))
+    log.record("r2", "3", np.array([[5.0, 6.0]]), np.array([1]))
+    log.record_feedback("r1", [0, 0])
+
+    def scorer(rows):
+        return -rows[:, 0], rows[:, 0] > 4
+
+    log.flush(scorer)
+    frame = pd.read_parquet(tmp_path / "predictions")  # plain pandas reads the folder
+    assert list(frame.columns) == ["ts", "request_id", "row", "version", "a", "b", "prediction", "outlier_score", "outlier"]
+    assert frame["request_id"].tolist() == ["r1", "r1", "r2"] and frame["row"].tolist() == [0, 1, 0]
+    assert frame["prediction"].tolist() == [0, 1, 1] and frame["version"].tolist() == ["3"] * 3
+    assert frame["outlier_score"].iloc[0] == -1.0 and np.isnan(frame["outlier_score"].iloc[1])  # NaN row: no score
+    assert frame["outlier"].tolist() == [False, False, True]
+    assert str(frame["ts"].dtype).startswith("datetime64") and frame["ts"].iloc[0].tzinfo is not None
+    labels = pd.read_parquet(tmp_path / "feedback")
+    assert labels[["request_id", "row", "label"]].values.tolist() == [["r1", 0, 0], ["r1", 1, 0]]
+    assert not [p for p in (tmp_path / "predictions").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def _part(log, hour_offset_s, rows):
+    return log.write(pd.DataFrame({"ts": pd.to_datetime([time.time()] * rows, unit="s", utc=True),
+                                   "x": np.arange(rows)}), now=time.time() + hour_offset_s)
+
+
+def test_rotation_folds_finished_hours_and_keeps_the_current_hours_parts(tmp_path):
+    log = RotatingParquetLog(tmp_path)
+    for _ in range(3):
+        _part(log, -7200, 10)
+    _part(log, -3600 * 5, 4)
+    current = _part(log, 0, 5)
+    log.rotate()
+    names = [p.name for p in log.files()]
+    assert sum(n.startswith("hour-") for n in names) == 2 and current.name in names and len(names) == 3
+    assert len(read_log(tmp_path)) == 39  # nothing lost, nothing doubled
+    _part(log, -7200, 1)  # a late part of an hour already folded is folded into the same file
+    log.rotate()
+    assert len(log.files()) == 3 and len(read_log(tmp_path)) == 40
+
+
+def test_the_size_budget_deletes_the_oldest_files_never_the_newest(tmp_path):
+    log = RotatingParquetLog(tmp_path, max_bytes=1)
+    for offset in (-10, -5, 0):
+        _part(log, offset, 100)
+    log.rotate()
+    assert len(log.files()) == 1 and os.path.getsize(log.files()[0]) > 1
+
+
+def test_read_log_aligns_files_with_other_columns_and_keeps_rows_since_a_time(tmp_path):
+    log = RotatingParquetLog(tmp_path)
+    old = time.time() - 600
+    log.write(pd.DataFrame({"ts": pd.to_datetime([old], unit="s", utc=True), "a": [1.0]}))
+    log.write(pd.DataFrame({"ts": pd.to_datetime([time.time()], unit="s", utc=True), "z": [2.0]}))
+    both = read_log(tmp_path)
+    assert set(both.columns) == {"ts", "a", "z"} and len(both) == 2
+    recent = read_log(tmp_path, since=time.time() - 60)
+    assert recent["z"].tolist() == [2.0]
+    assert read_log(tmp_path / "missing").empty
