@@ -64,6 +64,47 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+SCIPY_EXACT_MAX_N = 10_000  # scipy.stats.ks_2samp's own limit for its exact method (method="auto")
+
+
+def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, edges)[0]`` for sorted ``edges``, without sorting ``values`` (one binary search each)."""
+    index = np.searchsorted(edges, values, side="right") - 1
+    index[values == edges[-1]] = len(edges) - 2  # the last bin is closed, as in numpy
+    return np.bincount(index[(index >= 0) & (index < len(edges) - 1)], minlength=len(edges) - 1)
+
+
+def ks_statistic(ref_values: np.ndarray, ref_cdf: np.ndarray, current: np.ndarray) -> float:
+    """The exact two-sample KS statistic D, given the reference's distinct sorted values and its ECDF at each.
+
+    Between two consecutive reference values the reference ECDF is flat and the current one can only
+    rise, so the largest gap is at an interval's ends: the current ECDF at a reference value, or just
+    before the next one. Both come from one binary search of each current value among the reference
+    values (O(n log m); no sort of the current window).
+    """
+    n = current.size
+    position = np.searchsorted(ref_values, current, side="left")  # first reference value >= x
+    m = ref_values.size
+    inside = position < m
+    equal = np.zeros(n, dtype=bool)
+    equal[inside] = ref_values[position[inside]] == current[inside]
+    at_or_below = np.cumsum(np.bincount(position, minlength=m + 1)[:m]) / n  # F_cur(r_k), right-continuous
+    ties = np.bincount(position[equal], minlength=m)[:m] / n
+    below = at_or_below - ties  # F_cur just before r_k
+    gap_at = np.abs(ref_cdf - at_or_below)
+    previous = np.concatenate([[0.0], ref_cdf[:-1]])  # F_ref just before r_k
+    gap_before = np.abs(previous - below)
+    return float(max(gap_at.max(initial=0.0), gap_before.max(initial=0.0)))
+
+
+def ks_asymptotic_p(statistic: float, m: int, n: int) -> float:
+    """Two-sided p-value of D as scipy's ``ks_2samp`` computes it for large samples (method="asymp")."""
+    from scipy.stats import kstwo
+
+    big, small = sorted((float(m), float(n)), reverse=True)
+    return float(np.clip(kstwo.sf(statistic, np.round(big * small / (big + small))), 0.0, 1.0))
+
+
 class DriftDetector:
     def __init__(self, alpha: float = 0.05, psi_threshold: float = 0.2, min_samples: int = 100,
                  thresholds: dict[str, float] | None = None) -> None:
@@ -76,6 +117,11 @@ class DriftDetector:
         self.profile_ = profile
         self.sorted_sample_ = {name: np.sort(np.asarray(values, dtype=np.float64))
                                for name, values in profile.sample_.items()}
+        # For the KS statistic of large windows: the reference's distinct values and its ECDF at each.
+        self.reference_cdf_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, ref in self.sorted_sample_.items():
+            values, counts = np.unique(ref, return_counts=True)
+            self.reference_cdf_[name] = (values, np.cumsum(counts) / max(ref.size, 1))
         self.open_edges_: dict[str, np.ndarray] = {}
         for name, spec in profile.features_.items():
             if spec["kind"] == "numeric" and spec.get("edges"):
@@ -109,12 +155,16 @@ class DriftDetector:
             return result
         edges = self.open_edges_.get(name)
         if edges is not None:
-            current, _ = np.histogram(present, bins=edges)
+            current = bin_counts(present, edges)
             result.psi = psi(np.asarray(spec["counts"], dtype=np.float64), current.astype(np.float64))
         reference = self.sorted_sample_.get(name)
         if reference is not None and reference.size:
-            test = stats.ks_2samp(reference, present)
-            result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
+            if max(present.size, reference.size) <= SCIPY_EXACT_MAX_N:
+                test = stats.ks_2samp(reference, present)  # scipy's exact distribution for small samples
+                result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
+            else:
+                result.statistic = ks_statistic(*self.reference_cdf_[name], present)
+                result.p_value = ks_asymptotic_p(result.statistic, reference.size, present.size)
         if result.p_value is not None:
             alpha = self.thresholds.get(name, self.alpha)
             result.drifted = result.p_value < alpha

@@ -114,3 +114,33 @@ def test_a_profile_without_a_sample_is_judged_by_psi():
     detector = DriftDetector(min_samples=50).fit(profile)
     shifted = detector.score(pd.DataFrame({"x": np.random.default_rng(5).normal(loc=1.0, size=500)})).features["x"]
     assert shifted.drifted and "no reference sample" in shifted.reason and shifted.p_value is None
+
+
+def test_the_large_window_ks_equals_scipys_statistic_and_p_value_with_ties():
+    from mloop.monitor.drift import bin_counts, ks_asymptotic_p, ks_statistic
+
+    rng = np.random.default_rng(7)
+    for trial in range(100):
+        m, n = int(rng.integers(1, 400)), int(rng.integers(1, 4000))
+        decimals = int(rng.integers(0, 3))  # rounding makes ties within and across the samples
+        ref = np.round(rng.normal(size=m), decimals)
+        cur = np.round(rng.normal(rng.uniform(-0.3, 0.3), size=n), decimals)
+        values, counts = np.unique(ref, return_counts=True)
+        d = ks_statistic(values, np.cumsum(counts) / m, cur)
+        expected = stats.ks_2samp(ref, cur, method="asymp")
+        assert d == pytest.approx(expected.statistic, abs=1e-12), trial
+        assert ks_asymptotic_p(d, m, n) == pytest.approx(expected.pvalue, abs=1e-12), trial
+        edges = np.unique(np.quantile(ref, np.linspace(0, 1, 11)))
+        if edges.size > 1:
+            assert (bin_counts(cur, edges) == np.histogram(cur, edges)[0]).all()
+
+
+def test_windows_above_scipys_exact_limit_get_scipys_auto_result():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=3000)})
+    detector = DriftDetector().fit(ReferenceProfile().fit(frame))
+    window = pd.DataFrame({"x": rng.normal(0.02, 1, size=60_000)})
+    result = detector.score(window).features["x"]
+    expected = stats.ks_2samp(np.asarray(detector.profile_.sample_["x"]), window["x"])  # method="auto"
+    assert result.statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert result.p_value == pytest.approx(expected.pvalue, rel=1e-9)
