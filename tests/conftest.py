@@ -119,3 +119,11 @@ def system_binary(name: str, package: str) -> str:
     if not found:
         pytest.fail(f"installing {package} did not give {name}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     return found
+
+
+def with_monitor(project: Path, section: str) -> None:
+    """Replace the ``[monitor]`` settings (the last section of the reference project's mloop.toml)."""
+    path = project / "mloop.toml"
+    text = path.read_text(encoding="utf-8")
+    head = text.split("\n[monitor]")[0]
+    path.write_text(head.rsplit("\n# Monitoring", 1)[0] + "\n" + section, encoding="utf-8")

@@ -115,6 +115,12 @@ def servers(project: Path, model_dir: Path) -> list[tuple[str, list[str], dict[s
          env, "/v2/health/ready", "/v2/models/breast_cancer/infer", "v2"),
         ("mloop serve (JSON access log on)", [str(VENV / "mloop"), "serve", "models:/breast_cancer@champion", "--port"],
          env, "/v2/health/ready", "/v2/models/breast_cancer/infer", "v2"),
+        ("mloop serve (monitoring off)", [str(VENV / "mloop"), "serve", "models:/breast_cancer@champion",
+                                          "--no-access-log", "--monitor-interval", "0", "--port"],
+         env, "/v2/health/ready", "/v2/models/breast_cancer/infer", "v2"),
+        ("mloop serve (monitoring on, every 10 s)", [str(VENV / "mloop"), "serve", "models:/breast_cancer@champion",
+                                                     "--no-access-log", "--monitor-interval", "10", "--port"],
+         env, "/v2/health/ready", "/v2/models/breast_cancer/infer", "v2"),
         ("mlflow models serve", [str(VENV / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
                                  "-h", "127.0.0.1", "-p"], env, "/ping", "/invocations", "mlflow"),
         ("hello-world ASGI (ceiling)", [str(VENV / "python"), str(HERE / "hello.py")], env, "/", "/", "v2"),
@@ -136,11 +142,13 @@ def servers(project: Path, model_dir: Path) -> list[tuple[str, list[str], dict[s
     return found
 
 
-def run(seconds: int, repeat: int) -> list[dict[str, object]]:
+def run(seconds: int, repeat: int, only: str = "") -> list[dict[str, object]]:
     WORK.mkdir(parents=True, exist_ok=True)
     project, model_dir, features, rows = prepare_model()
     results: list[dict[str, object]] = []
     for label, command, env, ready, infer, kind in servers(project, model_dir):
+        if only and not re.search(only, label):
+            continue
         port = free_port()
         env = {k: v.replace("{port}", str(port)).replace("{grpc}", str(free_port())) for k, v in env.items()}
         cmd = command + [str(port)] if "mlserver" not in command[0] else command
@@ -172,17 +180,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", default="", help="run only the servers whose label matches this regex")
+    parser.add_argument("--out", default=str(HERE / "results.md"))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
-    results = run(args.seconds, args.repeat)
+    results = run(args.seconds, args.repeat, args.only)
     lines = [f"wrk -t1, {args.seconds} s per run, median of {args.repeat} runs after a 1 s warm-up; "
              f"{os.cpu_count()} cores shared by server and load generator; {time.strftime('%Y-%m-%d')}.", "",
              "| server | request | connections | req/s | p50 ms | p99 ms | non-2xx |", "|---|---|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['server']} | {r['point']} | {r['c']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
                      f"{r['errors']} |")
-    (HERE / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

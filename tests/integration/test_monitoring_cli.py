@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import with_monitor
 from tests.integration.test_serving import MLOOP, post, start_server, stop
 
 pytestmark = pytest.mark.integration
@@ -40,8 +41,7 @@ def served(first_run, tmp_path_factory):
     root, _ = first_run
     project = tmp_path_factory.mktemp("monitoring") / "breast_cancer"
     shutil.copytree(root, project, ignore=shutil.ignore_patterns("monitor", "deployments"))
-    with (project / "mloop.toml").open("a") as fh:
-        fh.write(MONITOR)
+    with_monitor(project, MONITOR)
     data = pd.read_csv(project / "data" / "breast_cancer.csv")
     features = data.drop(columns=["target"])
     proc, url = start_server(project)

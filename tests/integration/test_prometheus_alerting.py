@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port, system_binary, wait_for_http
+from tests.conftest import free_port, system_binary, wait_for_http, with_monitor
 from tests.integration.test_serving import MLOOP, post, start_server, stop
 
 pytestmark = pytest.mark.integration
@@ -59,8 +59,7 @@ def project(first_run, tmp_path_factory) -> Path:
     root, _ = first_run
     copy = tmp_path_factory.mktemp("alerting") / "breast_cancer"
     shutil.copytree(root, copy, ignore=shutil.ignore_patterns("monitor", "deployments"))
-    with (copy / "mloop.toml").open("a") as fh:
-        fh.write(MONITOR)
+    with_monitor(copy, MONITOR)
     return copy
 
 

@@ -37,7 +37,8 @@ def serve(model: str | None, *, host: str, port: int, token: str | None, project
     monitor = cfg.settings.monitor.model_copy() if cfg is not None else MonitorSection()
     if monitor_interval is not None:
         monitor.interval = monitor_interval
-    monitor_dir = cfg.monitor_dir(loaded.name) if cfg is not None else None
+    # Monitoring off (interval 0): nothing would write the prediction log, alerts or status, so keep none.
+    monitor_dir = cfg.monitor_dir(loaded.name) if cfg is not None and monitor.interval > 0 else None
     err_console.print(
         f"serving {loaded.name} v{loaded.version} on http://{host}:{port}  "
         f"(V2: POST /v2/models/{loaded.name}/infer, JSON: POST /predict, metrics: /metrics; Ctrl-C stops)",

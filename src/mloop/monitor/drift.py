@@ -67,34 +67,26 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 SCIPY_EXACT_MAX_N = 10_000  # scipy.stats.ks_2samp's own limit for its exact method (method="auto")
 
 
-def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """``np.histogram(values, edges)[0]`` for sorted ``edges``, without sorting ``values`` (one binary search each)."""
-    index = np.searchsorted(edges, values, side="right") - 1
-    index[values == edges[-1]] = len(edges) - 2  # the last bin is closed, as in numpy
-    return np.bincount(index[(index >= 0) & (index < len(edges) - 1)], minlength=len(edges) - 1)
+def sorted_bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, edges)[0]`` for already sorted ``values``: a binary search per edge."""
+    below = np.searchsorted(values, edges[:-1], side="left")  # values < each edge
+    return np.diff(np.append(below, np.searchsorted(values, edges[-1], side="right")))  # last bin closed, as numpy
 
 
 def ks_statistic(ref_values: np.ndarray, ref_cdf: np.ndarray, current: np.ndarray) -> float:
-    """The exact two-sample KS statistic D, given the reference's distinct sorted values and its ECDF at each.
+    """The exact two-sample KS statistic D from the reference's distinct sorted values, its ECDF at each,
+    and the current sample sorted.
 
     Between two consecutive reference values the reference ECDF is flat and the current one can only
     rise, so the largest gap is at an interval's ends: the current ECDF at a reference value, or just
-    before the next one. Both come from one binary search of each current value among the reference
-    values (O(n log m); no sort of the current window).
+    before the next one. Both come from a binary search of each reference value in the current sample
+    (O(m log n) after the sort; the sort of the window is shared by all features, see ``score``).
     """
     n = current.size
-    position = np.searchsorted(ref_values, current, side="left")  # first reference value >= x
-    m = ref_values.size
-    inside = position < m
-    equal = np.zeros(n, dtype=bool)
-    equal[inside] = ref_values[position[inside]] == current[inside]
-    at_or_below = np.cumsum(np.bincount(position, minlength=m + 1)[:m]) / n  # F_cur(r_k), right-continuous
-    ties = np.bincount(position[equal], minlength=m)[:m] / n
-    below = at_or_below - ties  # F_cur just before r_k
-    gap_at = np.abs(ref_cdf - at_or_below)
+    at_or_below = np.searchsorted(current, ref_values, side="right") / n  # F_cur(r_k), right-continuous
+    below = np.searchsorted(current, ref_values, side="left") / n  # F_cur just before r_k
     previous = np.concatenate([[0.0], ref_cdf[:-1]])  # F_ref just before r_k
-    gap_before = np.abs(previous - below)
-    return float(max(gap_at.max(initial=0.0), gap_before.max(initial=0.0)))
+    return float(max(np.abs(ref_cdf - at_or_below).max(initial=0.0), np.abs(previous - below).max(initial=0.0)))
 
 
 def ks_asymptotic_p(statistic: float, m: int, n: int) -> float:
@@ -134,28 +126,35 @@ class DriftDetector:
 
         frame = window if isinstance(window, pd.DataFrame) else pd.DataFrame(np.asarray(window), columns=features)
         report = DriftReport(n_rows=len(frame))
-        for name in frame.columns:
-            spec = self.profile_.features_.get(str(name))
-            if spec is None:
-                continue
-            column = frame[name]
-            if spec["kind"] == "numeric":
-                report.features[str(name)] = self._numeric(str(name), spec, column.to_numpy(dtype=np.float64))
-            else:
-                report.features[str(name)] = self.categorical(str(name), spec, column)
+        known = [(str(c), self.profile_.features_[str(c)]) for c in frame.columns if str(c) in self.profile_.features_]
+        numeric = [name for name, spec in known if spec["kind"] == "numeric"]
+        if numeric:
+            # All numeric features at once: one (features x rows) array, each row sorted in place (NaN last).
+            values = np.empty((len(numeric), len(frame)), dtype=np.float64)
+            for row, name in enumerate(numeric):
+                values[row] = frame[name].to_numpy(dtype=np.float64)
+            missing = np.isnan(values).sum(axis=1)
+            values.sort(axis=1)
+            for row, name in enumerate(numeric):
+                present = values[row, : len(frame) - int(missing[row])]
+                report.features[name] = self._numeric(name, self.profile_.features_[name], present, int(missing[row]))
+        for name, spec in known:
+            if spec["kind"] != "numeric":
+                report.features[name] = self.categorical(name, spec, frame[name])
+        report.features = {name: report.features[name] for name, _ in known}  # in the window's column order
         return report
 
-    def _numeric(self, name: str, spec: dict[str, Any], values: np.ndarray) -> FeatureDrift:
+    def _numeric(self, name: str, spec: dict[str, Any], present: np.ndarray, missing: int) -> FeatureDrift:
+        """KS and PSI of one feature's values, ``present`` sorted and without NaN."""
         from scipy import stats
 
-        present = values[~np.isnan(values)]
-        result = FeatureDrift(name, "numeric", int(present.size), int(values.size - present.size))
+        result = FeatureDrift(name, "numeric", int(present.size), missing)
         if present.size < self.min_samples:
             result.reason = f"{present.size} values < min_samples {self.min_samples}: no verdict"
             return result
         edges = self.open_edges_.get(name)
         if edges is not None:
-            current = bin_counts(present, edges)
+            current = sorted_bin_counts(present, edges)
             result.psi = psi(np.asarray(spec["counts"], dtype=np.float64), current.astype(np.float64))
         reference = self.sorted_sample_.get(name)
         if reference is not None and reference.size:
@@ -163,7 +162,7 @@ class DriftDetector:
                 test = stats.ks_2samp(reference, present)  # scipy's exact distribution for small samples
                 result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
             else:
-                result.statistic = ks_statistic(*self.reference_cdf_[name], present)
+                result.statistic = ks_statistic(*self.reference_cdf_[name], present)  # present is sorted
                 result.p_value = ks_asymptotic_p(result.statistic, reference.size, present.size)
         if result.p_value is not None:
             alpha = self.thresholds.get(name, self.alpha)

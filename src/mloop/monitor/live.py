@@ -52,6 +52,7 @@ class LiveMonitor:
         self._rates: deque[tuple[float, np.ndarray, float, float]] = deque()
         self._bounds = np.asarray([*LATENCY_BUCKETS, np.inf])
         self._rotated = time.time()
+        self._recent_outliers = np.zeros(0, dtype=bool)
         self.restore()
 
     def _new_log(self, model: LoadedModel) -> PredictionLog | None:
@@ -83,6 +84,7 @@ class LiveMonitor:
         self.model = model
         self.window = PredictionWindow(self.window.capacity, len(model.features))
         self.log = self._new_log(model)
+        self._recent_outliers = np.zeros(0, dtype=bool)
 
     # ------------------------------------------------------------------------------ restart
 
@@ -122,6 +124,7 @@ class LiveMonitor:
             drift["note"] = "the model has no reference profile: no drift verdict"
         else:
             drift["note"] = "no predictions yet"
+        logged = self._flush_log(now)
         outliers = self._outliers(rows)
         values["outlier_ratio"] = outliers.get("ratio")
         scores = self.set_scores()
@@ -131,7 +134,6 @@ class LiveMonitor:
         self.alerting.evaluate(values, now)
         for rule in self.alerting.rules:
             metrics.alerts_firing.labels(model.name, rule.name).set(1.0 if rule.name in self.alerting.active else 0.0)
-        logged = self._flush_log(now)
         self.status = {
             "model": model.name, "version": model.version, "updated": now, "pid": os.getpid(),
             "drift": drift, "outliers": outliers, "operations": ops,
@@ -191,12 +193,16 @@ class LiveMonitor:
         detector = self.model.outlier_detector
         if detector is None:
             return {"note": "the model has no outlier detector"}
-        finite = rows[np.isfinite(rows).all(axis=1)]
-        if not finite.shape[0]:
+        if self.log is not None:  # the logged rows were scored once, on their way to the log: reuse that
+            flags = self._recent_outliers
+        else:
+            finite = rows[np.isfinite(rows).all(axis=1)]
+            flags = detector.predict(finite) == -1 if finite.shape[0] else np.zeros(0, dtype=bool)
+        if not flags.size:
             return {"ratio": None, "rows": 0}
-        ratio = float((detector.predict(finite) == -1).mean())
+        ratio = float(flags.mean())
         self.metrics.outlier_ratio.labels(self.model.name).set(ratio)
-        return {"ratio": ratio, "rows": int(finite.shape[0])}
+        return {"ratio": ratio, "rows": int(flags.size)}
 
     def set_scores(self) -> dict[str, float]:
         positive = self.model.classes[-1] if self.model.classes else None
@@ -244,6 +250,9 @@ class LiveMonitor:
         if self.log is None:
             return None
         written, _ = self.log.flush(self._scorer())
+        if written is not None and "outlier" in written:  # the outlier flags of the last `window` logged rows
+            flags = written["outlier"].to_numpy(dtype=bool)[np.isfinite(written["outlier_score"].to_numpy())]
+            self._recent_outliers = np.concatenate([self._recent_outliers, flags])[-self.settings.window:]
         if now - self._rotated >= ROTATE_EVERY_S:
             self.log.rotate()
             self._rotated = now

@@ -118,3 +118,16 @@ def test_the_alert_receiver_needs_a_token_and_a_valid_payload(model, tmp_path):
     assert call(app, "POST", "/alerts/webhook", json={"alerts": "no"}, headers=good).status_code == 422
     assert call(app, "POST", "/alerts/webhook", json=payload, headers=good).json() == {"received": 1}
     assert json.loads((tmp_path / "alerts.jsonl").read_text())["source"] == "alertmanager"
+
+
+def test_every_exported_metric_is_documented(model):
+    import re
+    from pathlib import Path
+
+    app = ModelServer(model, access_log=None, monitor=settings())
+    call(app, "POST", "/predict", json={"instances": rows(60)})
+    app.update_monitoring()
+    exported = set(re.findall(r"^# TYPE (\w+) ", call(app, "GET", "/metrics").text, re.M))
+    documented = set(re.findall(r"^\| `(mloop_\w+)`", (Path(__file__).parents[3] / "docs" / "metrics.md").read_text(), re.M))
+    exported = {m if m in documented else m.removesuffix("_total") + "_total" for m in exported}
+    assert exported == documented
