@@ -74,7 +74,7 @@ def train_knn(train: Any, n_neighbors: int = 5, weights: str = "uniform") -> Any
 
 
 @step(name="outliers")
-def train_outlier_detector(train: Any, n_estimators: int = 200, seed: int = 42) -> Any:
+def train_outlier_detector(train: Any, n_estimators: int = 100, seed: int = 42) -> Any:
     from sklearn.ensemble import IsolationForest
 
     return IsolationForest(n_estimators=n_estimators, random_state=seed).fit(train.drop(columns=[TARGET]))

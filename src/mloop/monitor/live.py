@@ -53,6 +53,8 @@ class LiveMonitor:
         self._bounds = np.asarray([*LATENCY_BUCKETS, np.inf])
         self._rotated = time.time()
         self._recent_outliers = np.zeros(0, dtype=bool)
+        self._score: Any = None
+        self._scorer_for: LoadedModel | None = None
         self.restore()
 
     def _new_log(self, model: LoadedModel) -> PredictionLog | None:
@@ -197,7 +199,7 @@ class LiveMonitor:
             flags = self._recent_outliers
         else:
             finite = rows[np.isfinite(rows).all(axis=1)]
-            flags = detector.predict(finite) == -1 if finite.shape[0] else np.zeros(0, dtype=bool)
+            flags = self._scorer()(finite)[1] if finite.shape[0] else np.zeros(0, dtype=bool)
         if not flags.size:
             return {"ratio": None, "rows": 0}
         ratio = float(flags.mean())
@@ -250,24 +252,22 @@ class LiveMonitor:
         if self.log is None:
             return None
         written, _ = self.log.flush(self._scorer())
-        if written is not None and "outlier" in written:  # the outlier flags of the last `window` logged rows
-            flags = written["outlier"].to_numpy(dtype=bool)[np.isfinite(written["outlier_score"].to_numpy())]
+        if written is not None and "outlier" in written.column_names:  # flags of the last `window` logged rows
+            scored = np.isfinite(written.column("outlier_score").to_numpy())
+            flags = written.column("outlier").to_numpy(zero_copy_only=False)[scored]
             self._recent_outliers = np.concatenate([self._recent_outliers, flags])[-self.settings.window:]
         if now - self._rotated >= ROTATE_EVERY_S:
             self.log.rotate()
             self._rotated = now
-        return {"folder": str(self.log.predictions.folder), "rows_written": 0 if written is None else len(written)}
+        return {"folder": str(self.log.predictions.folder), "rows_written": 0 if written is None else written.num_rows}
 
     def _scorer(self) -> Any:
-        detector = self.model.outlier_detector
-        if detector is None:
-            return None
+        """The bundled detector's per-row scorer, built once per served model."""
+        if self._scorer_for is not self.model:
+            from mloop.monitor.outliers import make_scorer
 
-        def score(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            scores = detector.score_samples(rows)
-            return scores, scores < detector.offset_
-
-        return score
+            self._score, self._scorer_for = make_scorer(self.model.outlier_detector), self.model
+        return self._score
 
     def close(self) -> None:
         """Write out what is pending and deliver queued alerts (server shutdown)."""

@@ -25,20 +25,22 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mloop.monitor.outliers import Scorer
+
 PART = re.compile(r"^part-(\d{8}T\d{6})-(\d+)\.parquet$")
 HOUR = re.compile(r"^hour-(\d{8}T\d{2})\.parquet$")
 
-Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rows -> (outlier score, is outlier)
+FLUSH_CHUNK = 2048  # requests per chunk of a flush
+
 
 
 def _write_parquet(frame: Any, path: Path) -> None:
-    """Write a DataFrame through a hidden temporary file and a rename (readers skip names starting with '.')."""
+    """Write a DataFrame or Arrow table through a hidden temporary file and a rename (readers skip '.' names)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -46,7 +48,8 @@ def _write_parquet(frame: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as fh:
-            pq.write_table(_to_arrow(frame), fh, compression="zstd")
+            table = frame if isinstance(frame, pa.Table) else _to_arrow(frame)
+            pq.write_table(table, fh, compression="zstd")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -165,7 +168,7 @@ class PredictionLog:
         self._labels.append((time.time(), request_id, truth))
 
     def flush(self, score: Scorer | None = None) -> tuple[Any, Any]:
-        """Write what accumulated; returns the prediction and feedback frames written (or None).
+        """Write what accumulated; returns the predictions (an Arrow table) and feedback (a DataFrame) written.
 
         ``score`` gives each row's outlier score and flag (the bundled detector's), computed here, off
         the request path, over all the rows of the flush at once.
@@ -179,24 +182,48 @@ class PredictionLog:
 
     def _write_predictions(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray]],
                            score: Scorer | None) -> Any:
-        import pandas as pd
+        """One Parquet file for all of ``pending``, built (and scored) in chunks of requests.
 
-        counts = [len(p[4]) for p in pending]
-        rows = np.concatenate([p[3] for p in pending])
-        frame = pd.DataFrame(rows, columns=self.features)
-        frame.insert(0, "ts", pd.to_datetime(np.repeat([p[0] for p in pending], counts), unit="s", utc=True))
-        frame.insert(1, "request_id", np.repeat([p[1] for p in pending], counts))
-        frame.insert(2, "row", np.concatenate([np.arange(n, dtype=np.int32) for n in counts]))
-        frame.insert(3, "version", np.repeat([p[2] for p in pending], counts))
-        frame["prediction"] = np.concatenate([p[4] for p in pending])
+        Between chunks the thread sleeps for a moment: the event loop gets the interpreter back within
+        a chunk's time (a few ms), so a large flush never stalls requests for its whole length.
+        """
+        import pyarrow as pa
+
+        tables = []
+        for start in range(0, len(pending), FLUSH_CHUNK):
+            tables.append(self._chunk_table(pending[start:start + FLUSH_CHUNK], score))
+            time.sleep(0.0005)
+        table = pa.concat_tables(tables)
+        self.predictions.write(table)
+        return table
+
+    def _chunk_table(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray]],
+                     score: Scorer | None) -> Any:
+        import pyarrow as pa
+
+        stamps, ids, versions, row_arrays, label_arrays = zip(*pending, strict=True)
+        counts = np.fromiter(map(len, label_arrays), dtype=np.int64, count=len(pending))
+        rows = np.concatenate(row_arrays)
+        total = rows.shape[0]
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        micros = np.repeat((np.asarray(stamps) * 1e6).astype(np.int64), counts)
+        columns: dict[str, Any] = {
+            "ts": pa.array(micros, type=pa.timestamp("us", tz="UTC")),
+            "request_id": pa.array(np.repeat(np.asarray(ids, dtype=object), counts), type=pa.string()),
+            "row": pa.array((np.arange(total) - starts).astype(np.int32)),
+            "version": pa.array(np.repeat(np.asarray(versions, dtype=object), counts), type=pa.string()),
+        }
+        for index, name in enumerate(self.features):
+            columns[name] = pa.array(rows[:, index])
+        labels = np.concatenate(label_arrays)
+        columns["prediction"] = pa.array(labels if labels.dtype != object else labels.tolist())
         if score is not None:
-            scores, flags = np.full(len(frame), np.nan), np.zeros(len(frame), dtype=bool)
+            scores, flags = np.full(total, np.nan), np.zeros(total, dtype=bool)
             finite = np.isfinite(rows).all(axis=1)
             if finite.any():
                 scores[finite], flags[finite] = score(rows[finite])
-            frame["outlier_score"], frame["outlier"] = scores, flags
-        self.predictions.write(frame)
-        return frame
+            columns["outlier_score"], columns["outlier"] = pa.array(scores), pa.array(flags)
+        return pa.table(columns)
 
     def _write_feedback(self, labels: list[tuple[float, str, list[Any]]]) -> Any:
         import pandas as pd

@@ -1,0 +1,57 @@
+"""Per-row outlier scores from the bundled detector, cheap enough to score every served row.
+
+For scikit-learn's ``IsolationForest`` the scorer walks the fitted trees directly (``tree_.apply``,
+compiled and free of the GIL) with each tree's path lengths looked up once at construction; it gives
+exactly ``score_samples`` without the per-call overhead of scikit-learn's parallel wrapper (about
+10 ms a call for 200 trees, which dominated for the small batches a server flushes). Any other
+detector is called through its own ``score_samples`` and ``predict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rows -> (score, is outlier)
+
+
+def make_scorer(detector: Any) -> Scorer | None:
+    """``rows -> (score, is_outlier)``; lower scores are more anomalous, as in scikit-learn."""
+    if detector is None:
+        return None
+    if type(detector).__name__ == "IsolationForest" and hasattr(detector, "_decision_path_lengths"):
+        return _isolation_forest_scorer(detector)
+    if hasattr(detector, "score_samples"):
+        def generic(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.asarray(detector.score_samples(rows), dtype=np.float64), np.asarray(detector.predict(rows)) == -1
+
+        return generic
+    return None
+
+
+def _isolation_forest_scorer(forest: Any) -> Scorer:
+    from sklearn.ensemble._iforest import _average_path_length
+
+    trees = []
+    for index, (estimator, features) in enumerate(zip(forest.estimators_, forest.estimators_features_, strict=True)):
+        lengths = forest._decision_path_lengths[index] + forest._average_path_length_per_tree[index] - 1.0
+        every = len(features) == forest.n_features_in_ and bool(np.all(features == np.arange(len(features))))
+        trees.append((estimator.tree_, None if every else np.asarray(features), lengths))
+    denominator = len(trees) * float(_average_path_length([forest._max_samples])[0])
+    offset = float(forest.offset_)
+
+    def score(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        data = np.ascontiguousarray(rows, dtype=np.float32)
+        depths = np.zeros(data.shape[0])
+        for tree, features, lengths in trees:
+            subset = data if features is None else np.ascontiguousarray(data[:, features])
+            depths += lengths[tree.apply(subset)]
+        if denominator == 0:
+            scores = -np.ones_like(depths)
+        else:
+            scores = -(2.0 ** (-depths / denominator))
+        return scores, scores < offset
+
+    return score
