@@ -23,10 +23,13 @@ demo: install
 	cd $(EXAMPLE) && ../../$(BIN)/mloop models
 	cd $(EXAMPLE) && ../../$(BIN)/mloop deploy
 	cd $(EXAMPLE) && ../../$(BIN)/python query.py
+	cd $(EXAMPLE) && ../../$(BIN)/mloop monitor status
 	cd $(EXAMPLE) && ../../$(BIN)/mloop deployments
 	@echo
 	@echo "Next: cd $(EXAMPLE) && ../../$(BIN)/mloop runs               # recent runs"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop ui                 # MLflow UI on http://127.0.0.1:5000"
+	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop monitor report --since 1h --out drift.html   # served traffic vs training"
+	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop monitor export --out ops   # Prometheus, Alertmanager, Grafana configs"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop undeploy breast_cancer   # stop the model server"
 
 test: install

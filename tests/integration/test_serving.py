@@ -185,18 +185,18 @@ def test_drift_and_outliers_of_live_traffic_reach_the_metrics(first_run):
                                         "mloop_feature_drift_detected", "mloop_monitor_window_rows"))}
 
         deadline = time.time() + 20
-        while time.time() < deadline and 'mloop_outlier_ratio{model="breast_cancer"}' not in gauges():
+        while time.time() < deadline and 'mloop_outlier_ratio{model="breast_cancer",version="1"}' not in gauges():
             time.sleep(0.2)
         found = gauges()
-        assert found['mloop_monitor_window_rows{model="breast_cancer"}'] == len(data)
-        assert found['mloop_feature_drift_detected{feature="mean_radius",model="breast_cancer"}'] == 1.0
-        assert found['mloop_feature_drift_detected{feature="smoothness_error",model="breast_cancer"}'] == 0.0
-        assert 0.05 < found['mloop_drifted_features_share{model="breast_cancer"}'] < 0.5
+        assert found['mloop_monitor_window_rows{model="breast_cancer",version="1"}'] == len(data)
+        assert found['mloop_feature_drift_detected{feature="mean_radius",model="breast_cancer",version="1"}'] == 1.0
+        assert found['mloop_feature_drift_detected{feature="smoothness_error",model="breast_cancer",version="1"}'] == 0.0
+        assert 0.05 < found['mloop_drifted_features_share{model="breast_cancer",version="1"}'] < 0.5
         from mloop.config import load_project
         from mloop.models.loaded import load_registered
 
         detector = load_registered(load_project(root), "models:/breast_cancer@champion").outlier_detector
         baseline = float((detector.predict(data) == -1).mean())  # the same detector on unshifted rows
-        assert found['mloop_outlier_ratio{model="breast_cancer"}'] > baseline + 0.1, baseline
+        assert found['mloop_outlier_ratio{model="breast_cancer",version="1"}'] > baseline + 0.1, baseline
     finally:
         stop(proc)

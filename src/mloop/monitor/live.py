@@ -84,6 +84,7 @@ class LiveMonitor:
         if self.log is not None:
             self.log.flush(self._scorer())
         self.model = model
+        self.metrics.clear_monitoring()
         self.window = PredictionWindow(self.window.capacity, len(model.features))
         self.log = self._new_log(model)
         self._recent_outliers = np.zeros(0, dtype=bool)
@@ -108,7 +109,7 @@ class LiveMonitor:
         waiting = predictions[~predictions["request_id"].isin(labelled)]
         for request_id, group in waiting.groupby("request_id", sort=False):
             self.feedback.record(str(request_id), group.sort_values("row")["prediction"].tolist())
-        self.metrics.labelled.labels(self.model.name).inc(self.feedback.labelled_total)
+        self.metrics.labelled.labels(self.model.name, self.model.version).inc(self.feedback.labelled_total)
         self.set_scores()
 
     # ------------------------------------------------------------------------------ periodic update
@@ -117,7 +118,7 @@ class LiveMonitor:
         now = time.time() if now is None else now
         model, metrics = self.model, self.metrics
         rows, labels = self.window.snapshot()
-        metrics.window_rows.labels(model.name).set(rows.shape[0])
+        metrics.window_rows.labels(model.name, model.version).set(rows.shape[0])
         values: dict[str, float | None] = {}
         drift: dict[str, Any] = {"rows": int(rows.shape[0]), "min_samples": self.settings.min_samples}
         if model.profile is not None and rows.shape[0]:
@@ -160,16 +161,16 @@ class LiveMonitor:
         features = {}
         for name, feature in report.features.items():
             if feature.psi is not None:
-                metrics.drift_psi.labels(model.name, name).set(feature.psi)
+                metrics.drift_psi.labels(model.name, model.version, name).set(feature.psi)
             if feature.p_value is not None:
-                metrics.drift_p_value.labels(model.name, name).set(feature.p_value)
+                metrics.drift_p_value.labels(model.name, model.version, name).set(feature.p_value)
             if feature.drifted is not None:
-                metrics.drift_detected.labels(model.name, name).set(1.0 if feature.drifted else 0.0)
+                metrics.drift_detected.labels(model.name, model.version, name).set(1.0 if feature.drifted else 0.0)
             features[name] = {"drifted": feature.drifted, "psi": feature.psi, "p_value": feature.p_value,
                               "reason": feature.reason}
         share = report.drifted_share
         if share is not None:
-            metrics.drift_share.labels(model.name).set(share)
+            metrics.drift_share.labels(model.name, model.version).set(share)
         values["drifted_features_share"] = share
         result: dict[str, Any] = {"share": share, "features": features}
         if share is None:
@@ -181,8 +182,8 @@ class LiveMonitor:
             spec = {"kind": "categorical", "counts": counts, "other": 0}
             predicted = self._detector.categorical("prediction", spec, pd.Series(labels.astype(str)))
             if predicted.p_value is not None:
-                metrics.prediction_drift_p_value.labels(model.name).set(predicted.p_value)
-                metrics.prediction_drift_detected.labels(model.name).set(1.0 if predicted.drifted else 0.0)
+                metrics.prediction_drift_p_value.labels(model.name, model.version).set(predicted.p_value)
+                metrics.prediction_drift_detected.labels(model.name, model.version).set(1.0 if predicted.drifted else 0.0)
             shares = pd.Series(labels.astype(str)).value_counts(normalize=True)
             total = sum(counts.values())
             result["predictions"] = {
@@ -203,14 +204,14 @@ class LiveMonitor:
         if not flags.size:
             return {"ratio": None, "rows": 0}
         ratio = float(flags.mean())
-        self.metrics.outlier_ratio.labels(self.model.name).set(ratio)
+        self.metrics.outlier_ratio.labels(self.model.name, self.model.version).set(ratio)
         return {"ratio": ratio, "rows": int(flags.size)}
 
     def set_scores(self) -> dict[str, float]:
         positive = self.model.classes[-1] if self.model.classes else None
         scores = self.feedback.scores(positive)
         for metric, value in scores.items():
-            self.metrics.live_score.labels(self.model.name, metric).set(value)
+            self.metrics.live_score.labels(self.model.name, self.model.version, metric).set(value)
         return scores
 
     def _operations(self, now: float) -> dict[str, Any]:

@@ -301,7 +301,7 @@ class ModelServer:
                                    field=f"{where}.id", status=404) from err
             except ValueError as err:
                 raise RequestError(f"{where}: {err}", field=f"{where}.labels") from err
-        self.metrics.labelled.labels(self.model.name).inc(matched)
+        self.metrics.labelled.labels(self.model.name, self.model.version).inc(matched)
         scores = self.monitor.set_scores()
         return Response(200, orjson.dumps({"labelled": matched, "total_labelled": self.monitor.feedback.labelled_total,
                                            **scores}))
@@ -393,7 +393,7 @@ class ModelServer:
         self.monitor.on_batch(rows, labels)
         values, counts = np.unique(labels, return_counts=True)
         for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-            self.metrics.predictions.labels(self.model.name, str(value)).inc(count)
+            self.metrics.predictions.labels(self.model.name, self.model.version, str(value)).inc(count)
 
     async def _body(self, headers: dict[bytes, bytes], receive: Receive, *, into: Any = None,
                     limit: int | None = None) -> bytes:

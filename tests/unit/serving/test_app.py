@@ -83,7 +83,7 @@ def test_metrics_count_requests_batches_predictions_and_the_model(app):
     assert 'mloop_requests_total{code="422",route="predict"} 1.0' in text
     assert 'mloop_model_info{model="toy",version="3"} 1.0' in text
     assert "mloop_batch_rows_sum 2.0" in text
-    assert 'mloop_predictions_total{label="1",model="toy"}' in text or 'mloop_predictions_total{label="0",model="toy"}' in text
+    assert 'mloop_predictions_total{label="1",model="toy",version="3"}' in text or 'mloop_predictions_total{label="0",model="toy",version="3"}' in text
     assert "mloop_request_duration_seconds_bucket" in text
 
 
@@ -215,16 +215,16 @@ def test_monitoring_reports_drift_of_recent_traffic(small_model):
     assert call(app, "POST", "/predict", json={"instances": stable}).status_code == 200
     app.update_monitoring()
     text = call(app, "GET", "/metrics").text
-    assert 'mloop_monitor_window_rows{model="toy"} 300.0' in text
-    assert 'mloop_drifted_features_share{model="toy"} 0.0' in text
+    assert 'mloop_monitor_window_rows{model="toy",version="3"} 300.0' in text
+    assert 'mloop_drifted_features_share{model="toy",version="3"} 0.0' in text
     shifted = [{"a": float(a) + 3, "b": float(b), "c": float(c)} for a, b, c in rng.normal(size=(300, 3))]
     app.monitor.window.clear()
     call(app, "POST", "/predict", json={"instances": shifted})
     app.update_monitoring()
     text = call(app, "GET", "/metrics").text
-    assert 'mloop_feature_drift_detected{feature="a",model="toy"} 1.0' in text
-    assert 'mloop_feature_drift_detected{feature="b",model="toy"} 0.0' in text
-    assert 'mloop_drifted_features_share{model="toy"} 0.3333333333333333' in text
+    assert 'mloop_feature_drift_detected{feature="a",model="toy",version="3"} 1.0' in text
+    assert 'mloop_feature_drift_detected{feature="b",model="toy",version="3"} 0.0' in text
+    assert 'mloop_drifted_features_share{model="toy",version="3"} 0.3333333333333333' in text
 
 
 def test_feedback_gives_live_accuracy_on_the_metrics(app):
@@ -234,8 +234,8 @@ def test_feedback_gives_live_accuracy_on_the_metrics(app):
     answer = call(app, "POST", "/v2/models/toy/feedback", json={"id": "p-1", "labels": [predicted[0], wrong]})
     assert answer.status_code == 200 and answer.json()["labelled"] == 2 and answer.json()["accuracy"] == 0.5
     text = call(app, "GET", "/metrics").text
-    assert 'mloop_live_score{metric="accuracy",model="toy"} 0.5' in text
-    assert 'mloop_labelled_predictions_total{model="toy"} 2.0' in text
+    assert 'mloop_live_score{metric="accuracy",model="toy",version="3"} 0.5' in text
+    assert 'mloop_labelled_predictions_total{model="toy",version="3"} 2.0' in text
     v2 = call(app, "POST", "/v2/models/toy/infer", headers={"x-request-id": "v-1"},
               json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]})
     label = v2.json()["outputs"][0]["data"][0]

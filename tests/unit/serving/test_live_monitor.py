@@ -47,7 +47,7 @@ def test_status_and_log_after_an_update(model, tmp_path):
     assert on_disk["prediction_log"]["rows_written"] == 120
     assert app.update_monitoring()["prediction_log"]["rows_written"] == 0  # written once
     metrics = call(app, "GET", "/metrics").text
-    assert 'mloop_prediction_drift_p_value{model="toy"}' in metrics
+    assert 'mloop_prediction_drift_p_value{model="toy",version="3"}' in metrics
 
 
 def test_too_few_rows_get_no_verdict_and_the_status_says_so(model):
@@ -71,7 +71,7 @@ def test_feedback_for_predictions_made_before_a_restart_still_counts(model, tmp_
     reply = call(second, "POST", "/feedback", json={"id": "before", "labels": labels})
     assert reply.status_code == 200 and reply.json()["total_labelled"] == 3 and reply.json()["accuracy"] == 1.0
     assert call(second, "POST", "/feedback", json={"id": "x", "labels": one}).status_code == 404  # labelled once only
-    assert 'mloop_labelled_predictions_total{model="toy"} 3.0' in call(second, "GET", "/metrics").text
+    assert 'mloop_labelled_predictions_total{model="toy",version="3"} 3.0' in call(second, "GET", "/metrics").text
 
 
 def test_p99_latency_and_error_ratio_come_from_the_servers_counters(model):
@@ -125,9 +125,33 @@ def test_every_exported_metric_is_documented(model):
     from pathlib import Path
 
     app = ModelServer(model, access_log=None, monitor=settings())
+    call(app, "POST", "/predict", json={"instances": rows(60)}, headers={"x-request-id": "x"})
+    app.update_monitoring()
+    app.monitor.set_scores()
+    assert call(app, "POST", "/feedback", json={"id": "x", "labels": [0] * 60}).status_code == 200
+    text = call(app, "GET", "/metrics").text
+    labels: dict[str, set[str]] = {}
+    for name, inner in re.findall(r"^(mloop_\w+?)(?:_bucket|_sum|_count)?(?:\{(.*?)\})? ", text, re.M):
+        labels.setdefault(name, set()).update(re.findall(r'(\w+)="', inner))
+    for name in list(labels):
+        labels[name].discard("le")
+    page = (Path(__file__).parents[3] / "docs" / "metrics.md").read_text()
+    documented = {name: set(re.findall(r"`(\w+)`", columns)) for name, columns in
+                  re.findall(r"^\| `(mloop_\w+)` \| \w+ \|([^|]*)\|", page, re.M)}
+    assert labels == documented
+
+
+def test_a_swap_ends_the_old_versions_monitoring_series(model):
+    app = ModelServer(model, access_log=None, monitor=settings(), admin_token="adm",
+                      loader=lambda uri: replace(model, version="4"))
     call(app, "POST", "/predict", json={"instances": rows(60)})
     app.update_monitoring()
-    exported = set(re.findall(r"^# TYPE (\w+) ", call(app, "GET", "/metrics").text, re.M))
-    documented = set(re.findall(r"^\| `(mloop_\w+)`", (Path(__file__).parents[3] / "docs" / "metrics.md").read_text(), re.M))
-    exported = {m if m in documented else m.removesuffix("_total") + "_total" for m in exported}
-    assert exported == documented
+    assert 'mloop_drifted_features_share{model="toy",version="3"}' in call(app, "GET", "/metrics").text
+    swap = call(app, "POST", "/admin/model", json={"uri": "models:/toy/4"}, headers={"authorization": "Bearer adm"})
+    assert swap.status_code == 200
+    call(app, "POST", "/predict", json={"instances": rows(60)})
+    app.update_monitoring()
+    text = call(app, "GET", "/metrics").text
+    stale = [line for line in text.splitlines() if 'version="3"' in line and not line.startswith("mloop_predictions_total")]
+    assert stale == []  # counters of what v3 predicted stay; its gauges are gone
+    assert 'mloop_drifted_features_share{model="toy",version="4"}' in text
