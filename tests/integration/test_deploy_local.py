@@ -101,7 +101,7 @@ def test_swap_refused_version_and_rollback_under_load_lose_no_request(project_wi
     finally:
         local.undeploy(cfg, "breast_cancer")
     assert local.list_deployments(cfg) == []
-    assert not local._alive(deployment.pid)
+    assert not local.process_alive(deployment.pid)
     stray = [p.name for p in project_with_two_versions.iterdir() if p.name in ("mlflow.db", "mlruns")]
     assert stray == [], "MLflow's global default store was used instead of the project's"
 

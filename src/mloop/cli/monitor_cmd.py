@@ -151,7 +151,10 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
     if as_json:
         print(json.dumps(data, indent=1))
         return
-    running = _alive(data.get("pid"))
+    from mloop.deploy.local import process_alive
+
+    pid = data.get("pid")
+    running = isinstance(pid, int) and process_alive(pid)
     console.print(f"[bold]{data['model']}[/] v{data['version']}: updated {_ago(data['updated'])}"
                   + ("" if running else f" [yellow](the server, pid {data.get('pid')}, is not running: last status)[/]"))
     drift = data.get("drift", {})
@@ -188,20 +191,6 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
     pending = alerts.get("pending", {})
     console.print("alerts: " + (f"[bold red]firing {', '.join(firing)}[/]" if firing else "none firing")
                   + (f"; pending {', '.join(f'{k} ({v:.0f} s)' for k, v in pending.items())}" if pending else ""))
-
-
-def _alive(pid: Any) -> bool:
-    import os
-
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def alerts(model: str | None, *, since: str | None, limit: int, as_json: bool, project: Path | None) -> None:

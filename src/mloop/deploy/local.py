@@ -79,7 +79,8 @@ def _save_state(cfg: ProjectConfig, deployment: Deployment) -> None:
     os.chmod(path, 0o600)  # it holds the admin token
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running mloop process (not a recycled pid of another program)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -98,7 +99,7 @@ def _get(url: str, timeout: float = 2.0) -> Any:
 
 
 def status(deployment: Deployment) -> Status:
-    running = _alive(deployment.pid)
+    running = process_alive(deployment.pid)
     healthy, served = False, None
     if running:
         try:
@@ -124,7 +125,7 @@ def deploy(cfg: ProjectConfig, uri: str, *, name: str | None = None, port: int |
     version = resolve_version(cfg, uri)
     name = name or model
     current = load_state(cfg, name)
-    if current is not None and _alive(current.pid):
+    if current is not None and process_alive(current.pid):
         if current.model != model:
             raise DeployError(f"deployment {name!r} serves model {current.model!r}, not {model!r}",
                               hint=f"deploy it under another name: mloop deploy {uri} --name {model}")
@@ -162,12 +163,12 @@ def undeploy(cfg: ProjectConfig, name: str, *, timeout: float = 30.0) -> str:
         from mloop.errors import did_you_mean
 
         raise DeployError(f"no deployment {name!r}; {did_you_mean(name, known)}", hint="list them with: mloop deployments")
-    if _alive(current.pid):
+    if process_alive(current.pid):
         os.kill(current.pid, signal.SIGTERM)
         deadline = time.time() + timeout
-        while _alive(current.pid) and time.time() < deadline:
+        while process_alive(current.pid) and time.time() < deadline:
             time.sleep(0.1)
-        if _alive(current.pid):
+        if process_alive(current.pid):
             os.kill(current.pid, signal.SIGKILL)
     _state_path(cfg, name).unlink(missing_ok=True)
     return f"{name}: stopped (log kept in {deployments_dir(cfg) / name / 'server.log'})"
@@ -175,7 +176,7 @@ def undeploy(cfg: ProjectConfig, name: str, *, timeout: float = 30.0) -> str:
 
 def _running(cfg: ProjectConfig, name: str) -> Deployment:
     current = load_state(cfg, name)
-    if current is None or not _alive(current.pid):
+    if current is None or not process_alive(current.pid):
         raise DeployError(f"deployment {name!r} is not running", hint="start it with: mloop deploy")
     return current
 

@@ -14,7 +14,8 @@ ERROR = {"type": "object", "required": ["error"],
 
 def _error_responses(*codes: int) -> dict[str, Any]:
     text = {400: "malformed body", 401: "missing or wrong bearer token", 404: "unknown model or version",
-            405: "wrong method", 413: "body over the limit", 415: "unsupported media type",
+            403: "the alert receiver is off: the server has no token", 405: "wrong method",
+            413: "body over the limit", 415: "unsupported media type",
             422: "the body does not fit the model"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": ERROR}}} for c in codes}
 
@@ -109,6 +110,17 @@ def openapi(model: LoadedModel) -> dict[str, Any]:
                     "text/csv": {"schema": {"type": "string"}}}}, **_error_responses(400, 401, 413, 415, 422)}}},
             "/feedback": feedback,
             "/v2/models/{model_name}/feedback": {"post": {**feedback["post"], "parameters": model_params}},
+            "/alerts/webhook": {"post": {
+                "summary": "Alertmanager's webhook receiver: its alerts are logged and forwarded like mloop's own "
+                           "(needs the server's alert token)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["alerts"], "properties": {"alerts": {"type": "array", "items": {
+                        "type": "object", "required": ["status", "labels"], "properties": {
+                            "status": {"type": "string", "enum": ["firing", "resolved"]},
+                            "labels": {"type": "object", "required": ["alertname"],
+                                       "properties": {"alertname": {"type": "string"}}},
+                            "annotations": {"type": "object"}, "startsAt": {"type": "string"}}}}}}}}},
+                "responses": {"200": json_ok, **_error_responses(400, 401, 403, 422)}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
                 **_error_responses(401)}}},
