@@ -14,6 +14,7 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,15 +80,24 @@ class LiveMonitor:
             self.log.record_feedback(request_id, truth)
         return matched
 
-    def swap(self, model: LoadedModel) -> None:
-        """A new version is served: write out the old one's log, and compare from now on against the new one."""
-        if self.log is not None:
-            self.log.flush(self._scorer())
+    def swap(self, model: LoadedModel) -> Callable[[], None]:
+        """A new version is served: from now on every request is logged and compared as the new one's.
+
+        Called on the event loop at the moment of the switch (so no request falls between the two
+        versions); returns the slow part, writing out the old version's pending log, to run on a thread.
+        """
+        old_log, old_score = self.log, self._scorer()
         self.model = model
         self.metrics.clear_monitoring()
         self.window = PredictionWindow(self.window.capacity, len(model.features))
         self.log = self._new_log(model)
         self._recent_outliers = np.zeros(0, dtype=bool)
+
+        def write_out_old_log() -> None:
+            if old_log is not None:
+                old_log.flush(old_score)
+
+        return write_out_old_log
 
     # ------------------------------------------------------------------------------ restart
 

@@ -375,7 +375,8 @@ class ModelServer:
             self.batcher.flush_now()
             self.model = new
             self.metrics.serving(new.name, new.version)
-        await loop.run_in_executor(None, self.monitor.swap, new)  # compared with the new reference from now on
+            write_out_old_log = self.monitor.swap(new)  # logged and compared as the new version from now on
+        await loop.run_in_executor(None, write_out_old_log)
         return Response(200, orjson.dumps({"serving": {"name": new.name, "version": new.version},
                                            "previous": {"name": old.name, "version": old.version}}))
 
