@@ -76,12 +76,20 @@ def accuracy_over_time(predictions: Any, feedback: Any, buckets: int = 12) -> An
 
 
 def _accuracy_svg(accuracy: Any, width: int = 480, height: int = 120) -> str:
+    """A line of accuracy per time bucket (0 at the bottom, 1 at the top) and the table of the buckets."""
     values = accuracy["accuracy"].to_numpy(dtype=float)
-    step = width / max(len(values) - 1, 1)
-    points = " ".join(f"{i * step:.1f},{height - v * (height - 4) - 2:.1f}" for i, v in enumerate(values))
-    rows = "".join(f"<tr><td>{r.start:%Y-%m-%d %H:%M:%S}</td><td>{r.end:%H:%M:%S}</td><td>{r.labelled}</td>"
-                   f"<td>{r.accuracy:.3f}</td></tr>" for r in accuracy.itertuples())
-    return (f'<h2>Accuracy over time</h2><svg width="{width}" height="{height}" role="img" style="border:1px solid #ddd">'
+    left, step = 34, (width - 34) / max(len(values) - 1, 1)
+    points = " ".join(f"{left + i * step:.1f},{height - v * (height - 4) - 2:.1f}" for i, v in enumerate(values))
+    span = (accuracy["end"].iloc[-1] - accuracy["start"].iloc[0]).total_seconds()
+    clock = "%H:%M:%S.%f" if span < 60 else "%H:%M:%S"
+    rows = "".join(f"<tr><td>{r.start:%Y-%m-%d} {r.start.strftime(clock)[:12]}</td><td>{r.end.strftime(clock)[:12]}</td>"
+                   f"<td>{r.labelled}</td><td>{r.accuracy:.3f}</td></tr>" for r in accuracy.itertuples())
+    axis = (f'<text x="0" y="12" font-size="11">1.0</text><text x="0" y="{height / 2 + 4:.0f}" font-size="11">0.5</text>'
+            f'<text x="0" y="{height - 2}" font-size="11">0.0</text>'
+            f'<line x1="{left}" y1="{height / 2:.0f}" x2="{width}" y2="{height / 2:.0f}" stroke="#eee"/>')
+    return (f'<h2>Accuracy over time</h2><p>{int(accuracy["labelled"].sum())} labelled predictions in '
+            f'{len(values)} equal time buckets (UTC).</p>'
+            f'<svg width="{width}" height="{height}" role="img" style="border:1px solid #ddd">{axis}'
             f'<polyline fill="none" stroke="#1e88e5" stroke-width="2" points="{points}"/></svg>'
             f"<table><tr><th>from (UTC)</th><th>to</th><th>labelled</th><th>accuracy</th></tr>{rows}</table>")
 
