@@ -6,7 +6,9 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +24,8 @@ MONITOR = """
 interval = 1
 window = 400
 min_samples = 50
+webhooks = ["{hook}"]
+webhook_token = "hook-secret"
 
 [[monitor.alerts]]
 name = "DataDrift"
@@ -35,13 +39,34 @@ def mloop(root: Path, *args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200"})
 
 
+class _Hook(BaseHTTPRequestHandler):
+    received: list[tuple[str | None, dict]] = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["content-length"]))
+        _Hook.received.append((self.headers.get("authorization"), json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="module")
-def served(first_run, tmp_path_factory):
+def hook():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Hook.received
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served(first_run, tmp_path_factory, hook):
     """A project copy whose server saw normal, then tripled traffic, with true labels for part of it."""
     root, _ = first_run
     project = tmp_path_factory.mktemp("monitoring") / "breast_cancer"
     shutil.copytree(root, project, ignore=shutil.ignore_patterns("monitor", "deployments"))
-    with_monitor(project, MONITOR)
+    with_monitor(project, MONITOR.replace("{hook}", hook[0]))
     data = pd.read_csv(project / "data" / "breast_cancer.csv")
     features = data.drop(columns=["target"])
     proc, url = start_server(project)
@@ -91,6 +116,17 @@ def test_the_prediction_log_holds_every_served_row_after_shutdown(served):
     assert log.loc[~log["request_id"].str.startswith("n"), "outlier"].mean() > 0.5
     labels = pd.read_parquet(project / ".mloop" / "monitor" / "breast_cancer" / "feedback")
     assert len(labels) == 50
+
+
+def test_the_firing_alert_reached_the_configured_webhook(served, hook):
+    _, received = hook
+    deadline = time.time() + 15
+    while time.time() < deadline and not received:
+        time.sleep(0.2)
+    auth, payload = received[0]
+    assert auth == "Bearer hook-secret" and payload["status"] == "firing"
+    assert payload["alerts"][0]["labels"]["alertname"] == "DataDrift"
+    assert payload["alerts"][0]["labels"]["model"] == "breast_cancer"
 
 
 def test_alerts_lists_the_firing_and_resolved_events(served):

@@ -61,6 +61,9 @@ def serve(model: LoadedModel, *, host: str = "127.0.0.1", port: int = 8080, toke
     check_binding(host, token)
     # Models fitted on DataFrames warn on every array; the server has checked names itself.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+    # scipy falls back from its exact KS distribution to the asymptotic one for some window sizes, and
+    # says so on every monitoring update; the p-value it returns is the documented one either way.
+    warnings.filterwarnings("ignore", message="ks_2samp: Exact calculation unsuccessful", category=RuntimeWarning)
     # Every request was checked for NaN and infinity already (RequestError names the feature); a second
     # scan inside scikit-learn on each predict call would only repeat it.
     import sklearn

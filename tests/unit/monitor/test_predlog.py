@@ -72,3 +72,13 @@ def test_read_log_aligns_files_with_other_columns_and_keeps_rows_since_a_time(tm
     recent = read_log(tmp_path, since=time.time() - 60)
     assert recent["z"].tolist() == [2.0]
     assert read_log(tmp_path / "missing").empty
+
+
+def test_a_write_cut_short_leaves_the_log_readable(tmp_path):
+    log = PredictionLog(tmp_path, FEATURES)
+    log.record("r1", "1", np.array([[1.0, 2.0]]), np.array([0]))
+    log.flush()
+    torn = tmp_path / "predictions" / ".part-20261122T000000-1.parquet.999.tmp"
+    torn.write_bytes(b"PAR1 half a file")  # what a crash in the middle of a write leaves behind
+    assert len(pd.read_parquet(tmp_path / "predictions")) == 1
+    assert len(read_log(tmp_path / "predictions")) == 1
