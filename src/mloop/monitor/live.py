@@ -24,7 +24,7 @@ from mloop.config import MonitorSection, duration_s
 from mloop.models.loaded import LoadedModel
 from mloop.monitor.alerts import Alerting
 from mloop.monitor.feedback import FeedbackJoiner
-from mloop.monitor.predlog import PredictionLog, read_log
+from mloop.monitor.predlog import PredictionLog, read_newest
 from mloop.monitor.window import PredictionWindow
 from mloop.serving.metrics import LATENCY_BUCKETS
 
@@ -102,23 +102,32 @@ class LiveMonitor:
     # ------------------------------------------------------------------------------ restart
 
     def restore(self) -> None:
-        """Rebuild the feedback join from the logs, so labels for predictions made before a restart still count."""
+        """Rebuild the feedback join from the logs, so labels for predictions made before a restart still count.
+
+        Reads only what the join can hold: the newest prediction files up to the joiner's capacity in
+        requests, the ids of every labelled request (so none is labelled twice), and the newest labels
+        up to the scoring window; only the columns it needs.
+        """
         if self.log is None:
             return
-        predictions = read_log(self.log.predictions.folder)
-        if not len(predictions) or "request_id" not in predictions:
+        predictions = read_newest(self.log.predictions, ["request_id", "row", "prediction"],
+                                  self.feedback.capacity, distinct="request_id")
+        labelled_ids = read_newest(self.log.feedback, ["request_id"], None)
+        if not len(predictions) and not len(labelled_ids):
             return
-        feedback = read_log(self.log.feedback.folder)
-        predictions = predictions[["request_id", "row", "prediction"]]
-        labelled: set[str] = set()
-        if len(feedback):
-            joined = feedback.merge(predictions, on=["request_id", "row"], how="inner").sort_values("ts")
-            self.feedback.restore_pairs(list(zip(joined["prediction"].tolist(), joined["label"].tolist(), strict=True)),
-                                        total=len(feedback))
-            labelled = set(feedback["request_id"].unique())
-        waiting = predictions[~predictions["request_id"].isin(labelled)]
-        for request_id, group in waiting.groupby("request_id", sort=False):
-            self.feedback.record(str(request_id), group.sort_values("row")["prediction"].tolist())
+        recent_labels = read_newest(self.log.feedback, ["ts", "request_id", "row", "label"], self.feedback.pairs.maxlen)
+        if len(recent_labels) and len(predictions):
+            joined = recent_labels.merge(predictions, on=["request_id", "row"], how="inner").sort_values("ts")
+            pairs = list(zip(joined["prediction"].tolist(), joined["label"].tolist(), strict=True))
+        else:
+            pairs = []
+        self.feedback.restore_pairs(pairs, total=len(labelled_ids))
+        if len(predictions):
+            labelled = set(labelled_ids["request_id"].unique()) if len(labelled_ids) else set()
+            waiting = predictions[~predictions["request_id"].isin(labelled)]
+            grouped = waiting.groupby("request_id", sort=False)["prediction"].agg(list)
+            for request_id, labels in grouped.items():  # oldest first, as they were served
+                self.feedback.record(str(request_id), list(labels))
         self.metrics.labelled.labels(self.model.name, self.model.version).inc(self.feedback.labelled_total)
         self.set_scores()
 

@@ -149,6 +149,29 @@ def read_log(folder: Path, since: float | None = None) -> Any:
     return frame
 
 
+def read_newest(log: RotatingParquetLog, columns: list[str], limit: int | None, *, distinct: str = "") -> Any:
+    """The newest rows of a log (``columns`` only), oldest first: whole files, newest first, until ``limit``
+    rows (or ``limit`` distinct values of the column ``distinct``) are in; ``None`` reads every file."""
+    import pandas as pd
+
+    frames: list[Any] = []
+    seen = 0
+    for path in reversed(log.files()):
+        try:
+            frame = pd.read_parquet(path, columns=columns)
+        except FileNotFoundError:  # rotated away while we listed
+            continue
+        except (ValueError, KeyError):  # an old file without these columns
+            continue
+        frames.append(frame)
+        seen += frame[distinct].nunique() if distinct else len(frame)
+        if limit is not None and seen >= limit:
+            break
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames[::-1], ignore_index=True)
+
+
 class PredictionLog:
     """Served requests, recorded in memory per request and written in batches by the monitor thread."""
 

@@ -82,3 +82,17 @@ def test_a_write_cut_short_leaves_the_log_readable(tmp_path):
     torn.write_bytes(b"PAR1 half a file")  # what a crash in the middle of a write leaves behind
     assert len(pd.read_parquet(tmp_path / "predictions")) == 1
     assert len(read_log(tmp_path / "predictions")) == 1
+
+
+def test_read_newest_stops_once_it_has_enough_and_keeps_time_order(tmp_path):
+    from mloop.monitor.predlog import read_newest
+
+    log = RotatingParquetLog(tmp_path)
+    for i in range(5):  # five files of two requests each, oldest first
+        log.write(pd.DataFrame({"request_id": [f"r{i}a", f"r{i}a", f"r{i}b"], "row": [0, 1, 0], "x": [i] * 3}),
+                  now=time.time() + i)
+    newest = read_newest(log, ["request_id", "x"], 3, distinct="request_id")
+    assert newest["x"].tolist() == [3, 3, 3, 4, 4, 4]  # two files hold 4 requests >= 3: no third file read
+    assert list(newest.columns) == ["request_id", "x"]
+    assert len(read_newest(log, ["row"], None)) == 15
+    assert read_newest(RotatingParquetLog(tmp_path / "none"), ["x"], 10).empty
