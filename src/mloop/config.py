@@ -134,6 +134,8 @@ class MonitorSection(_Section):
     rate_window: str = Field(default="5m", description="time window of latency and error ratios")
     log: bool = Field(default=True, description="keep the durable prediction log under .mloop/monitor/")
     log_max_mb: float = Field(default=512.0, gt=0, description="size budget of the prediction log")
+    outlier_rows_per_s: int = Field(default=10_000, ge=0, description=(
+        "rows a second scored by the outlier detector at most; above it a uniform random sample (0: every row)"))
     webhooks: list[str] = Field(default_factory=list, description="URLs that receive firing and resolved alerts")
     webhook_token: str = Field(default="", description="bearer token sent to the webhooks")
     alerts: list[AlertRule] = Field(default_factory=lambda: [r.model_copy() for r in DEFAULT_ALERTS])

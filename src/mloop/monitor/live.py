@@ -52,7 +52,7 @@ class LiveMonitor:
         self._detector_for: LoadedModel | None = None
         self._rates: deque[tuple[float, np.ndarray, float, float]] = deque()
         self._bounds = np.asarray([*LATENCY_BUCKETS, np.inf])
-        self._rotated = time.time()
+        self._rotated = self._flushed = time.time()
         self._recent_outliers = np.zeros(0, dtype=bool)
         self._score: Any = None
         self._scorer_for: LoadedModel | None = None
@@ -271,15 +271,22 @@ class LiveMonitor:
     def _flush_log(self, now: float) -> dict[str, Any] | None:
         if self.log is None:
             return None
-        written, _ = self.log.flush(self._scorer())
+        elapsed = max(now - self._flushed, self.settings.interval, 1.0)
+        self._flushed = now
+        budget = int(self.settings.outlier_rows_per_s * elapsed)  # 0 (no limit) stays 0
+        written, _ = self.log.flush(self._scorer(), budget)
         if written is not None and "outlier" in written.column_names:  # flags of the last `window` logged rows
             scored = np.isfinite(written.column("outlier_score").to_numpy())
-            flags = written.column("outlier").to_numpy(zero_copy_only=False)[scored]
+            flags = np.asarray(written.column("outlier").to_numpy(zero_copy_only=False)[scored], dtype=bool)
             self._recent_outliers = np.concatenate([self._recent_outliers, flags])[-self.settings.window:]
         if now - self._rotated >= ROTATE_EVERY_S:
             self.log.rotate()
             self._rotated = now
-        return {"folder": str(self.log.predictions.folder), "rows_written": 0 if written is None else written.num_rows}
+        scored = 0
+        if written is not None and "outlier_score" in written.column_names:
+            scored = int(np.isfinite(written.column("outlier_score").to_numpy()).sum())
+        return {"folder": str(self.log.predictions.folder), "rows_written": 0 if written is None else written.num_rows,
+                "rows_scored": scored}
 
     def _scorer(self) -> Any:
         """The bundled detector's per-row scorer, built once per served model."""

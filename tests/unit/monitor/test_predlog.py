@@ -27,7 +27,7 @@ def test_flush_writes_one_parquet_file_pandas_reads_with_ids_rows_and_outlier_sc
     assert frame["request_id"].tolist() == ["r1", "r1", "r2"] and frame["row"].tolist() == [0, 1, 0]
     assert frame["prediction"].tolist() == [0, 1, 1] and frame["version"].tolist() == ["3"] * 3
     assert frame["outlier_score"].iloc[0] == -1.0 and np.isnan(frame["outlier_score"].iloc[1])  # NaN row: no score
-    assert frame["outlier"].tolist() == [False, False, True]
+    assert frame["outlier"].tolist() == [False, None, True]  # the row with a NaN is not scored: null
     assert str(frame["ts"].dtype).startswith("datetime64") and frame["ts"].iloc[0].tzinfo is not None
     labels = pd.read_parquet(tmp_path / "feedback")
     assert labels[["request_id", "row", "label"]].values.tolist() == [["r1", 0, 0], ["r1", 1, 0]]
@@ -96,3 +96,21 @@ def test_read_newest_stops_once_it_has_enough_and_keeps_time_order(tmp_path):
     assert list(newest.columns) == ["request_id", "x"]
     assert len(read_newest(log, ["row"], None)) == 15
     assert read_newest(RotatingParquetLog(tmp_path / "none"), ["x"], 10).empty
+
+
+def test_over_the_budget_a_uniform_sample_of_rows_is_scored(tmp_path):
+    log = PredictionLog(tmp_path, FEATURES)
+    for i in range(1000):
+        log.record(f"r{i}", "1", np.array([[float(i), 1.0], [float(i), 2.0]]), np.array([0, 1]))
+    calls = []
+
+    def scorer(rows):
+        calls.append(len(rows))
+        return -rows[:, 0], rows[:, 0] > 1500
+
+    table, _ = log.flush(scorer, max_scored=500)
+    frame = table.to_pandas()
+    scored = frame["outlier_score"].notna()
+    assert len(frame) == 2000 and 350 < scored.sum() < 650 and sum(calls) == scored.sum()
+    assert frame.loc[~scored, "outlier"].isna().all() and frame.loc[scored, "outlier"].notna().all()
+    assert 200 < frame.loc[scored, "a"].median() < 800  # spread over the whole flush, not its start
