@@ -35,7 +35,7 @@ from mloop.monitor.outliers import Scorer
 PART = re.compile(r"^part-(\d{8}T\d{6})-(\d+)\.parquet$")
 HOUR = re.compile(r"^hour-(\d{8}T\d{2})\.parquet$")
 
-FLUSH_CHUNK = 2048  # requests per chunk of a flush
+FLUSH_CHUNK = 512  # requests per chunk of a flush (each chunk holds the interpreter a few ms at most)
 
 
 
