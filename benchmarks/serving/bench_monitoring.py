@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serving import HERE, VENV, bodies, free_port, prepare_model, wait_ready, wrk  # noqa: E402
+from bench_serving import HERE, VENV, bodies, free_port, prepare_model, stop, wait_ready, write_results, wrk  # noqa: E402
 
 POINTS = [("1 row", 64, 1), ("1 row", 16, 1), ("100 rows", 16, 100)]
 INTERVAL_S = 2
@@ -83,18 +82,16 @@ def main() -> None:
             print(f"{point:8s} c={connections:<3d} off {off_rps:8.0f} req/s  on {on_rps:8.0f} req/s  cost {cost:6.1%}"
                   f"  p99 {off_p99:.2f} / {on_p99:.2f} ms", flush=True)
     finally:
-        for proc in (off, on):
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-    lines = [f"wrk -t1, {args.seconds} s per run, off and on interleaved, median of {args.rounds} rounds; monitoring "
-             f"interval {INTERVAL_S} s; {os.cpu_count()} cores shared by both servers and wrk; {time.strftime('%Y-%m-%d')}.",
-             "", "| request | connections | off req/s | on req/s | cost (medians) | cost per round, min to max | "
-             "off p99 ms | on p99 ms |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for point, connections, off_rps, on_rps, cost, off_p99, on_p99, low, high in results:
-        lines.append(f"| {point} | {connections} | {off_rps:,.0f} | {on_rps:,.0f} | {cost:.1%} | {low:.1%} to {high:.1%} | "
-                     f"{off_p99:.2f} | {on_p99:.2f} |")
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+        stop(off)
+        stop(on)
+    write_results(args.out, f"wrk -t1, {args.seconds} s per run, off and on interleaved, median of {args.rounds} "
+                  f"rounds; monitoring interval {INTERVAL_S} s; {os.cpu_count()} cores shared by both servers and wrk; "
+                  f"{time.strftime('%Y-%m-%d')}.",
+                  ["request", "connections", "off req/s", "on req/s", "cost (medians)", "cost per round, min to max",
+                   "off p99 ms", "on p99 ms"],
+                  [[point, str(c), f"{off_rps:,.0f}", f"{on_rps:,.0f}", f"{cost:.1%}", f"{low:.1%} to {high:.1%}",
+                    f"{off_p99:.2f}", f"{on_p99:.2f}"]
+                   for point, c, off_rps, on_rps, cost, off_p99, on_p99, low, high in results])
 
 
 if __name__ == "__main__":

@@ -167,13 +167,26 @@ def run(seconds: int, repeat: int, only: str = "") -> list[dict[str, object]]:
                       f"  p99 {best['p99']:7.2f} ms  non-2xx {best['errors']} {best['socket_errors']}", flush=True)
                 results.append(row)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop(proc)
     return results
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (it drains), SIGKILL it if it has not gone in 30 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def write_results(out: str, caption: str, header: list[str], rows: list[list[str]]) -> None:
+    """A caption and a Markdown table, printed and written to ``out``."""
+    lines = [caption, "", f"| {' | '.join(header)} |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
 
 
 def main() -> None:
@@ -186,14 +199,11 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     results = run(args.seconds, args.repeat, args.only)
-    lines = [f"wrk -t1, {args.seconds} s per run, median of {args.repeat} runs after a 1 s warm-up; "
-             f"{os.cpu_count()} cores shared by server and load generator; {time.strftime('%Y-%m-%d')}.", "",
-             "| server | request | connections | req/s | p50 ms | p99 ms | non-2xx |", "|---|---|---:|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r['server']} | {r['point']} | {r['c']} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
-                     f"{r['errors']} |")
-    Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines))
+    write_results(args.out, f"wrk -t1, {args.seconds} s per run, median of {args.repeat} runs after a 1 s warm-up; "
+                  f"{os.cpu_count()} cores shared by server and load generator; {time.strftime('%Y-%m-%d')}.",
+                  ["server", "request", "connections", "req/s", "p50 ms", "p99 ms", "non-2xx"],
+                  [[str(r["server"]), str(r["point"]), str(r["c"]), f"{r['rps']:.0f}", f"{r['p50']:.2f}",
+                    f"{r['p99']:.2f}", str(r["errors"])] for r in results])
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mloop.errors import ConfigError, ProjectNotFound, did_you_mean
@@ -72,6 +72,14 @@ def duration_s(text: str) -> float:
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
+def _valid_duration(text: str) -> str:
+    duration_s(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_valid_duration)]
+
+
 class AlertRule(_Section):
     """``[[monitor.alerts]]``: fire when ``metric`` is above (or below) a threshold for a while."""
 
@@ -81,15 +89,9 @@ class AlertRule(_Section):
     metric: Literal[ALERT_METRICS] = Field(description="one of " + ", ".join(ALERT_METRICS))  # type: ignore[valid-type]
     above: float | None = None
     below: float | None = None
-    for_: str = Field(default="0s", alias="for", description="how long the condition must hold, e.g. 5m")
+    for_: Duration = Field(default="0s", alias="for", description="how long the condition must hold, e.g. 5m")
     severity: str = "warning"
     summary: str = ""
-
-    @field_validator("for_")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        duration_s(value)
-        return value
 
     @model_validator(mode="after")
     def _one_threshold(self) -> AlertRule:
@@ -131,7 +133,7 @@ class MonitorSection(_Section):
     min_samples: int = Field(default=100, ge=1, description="fewer values than this get no drift verdict")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="p-value below which a feature drifted")
     thresholds: dict[str, float] = Field(default_factory=dict, description="per-feature alpha")
-    rate_window: str = Field(default="5m", description="time window of latency and error ratios")
+    rate_window: Duration = Field(default="5m", description="time window of latency and error ratios")
     log: bool = Field(default=True, description="keep the durable prediction log under .mloop/monitor/")
     log_max_mb: float = Field(default=512.0, gt=0, description="size budget of the prediction log")
     outlier_rows_per_s: int = Field(default=10_000, ge=0, description=(
@@ -139,12 +141,6 @@ class MonitorSection(_Section):
     webhooks: list[str] = Field(default_factory=list, description="URLs that receive firing and resolved alerts")
     webhook_token: str = Field(default="", description="bearer token sent to the webhooks")
     alerts: list[AlertRule] = Field(default_factory=lambda: [r.model_copy() for r in DEFAULT_ALERTS])
-
-    @field_validator("rate_window")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        duration_s(value)
-        return value
 
     @field_validator("webhooks")
     @classmethod

@@ -48,15 +48,16 @@ def report(source: Path | None, *, since: str | None, model: str | None, out: Pa
     accuracy = None
     if since is not None:
         frame, version, accuracy = _served(cfg, name, since, None if model is None else resolve_version(cfg, uri))
-        source = Path(f"predictions of the last {since}")
+        what = f"predictions of the last {since}"
     else:
         assert source is not None
         version = resolve_version(cfg, uri)
         frame = read_table(source)
+        what = source.name
     _, profile, _ = read_bundle(download_model(cfg, f"models:/{name}/{version}"))
     known = [c for c in frame.columns if c in profile.features_]
     if not known:
-        raise DataError(f"{source} shares no column with {name} v{version}'s training data",
+        raise DataError(f"{source or what} shares no column with {name} v{version}'s training data",
                         hint=f"its columns are: {', '.join(list(profile.features_)[:6])}, ...")
     drift = DriftDetector(alpha=alpha, min_samples=min_samples).fit(profile).score(frame[known])
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -71,14 +72,14 @@ def report(source: Path | None, *, since: str | None, model: str | None, out: Pa
         console.print(f"{len(frame)} rows: not enough data for a verdict (min {min_samples} per feature)")
     else:
         console.print(f"{name} v{version}: {sum(bool(f.drifted) for f in drift.evaluated)} of {len(drift.evaluated)} "
-                      f"features drifted ({share:.0%}) in {len(frame)} rows of {source.name}")
+                      f"features drifted ({share:.0%}) in {len(frame)} rows of {what}")
     ignored = [c for c in frame.columns if c not in profile.features_]
     if ignored:
         console.print(f"not in the training data, not compared: {', '.join(map(str, ignored[:8]))}", soft_wrap=True)
     if out is not None:
         from mloop.pipeline.artifacts import atomic_write_text
 
-        atomic_write_text(out, render(f"Drift of {source.name} against {name} v{version}", profile, frame, drift,
+        atomic_write_text(out, render(f"Drift of {what} against {name} v{version}", profile, frame, drift,
                                       accuracy=accuracy))
         console.print(f"report: {out}")
     if fail_on_drift is not None and share is not None and share > fail_on_drift:

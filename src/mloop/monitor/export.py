@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from mloop.config import AlertRule, MonitorSection
+from mloop.serving import metrics
 
-PREDICT_ROUTES = 'route=~"infer|predict"'
-SCORED_ROUTES = 'route=~"infer|predict|predict_batch|feedback"'
+PREDICT_ROUTES = f'route=~"{"|".join(metrics.PREDICT_ROUTES)}"'
+SCORED_ROUTES = f'route=~"{"|".join(metrics.SCORED_ROUTES)}"'
 
 
 def job_name(model: str) -> str:

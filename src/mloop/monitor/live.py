@@ -26,10 +26,8 @@ from mloop.monitor.alerts import Alerting
 from mloop.monitor.feedback import FeedbackJoiner
 from mloop.monitor.predlog import PredictionLog, read_newest
 from mloop.monitor.window import PredictionWindow
-from mloop.serving.metrics import LATENCY_BUCKETS
+from mloop.serving.metrics import LATENCY_BUCKETS, PREDICT_ROUTES, SCORED_ROUTES
 
-PREDICT_ROUTES = ("infer", "predict")  # latency alerts watch these (batch files take as long as they are big)
-SCORED_ROUTES = ("infer", "predict", "predict_batch", "feedback")  # the error ratio's denominator
 ROTATE_EVERY_S = 60.0
 
 
@@ -275,16 +273,15 @@ class LiveMonitor:
         self._flushed = now
         budget = int(self.settings.outlier_rows_per_s * elapsed)  # 0 (no limit) stays 0
         written, _ = self.log.flush(self._scorer(), budget)
-        if written is not None and "outlier" in written.column_names:  # flags of the last `window` logged rows
-            scored = np.isfinite(written.column("outlier_score").to_numpy())
-            flags = np.asarray(written.column("outlier").to_numpy(zero_copy_only=False)[scored], dtype=bool)
+        scored = 0
+        if written is not None and "outlier" in written.column_names:  # flags of the last `window` scored rows
+            was_scored = np.isfinite(written.column("outlier_score").to_numpy())
+            flags = np.asarray(written.column("outlier").to_numpy(zero_copy_only=False)[was_scored], dtype=bool)
             self._recent_outliers = np.concatenate([self._recent_outliers, flags])[-self.settings.window:]
+            scored = int(was_scored.sum())
         if now - self._rotated >= ROTATE_EVERY_S:
             self.log.rotate()
             self._rotated = now
-        scored = 0
-        if written is not None and "outlier_score" in written.column_names:
-            scored = int(np.isfinite(written.column("outlier_score").to_numpy()).sum())
         return {"folder": str(self.log.predictions.folder), "rows_written": 0 if written is None else written.num_rows,
                 "rows_scored": scored}
 

@@ -39,16 +39,14 @@ FLUSH_CHUNK = 512  # requests per chunk of a flush (each chunk holds the interpr
 
 
 
-def _write_parquet(frame: Any, path: Path) -> None:
-    """Write a DataFrame or Arrow table through a hidden temporary file and a rename (readers skip '.' names)."""
-    import pyarrow as pa
+def _write_parquet(table: Any, path: Path) -> None:
+    """Write an Arrow table through a hidden temporary file and a rename (readers skip names starting with '.')."""
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as fh:
-            table = frame if isinstance(frame, pa.Table) else _to_arrow(frame)
             # Dictionary-encode only the few-valued columns: trying it on every float column of the
             # features took three quarters of the write time, for larger files.
             few_valued = [c for c in ("version", "prediction", "label", "outlier") if c in table.column_names]
@@ -61,18 +59,15 @@ def _write_parquet(frame: Any, path: Path) -> None:
         raise
 
 
-def _to_arrow(frame: Any) -> Any:
-    """``pa.Table.from_pandas``, with time zone-aware columns converted without pandas' deprecated ``.values``."""
-    import pandas as pd
+def _request_columns(stamps: Any, ids: Any, counts: np.ndarray) -> dict[str, Any]:
+    """``ts``, ``request_id`` and ``row`` for requests of ``counts`` rows each: the columns both logs start with."""
     import pyarrow as pa
 
-    aware = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
-    table = pa.Table.from_pandas(frame.drop(columns=aware), preserve_index=False)
-    for column in aware:
-        values = frame[column].dt.tz_convert(None).to_numpy().astype("datetime64[us]")
-        array = pa.array(values, type=pa.timestamp("us", tz=str(frame[column].dt.tz)))
-        table = table.add_column(list(frame.columns).index(column), column, array)
-    return table
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    micros = np.repeat((np.asarray(stamps) * 1e6).astype(np.int64), counts)
+    return {"ts": pa.array(micros, type=pa.timestamp("us", tz="UTC")),
+            "request_id": pa.array(np.repeat(np.asarray(ids, dtype=object), counts), type=pa.string()),
+            "row": pa.array((np.arange(int(counts.sum())) - starts).astype(np.int32))}
 
 
 class RotatingParquetLog:
@@ -83,11 +78,12 @@ class RotatingParquetLog:
         self.max_bytes = max_bytes
         self._seq = 0
 
-    def write(self, frame: Any, now: float | None = None) -> Path:
+    def write(self, table: Any, now: float | None = None) -> Path:
+        """Add an Arrow table as a new part file."""
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
         self._seq += 1
         path = self.folder / f"part-{stamp}-{os.getpid()}{self._seq:06d}.parquet"
-        _write_parquet(frame, path)
+        _write_parquet(table, path)
         return path
 
     def files(self) -> list[Path]:
@@ -99,7 +95,8 @@ class RotatingParquetLog:
 
     def rotate(self, now: float | None = None) -> None:
         """Fold the part files of finished hours into one file per hour, then enforce the size budget."""
-        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         current_hour = time.strftime("%Y%m%dT%H", time.gmtime(time.time() if now is None else now))
         by_hour: dict[str, list[Path]] = {}
@@ -110,8 +107,9 @@ class RotatingParquetLog:
         for hour, parts in by_hour.items():
             target = self.folder / f"hour-{hour}.parquet"
             sources = ([target] if target.exists() else []) + parts
-            frame = pd.concat([pd.read_parquet(p) for p in sources], ignore_index=True)
-            _write_parquet(frame, target)
+            # Files of versions with other features are aligned: a column one lacks is null there.
+            tables = [pq.read_table(p) for p in sources]
+            _write_parquet(pa.concat_tables(tables, promote_options="permissive"), target)
             for path in parts:  # after the rename: a crash in between leaves rows twice, never zero times
                 path.unlink(missing_ok=True)
         files = self.files()
@@ -195,7 +193,7 @@ class PredictionLog:
         self._labels.append((time.time(), request_id, truth))
 
     def flush(self, score: Scorer | None = None, max_scored: int = 0) -> tuple[Any, Any]:
-        """Write what accumulated; returns the predictions (an Arrow table) and feedback (a DataFrame) written.
+        """Write what accumulated; returns the predictions and the feedback written (Arrow tables, or None).
 
         ``score`` gives each row's outlier score and flag (the bundled detector's), computed here, off
         the request path. With ``max_scored`` > 0 and more rows than that, a uniform random sample of
@@ -238,14 +236,8 @@ class PredictionLog:
         counts = np.fromiter(map(len, label_arrays), dtype=np.int64, count=len(pending))
         rows = np.concatenate(row_arrays)
         total = rows.shape[0]
-        starts = np.repeat(np.cumsum(counts) - counts, counts)
-        micros = np.repeat((np.asarray(stamps) * 1e6).astype(np.int64), counts)
-        columns: dict[str, Any] = {
-            "ts": pa.array(micros, type=pa.timestamp("us", tz="UTC")),
-            "request_id": pa.array(np.repeat(np.asarray(ids, dtype=object), counts), type=pa.string()),
-            "row": pa.array((np.arange(total) - starts).astype(np.int32)),
-            "version": pa.array(np.repeat(np.asarray(versions, dtype=object), counts), type=pa.string()),
-        }
+        columns = _request_columns(stamps, ids, counts)
+        columns["version"] = pa.array(np.repeat(np.asarray(versions, dtype=object), counts), type=pa.string())
         by_feature = np.ascontiguousarray(rows.T)  # one transposing copy, then a contiguous array per column
         for index, name in enumerate(self.features):
             columns[name] = pa.array(by_feature[index])
@@ -263,17 +255,14 @@ class PredictionLog:
         return pa.table(columns)
 
     def _write_feedback(self, labels: list[tuple[float, str, list[Any]]]) -> Any:
-        import pandas as pd
+        import pyarrow as pa
 
-        counts = [len(item[2]) for item in labels]
-        frame = pd.DataFrame({
-            "ts": pd.to_datetime(np.repeat([item[0] for item in labels], counts), unit="s", utc=True),
-            "request_id": np.repeat([item[1] for item in labels], counts),
-            "row": np.concatenate([np.arange(n, dtype=np.int32) for n in counts]),
-            "label": [label for item in labels for label in item[2]],
-        })
-        self.feedback.write(frame)
-        return frame
+        stamps, ids, truths = zip(*labels, strict=True)
+        columns = _request_columns(stamps, ids, np.fromiter(map(len, truths), dtype=np.int64, count=len(labels)))
+        columns["label"] = pa.array([label for truth in truths for label in truth])
+        table = pa.table(columns)
+        self.feedback.write(table)
+        return table
 
     def rotate(self) -> None:
         with self._lock:

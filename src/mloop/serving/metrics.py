@@ -8,6 +8,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# Routes the monitoring measures (mloop's own rules and the exported PromQL alike): latency of these
+# (a batch file takes as long as it is big) and the error ratio over those.
+PREDICT_ROUTES = ("infer", "predict")
+SCORED_ROUTES = ("infer", "predict", "predict_batch", "feedback")
 MV = ["model", "version"]  # the labels of every per-model series
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from mloop.monitor.predlog import PredictionLog, RotatingParquetLog, read_log
 
@@ -34,9 +35,12 @@ def test_flush_writes_one_parquet_file_pandas_reads_with_ids_rows_and_outlier_sc
     assert not [p for p in (tmp_path / "predictions").iterdir() if p.name.startswith(".")]  # no temporary left
 
 
+def _stamps(seconds):
+    return pa.array((np.asarray(seconds) * 1e6).astype(np.int64), type=pa.timestamp("us", tz="UTC"))
+
+
 def _part(log, hour_offset_s, rows):
-    return log.write(pd.DataFrame({"ts": pd.to_datetime([time.time()] * rows, unit="s", utc=True),
-                                   "x": np.arange(rows)}), now=time.time() + hour_offset_s)
+    return log.write(pa.table({"ts": _stamps([time.time()] * rows), "x": np.arange(rows)}), now=time.time() + hour_offset_s)
 
 
 def test_rotation_folds_finished_hours_and_keeps_the_current_hours_parts(tmp_path):
@@ -65,12 +69,14 @@ def test_the_size_budget_deletes_the_oldest_files_never_the_newest(tmp_path):
 def test_read_log_aligns_files_with_other_columns_and_keeps_rows_since_a_time(tmp_path):
     log = RotatingParquetLog(tmp_path)
     old = time.time() - 600
-    log.write(pd.DataFrame({"ts": pd.to_datetime([old], unit="s", utc=True), "a": [1.0]}))
-    log.write(pd.DataFrame({"ts": pd.to_datetime([time.time()], unit="s", utc=True), "z": [2.0]}))
+    log.write(pa.table({"ts": _stamps([old]), "a": [1.0]}))
+    log.write(pa.table({"ts": _stamps([time.time()]), "z": [2.0]}))
     both = read_log(tmp_path)
     assert set(both.columns) == {"ts", "a", "z"} and len(both) == 2
     recent = read_log(tmp_path, since=time.time() - 60)
     assert recent["z"].tolist() == [2.0]
+    log.rotate(now=time.time() + 7200)  # both folded into one hour file: the columns are aligned there too
+    assert len(log.files()) == 1 and set(read_log(tmp_path).columns) == {"ts", "a", "z"}
     assert read_log(tmp_path / "missing").empty
 
 
@@ -89,7 +95,7 @@ def test_read_newest_stops_once_it_has_enough_and_keeps_time_order(tmp_path):
 
     log = RotatingParquetLog(tmp_path)
     for i in range(5):  # five files of two requests each, oldest first
-        log.write(pd.DataFrame({"request_id": [f"r{i}a", f"r{i}a", f"r{i}b"], "row": [0, 1, 0], "x": [i] * 3}),
+        log.write(pa.table({"request_id": [f"r{i}a", f"r{i}a", f"r{i}b"], "row": [0, 1, 0], "x": [i] * 3}),
                   now=time.time() + i)
     newest = read_newest(log, ["request_id", "x"], 3, distinct="request_id")
     assert newest["x"].tolist() == [3, 3, 3, 4, 4, 4]  # two files hold 4 requests >= 3: no third file read
