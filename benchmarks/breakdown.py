@@ -41,7 +41,7 @@ from mloop.tracking.mlflow_tracker import MlflowTracker  # noqa: E402
 
 phase("open the store (engine, schema check, experiment)", lambda: experiment_id(mlflow_client(cfg), cfg))
 tracker = MlflowTracker(cfg)
-phase("start the run (tags, params, inputs, environment.json)", lambda: setattr(result, "run_id", tracker.start(result)))
+phase("start the run (tags, params, inputs, environment.json)", lambda: setattr(result, "tracking_id", tracker.start(result)))
 
 
 def log_steps():

@@ -64,13 +64,13 @@ def run_evidently(reference_path: str, current_path: str, repeats: int) -> dict[
 
 def run_mloop(reference: object, current: object, repeats: int) -> dict[str, object]:
     from mloop.monitor.drift import DriftDetector
-    from mloop.monitor.profile import ReferenceProfile
+    from mloop.bundle.profile import ReferenceProfile
 
     profile = ReferenceProfile(max_sample=N_REFERENCE).fit(reference)  # at training time, once
     times, report = [], None
     for _ in range(repeats):
         started = time.perf_counter()
-        report = DriftDetector(alpha=ALPHA).fit(profile).score(current)
+        report = DriftDetector(alpha=ALPHA).fit(profile).compare(current)
         times.append(time.perf_counter() - started)
     assert report is not None
     return {"times": times, "p_values": {n: f.p_value for n, f in report.features.items()}}

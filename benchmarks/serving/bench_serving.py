@@ -61,7 +61,7 @@ def prepare_model() -> tuple[Path, Path, list[str], list[list[float]]]:
     model_dir = WORK / "model"
     if not model_dir.exists():
         code = ("import sys, shutil; from pathlib import Path; from mloop.config import load_project; "
-                "from mloop.models.fetch import download_model; "
+                "from mloop.registry.fetch import download_model; "
                 f"p = download_model(load_project(Path('{project}')), 'models:/breast_cancer@champion'); "
                 f"shutil.copytree(p, '{model_dir}')")
         subprocess.run([str(VENV / "python"), "-c", code], check=True)

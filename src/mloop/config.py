@@ -1,7 +1,9 @@
 """The project configuration: ``mloop.toml`` plus ``MLOOP_*`` environment overrides, one typed object.
 
-Environment variables win over the file: ``MLOOP_TRACKING_URI`` sets ``[tracking] uri``,
-``MLOOP_PROMOTION_METRIC`` sets ``[promotion] metric`` and so on (section, underscore, key).
+Environment variables win over the file, one name per setting: ``MLOOP_TRACKING_URI`` sets
+``[tracking] uri``, ``MLOOP_PROMOTION_METRIC`` sets ``[promotion] metric``, ``MLOOP_SERVING_TOKEN``
+sets ``[serving] token`` and so on (section, underscore, key). Secrets are ``SecretStr``: they are
+never printed, and are better kept in the environment than in the file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mloop.errors import ConfigError, ProjectNotFound, did_you_mean
@@ -139,7 +150,7 @@ class MonitorSection(_Section):
     outlier_rows_per_s: int = Field(default=10_000, ge=0, description=(
         "rows a second scored by the outlier detector at most; above it a uniform random sample (0: every row)"))
     webhooks: list[str] = Field(default_factory=list, description="URLs that receive firing and resolved alerts")
-    webhook_token: str = Field(default="", description="bearer token sent to the webhooks")
+    webhook_token: SecretStr = Field(default=SecretStr(""), description="bearer token sent to the webhooks")
     alerts: list[AlertRule] = Field(default_factory=lambda: [r.model_copy() for r in DEFAULT_ALERTS])
 
     @field_validator("webhooks")
@@ -159,6 +170,80 @@ class MonitorSection(_Section):
         return self
 
 
+class ServingSection(BaseSettings):
+    """``[serving]``: the model server of ``mloop serve`` and ``mloop deploy``.
+
+    Also read on its own, from ``MLOOP_SERVING_*`` variables only, by a server that runs without a
+    project (a container serving a model folder).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MLOOP_SERVING_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="address to bind; anything but loopback needs a token")
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_mb: float = Field(default=10.0, gt=0, description="largest request body; bigger gets 413")
+    max_upload_mb: float = Field(default=1024.0, gt=0, description="largest batch-scoring upload")
+    max_batch_rows: int = Field(default=1024, ge=1, description="most rows in one predict call")
+    max_wait_ms: float = Field(default=0.0, ge=0, description="extra wait to gather a batch (0: none)")
+    access_log: bool = Field(default=True, description="one JSON line per request on stderr")
+    token: SecretStr = Field(default=SecretStr(""), description="bearer token clients must send")
+    admin_token: SecretStr = Field(default=SecretStr(""), description=(
+        "bearer token of POST /admin/model (hot swap); set by mloop deploy for each deployment"))
+    alert_token: SecretStr = Field(default=SecretStr(""), description=(
+        "bearer token Alertmanager sends to POST /alerts/webhook (default: the token)"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def receiver_token(self) -> str:
+        """The token the Alertmanager receiver accepts ('' when it is off)."""
+        return self.alert_token.get_secret_value() or self.token.get_secret_value()
+
+
+# Names read before one name per setting; a server refuses to start while one is set, naming the new one.
+RENAMED_VARIABLES = {"MLOOP_TOKEN": "MLOOP_SERVING_TOKEN", "MLOOP_ADMIN_TOKEN": "MLOOP_SERVING_ADMIN_TOKEN",
+                     "MLOOP_ALERT_TOKEN": "MLOOP_SERVING_ALERT_TOKEN",
+                     "MLOOP_WEBHOOK_TOKEN": "MLOOP_MONITOR_WEBHOOK_TOKEN"}
+
+
+def check_renamed_variables(environ: dict[str, str] | None = None) -> None:
+    """Refuse an environment that sets a variable mloop no longer reads (a token would be silently ignored)."""
+    environ = dict(os.environ) if environ is None else environ
+    for old, new in RENAMED_VARIABLES.items():
+        if old in environ:
+            raise ConfigError(f"{old} is set, but mloop reads {new} instead",
+                              hint=f"rename the variable: export {new}=\"${old}\"; unset {old}")
+
+
+def serving_settings(**overrides: Any) -> ServingSection:
+    """``[serving]`` for a server without a project: ``MLOOP_SERVING_*`` variables, then ``overrides``."""
+    check_renamed_variables()
+    try:
+        return ServingSection(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"serving setting {where} = {first.get('input')!r}: {first['msg']}",
+                          hint="check the MLOOP_SERVING_* variables and the command's options") from err
+
+
 class Settings(BaseSettings):
     """Everything in ``mloop.toml``; see the module docstring for environment overrides."""
 
@@ -176,6 +261,7 @@ class Settings(BaseSettings):
     promotion: PromotionSection = Field(default_factory=PromotionSection)
     executor: ExecutorSection = Field(default_factory=ExecutorSection)
     monitor: MonitorSection = Field(default_factory=MonitorSection)
+    serving: ServingSection = Field(default_factory=ServingSection)
 
     @classmethod
     def settings_customise_sources(

@@ -39,8 +39,8 @@ class ParameterError(PipelineError, ValueError):
     """A parameter override names an unknown step or parameter, or has a value of the wrong type."""
 
 
-class StepFailed(PipelineError):
-    """One or more steps raised while the pipeline ran."""
+class StepFailed(MloopError):
+    """One or more steps raised while the pipeline ran (the pipeline itself was fine: it was built and run)."""
 
     def __init__(self, message: str, *, hint: str | None = None, failures: dict[str, str] | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -49,10 +49,6 @@ class StepFailed(PipelineError):
 
 class DataError(MloopError, ValueError):
     """An input data file is missing or does not match what the pipeline expects."""
-
-
-class SchemaError(DataError):
-    """A dataset does not match its declared schema."""
 
 
 class MaterializerError(MloopError, TypeError):
@@ -71,12 +67,31 @@ class RegistryError(MloopError):
     """A model, version or alias does not exist, or registration failed."""
 
 
+class ModelError(RegistryError):
+    """The pipeline's model cannot be registered as it is: it fails to predict on its own training
+    rows, or it cannot be serialized. The run is recorded as failed; nothing is registered."""
+
+
+class ModelSignatureError(ModelError):
+    """The model's ``predict`` failed on the training rows while its input signature was inferred."""
+
+
+class ModelSerializationError(ModelError):
+    """The model (or its outlier detector) cannot be saved in a format mloop can load back."""
+
+
 class DeployError(MloopError):
     """A deployment could not be started, changed or stopped; what was serving before still is."""
 
 
 class ProjectNotFound(ConfigError):
     """No ``mloop.toml`` in this folder or any parent."""
+
+
+class DriftFound(MloopError):
+    """Drift above the threshold a caller set (``mloop monitor report --fail-on-drift``): exit code 3."""
+
+    exit_code = 3
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

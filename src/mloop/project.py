@@ -1,13 +1,20 @@
 """Run a project's pipeline end to end: build, execute, track in MLflow, register the candidate.
 
-This is what ``mloop run`` and ``Pipeline.run()`` both call.
+This is what ``mloop run`` and ``mloop.run(pipeline)`` (``Pipeline.run``) call. A project's pipeline
+module is loaded from its file under a module name unique to the project, so one process (a
+notebook, the UI, the automation agent) can hold several projects without one's ``pipeline``
+module standing in for another's.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import hashlib
+import importlib.util
 import os
 import sys
+import threading
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,39 +27,81 @@ if TYPE_CHECKING:
     from mloop.pipeline.runner import Listener, RunResult
     from mloop.registry.register import Registration
 
+_LOADING = threading.Lock()
+
 
 @dataclass
 class ProjectRun:
+    """A finished run of a project: the engine's result and, if a model was registered, its registration."""
+
     result: RunResult
     registration: Registration | None = None
 
     @property
-    def run_id(self) -> str:
-        return self.result.run_id
+    def tracking_id(self) -> str:
+        """MLflow's id of the run ('' when untracked): what ``mloop runs show`` takes."""
+        return self.result.tracking_id
+
+
+def module_name_for(root: Path, module: str) -> str:
+    """The name a project's module is loaded under: unique to the project folder."""
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:12]
+    return f"mloop_project_{digest}.{module}"
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_pipeline(cfg: ProjectConfig) -> Pipeline:
-    """Import the pipeline named by ``[project] pipeline`` (``module:attribute``) from the project folder."""
+    """The pipeline named by ``[project] pipeline`` (``module:attribute``), loaded from the project's file.
+
+    The file is executed anew on every call (an edited pipeline is picked up) under a module name
+    unique to the project (``module_name_for``). The module is in ``sys.modules`` only while it runs
+    (dataclasses and pydantic look their module up there while a class is created), so the import
+    state of the process is the same afterwards; and the project folder is never put on ``sys.path``.
+    """
     module_name, _, attr = cfg.settings.project.pipeline.partition(":")
-    root = str(cfg.root)
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    path = _module_file(cfg.root, module_name)
+    if path is None:
+        raise ConfigError(
+            f"pipeline module {module_name!r} not found in {cfg.root} (no {module_name.replace('.', '/')}.py)",
+            hint=f"check [project] pipeline in {cfg.root / 'mloop.toml'} (module:attribute)",
+        )
+    unique = module_name_for(cfg.root, module_name)
+    spec = importlib.util.spec_from_file_location(unique, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
     try:
-        module = importlib.import_module(module_name)
+        with _LOADING:
+            sys.modules[unique] = module
+            try:
+                spec.loader.exec_module(module)
+            finally:
+                sys.modules.pop(unique, None)
     except ModuleNotFoundError as err:
-        if err.name == module_name or (err.name and module_name.startswith(err.name + ".")):
-            raise ConfigError(
-                f"pipeline module {module_name!r} not found in {root}",
-                hint=f"check [project] pipeline in {cfg.root / 'mloop.toml'} (module:attribute)",
+        if err.name and _module_file(cfg.root, err.name) is not None:
+            raise PipelineError(
+                f"{path.name} imports {err.name!r}, a module in the project folder; mloop loads the pipeline from its "
+                "file and does not put the project folder on the import path",
+                hint=f"keep the steps in {path.name}, or make the helpers an installed package (pip install -e .)",
             ) from err
-        raise PipelineError(f"importing {module_name!r} failed: {err}", hint="install the missing package") from err
+        raise PipelineError(f"importing {path.name} failed: {err}", hint="install the missing package") from err
     except MloopError:
         raise
     except Exception as err:
         raise PipelineError(
-            f"importing pipeline module {module_name!r} raised {type(err).__name__}: {err}",
-            hint="fix the module; --verbose shows the traceback",
+            f"importing pipeline module {path.name} raised {type(err).__name__}: {err}",
+            hint="fix the module; mloop --verbose run shows the traceback",
         ) from err
+    return _pipeline_in(module, module_name, attr)
+
+
+def _pipeline_in(module: types.ModuleType, module_name: str, attr: str) -> Pipeline:
     found = getattr(module, attr, None)
     if not isinstance(found, Pipeline):
         pipelines = [name for name, value in vars(module).items() if isinstance(value, Pipeline)]
@@ -74,15 +123,20 @@ def merged_params(cfg: ProjectConfig, overrides: dict[str, dict[str, Any]] | Non
 def run_project(cfg: ProjectConfig | None = None, *, pipe: Pipeline | None = None,
                 params: dict[str, dict[str, Any]] | None = None, track: bool = True, use_cache: bool = True,
                 register: bool = True, listener: Listener | None = None, **pipeline_kwargs: Any) -> ProjectRun:
-    """Build, run, track and register. Step failures are in the result (see ``raise_for_failures``)."""
+    """Build, run, track and register. Step failures are in the result (see ``raise_for_failures``).
+
+    A registration that fails raises its error (``ModelError``, ``RegistryError``, ``TrackingError``)
+    after the tracked run is marked failed with the reason.
+    """
     from mloop.pipeline.executors import get_executor
     from mloop.pipeline.runner import Runner
 
     cfg = cfg or load_project()
     pipe = pipe or load_pipeline(cfg)
     graph = pipe.build(merged_params(cfg, params), **pipeline_kwargs)
-    if track and register and "model" in graph.results:
-        from mloop.registry.promotion import check_metric
+    registering = track and register and graph.candidate is not None
+    if registering:
+        from mloop.registry.metrics import check_metric
 
         check_metric(cfg.settings.promotion.metric)  # a config mistake is reported before the run, not after
     workers = cfg.settings.executor.max_workers or max(os.cpu_count() or 1, graph.width())
@@ -96,10 +150,16 @@ def run_project(cfg: ProjectConfig | None = None, *, pipe: Pipeline | None = Non
                     use_cache=use_cache, listener=listener, pipeline_name=pipe.name)
     result = runner.run()
     registration = None
-    if result.ok and track and register and "model" in graph.results:
+    if result.ok and registering:
         from mloop.registry.register import register_candidate
 
-        registration = register_candidate(cfg, result)
+        assert tracker is not None
+        try:
+            registration = register_candidate(cfg, result)
+        except BaseException as err:
+            with contextlib.suppress(MloopError):  # the registration's own error is the one to report
+                tracker.mark_failed(f"registration failed: {getattr(err, 'message', None) or err}")
+            raise
     return ProjectRun(result, registration)
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import free_port, wait_for_http
+from tests.support.servers import MLOOP, free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 
-MLOOP = str(Path(sys.executable).with_name("mloop"))
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,7 @@ def test_writes_the_image_context_and_both_manifest_sets(written):
     assert (written / "image" / "Dockerfile").read_text().startswith("# The mloop model server")
     assert (written / "image" / "model" / "MLmodel").exists()
     assert (written / "image" / "model" / "mloop" / "profile.json").exists()
-    assert (written / "image" / "mloop" / "serving" / "app.py").exists()
+    assert (written / "image" / "mloop" / "serving" / "asgi.py").exists()
     assert "scikit-learn==" in (written / "image" / "requirements.txt").read_text()
     [isvc] = yaml.safe_load_all((written / "inferenceservice.yaml").read_text())
     assert isvc["kind"] == "InferenceService" and isvc["spec"]["predictor"]["containers"][0]["image"] == "reg/bc:1"
@@ -44,7 +43,7 @@ def test_writes_the_image_context_and_both_manifest_sets(written):
 def test_the_image_command_serves_the_baked_in_model(written):
     """What the container runs (ENTRYPOINT + CMD) with the code and model it ships, minus Docker."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(written / "image"), "MLOOP_TOKEN": "k8s-secret"}
+    env = {**os.environ, "PYTHONPATH": str(written / "image"), "MLOOP_SERVING_TOKEN": "k8s-secret"}
     proc = subprocess.Popen([sys.executable, "-m", "mloop.cli.main", "serve", str(written / "image" / "model"),
                              "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
                             cwd=written, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

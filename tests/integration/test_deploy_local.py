@@ -79,19 +79,20 @@ def test_swap_refused_version_and_rollback_under_load_lose_no_request(project_wi
     cfg = load_project(project_with_two_versions)
     row = pd.read_csv(project_with_two_versions / "data" / "breast_cancer.csv").drop(columns=["target"]).iloc[0]
     body = json.dumps({"instances": [row.to_dict()]}).encode()
-    deployment, message = local.deploy(cfg, "models:/breast_cancer@champion")
+    started = local.deploy(cfg, "models:/breast_cancer@champion")
     try:
-        assert "started breast_cancer v1" in message
-        with Load(deployment.url, body) as load:
+        assert (started.action, started.model, started.version) == ("started", "breast_cancer", "1")
+        with Load(started.url, body) as load:
             time.sleep(1.0)
-            _, swapped = local.deploy(cfg, "models:/breast_cancer/2")
-            assert "swapped to breast_cancer v2" in swapped
+            swapped = local.deploy(cfg, "models:/breast_cancer/2")
+            assert (swapped.action, swapped.version, swapped.previous_version) == ("swapped", "2", "1")
+            assert local.deploy(cfg, "models:/breast_cancer/2").action == "unchanged"
             time.sleep(1.0)
             with pytest.raises(DeployError, match="still serving breast_cancer v2"):
                 local.deploy(cfg, "models:/breast_cancer/77")
             time.sleep(0.5)
-            _, rolled = local.rollback(cfg, "breast_cancer")
-            assert "rolled back from v2 to v1" in rolled
+            rolled = local.rollback(cfg, "breast_cancer")
+            assert (rolled.action, rolled.version, rolled.previous_version) == ("rolled_back", "1", "2")
             time.sleep(1.0)
         total = sum(load.outcomes.values())
         assert load.outcomes == Counter({"200": total}), f"failed requests: {load.outcomes}"
@@ -99,9 +100,10 @@ def test_swap_refused_version_and_rollback_under_load_lose_no_request(project_wi
         [status] = local.list_deployments(cfg)
         assert status.healthy and status.served_version == "1" and status.deployment.history == []
     finally:
-        local.undeploy(cfg, "breast_cancer")
+        stopped = local.undeploy(cfg, "breast_cancer")
+    assert stopped.action == "stopped" and stopped.log is not None and stopped.log.is_file()
     assert local.list_deployments(cfg) == []
-    assert not local.process_alive(deployment.pid)
+    assert started.pid is not None and not local.process_alive(started.pid)
     stray = [p.name for p in project_with_two_versions.iterdir() if p.name in ("mlflow.db", "mlruns")]
     assert stray == [], "MLflow's global default store was used instead of the project's"
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.support.servers import MLOOP
+
 pytestmark = pytest.mark.integration
 
-MLOOP = str(Path(sys.executable).with_name("mloop"))
 
 
 def monitor(root: Path, *args: str) -> subprocess.CompletedProcess:

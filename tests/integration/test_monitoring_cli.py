@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import with_monitor
-from tests.integration.test_serving import MLOOP, post, start_server, stop
+from tests.support.projects import with_monitor
+from tests.support.servers import MLOOP, post, start_server, stop
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port, system_binary, wait_for_http, with_monitor
-from tests.integration.test_serving import MLOOP, post, start_server, stop
+from tests.support.projects import with_monitor
+from tests.support.servers import (
+    MLOOP,
+    free_port,
+    post,
+    start_server,
+    stop,
+    system_binary,
+    wait_for_http,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +119,7 @@ def _send(url: str, frame: pd.DataFrame, batches: int = 6) -> None:
 def test_exported_configs_pass_promtool_and_amtool(project, tools, tmp_path):
     import os
 
-    _export(project, tmp_path, "127.0.0.1:8080", "127.0.0.1:9093", {**os.environ, "MLOOP_ALERT_TOKEN": "t"})
+    _export(project, tmp_path, "127.0.0.1:8080", "127.0.0.1:9093", {**os.environ, "MLOOP_SERVING_ALERT_TOKEN": "t"})
     for args in ([tools["promtool"], "check", "config", str(tmp_path / "prometheus.yml")],
                  [tools["promtool"], "check", "rules", str(tmp_path / "mloop-rules.yml")],
                  [tools["amtool"], "check-config", str(tmp_path / "alertmanager.yml")]):
@@ -163,7 +171,7 @@ def test_grafana_dashboard_queries_name_real_metrics_and_parse(project, tools, t
 def test_drift_alert_fires_in_prometheus_reaches_mloop_through_alertmanager_and_resolves(project, tools, tmp_path):
     import os
 
-    env = {**os.environ, "MLOOP_ALERT_TOKEN": "am-secret"}
+    env = {**os.environ, "MLOOP_SERVING_ALERT_TOKEN": "am-secret"}
     data = pd.read_csv(project / "data" / "breast_cancer.csv").drop(columns=["target"])
     server, url = start_server(project, env=env)
     prometheus = alertmanager = None

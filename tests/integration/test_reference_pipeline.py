@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from mloop.bundle.format import read_bundle
 from mloop.config import load_project
-from mloop.models.bundle import read_bundle
-from mloop.models.fetch import download_model, load_sklearn_model
 from mloop.project import run_project
-from tests.conftest import free_port, wait_for_http
+from mloop.registry.fetch import download_model, load_sklearn_model
+from tests.support.servers import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def test_all_steps_ran_and_the_three_trainers_overlapped(first_run):
 def test_one_parent_run_with_a_nested_run_per_step(first_run):
     root, outcome = first_run
     client = client_for(root)
-    parent = client.get_run(outcome.run_id)
+    parent = client.get_run(outcome.tracking_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["mloop.kind"] == "pipeline"
     assert parent.data.tags["mloop.env.python"].startswith("3.")
@@ -66,7 +66,7 @@ def test_one_parent_run_with_a_nested_run_per_step(first_run):
     assert parent.data.metrics["steps_done"] == len(STEPS)
     assert 0.9 < parent.data.metrics["evaluate.logreg.accuracy"] <= 1.0
     children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{outcome.run_id}'")
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{outcome.tracking_id}'")
     by_step = {c.data.tags["mloop.step"]: c for c in children}
     assert sorted(by_step) == sorted(STEPS)
     knn = by_step["knn"]
@@ -84,7 +84,7 @@ def test_one_parent_run_with_a_nested_run_per_step(first_run):
 
 def test_input_dataset_digest_is_the_files_sha256(first_run):
     root, outcome = first_run
-    run = client_for(root).get_run(outcome.run_id)
+    run = client_for(root).get_run(outcome.tracking_id)
     sha = hashlib.sha256((root / "data" / "breast_cancer.csv").read_bytes()).hexdigest()
     [dataset] = run.inputs.dataset_inputs
     assert dataset.dataset.digest == sha[:32]
@@ -100,13 +100,14 @@ def test_first_version_is_registered_as_champion_with_its_bundle(first_run, tmp_
     assert aliases(client) == {"champion": "1", "challenger": "1"}
     cfg = load_project(root)
     model_dir = download_model(cfg, "models:/breast_cancer@champion", tmp_path / "m")
-    info, profile, detector = read_bundle(model_dir)
+    bundle = read_bundle(model_dir)
+    info, profile, detector = bundle.info, bundle.profile, bundle.outlier_detector
     assert info.target == "target" and len(info.features) == 30 and info.classes == [0, 1]
-    assert info.lineage["run_id"] == outcome.run_id
+    assert info.lineage["run_id"] == outcome.tracking_id
     assert info.lineage["data_sha256"] == [hashlib.sha256((root / "data" / "breast_cancer.csv").read_bytes()).hexdigest()]
     assert info.metrics["accuracy"] > 0.9 and "test_accuracy" in info.metrics
     assert set(profile.features_) == set(info.features) | {"target"}
-    assert sum(profile.features_["mean_radius"]["counts"]) == profile.n_rows_
+    assert sum(profile.features_["mean_radius"].counts) == profile.n_rows_
     data = pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["target"])
     assert detector.score_samples(data.head(3)).shape == (3,)
     # The MLflow model itself: signature and input example, loadable as pyfunc.
@@ -124,7 +125,7 @@ def test_rerun_with_nothing_changed_is_fully_cached_and_reuses_the_version(after
     assert set(states(outcome).values()) == {"cached"}
     assert outcome.registration.reused and outcome.registration.version == "1"
     client = client_for(after_first_run)
-    run = client.get_run(outcome.run_id)
+    run = client.get_run(outcome.tracking_id)
     assert run.data.metrics["steps_cached"] == len(STEPS)
     assert run.data.metrics["evaluate.knn.accuracy"] > 0.9, "a cached step's metrics are recorded again"
     assert len(client.search_model_versions("name = 'breast_cancer'")) == 1
@@ -135,8 +136,8 @@ def test_changed_parameter_reruns_only_the_affected_steps(after_first_run):
     assert states(outcome) == {"load_data": "cached", "validate": "cached", "split": "cached", "logreg": "cached",
                                "knn": "done", "outliers": "cached", "evaluate": "done", "select": "done"}
     knn_run = client_for(after_first_run).search_runs(
-        [client_for(after_first_run).get_run(outcome.run_id).info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.run_id}' and tags.`mloop.step` = 'knn'")[0]
+        [client_for(after_first_run).get_run(outcome.tracking_id).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.tracking_id}' and tags.`mloop.step` = 'knn'")[0]
     assert knn_run.data.params["n_neighbors"] == "7"
 
 
@@ -185,10 +186,10 @@ def test_a_tracking_server_is_used_when_the_uri_says_so(after_first_run, mlflow_
         before = (after_first_run / ".mloop" / "mlflow.db").read_bytes()
         outcome = run_project(load_project(after_first_run))
         remote = MlflowClient(tracking_uri=uri)
-        assert remote.get_run(outcome.run_id).info.status == "FINISHED"
+        assert remote.get_run(outcome.tracking_id).info.status == "FINISHED"
         assert aliases(remote)["champion"] == "1"
         assert (after_first_run / ".mloop" / "mlflow.db").read_bytes() == before, "the local store was written"
-        evaluate = remote.search_runs([remote.get_run(outcome.run_id).info.experiment_id],
+        evaluate = remote.search_runs([remote.get_run(outcome.tracking_id).info.experiment_id],
                                       filter_string="tags.`mloop.step` = 'evaluate'")[0]
         assert "knn_roc_curve.png" in {a.path for a in remote.list_artifacts(evaluate.info.run_id)}
     finally:
@@ -196,13 +197,16 @@ def test_a_tracking_server_is_used_when_the_uri_says_so(after_first_run, mlflow_
         proc.wait(timeout=30)
 
 
-def test_notebook_api_runs_the_same_pipeline(after_first_run):
-    sys.path.insert(0, str(after_first_run))
-    import pipeline as user_pipeline
+def test_notebook_api_runs_the_same_pipeline(after_first_run, monkeypatch):
+    monkeypatch.syspath_prepend(str(after_first_run))  # as a notebook in the project folder would have it
+    try:
+        import pipeline as user_pipeline
 
-    outcome = user_pipeline.training.run(project=after_first_run)
+        outcome = user_pipeline.training.run(project=after_first_run)
+    finally:
+        sys.modules.pop("pipeline", None)
     assert set(states(outcome).values()) == {"cached"}
-    model = outcome.result.result("model")
+    model = outcome.result.value(outcome.result.candidate.model)
     assert hasattr(model, "predict_proba")
     with open(outcome.result.store.path(outcome.result.steps["outliers"].outputs["output"]), "rb") as fh:
         assert hasattr(pickle.load(fh), "score_samples")
@@ -218,12 +222,12 @@ def test_git_commit_and_dirty_flag_are_recorded(after_first_run):
     git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "reference project")
     head = git("rev-parse", "HEAD")
     clean = run_project(load_project(after_first_run))
-    tags = client_for(after_first_run).get_run(clean.run_id).data.tags
+    tags = client_for(after_first_run).get_run(clean.tracking_id).data.tags
     assert tags["mlflow.source.git.commit"] == head and tags["mloop.git.dirty"] == "false"
 
     with (after_first_run / "pipeline.py").open("a") as fh:
         fh.write("\n# an uncommitted edit\n")
     dirty = run_project(load_project(after_first_run))
-    tags = client_for(after_first_run).get_run(dirty.run_id).data.tags
+    tags = client_for(after_first_run).get_run(dirty.tracking_id).data.tags
     assert tags["mloop.git.commit"] == head and tags["mloop.git.dirty"] == "true"
     assert set(states(dirty).values()) == {"cached"}, "a comment outside the steps changes no step's code"

@@ -6,46 +6,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port, wait_for_http
+from tests.support.servers import MLOOP, free_port, post, start_server, stop
 
 pytestmark = pytest.mark.integration
-
-MLOOP = str(Path(sys.executable).with_name("mloop"))
-
-
-def start_server(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([MLOOP, "serve", "--port", str(port), *args], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/v2/health/ready", proc)
-    except TimeoutError:
-        proc.kill()
-        raise
-    return proc, url
-
-
-def stop(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return err
-
 
 @pytest.fixture(scope="module")
 def server(first_run):
@@ -59,16 +30,6 @@ def server(first_run):
 def test_rows(first_run) -> pd.DataFrame:
     root, _ = first_run
     return pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["target"]).head(8)
-
-
-def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"content-type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def test_a_real_v2_client_reads_health_metadata_and_infers(server, test_rows, first_run):
@@ -93,8 +54,8 @@ def test_a_real_v2_client_reads_health_metadata_and_infers(server, test_rows, fi
         assert np.allclose(proba.sum(axis=1), 1.0)
         assert result.get_response()["id"] == "req-7"
 
+    from mloop.registry.fetch import load_registered
     from mloop.config import load_project
-    from mloop.models.loaded import load_registered
 
     expected = load_registered(load_project(first_run[0]), "models:/breast_cancer@champion").estimator.predict(test_rows)
     assert labels.tolist() == expected.tolist(), "the server predicts what the registered model predicts"
@@ -146,7 +107,7 @@ def test_token_guards_everything_but_health(first_run):
 def test_refuses_a_public_address_without_a_token(first_run):
     root, _ = first_run
     done = subprocess.run([MLOOP, "serve", "--host", "0.0.0.0", "--port", str(free_port())], cwd=root,
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "MLOOP_TOKEN": ""})
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "MLOOP_SERVING_TOKEN": ""})
     assert done.returncode == 2
     assert "refusing to serve on 0.0.0.0 without a token" in done.stderr and "Traceback" not in done.stderr
 
@@ -192,8 +153,8 @@ def test_drift_and_outliers_of_live_traffic_reach_the_metrics(first_run):
         assert found['mloop_feature_drift_detected{feature="mean_radius",model="breast_cancer",version="1"}'] == 1.0
         assert found['mloop_feature_drift_detected{feature="smoothness_error",model="breast_cancer",version="1"}'] == 0.0
         assert 0.05 < found['mloop_drifted_features_share{model="breast_cancer",version="1"}'] < 0.5
+        from mloop.registry.fetch import load_registered
         from mloop.config import load_project
-        from mloop.models.loaded import load_registered
 
         detector = load_registered(load_project(root), "models:/breast_cancer@champion").outlier_detector
         baseline = float((detector.predict(data) == -1).mean())  # the same detector on unshifted rows

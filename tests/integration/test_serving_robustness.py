@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.test_serving import start_server, stop
+from tests.support.servers import start_server, stop
 
 pytestmark = pytest.mark.integration
 

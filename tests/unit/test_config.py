@@ -59,3 +59,42 @@ def test_no_project_file_says_how_to_make_one(tmp_path: Path):
     with pytest.raises(ProjectNotFound) as info:
         load_project(tmp_path)
     assert "mloop init" in info.value.hint
+
+
+def test_serving_settings_come_from_the_file_and_one_variable_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    write(tmp_path, '[project]\nname = "p"\n[serving]\nport = 9000\nmax_body_mb = 2\n')
+    monkeypatch.setenv("MLOOP_SERVING_TOKEN", "s3cret")
+    monkeypatch.setenv("MLOOP_SERVING_MAX_BATCH_ROWS", "64")
+    serving = load_project(tmp_path).settings.serving
+    assert (serving.port, serving.max_body_bytes, serving.max_batch_rows) == (9000, 2 * 1024 * 1024, 64)
+    assert serving.token.get_secret_value() == "s3cret" and "s3cret" not in repr(serving)
+    assert serving.receiver_token == "s3cret"  # the alert receiver takes the server's token unless it has its own
+
+
+def test_a_server_without_a_project_reads_the_same_variables(monkeypatch: pytest.MonkeyPatch):
+    from mloop.config import serving_settings
+
+    monkeypatch.setenv("MLOOP_SERVING_PORT", "9100")
+    monkeypatch.setenv("MLOOP_SERVING_ALERT_TOKEN", "am")
+    settings = serving_settings(host="0.0.0.0", port=None)
+    assert (settings.host, settings.port, settings.receiver_token) == ("0.0.0.0", 9100, "am")
+    monkeypatch.setenv("MLOOP_SERVING_PORT", "http")
+    with pytest.raises(ConfigError, match="serving setting port"):
+        serving_settings()
+
+
+@pytest.mark.parametrize(("old", "new"), [("MLOOP_TOKEN", "MLOOP_SERVING_TOKEN"),
+                                          ("MLOOP_WEBHOOK_TOKEN", "MLOOP_MONITOR_WEBHOOK_TOKEN")])
+def test_a_variable_mloop_no_longer_reads_is_refused_naming_the_new_one(monkeypatch: pytest.MonkeyPatch, old, new):
+    from mloop.config import check_renamed_variables
+
+    monkeypatch.setenv(old, "x")
+    with pytest.raises(ConfigError, match=f"{old} is set, but mloop reads {new} instead"):
+        check_renamed_variables()
+
+
+def test_the_webhook_token_is_a_secret_with_its_one_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    write(tmp_path, '[project]\nname = "p"\n')
+    monkeypatch.setenv("MLOOP_MONITOR_WEBHOOK_TOKEN", "hook")
+    token = load_project(tmp_path).settings.monitor.webhook_token
+    assert token.get_secret_value() == "hook" and "hook" not in str(token)

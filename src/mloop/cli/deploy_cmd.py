@@ -1,4 +1,4 @@
-"""``mloop deploy``, ``deployments``, ``undeploy``, ``rollback``: managed local deployments."""
+"""``mloop deploy``, ``deployments``, ``undeploy``, ``rollback``: deployments, printed from their results."""
 
 from __future__ import annotations
 
@@ -8,37 +8,39 @@ from pathlib import Path
 from rich.table import Table
 
 from mloop.cli.output import console
-from mloop.errors import ConfigError
+from mloop.deploy import DeployOptions, DeployResult
 
 
-TARGETS = ("local", "kubernetes")
+def describe(result: DeployResult) -> str:
+    """One line saying what a deployment operation did."""
+    what = f"{result.model} v{result.version}"
+    if result.action == "started":
+        return f"{result.name}: started {what} on {result.url} (pid {result.pid})"
+    if result.action == "swapped":
+        return f"{result.name}: swapped to {what} (v{result.previous_version} before)"
+    if result.action == "unchanged":
+        return f"{result.name} already serves {what}"
+    if result.action == "rolled_back":
+        return f"{result.name}: rolled back from v{result.previous_version} to v{result.version}"
+    if result.action == "stopped":
+        return f"{result.name}: stopped (log kept in {result.log})"
+    folder = result.artifacts
+    assert folder is not None
+    return (f"wrote and validated Kubernetes artifacts for {what} in {folder}: image/Dockerfile, "
+            "inferenceservice.yaml (KServe, V2 protocol), deployment.yaml (Deployment + Service); "
+            f"see {folder / 'README.md'}")
 
 
-def deploy(model: str | None, *, target: str, name: str | None, port: int | None, project: Path | None,
-           out: Path | None = None, image: str = "", replicas: int = 1, apply: bool = False) -> None:
-    from mloop.config import load_project
-    from mloop.errors import did_you_mean
+def deploy(model: str | None, *, target: str, project: Path | None, options: DeployOptions) -> None:
+    from mloop.config import check_renamed_variables, load_project
+    from mloop.deploy import get_target
 
-    if target not in TARGETS:
-        raise ConfigError(f"unknown deploy target {target!r}; {did_you_mean(target, TARGETS)}",
-                          hint="use --target local or --target kubernetes")
+    check_renamed_variables()
     cfg = load_project(project)
-    uri = model or f"models:/{cfg.model_name}@champion"
-    if target == "kubernetes":
-        from mloop.deploy import kubernetes
-
-        folder = kubernetes.write(cfg, uri, out, kubernetes.KubernetesOptions(image=image, replicas=replicas),
-                                  name=name)
-        console.print(f"wrote and validated Kubernetes artifacts in {folder}: image/Dockerfile, "
-                      "inferenceservice.yaml (KServe, V2 protocol), deployment.yaml (Deployment + Service); "
-                      f"see {folder / 'README.md'}", soft_wrap=True)
-        if apply:
-            console.print(kubernetes.apply(folder), soft_wrap=True)
-        return
-    from mloop.deploy import local
-
-    _, message = local.deploy(cfg, uri, name=name, port=port)
-    console.print(message, soft_wrap=True)
+    result = get_target(target, cfg).deploy(model or f"models:/{cfg.model_name}@champion", options)
+    console.print(describe(result), soft_wrap=True)
+    if result.applied:
+        console.print(result.applied, soft_wrap=True)
 
 
 def deployments(*, project: Path | None) -> None:
@@ -66,12 +68,11 @@ def undeploy(name: str, *, project: Path | None) -> None:
     from mloop.config import load_project
     from mloop.deploy import local
 
-    console.print(local.undeploy(load_project(project), name), soft_wrap=True)
+    console.print(describe(local.undeploy(load_project(project), name)), soft_wrap=True)
 
 
 def rollback(name: str, *, project: Path | None) -> None:
     from mloop.config import load_project
     from mloop.deploy import local
 
-    _, message = local.rollback(load_project(project), name)
-    console.print(message, soft_wrap=True)
+    console.print(describe(local.rollback(load_project(project), name)), soft_wrap=True)

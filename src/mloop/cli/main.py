@@ -28,7 +28,18 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(monitor_app, name="monitor")
 
 ProjectOpt = Annotated[Optional[Path], typer.Option("--project", "-C", help="Project folder (default: nearest mloop.toml).")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")]
+
+
+@app.callback()
+def options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the traceback of an error (or MLOOP_VERBOSE=1).")] = False,
+) -> None:
+    """mloop: pipelines, tracking, a model registry, serving and monitoring, from a laptop to production."""
+    if verbose:
+        _VERBOSE[0] = True
+
+
+_VERBOSE = [False]  # set by the --verbose callback for main()'s error report; one CLI run per process
 
 
 @app.command()
@@ -38,7 +49,6 @@ def run(
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not record the run in MLflow (nor register).")] = False,
     list_steps: Annotated[bool, typer.Option("--list", help="List the steps and their parameters, then stop.")] = False,
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Run the project's pipeline: cached steps are reused, independent steps run in parallel."""
     from mloop.cli import run_cmd
@@ -51,7 +61,6 @@ def runs(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs to list.")] = 20,
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """List recent pipeline runs with their key metrics."""
     if ctx.invoked_subcommand is None:
@@ -64,7 +73,6 @@ def runs(
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of one.")],
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Show one run: its steps, parameters, metrics, data digest and lineage."""
     from mloop.cli import runs_cmd
@@ -73,7 +81,7 @@ def runs_show(
 
 
 @app.command()
-def models(project: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
+def models(project: ProjectOpt = None) -> None:
     """List registered models with their versions and aliases."""
     from mloop.cli import models_cmd
 
@@ -84,7 +92,6 @@ def models(project: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Start the MLflow UI on this project's store (127.0.0.1)."""
     from mloop.cli import ui_cmd
@@ -96,23 +103,25 @@ def ui(
 def serve(
     model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
                                                         "(default: the project's champion).")] = None,
-    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs a token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
-    token: Annotated[Optional[str], typer.Option(help="Bearer token clients must send (or MLOOP_TOKEN).")] = None,
-    max_batch_rows: Annotated[int, typer.Option(min=1, help="Most rows in one predict call.")] = 1024,
-    max_wait_ms: Annotated[float, typer.Option(min=0, help="Extra wait to gather a batch (0: none).")] = 0.0,
-    max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body; bigger gets 413.")] = 10.0,
-    access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
+    host: Annotated[Optional[str], typer.Option(help="Address to bind; anything but loopback needs a token. [default: [serving] host, 127.0.0.1]")] = None,
+    port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="[default: [serving] port, 8080]")] = None,
+    token: Annotated[Optional[str], typer.Option(help="Bearer token clients must send. [default: [serving] token, MLOOP_SERVING_TOKEN]")] = None,
+    max_batch_rows: Annotated[Optional[int], typer.Option(min=1, help="Most rows in one predict call. [default: 1024]")] = None,
+    max_wait_ms: Annotated[Optional[float], typer.Option(min=0, help="Extra wait to gather a batch (0: none). [default: 0]")] = None,
+    max_body_mb: Annotated[Optional[float], typer.Option(min=0.001, help="Largest request body; bigger gets 413. [default: 10]")] = None,
+    access_log: Annotated[Optional[bool], typer.Option("--access-log/--no-access-log", help="One JSON line per request on stderr. [default: on]")] = None,
     monitor_interval: Annotated[Optional[float], typer.Option(min=0, help="Seconds between monitoring updates (0: off; default: [monitor] interval).")] = None,
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
-    """Serve a model over HTTP: Open Inference (KServe V2) protocol, plain JSON and Prometheus metrics."""
+    """Serve a model over HTTP: Open Inference (KServe V2) protocol, plain JSON and Prometheus metrics.
+
+    Options not given come from [serving] in mloop.toml (MLOOP_SERVING_* variables).
+    """
     from mloop.cli import serve_cmd
 
-    serve_cmd.serve(model, host=host, port=port, token=token, project=project, max_batch_rows=max_batch_rows,
-                    max_wait_ms=max_wait_ms, max_body_mb=max_body_mb, access_log=access_log,
-                    monitor_interval=monitor_interval)
+    serve_cmd.serve(model, project=project, monitor_interval=monitor_interval, host=host, port=port, token=token,
+                    max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, max_body_mb=max_body_mb,
+                    access_log=access_log)
 
 
 @app.command()
@@ -127,17 +136,17 @@ def deploy(
     replicas: Annotated[int, typer.Option(min=1, help="kubernetes: replicas.")] = 1,
     apply: Annotated[bool, typer.Option("--apply", help="kubernetes: run kubectl apply afterwards.")] = False,
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Deploy a model: a managed local server (hot swap on redeploy) or Kubernetes artifacts."""
     from mloop.cli import deploy_cmd
+    from mloop.deploy import DeployOptions
 
-    deploy_cmd.deploy(model, target=target, name=name, port=port, project=project, out=out, image=image,
-                      replicas=replicas, apply=apply)
+    deploy_cmd.deploy(model, target=target, project=project,
+                      options=DeployOptions(name=name, port=port, out=out, image=image, replicas=replicas, apply=apply))
 
 
 @app.command()
-def deployments(project: ProjectOpt = None, verbose: VerboseOpt = False) -> None:
+def deployments(project: ProjectOpt = None) -> None:
     """List deployments with their health and served version."""
     from mloop.cli import deploy_cmd
 
@@ -148,7 +157,6 @@ def deployments(project: ProjectOpt = None, verbose: VerboseOpt = False) -> None
 def undeploy(
     name: Annotated[str, typer.Argument(help="The deployment to stop.")],
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Stop a deployment after it answered its in-flight requests."""
     from mloop.cli import deploy_cmd
@@ -160,7 +168,6 @@ def undeploy(
 def rollback(
     name: Annotated[str, typer.Argument(help="The deployment to roll back.")],
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Swap a deployment back to the version it served before, with no downtime."""
     from mloop.cli import deploy_cmd
@@ -174,13 +181,15 @@ def monitor_report(
     source: Annotated[Optional[Path], typer.Option("--from", help="A CSV or Parquet file to compare with the training data.")] = None,
     since: Annotated[Optional[str], typer.Option(help="Compare the served predictions of this last while (e.g. 1h) instead.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report here.")] = None,
-    alpha: Annotated[float, typer.Option(min=0, max=1, help="Significance level of the tests.")] = 0.05,
-    min_samples: Annotated[int, typer.Option(min=1, help="Fewer values than this: no verdict.")] = 100,
+    alpha: Annotated[Optional[float], typer.Option(min=0, max=1, help="Significance level of the tests. [default: [monitor] alpha, 0.05]")] = None,
+    min_samples: Annotated[Optional[int], typer.Option(min=1, help="Fewer values than this: no verdict. [default: [monitor] min_samples, 100]")] = None,
     fail_on_drift: Annotated[Optional[float], typer.Option(min=0, max=1, help="Exit 3 if the drifted share is above this.")] = None,
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
-    """Drift of a data file (--from) or of the served predictions (--since 1h) against the training data."""
+    """Drift of a data file (--from) or of the served predictions (--since 1h) against the training data.
+
+    Judged as the live server judges it: [monitor] alpha, thresholds and min_samples from mloop.toml.
+    """
     from mloop.cli import monitor_cmd
 
     monitor_cmd.report(source, since=since, model=model, out=out, project=project, alpha=alpha,
@@ -192,7 +201,6 @@ def monitor_status(
     model: Annotated[Optional[str], typer.Argument(help="Model name (default: the project's model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """The current drift, outlier, accuracy and alert picture of a served model."""
     from mloop.cli import monitor_cmd
@@ -207,7 +215,6 @@ def monitor_alerts(
     limit: Annotated[int, typer.Option(min=1, help="At most this many recent events.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Alerts firing now and recent firing/resolved events (mloop's rules and Alertmanager's)."""
     from mloop.cli import monitor_cmd
@@ -225,7 +232,6 @@ def monitor_export(
     interval: Annotated[str, typer.Option(help="Prometheus scrape and rule evaluation interval.")] = "15s",
     group_wait: Annotated[str, typer.Option(help="Alertmanager group_wait and group_interval.")] = "30s",
     project: ProjectOpt = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Prometheus scrape config and alert rules, Alertmanager config and a Grafana dashboard for these rules."""
     from mloop.cli import monitor_cmd
@@ -238,7 +244,6 @@ def monitor_export(
 def init(
     name: Annotated[str, typer.Argument(help="Name of the new project (also its folder).")],
     directory: Annotated[Optional[Path], typer.Option("--dir", help="Parent folder (default: here).")] = None,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Create a new project that 'mloop run' runs straight away."""
     from mloop.cli import init_cmd
@@ -246,13 +251,14 @@ def init(
     init_cmd.init(name, parent=directory or Path.cwd())
 
 
-def _verbose(argv: list[str]) -> bool:
-    return "--verbose" in argv or "-v" in argv or os.environ.get("MLOOP_VERBOSE", "") not in ("", "0")
+def _verbose() -> bool:
+    return _VERBOSE[0] or os.environ.get("MLOOP_VERBOSE", "") not in ("", "0")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the app and return its exit code, turning errors into one line and a hint."""
     args = sys.argv[1:] if argv is None else argv
+    _VERBOSE[0] = False
     try:
         app(args=args, prog_name="mloop")
     except SystemExit as done:
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         from mloop.cli.output import report_error
 
-        return report_error(err, verbose=_verbose(args))
+        return report_error(err, verbose=_verbose())
     return 0
 
 

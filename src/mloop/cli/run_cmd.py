@@ -66,25 +66,25 @@ def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, pro
 
     started = time.time()
     records: dict[str, StepRecord] = {}
-    live = Live(console=console, auto_refresh=False, transient=False)
+    graph = pipe.build(merged_params(cfg, overrides))
+    records.update({node.name: StepRecord(node.name) for node in graph})
+    # The table is rebuilt at every refresh, so a running step's time keeps counting between events.
+    live = Live(console=console, get_renderable=lambda: _table(records), auto_refresh=True, refresh_per_second=4,
+                transient=False)
 
     def listener(record: StepRecord) -> None:
         records[record.name] = record
-        live.update(_table(records), refresh=True)
+        live.refresh()
 
-    graph = pipe.build(merged_params(cfg, overrides))
-    records.update({node.name: StepRecord(node.name) for node in graph})
     console.print(f"running pipeline [bold]{pipe.name}[/] of project [bold]{cfg.name}[/] ({len(graph)} steps)")
     with live:
-        live.update(_table(records), refresh=True)
         outcome = run_project(cfg, pipe=pipe, params=overrides, track=track, use_cache=not no_cache, listener=listener)
     if not console.is_terminal:
         console.print()  # a non-interactive Live leaves its last line open
     result = outcome.result
-    ran = sum(r.state == "done" for r in result.steps.values())
-    cached = sum(r.state == "cached" for r in result.steps.values())
+    ran, cached = result.count("done"), result.count("cached")
     summary = f"{ran} ran, {cached} from cache" if ran else f"all {cached} steps from cache"
-    console.print(f"{'run ' + result.run_id if track else 'untracked run'}: {summary} in {seconds(time.time() - started)}")
+    console.print(f"{'run ' + result.tracking_id if track else 'untracked run'}: {summary} in {seconds(time.time() - started)}")
     raise_for_failures(result)
     reg = outcome.registration
     if reg is not None:
@@ -98,4 +98,4 @@ def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, pro
     if track:
         remote = cfg.tracking_uri.startswith(("http://", "https://"))
         ui = cfg.tracking_uri if remote else f"mloop ui  (or: mlflow ui --backend-store-uri {cfg.tracking_uri})"
-        console.print(f"details: mloop runs show {result.run_id[:8]}    MLflow UI: {ui}", soft_wrap=True)
+        console.print(f"details: mloop runs show {result.tracking_id[:8]}    MLflow UI: {ui}", soft_wrap=True)

@@ -13,6 +13,7 @@ The bearer token is never written: every manifest references the Secret ``<name>
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -21,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mloop._fs import atomic_write_text
 from mloop.config import ProjectConfig
+from mloop.deploy import DeployOptions, DeployResult, DeployTarget
 from mloop.errors import DeployError
 
 PORT = 8080
 SERVING_PACKAGES = ("numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "cloudpickle", "mlflow-skinny", "typer",
                     "rich", "pydantic", "pydantic-settings", "uvicorn", "uvloop", "httptools", "orjson",
-                    "prometheus-client")
+                    "prometheus-client", "httpx", "tenacity")
 
 
 @dataclass
@@ -62,7 +65,7 @@ def manifests(name: str, model: str, version: str, opts: KubernetesOptions) -> d
         "image": image,
         "args": ["serve", "/model", "--host", "0.0.0.0", "--port", str(PORT), "--no-access-log"],
         "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-        "env": [{"name": "MLOOP_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{label}-token", "key": "token"}}}],
+        "env": [{"name": "MLOOP_SERVING_TOKEN", "valueFrom": {"secretKeyRef": {"name": f"{label}-token", "key": "token"}}}],
         "resources": {"requests": {"cpu": opts.cpu, "memory": opts.memory},
                       "limits": {"memory": opts.memory}},
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": PORT}, "periodSeconds": 5},
@@ -102,71 +105,34 @@ def manifests(name: str, model: str, version: str, opts: KubernetesOptions) -> d
     return {"inferenceservice.yaml": [inference_service], "deployment.yaml": [deployment, service]}
 
 
-_MODELS = {("apps/v1", "Deployment"): "V1Deployment", ("v1", "Service"): "V1Service"}
+SCHEMAS = {("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice-v1beta1.json",
+           ("apps/v1", "Deployment"): "deployment-apps-v1.json", ("v1", "Service"): "service-v1.json"}
+_DNS_1123_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+@functools.cache
+def _validator(schema_file: str) -> Any:
+    from jsonschema import Draft7Validator
+
+    path = Path(__file__).with_name("schemas") / schema_file
+    return Draft7Validator(json.loads(path.read_text(encoding="utf-8")))
 
 
 def validate(document: dict[str, Any]) -> None:
-    """Check a manifest against the Kubernetes object models: required fields, types, and no unknown
-    field (a misspelt key is dropped by the models, so the round trip must give the document back)."""
-    from kubernetes.client import ApiClient
-
-    api = ApiClient()
+    """Check a manifest against its kind's strict JSON Schema: required fields, types, and no unknown field
+    (a misspelt key, which an API server would silently drop). Raises DeployError naming the path."""
     kind = (document.get("apiVersion"), document.get("kind"))
-    if kind == ("serving.kserve.io/v1beta1", "InferenceService"):
-        _validate_inference_service(api, document)
-        return
-    model = _MODELS.get(kind)  # type: ignore[arg-type]
-    if model is None:
+    schema_file = SCHEMAS.get(kind)  # type: ignore[arg-type]
+    if schema_file is None:
         raise DeployError(f"no schema to check {kind[1]} ({kind[0]}) against")
-    _roundtrip(api, document, model, f"{kind[1]} {document.get('metadata', {}).get('name')}")
-
-
-def _validate_inference_service(api: Any, document: dict[str, Any]) -> None:
     name = document.get("metadata", {}).get("name", "")
-    if not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) or len(name) > 63:
-        raise DeployError(f"InferenceService name {name!r} is not a DNS-1123 label")
-    _roundtrip(api, document["metadata"], "V1ObjectMeta", "InferenceService metadata")
-    predictor = document.get("spec", {}).get("predictor")
-    if set(document.get("spec", {})) - {"predictor", "transformer", "explainer"}:
-        raise DeployError("InferenceService spec has unknown fields")
-    if not isinstance(predictor, dict) or not predictor.get("containers"):
-        raise DeployError("InferenceService spec.predictor needs containers")
-    allowed = {"containers", "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "serviceAccountName",
-               "timeout", "canaryTrafficPercent", "nodeSelector", "tolerations"}
-    unknown = set(predictor) - allowed
-    if unknown:
-        raise DeployError(f"InferenceService spec.predictor has unknown fields {sorted(unknown)}")
-    for container in predictor["containers"]:
-        _roundtrip(api, container, "V1Container", f"InferenceService container {container.get('name')}")
-
-
-def _roundtrip(api: Any, document: dict[str, Any], model: str, what: str) -> None:
-    try:
-        obj = api._ApiClient__deserialize(document, model)
-    except (ValueError, TypeError) as err:
-        raise DeployError(f"{what} is not a valid {model}: {err}") from err
-    back = api.sanitize_for_serialization(obj)
-    lost = _dropped(document, back)
-    if lost:
-        raise DeployError(f"{what}: unknown field {lost} (not in {model})")
-
-
-def _dropped(original: Any, back: Any, path: str = "") -> str:
-    if isinstance(original, dict):
-        if not isinstance(back, dict):
-            return path or "."
-        for key, value in original.items():
-            if key not in back:
-                return f"{path}.{key}".lstrip(".")
-            found = _dropped(value, back[key], f"{path}.{key}")
-            if found:
-                return found
-    elif isinstance(original, list) and isinstance(back, list):
-        for index, (a, b) in enumerate(zip(original, back, strict=False)):
-            found = _dropped(a, b, f"{path}[{index}]")
-            if found:
-                return found
-    return ""
+    what = f"{kind[1]} {name}"
+    errors = sorted(_validator(schema_file).iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise DeployError(f"{what}: {errors[0].json_path}: {errors[0].message}"
+                          + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    if not isinstance(name, str) or not _DNS_1123_LABEL.fullmatch(name) or len(name) > 63:
+        raise DeployError(f"{what}: the name {name!r} is not a DNS-1123 label (lower-case letters, digits and '-')")
 
 
 def to_yaml(documents: list[dict[str, Any]]) -> str:
@@ -175,12 +141,25 @@ def to_yaml(documents: list[dict[str, Any]]) -> str:
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in documents)
 
 
-def write(cfg: ProjectConfig, uri: str, out: Path | None, opts: KubernetesOptions, *, name: str | None = None) -> Path:
-    """Fetch the model, write the image context and manifests to ``out``, validate them; returns ``out``."""
-    import importlib.metadata as md
+class KubernetesTarget(DeployTarget):
+    """An image build context and validated manifests for a cluster; ``apply`` runs ``kubectl apply``."""
 
-    import mloop
-    from mloop.models.fetch import download_model, parse_model_uri, resolve_version
+    def deploy(self, uri: str, options: DeployOptions) -> DeployResult:
+        result = write(self.cfg, uri, options.out, KubernetesOptions(image=options.image, replicas=options.replicas),
+                       name=options.name)
+        if options.apply:
+            assert result.artifacts is not None
+            result.applied = apply(result.artifacts)
+        return result
+
+
+def write(cfg: ProjectConfig, uri: str, out: Path | None, opts: KubernetesOptions, *, name: str | None = None) -> DeployResult:
+    """Fetch the model, write the image context and manifests to ``out``, validate them."""
+    import importlib.metadata as md
+    import tempfile
+
+    from mloop.bundle.format import ServedAs, write_served_as
+    from mloop.registry.fetch import download_model, parse_model_uri, resolve_version
 
     model, _, _ = parse_model_uri(uri)
     version = resolve_version(cfg, uri)
@@ -193,31 +172,29 @@ def write(cfg: ProjectConfig, uri: str, out: Path | None, opts: KubernetesOption
     image = out / "image"
     if image.exists():
         shutil.rmtree(image)
-    import tempfile
-
     image.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="mloop-k8s-") as tmp:
         shutil.move(str(download_model(cfg, f"models:/{model}/{version}", Path(tmp))), image / "model")
     # The registered name and version, so the server in the image answers on /v2/models/<model>.
-    (image / "model" / "mloop" / "served.json").write_text(json.dumps({"name": model, "version": version}),
-                                                           encoding="utf-8")
-    shutil.copytree(Path(mloop.__file__).parent, image / "mloop", ignore=shutil.ignore_patterns("__pycache__"))
+    write_served_as(image / "model", ServedAs(model, version))
+    server = Path(__file__).resolve().parents[1]  # the installed mloop package: the image's server
+    shutil.copytree(server, image / "mloop", ignore=shutil.ignore_patterns("__pycache__"))
     pins = []
     for package in SERVING_PACKAGES:
         try:
             pins.append(f"{package}=={md.version(package)}")
         except md.PackageNotFoundError:
             continue
-    (image / "requirements.txt").write_text("\n".join(pins) + "\n", encoding="utf-8")
-    (image / "Dockerfile").write_text(DOCKERFILE, encoding="utf-8")
-    (image / ".dockerignore").write_text("**/__pycache__\n", encoding="utf-8")
+    atomic_write_text(image / "requirements.txt", "\n".join(pins) + "\n")
+    atomic_write_text(image / "Dockerfile", DOCKERFILE)
+    atomic_write_text(image / ".dockerignore", "**/__pycache__\n")
     for filename, documents in docs.items():
-        (out / filename).write_text(to_yaml(documents), encoding="utf-8")
+        atomic_write_text(out / filename, to_yaml(documents))
     label = k8s_name(name)
-    (out / "README.md").write_text(README.format(label=label, image=opts.image or f"{label}:v{version}",
-                                                 model=model, version=version), encoding="utf-8")
-    (out / "manifest.json").write_text(json.dumps({"model": model, "version": version, "name": label}), encoding="utf-8")
-    return out
+    atomic_write_text(out / "README.md", README.format(label=label, image=opts.image or f"{label}:v{version}",
+                                                       model=model, version=version))
+    atomic_write_text(out / "manifest.json", json.dumps({"model": model, "version": version, "name": label}))
+    return DeployResult("kubernetes", "written", name, model, version, artifacts=out)
 
 
 def apply(out: Path, *, which: str = "inferenceservice.yaml") -> str:
@@ -255,6 +232,6 @@ README = """\
     kubectl apply -f inferenceservice.yaml      # with KServe (Open Inference / V2 protocol)
     kubectl apply -f deployment.yaml            # or: a plain Deployment + Service, without KServe
 
-Clients send `Authorization: Bearer <token>`; `/v2/health/live` and `/v2/health/ready` (the probes)
+The server reads the token from `MLOOP_SERVING_TOKEN`; clients send `Authorization: Bearer <token>`; `/v2/health/live` and `/v2/health/ready` (the probes)
 need none. `mloop deploy --target kubernetes --apply` runs the `kubectl apply` for you.
 """

@@ -16,15 +16,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
+from mloop._fs import atomic_write_text
 from mloop.config import ProjectConfig
-from mloop.errors import DeployError
-from mloop.pipeline.artifacts import atomic_write_text
+from mloop.deploy import DeployOptions, DeployResult, DeployTarget
+from mloop.errors import DeployError, did_you_mean
 
 READY_TIMEOUT_S = 180.0
 
@@ -40,6 +38,7 @@ class Deployment:
     admin_token: str
     started: float
     history: list[str] = field(default_factory=list)  # versions served before, oldest first
+    log: str = ""  # the server's output
 
     @property
     def url(self) -> str:
@@ -74,38 +73,42 @@ def load_state(cfg: ProjectConfig, name: str) -> Deployment | None:
 
 
 def _save_state(cfg: ProjectConfig, deployment: Deployment) -> None:
-    path = _state_path(cfg, deployment.name)
-    atomic_write_text(path, json.dumps(asdict(deployment), indent=1))
-    os.chmod(path, 0o600)  # it holds the admin token
+    # 0600 from the start: it holds the admin token
+    atomic_write_text(_state_path(cfg, deployment.name), json.dumps(asdict(deployment), indent=1), mode=0o600)
 
 
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running mloop process (not a recycled pid of another program)."""
+def process_alive(pid: int, *, started_by: float | None = None) -> bool:
+    """Whether process ``pid`` runs, and (with ``started_by``) was started by then: a pid recycled by a
+    later process is not the one a deployment or a status file recorded."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started_by is None or process.create_time() <= started_by + 1.0
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    except PermissionError:
-        return True
-    try:  # a recycled pid belongs to some other program
-        return b"mloop" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+    except psutil.AccessDenied:
         return True
 
 
-def _get(url: str, timeout: float = 2.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.loads(response.read())
+def _alive(deployment: Deployment) -> bool:
+    return process_alive(deployment.pid, started_by=deployment.started)
 
 
 def status(deployment: Deployment) -> Status:
-    running = process_alive(deployment.pid)
+    import httpx
+
+    from mloop._http import get_json
+
+    running = _alive(deployment)
     healthy, served = False, None
     if running:
         try:
-            healthy = bool(_get(f"{deployment.url}/v2/health/ready").get("ready"))
-            served = str(_get(f"{deployment.url}/v2/models/{deployment.model}")["versions"][0])
-        except (OSError, ValueError, KeyError, IndexError):
+            healthy = bool(get_json(f"{deployment.url}/v2/health/ready", timeout=2.0).get("ready"))
+            served = str(get_json(f"{deployment.url}/v2/models/{deployment.model}", timeout=2.0)["versions"][0])
+        except (httpx.HTTPError, ValueError, KeyError, IndexError, AttributeError):
             healthy = False
     return Status(deployment, running, healthy, served)
 
@@ -116,31 +119,44 @@ def list_deployments(cfg: ProjectConfig) -> list[Status]:
     return [status(d) for d in (load_state(cfg, n) for n in names) if d is not None]
 
 
+class LocalTarget(DeployTarget):
+    """``mloop serve`` as a managed background process on this machine."""
+
+    def deploy(self, uri: str, options: DeployOptions) -> DeployResult:
+        return deploy(self.cfg, uri, name=options.name, port=options.port, host=options.host)
+
+
+def _result(action: str, deployment: Deployment, previous: str | None = None) -> DeployResult:
+    return DeployResult("local", action, deployment.name, deployment.model, deployment.version,  # type: ignore[arg-type]
+                        previous_version=previous, url=deployment.url, pid=deployment.pid,
+                        log=Path(deployment.log) if deployment.log else None)
+
+
 def deploy(cfg: ProjectConfig, uri: str, *, name: str | None = None, port: int | None = None,
-           host: str = "127.0.0.1") -> tuple[Deployment, str]:
-    """Start a deployment of ``uri``, or move a running one to it. Returns (deployment, what happened)."""
-    from mloop.models.fetch import parse_model_uri, resolve_version
+           host: str = "127.0.0.1") -> DeployResult:
+    """Start a deployment of ``uri``, or move a running one to it."""
+    from mloop.registry.fetch import parse_model_uri, resolve_version
 
     model, _, _ = parse_model_uri(uri)
     version = resolve_version(cfg, uri)
     name = name or model
     current = load_state(cfg, name)
-    if current is not None and process_alive(current.pid):
+    if current is not None and _alive(current):
         if current.model != model:
             raise DeployError(f"deployment {name!r} serves model {current.model!r}, not {model!r}",
                               hint=f"deploy it under another name: mloop deploy {uri} --name {model}")
         if current.version == version:
-            return current, f"{name} already serves {model} v{version}"
+            return _result("unchanged", current)
+        previous = current.version
         _swap(current, f"models:/{model}/{version}")
-        current.history.append(current.version)
+        current.history.append(previous)
         current.version = version
         _save_state(cfg, current)
-        return current, f"{name}: swapped to {model} v{version} (v{current.history[-1]} before)"
-    deployment = _start(cfg, name, model, version, host, port)
-    return deployment, f"{name}: started {model} v{version} on {deployment.url} (pid {deployment.pid})"
+        return _result("swapped", current, previous)
+    return _result("started", _start(cfg, name, model, version, host, port))
 
 
-def rollback(cfg: ProjectConfig, name: str) -> tuple[Deployment, str]:
+def rollback(cfg: ProjectConfig, name: str) -> DeployResult:
     """Swap a running deployment back to the version it served before."""
     current = _running(cfg, name)
     if not current.history:
@@ -152,52 +168,62 @@ def rollback(cfg: ProjectConfig, name: str) -> tuple[Deployment, str]:
     current.history.pop()
     current.version = previous
     _save_state(cfg, current)
-    return current, f"{name}: rolled back from v{undone} to v{previous}"
+    return _result("rolled_back", current, undone)
 
 
-def undeploy(cfg: ProjectConfig, name: str, *, timeout: float = 30.0) -> str:
+def undeploy(cfg: ProjectConfig, name: str, *, timeout: float = 30.0) -> DeployResult:
     """Stop a deployment (SIGTERM: in-flight requests are answered first) and forget it."""
     current = load_state(cfg, name)
     if current is None:
         known = [s.deployment.name for s in list_deployments(cfg)]
-        from mloop.errors import did_you_mean
-
         raise DeployError(f"no deployment {name!r}; {did_you_mean(name, known)}", hint="list them with: mloop deployments")
-    if process_alive(current.pid):
+    if _alive(current):
         os.kill(current.pid, signal.SIGTERM)
         deadline = time.time() + timeout
-        while process_alive(current.pid) and time.time() < deadline:
+        while _alive(current) and time.time() < deadline:
             time.sleep(0.1)
-        if process_alive(current.pid):
+        if _alive(current):
             os.kill(current.pid, signal.SIGKILL)
     _state_path(cfg, name).unlink(missing_ok=True)
-    return f"{name}: stopped (log kept in {deployments_dir(cfg) / name / 'server.log'})"
+    return _result("stopped", current)
 
 
 def _running(cfg: ProjectConfig, name: str) -> Deployment:
     current = load_state(cfg, name)
-    if current is None or not process_alive(current.pid):
+    if current is None or not _alive(current):
         raise DeployError(f"deployment {name!r} is not running", hint="start it with: mloop deploy")
     return current
 
 
 def _swap(deployment: Deployment, uri: str) -> None:
-    request = urllib.request.Request(
-        f"{deployment.url}/admin/model", data=json.dumps({"uri": uri}).encode(), method="POST",
-        headers={"content-type": "application/json", "authorization": f"Bearer {deployment.admin_token}"})
+    import httpx
+
+    from mloop._http import client
+
     try:
-        with urllib.request.urlopen(request, timeout=READY_TIMEOUT_S):
-            return
-    except urllib.error.HTTPError as err:
-        try:
-            message = json.loads(err.read()).get("error", "")
-        except ValueError:
-            message = f"HTTP {err.code}"
-        raise DeployError(f"{deployment.name} refused {uri}: {message}",
-                          hint="the previous version keeps serving; see its log in .mloop/deployments/") from err
-    except OSError as err:
+        with client(timeout=READY_TIMEOUT_S, token=deployment.admin_token) as http:
+            response = http.post(f"{deployment.url}/admin/model", json={"uri": uri})
+    except httpx.HTTPError as err:
         raise DeployError(f"{deployment.name} did not answer on {deployment.url}: {err}",
                           hint=f"check it with: mloop deployments; restart with: mloop undeploy {deployment.name}") from err
+    if response.status_code >= 300:
+        try:
+            message = response.json().get("error", "")
+        except ValueError:
+            message = f"HTTP {response.status_code}"
+        raise DeployError(f"{deployment.name} refused {uri}: {message}",
+                          hint="the previous version keeps serving; see its log in .mloop/deployments/")
+
+
+def _ready(deployment: Deployment) -> bool:
+    import httpx
+
+    from mloop._http import get_json
+
+    try:
+        return bool(get_json(f"{deployment.url}/v2/health/ready", timeout=1.0).get("ready"))
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return False
 
 
 def _free_port(host: str) -> int:
@@ -219,20 +245,18 @@ def _start(cfg: ProjectConfig, name: str, model: str, version: str, host: str, p
     with log_path.open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cfg.root, start_new_session=True,
-                                env={**os.environ, "MLOOP_ADMIN_TOKEN": token})
-    deployment = Deployment(name, model, version, host, port, proc.pid, token, time.time())
+                                env={**os.environ, "MLOOP_SERVING_ADMIN_TOKEN": token})
+    deployment = Deployment(name, model, version, host, port, proc.pid, token, time.time(), log=str(log_path))
     deadline = time.time() + READY_TIMEOUT_S
     while time.time() < deadline:
         if proc.poll() is not None:
             tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
             raise DeployError(f"the server for {model} v{version} exited with code {proc.returncode}: "
                               + " | ".join(tail), hint=f"full log: {log_path}")
-        try:
-            if _get(f"{deployment.url}/v2/health/ready", timeout=1.0).get("ready"):
-                _save_state(cfg, deployment)
-                return deployment
-        except (OSError, ValueError):
-            time.sleep(0.2)
+        if _ready(deployment):
+            _save_state(cfg, deployment)
+            return deployment
+        time.sleep(0.2)
     proc.kill()
     raise DeployError(f"the server for {model} v{version} was not ready after {READY_TIMEOUT_S:.0f} s",
                       hint=f"see {log_path}")

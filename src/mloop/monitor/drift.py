@@ -7,17 +7,21 @@ chi-square test of the window's category counts against the reference frequencie
 counted, never compared. A window smaller than ``min_samples`` gets no verdict, and says so.
 
 ``DriftDetector`` follows scikit-learn's contract: settings in ``__init__``, ``fit(profile)`` returns
-self, learned state in trailing-underscore attributes.
+self, learned state in trailing-underscore attributes; ``compare(window)`` returns a ``DriftReport``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from mloop.monitor.profile import ReferenceProfile
+from mloop.monitor.model import CategoricalReference, NumericReference, Reference
+
+if TYPE_CHECKING:
+    from mloop.config import MonitorSection
 
 EPSILON = 1e-4  # floor for empty bins in PSI, so a bin seen on one side only is finite
 
@@ -97,6 +101,16 @@ def ks_asymptotic_p(statistic: float, m: int, n: int) -> float:
     return float(np.clip(kstwo.sf(statistic, np.round(big * small / (big + small))), 0.0, 1.0))
 
 
+@dataclass(frozen=True)
+class Categories:
+    """Reference counts of categories that are not a feature of the profile (e.g. the training labels)."""
+
+    counts: Mapping[str, int]
+    other: int = 0
+    missing: float = 0.0
+    kind: Literal["categorical"] = "categorical"
+
+
 class DriftDetector:
     def __init__(self, alpha: float = 0.05, psi_threshold: float = 0.2, min_samples: int = 100,
                  thresholds: dict[str, float] | None = None) -> None:
@@ -105,29 +119,38 @@ class DriftDetector:
         self.min_samples = min_samples
         self.thresholds = thresholds or {}
 
-    def fit(self, profile: ReferenceProfile) -> DriftDetector:
+    @classmethod
+    def from_settings(cls, settings: MonitorSection) -> DriftDetector:
+        """The detector ``[monitor]`` configures (the live server and ``mloop monitor report`` alike)."""
+        return cls(alpha=settings.alpha, min_samples=settings.min_samples, thresholds=dict(settings.thresholds))
+
+    def fit(self, profile: Reference) -> DriftDetector:
         self.profile_ = profile
-        self.sorted_sample_ = {name: np.sort(np.asarray(values, dtype=np.float64))
-                               for name, values in profile.sample_.items()}
+        self.numeric_: dict[str, NumericReference] = {}
+        self.categorical_: dict[str, CategoricalReference] = {}
+        for name, feature in profile.features_.items():
+            if feature.kind == "numeric":
+                self.numeric_[name] = feature
+            else:
+                self.categorical_[name] = feature
+        self.sorted_sample_ = {name: np.sort(np.asarray(f.sample, dtype=np.float64))
+                               for name, f in self.numeric_.items() if len(f.sample)}
         # For the KS statistic of large windows: the reference's distinct values and its ECDF at each.
         self.reference_cdf_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, ref in self.sorted_sample_.items():
             values, counts = np.unique(ref, return_counts=True)
             self.reference_cdf_[name] = (values, np.cumsum(counts) / max(ref.size, 1))
-        self.open_edges_: dict[str, np.ndarray] = {}
-        for name, spec in profile.features_.items():
-            if spec["kind"] == "numeric" and spec.get("edges"):
-                self.open_edges_[name] = open_edges(spec["edges"])
+        self.open_edges_ = {name: open_edges(f.edges) for name, f in self.numeric_.items() if len(f.edges)}
         return self
 
-    def score(self, window: Any, features: list[str] | None = None) -> DriftReport:
-        """Drift of ``window`` (a DataFrame, or a 2-D array with ``features`` naming its columns)."""
+    def compare(self, window: Any, features: list[str] | None = None) -> DriftReport:
+        """Drift of ``window`` (a DataFrame, or a 2-D array with ``features`` naming its columns) from the reference."""
         import pandas as pd
 
         frame = window if isinstance(window, pd.DataFrame) else pd.DataFrame(np.asarray(window), columns=features)
         report = DriftReport(n_rows=len(frame))
-        known = [(str(c), self.profile_.features_[str(c)]) for c in frame.columns if str(c) in self.profile_.features_]
-        numeric = [name for name, spec in known if spec["kind"] == "numeric"]
+        known = [str(c) for c in frame.columns if str(c) in self.profile_.features_]
+        numeric = [name for name in known if name in self.numeric_]
         if numeric:
             # All numeric features at once: one (features x rows) array, each row sorted in place (NaN last).
             values = np.empty((len(numeric), len(frame)), dtype=np.float64)
@@ -137,14 +160,14 @@ class DriftDetector:
             values.sort(axis=1)
             for row, name in enumerate(numeric):
                 present = values[row, : len(frame) - int(missing[row])]
-                report.features[name] = self._numeric(name, self.profile_.features_[name], present, int(missing[row]))
-        for name, spec in known:
-            if spec["kind"] != "numeric":
-                report.features[name] = self.categorical(name, spec, frame[name])
-        report.features = {name: report.features[name] for name, _ in known}  # in the window's column order
+                report.features[name] = self._numeric(name, self.numeric_[name], present, int(missing[row]))
+        for name in known:
+            if name in self.categorical_:
+                report.features[name] = self.categorical(name, self.categorical_[name], frame[name])
+        report.features = {name: report.features[name] for name in known}  # in the window's column order
         return report
 
-    def _numeric(self, name: str, spec: dict[str, Any], present: np.ndarray, missing: int) -> FeatureDrift:
+    def _numeric(self, name: str, reference: NumericReference, present: np.ndarray, missing: int) -> FeatureDrift:
         """KS and PSI of one feature's values, ``present`` sorted and without NaN."""
         from scipy import stats
 
@@ -155,15 +178,15 @@ class DriftDetector:
         edges = self.open_edges_.get(name)
         if edges is not None:
             current = sorted_bin_counts(present, edges)
-            result.psi = psi(np.asarray(spec["counts"], dtype=np.float64), current.astype(np.float64))
-        reference = self.sorted_sample_.get(name)
-        if reference is not None and reference.size:
-            if max(present.size, reference.size) <= SCIPY_EXACT_MAX_N:
-                test = stats.ks_2samp(reference, present)  # scipy's exact distribution for small samples
+            result.psi = psi(np.asarray(reference.counts, dtype=np.float64), current.astype(np.float64))
+        sample = self.sorted_sample_.get(name)
+        if sample is not None:
+            if max(present.size, sample.size) <= SCIPY_EXACT_MAX_N:
+                test = stats.ks_2samp(sample, present)  # scipy's exact distribution for small samples
                 result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
             else:
                 result.statistic = ks_statistic(*self.reference_cdf_[name], present)  # present is sorted
-                result.p_value = ks_asymptotic_p(result.statistic, reference.size, present.size)
+                result.p_value = ks_asymptotic_p(result.statistic, sample.size, present.size)
         if result.p_value is not None:
             alpha = self.thresholds.get(name, self.alpha)
             result.drifted = result.p_value < alpha
@@ -176,8 +199,8 @@ class DriftDetector:
             result.reason = "the reference has no bins or sample for this feature: no verdict"
         return result
 
-    def categorical(self, name: str, spec: dict[str, Any], column: Any) -> FeatureDrift:
-        """Chi-square of a Series' category counts against ``spec`` (a profile's categorical entry)."""
+    def categorical(self, name: str, reference: CategoricalReference, column: Any) -> FeatureDrift:
+        """Chi-square of a Series' category counts against the reference's (a profile's feature, or ``Categories``)."""
         from scipy import stats
 
         present = column.dropna().astype(str)
@@ -185,18 +208,18 @@ class DriftDetector:
         if present.size < self.min_samples:
             result.reason = f"{present.size} values < min_samples {self.min_samples}: no verdict"
             return result
-        categories = list(spec["counts"])
-        reference = np.asarray([spec["counts"][c] for c in categories] + [spec.get("other", 0)], dtype=np.float64)
+        categories = list(reference.counts)
+        expected_counts = np.asarray([reference.counts[c] for c in categories] + [reference.other], dtype=np.float64)
         counts = present.value_counts()
         observed = np.asarray([counts.get(c, 0) for c in categories]
                               + [counts[~counts.index.isin(categories)].sum()], dtype=np.float64)
-        keep = reference > 0
+        keep = expected_counts > 0
         unseen = observed[~keep].sum()
-        expected = np.maximum(reference[keep] / reference[keep].sum(), EPSILON)
+        expected = np.maximum(expected_counts[keep] / expected_counts[keep].sum(), EPSILON)
         expected = expected / expected.sum() * observed[keep].sum()
         test = stats.chisquare(observed[keep], expected)
         result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
-        result.psi = psi(reference, observed)
+        result.psi = psi(expected_counts, observed)
         alpha = self.thresholds.get(name, self.alpha)
         result.drifted = bool(result.p_value < alpha or unseen > 0)
         result.reason = (f"{int(unseen)} values of categories never seen in training" if unseen

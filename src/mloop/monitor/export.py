@@ -9,38 +9,15 @@ they reference, and ``grafana-dashboard.json`` (importable; the data source is c
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
-from mloop.config import AlertRule, MonitorSection
-from mloop.serving import metrics
+from mloop._fs import atomic_write_text
+from mloop.config import MonitorSection
+from mloop.monitor.metrics import ALERT_METRICS, PREDICT_ROUTES, job_name
 
-PREDICT_ROUTES = f'route=~"{"|".join(metrics.PREDICT_ROUTES)}"'
-SCORED_ROUTES = f'route=~"{"|".join(metrics.SCORED_ROUTES)}"'
-
-
-def job_name(model: str) -> str:
-    return f"mloop-{model}"
-
-
-def rule_expr(rule: AlertRule, model: str, rate_window: str) -> str:
-    """The PromQL of a rule's metric (the threshold is added by the caller)."""
-    job = f'job="{job_name(model)}"'
-    if rule.metric == "drifted_features_share":
-        return f'max(mloop_drifted_features_share{{{job},model="{model}"}})'
-    if rule.metric == "outlier_ratio":
-        return f'max(mloop_outlier_ratio{{{job},model="{model}"}})'
-    if rule.metric in ("accuracy", "precision", "recall"):
-        return f'min(mloop_live_score{{{job},model="{model}",metric="{rule.metric}"}})'
-    if rule.metric == "p99_latency_ms":
-        return (f"1000 * histogram_quantile(0.99, sum by (le) "
-                f"(rate(mloop_request_duration_seconds_bucket{{{job},{PREDICT_ROUTES}}}[{rate_window}])))")
-    if rule.metric == "error_ratio":
-        return (f'sum(rate(mloop_requests_total{{{job},{SCORED_ROUTES},code=~"5.."}}[{rate_window}])) / '
-                f"sum(rate(mloop_requests_total{{{job},{SCORED_ROUTES}}}[{rate_window}]))")
-    raise ValueError(f"no PromQL for metric {rule.metric!r}")
+PREDICT = f'route=~"{"|".join(PREDICT_ROUTES)}"'
 
 
 def alert_rules(model: str, settings: MonitorSection) -> dict[str, Any]:
@@ -48,7 +25,8 @@ def alert_rules(model: str, settings: MonitorSection) -> dict[str, Any]:
     for rule in settings.alerts:
         rules.append({
             "alert": rule.name,
-            "expr": f"{rule_expr(rule, model, settings.rate_window)} {rule.op} {rule.threshold:g}",
+            "expr": f"{ALERT_METRICS[rule.metric].promql(job_name(model), model, settings.rate_window)} "
+                    f"{rule.op} {rule.threshold:g}",
             "for": rule.for_,
             "labels": {"severity": rule.severity, "model": model, "source": "prometheus"},
             "annotations": {"summary": rule.summary or f"{rule.metric} {rule.op} {rule.threshold:g}",
@@ -108,7 +86,7 @@ def grafana_dashboard(model: str) -> dict[str, Any]:
                                              "{{route}}")], 0, 4, unit="reqps"),
         _panel(6, "Latency percentiles (predictions)", [
             (f"histogram_quantile({q}, sum by (le) (rate(mloop_request_duration_seconds_bucket"
-             f"{{{job},{PREDICT_ROUTES}}}[{rate}])))", f"p{int(q * 100)}") for q in (0.5, 0.9, 0.99)],
+             f"{{{job},{PREDICT}}}[{rate}])))", f"p{int(q * 100)}") for q in (0.5, 0.9, 0.99)],
                12, 4, unit="s"),
         _panel(7, "Errors (share of requests, 4xx and 5xx)", [
             (f'sum(rate(mloop_requests_total{{{job},code=~"5.."}}[{rate}])) / sum(rate(mloop_requests_total{{{job}}}[{rate}]))',
@@ -141,13 +119,17 @@ def grafana_dashboard(model: str) -> dict[str, Any]:
 
 
 def write_export(out: Path, model: str, settings: MonitorSection, *, target: str, alertmanager: str,
-                 receiver_url: str, interval: str = "15s", group_wait: str = "30s") -> list[Path]:
-    """Write every file; returns their paths. Tokens come from MLOOP_TOKEN / MLOOP_ALERT_TOKEN (or are made)."""
+                 receiver_url: str, scrape_token: str = "", alert_token: str = "", interval: str = "15s",
+                 group_wait: str = "30s") -> list[Path]:
+    """Write every file; returns their paths.
+
+    ``scrape_token`` is the server's token (Prometheus sends it when scraping); ``alert_token`` the one
+    its alert receiver accepts (Alertmanager sends it); without one a new token is made and written.
+    """
     import yaml
 
     out.mkdir(parents=True, exist_ok=True)
-    scrape_token = os.environ.get("MLOOP_TOKEN", "")
-    alert_token = os.environ.get("MLOOP_ALERT_TOKEN") or scrape_token or secrets.token_urlsafe(24)
+    alert_token = alert_token or scrape_token or secrets.token_urlsafe(24)
     files = {
         "prometheus.yml": yaml.safe_dump(prometheus_config(model, target, alertmanager, interval, bool(scrape_token)),
                                          sort_keys=False),
@@ -159,12 +141,8 @@ def write_export(out: Path, model: str, settings: MonitorSection, *, target: str
     if scrape_token:
         files["scrape-token"] = scrape_token
     written = []
-    from mloop.pipeline.artifacts import atomic_write_text
-
     for name, text in files.items():
         path = out / name
-        atomic_write_text(path, text)
-        if name.endswith("token"):
-            os.chmod(path, 0o600)
+        atomic_write_text(path, text, mode=0o600 if name.endswith("token") else None)
         written.append(path)
     return written

@@ -2,16 +2,21 @@
 
 The server remembers the labels it predicted for the last ``capacity`` requests (by the id it echoes in
 ``x-request-id``); feedback with the true labels for such a request is joined to them, and accuracy,
-precision and recall are computed over the last ``window`` labelled rows (model drift, live).
+precision and recall (as the caller defines them: ``mloop.registry.metrics``, the table the promotion
+gate uses) are computed over the last ``window`` labelled rows (model drift, live).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from mloop.monitor.model import LiveMetric
 
 
 class UnknownRequest(KeyError):
@@ -52,16 +57,11 @@ class FeedbackJoiner:
             self.pairs.extend(pairs)
             self.labelled_total += total
 
-    def scores(self, positive: Any) -> dict[str, float]:
-        """Accuracy, and precision and recall of ``positive``, over the labelled window."""
+    def scores(self, metrics: Sequence[LiveMetric]) -> dict[str, float]:
+        """Each metric over the labelled window; undefined ones (NaN) are left out."""
         with self._lock:
             if not self.pairs:
                 return {}
-            predicted, truth = (np.asarray(side, dtype=object) for side in zip(*self.pairs, strict=True))
-        scores = {"accuracy": float((predicted == truth).mean())}
-        flagged, actual = predicted == positive, truth == positive
-        if flagged.any():
-            scores["precision"] = float((flagged & actual).sum() / flagged.sum())
-        if actual.any():
-            scores["recall"] = float((flagged & actual).sum() / actual.sum())
-        return scores
+            predicted, truth = (np.asarray(side) for side in zip(*self.pairs, strict=True))
+        found = {metric.name: metric.fn(truth, predicted) for metric in metrics}
+        return {name: value for name, value in found.items() if not math.isnan(value)}

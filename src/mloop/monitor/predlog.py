@@ -30,7 +30,20 @@ from typing import Any
 
 import numpy as np
 
+from mloop._fs import atomic_path
 from mloop.monitor.outliers import Scorer
+
+# The columns of the logs (the features of the model sit between VERSION and PREDICTION).
+TS, REQUEST_ID, ROW, VERSION, PREDICTION, OUTLIER_SCORE, OUTLIER = (
+    "ts", "request_id", "row", "version", "prediction", "outlier_score", "outlier")
+LABEL = "label"  # the feedback log: TS, REQUEST_ID, ROW, LABEL
+META_COLUMNS = (TS, REQUEST_ID, ROW, VERSION, PREDICTION, OUTLIER_SCORE, OUTLIER)
+
+
+def feature_columns(frame: Any) -> list[str]:
+    """The feature columns of a prediction-log frame (every column that is not one of the log's own)."""
+    return [c for c in frame.columns if c not in META_COLUMNS]
+
 
 PART = re.compile(r"^part-(\d{8}T\d{6})-(\d+)\.parquet$")
 HOUR = re.compile(r"^hour-(\d{8}T\d{2})\.parquet$")
@@ -43,20 +56,11 @@ def _write_parquet(table: Any, path: Path) -> None:
     """Write an Arrow table through a hidden temporary file and a rename (readers skip names starting with '.')."""
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            # Dictionary-encode only the few-valued columns: trying it on every float column of the
-            # features took three quarters of the write time, for larger files.
-            few_valued = [c for c in ("version", "prediction", "label", "outlier") if c in table.column_names]
-            pq.write_table(table, fh, compression="zstd", use_dictionary=few_valued)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        # Dictionary-encode only the few-valued columns: trying it on every float column of the
+        # features took three quarters of the write time, for larger files.
+        few_valued = [c for c in (VERSION, PREDICTION, LABEL, OUTLIER) if c in table.column_names]
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=few_valued)
 
 
 def _request_columns(stamps: Any, ids: Any, counts: np.ndarray) -> dict[str, Any]:
@@ -65,9 +69,9 @@ def _request_columns(stamps: Any, ids: Any, counts: np.ndarray) -> dict[str, Any
 
     starts = np.repeat(np.cumsum(counts) - counts, counts)
     micros = np.repeat((np.asarray(stamps) * 1e6).astype(np.int64), counts)
-    return {"ts": pa.array(micros, type=pa.timestamp("us", tz="UTC")),
-            "request_id": pa.array(np.repeat(np.asarray(ids, dtype=object), counts), type=pa.string()),
-            "row": pa.array((np.arange(int(counts.sum())) - starts).astype(np.int32))}
+    return {TS: pa.array(micros, type=pa.timestamp("us", tz="UTC")),
+            REQUEST_ID: pa.array(np.repeat(np.asarray(ids, dtype=object), counts), type=pa.string()),
+            ROW: pa.array((np.arange(int(counts.sum())) - starts).astype(np.int32))}
 
 
 class RotatingParquetLog:
@@ -146,7 +150,7 @@ def read_log(folder: Path, since: float | None = None) -> Any:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
     if since is not None and len(frame):
-        frame = frame[frame["ts"] >= pd.Timestamp(since, unit="s", tz="UTC")].reset_index(drop=True)
+        frame = frame[frame[TS] >= pd.Timestamp(since, unit="s", tz="UTC")].reset_index(drop=True)
     return frame
 
 
@@ -237,12 +241,12 @@ class PredictionLog:
         rows = np.concatenate(row_arrays)
         total = rows.shape[0]
         columns = _request_columns(stamps, ids, counts)
-        columns["version"] = pa.array(np.repeat(np.asarray(versions, dtype=object), counts), type=pa.string())
+        columns[VERSION] = pa.array(np.repeat(np.asarray(versions, dtype=object), counts), type=pa.string())
         by_feature = np.ascontiguousarray(rows.T)  # one transposing copy, then a contiguous array per column
         for index, name in enumerate(self.features):
             columns[name] = pa.array(by_feature[index])
         labels = np.concatenate(label_arrays)
-        columns["prediction"] = pa.array(labels if labels.dtype != object else labels.tolist())
+        columns[PREDICTION] = pa.array(labels if labels.dtype != object else labels.tolist())
         if score is not None:
             scores, flags = np.full(total, np.nan), np.zeros(total, dtype=bool)
             chosen = np.isfinite(rows).all(axis=1)
@@ -250,8 +254,8 @@ class PredictionLog:
                 chosen &= self._rng.random(total) < rate
             if chosen.any():
                 scores[chosen], flags[chosen] = score(rows[chosen])
-            columns["outlier_score"] = pa.array(scores)
-            columns["outlier"] = pa.array(flags, mask=~chosen)  # null: not scored
+            columns[OUTLIER_SCORE] = pa.array(scores)
+            columns[OUTLIER] = pa.array(flags, mask=~chosen)  # null: not scored
         return pa.table(columns)
 
     def _write_feedback(self, labels: list[tuple[float, str, list[Any]]]) -> Any:
@@ -259,7 +263,7 @@ class PredictionLog:
 
         stamps, ids, truths = zip(*labels, strict=True)
         columns = _request_columns(stamps, ids, np.fromiter(map(len, truths), dtype=np.int64, count=len(labels)))
-        columns["label"] = pa.array([label for truth in truths for label in truth])
+        columns[LABEL] = pa.array([label for truth in truths for label in truth])
         table = pa.table(columns)
         self.feedback.write(table)
         return table

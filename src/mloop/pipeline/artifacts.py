@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mloop._fs import commit, temporary_path
 from mloop.errors import MaterializerError, StoreError
 
 
@@ -167,11 +166,6 @@ class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _tmpdir(self) -> Path:
-        tmp = self.root / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return tmp
-
     def path(self, ref: ArtifactRef) -> Path:
         suffix = _BY_NAME[ref.materializer].suffix if ref.materializer in _BY_NAME else ""
         return self.root / ref.digest[:2] / f"{ref.digest}{suffix}"
@@ -181,10 +175,7 @@ class ArtifactStore:
 
     def put(self, value: Any) -> ArtifactRef:
         materializer = materializer_for(value)
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmpdir(), suffix=materializer.suffix)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
+        with temporary_path(self.root / "tmp", prefix="", suffix=materializer.suffix) as tmp:
             try:
                 materializer.save(value, tmp)
             except MaterializerError:
@@ -197,37 +188,22 @@ class ArtifactStore:
                 ) from err
             digest = file_digest(tmp)
             ref = ArtifactRef(digest, materializer.name, _qualname(type(value)), tmp.stat().st_size)
-            self._commit(tmp, self.path(ref))
+            commit(tmp, self.path(ref), replace=False)  # the same digest is the same bytes: keep the one there
             return ref
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def put_file(self, source: Path, materializer: str = "file") -> ArtifactRef:
         """Store a file as it is (a figure, a log), by its content digest."""
         digest = file_digest(source)
         ref = ArtifactRef(digest, materializer, source.suffix, source.stat().st_size)
-        final = self.root / digest[:2] / f"{digest}"
+        final = self.file_path(ref)
         if not final.exists():
-            fd, tmp_name = tempfile.mkstemp(dir=self._tmpdir())
-            os.close(fd)
-            tmp = Path(tmp_name)
-            try:
+            with temporary_path(self.root / "tmp", prefix="") as tmp:
                 tmp.write_bytes(source.read_bytes())
-                self._commit(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
+                commit(tmp, final, replace=False)
         return ref
 
     def file_path(self, ref: ArtifactRef) -> Path:
         return self.root / ref.digest[:2] / ref.digest
-
-    def _commit(self, tmp: Path, final: Path) -> None:
-        if final.exists():
-            return
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
 
     def get(self, ref: ArtifactRef) -> Any:
         path = self.path(ref)
@@ -259,19 +235,3 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mloop.errors import DataError
-from mloop.pipeline.artifacts import ArtifactRef, ArtifactStore, atomic_write_text, file_digest
+from mloop._fs import atomic_write_text
+from mloop.pipeline.artifacts import ArtifactRef, ArtifactStore, file_digest
 
 CACHE_FORMAT = 1
 
@@ -26,14 +27,16 @@ def code_digest(fn: Any) -> str:
     """Hash of a function's source plus the sources of functions and classes of its own module it uses."""
     h = hashlib.sha256()
     seen: set[int] = set()
+    fn = getattr(fn, "fn", fn)  # a Step wraps its function
     module = getattr(fn, "__module__", None)
+    module_file = getattr(fn, "__globals__", {}).get("__file__")
 
     def visit(obj: Any) -> None:
         if id(obj) in seen:
             return
         seen.add(id(obj))
         try:
-            h.update(inspect.getsource(obj).encode())
+            h.update(_source(obj, module_file).encode())
         except (OSError, TypeError):
             code = getattr(obj, "__code__", None)
             h.update(code.co_code if code else repr(obj).encode())
@@ -47,8 +50,27 @@ def code_digest(fn: Any) -> str:
             if isinstance(target, (types.FunctionType, type)) and target.__module__ == module:
                 visit(target)
 
-    visit(getattr(fn, "fn", fn))
+    visit(fn)
     return h.hexdigest()
+
+
+def _source(obj: Any, module_file: str | None) -> str:
+    """The source of a function or class. A class of a project's pipeline file is found in that file: the
+    module is not in ``sys.modules`` (see ``mloop.project.load_pipeline``), where ``inspect`` looks classes up."""
+    if not isinstance(obj, type) or not module_file:
+        return inspect.getsource(obj)
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        import ast
+        import linecache
+
+        linecache.checkcache(module_file)
+        text = "".join(linecache.getlines(module_file))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.name == obj.__name__:
+                return ast.get_source_segment(text, node) or ""
+        raise
 
 
 def _names(code: types.CodeType) -> set[str]:
@@ -112,7 +134,6 @@ class CacheEntry:
     metrics: dict[str, float] = field(default_factory=dict)
     files: dict[str, ArtifactRef] = field(default_factory=dict)
     duration_s: float = 0.0
-    run_id: str = ""
 
     def to_json(self) -> str:
         return json.dumps({
@@ -122,7 +143,6 @@ class CacheEntry:
             "metrics": self.metrics,
             "files": {k: v.to_dict() for k, v in self.files.items()},
             "duration_s": self.duration_s,
-            "run_id": self.run_id,
         }, sort_keys=True)
 
     @classmethod
@@ -134,7 +154,6 @@ class CacheEntry:
             metrics=data.get("metrics", {}),
             files={k: ArtifactRef.from_dict(v) for k, v in data.get("files", {}).items()},
             duration_s=data.get("duration_s", 0.0),
-            run_id=data.get("run_id", ""),
         )
 
 

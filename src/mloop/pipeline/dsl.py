@@ -9,22 +9,30 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from mloop.errors import ParameterError, PipelineError, did_you_mean
+from mloop.pipeline.candidate import ModelCandidate
 from mloop.pipeline.graph import Graph, Location, Node, OutputRef
-
-if TYPE_CHECKING:
-    from mloop.project import ProjectRun
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _tracer: contextvars.ContextVar[_Tracer | None] = contextvars.ContextVar("mloop_tracer", default=None)
+
+# What ``Pipeline.run`` delegates to: the facade ``mloop.run``, handed in by ``mloop/__init__.py`` when the
+# package is imported (the engine itself knows no projects, tracking or registry).
+_project_runner: list[Callable[..., Any]] = []
+
+
+def use_project_runner(runner: Callable[..., Any]) -> None:
+    """Make ``Pipeline.run`` call ``runner(pipeline, **options)`` (done once, by the ``mloop`` facade)."""
+    _project_runner[:] = [runner]
 
 
 class Step(Generic[P, R]):
@@ -54,6 +62,15 @@ class Step(Generic[P, R]):
             return self.fn(*args, **kwargs)
         return tracer.add(self, args, kwargs, _caller_location())  # type: ignore[no-any-return]
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by reference (module and name) when the function's module can be imported; by value
+        otherwise (a notebook cell, a nested function, a project's pipeline loaded from its file)."""
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        if module and module != "__main__" and "<locals>" not in qualname and _resolve(module, qualname) is self.fn:
+            return _step_by_reference, (module, qualname, self.name, self.outputs)
+        return _step_by_value, (self.fn, self.name, self.outputs)
+
     def with_name(self, name: str) -> Step[P, R]:
         """The same step under another name, to use one function twice in a pipeline."""
         return Step(self.fn, name=name, outputs=self.outputs)
@@ -65,6 +82,29 @@ class Step(Generic[P, R]):
             return typing.get_type_hints(self.fn)
         except Exception:  # unresolved forward references: fall back to no coercion
             return {}
+
+
+def _resolve(module_name: str, qualname: str) -> Any:
+    """The function ``module:qualname`` names in a module already imported (a Step gives its function)."""
+    found: Any = sys.modules.get(module_name)
+    if found is None or getattr(found, "__spec__", None) is None or found.__spec__.name != module_name:
+        return None  # not imported, or loaded under a name the import system cannot find again
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found.fn if isinstance(found, Step) else found
+
+
+def _step_by_reference(module_name: str, qualname: str, name: str, outputs: tuple[str, ...]) -> Step[Any, Any]:
+    importlib.import_module(module_name)
+    fn = _resolve(module_name, qualname)
+    if fn is None:
+        raise PipelineError(f"step {name!r}: {module_name}.{qualname} is not found in this process",
+                            hint="install the module where the pipeline runs, or define the step in the pipeline file")
+    return Step(fn, name=name, outputs=outputs)
+
+
+def _step_by_value(fn: Callable[..., Any], name: str, outputs: tuple[str, ...]) -> Step[Any, Any]:
+    return Step(fn, name=name, outputs=outputs)
 
 
 @overload
@@ -105,25 +145,22 @@ class Pipeline:
             _tracer.reset(token)
         if not tracer.nodes:
             raise PipelineError(f"pipeline {self.name!r}{_where(self.fn)} calls no steps", hint="call @step functions in it")
-        graph = Graph(tracer.nodes, _results(returned, self))
+        results, candidate = _results(returned, self)
+        graph = Graph(tracer.nodes, results, candidate)
         if params:
             apply_params(graph, params)
         return graph
 
     def run(self, *, params: Mapping[str, Mapping[str, Any]] | None = None, project: str | Path | None = None,
-            track: bool = True, use_cache: bool = True, **kwargs: Any) -> ProjectRun:
-        """Run the pipeline in a project (the folder of ``mloop.toml``; default: the nearest one).
+            track: bool = True, use_cache: bool = True, **kwargs: Any) -> Any:
+        """``mloop.run(pipeline, ...)``: run it in a project, cached, tracked and registered.
 
-        The same as ``mloop run`` from a notebook or script: cached, tracked and registered.
-        Raises StepFailed (after the other branches finished) if a step failed.
+        Returns the run (``mloop.project.ProjectRun``). Raises StepFailed (after the other branches
+        finished) if a step failed.
         """
-        from mloop.pipeline.runner import raise_for_failures
-        from mloop.project import project_for, run_project
-
-        outcome = run_project(project_for(project), pipe=self, params={k: dict(v) for k, v in (params or {}).items()},
-                              track=track, use_cache=use_cache, **kwargs)
-        raise_for_failures(outcome.result)
-        return outcome
+        if not _project_runner:
+            raise PipelineError("Pipeline.run needs the mloop package", hint="import mloop, then call mloop.run(pipeline)")
+        return _project_runner[0](self, params=params, project=project, track=track, use_cache=use_cache, **kwargs)
 
 
 def pipeline(fn: Callable[..., Any] | None = None, /, *, name: str | None = None) -> Any:
@@ -181,15 +218,25 @@ def _holds_ref(value: Any) -> bool:
     return False
 
 
-def _results(returned: Any, pipe: Pipeline) -> dict[str, Any]:
+def _results(returned: Any, pipe: Pipeline) -> tuple[dict[str, Any], ModelCandidate | None]:
+    """What the pipeline function returned: its results, and the model candidate if it is one."""
+    if isinstance(returned, ModelCandidate):
+        if not isinstance(returned.model, OutputRef):
+            raise PipelineError(
+                f"pipeline {pipe.name!r}{_where(pipe.fn)}: ModelCandidate.model is a "
+                f"{type(returned.model).__name__}, not a step output",
+                hint="return ModelCandidate(model=<the output of the step that trains it>, ...)",
+            )
+        if not isinstance(returned.target, str):
+            raise PipelineError(f"pipeline {pipe.name!r}{_where(pipe.fn)}: ModelCandidate.target must be the name of "
+                                f"the target column, got {returned.target!r}")
+        return {}, returned
     if returned is None:
-        return {}
+        return {}, None
     if isinstance(returned, OutputRef):
-        return {"output": returned}
+        return {"output": returned}, None
     if isinstance(returned, Mapping):
-        return dict(returned)
-    if hasattr(returned, "to_results"):
-        return dict(returned.to_results())
+        return dict(returned), None
     raise PipelineError(
         f"pipeline {pipe.name!r}{_where(pipe.fn)} returned {type(returned).__name__}",
         hint="return nothing, a step output, a dict of step outputs, or mloop.ModelCandidate(...)",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from typing import TYPE_CHECKING, Any
 
 from mloop.errors import PipelineError, did_you_mean
 
 if TYPE_CHECKING:
+    from mloop.pipeline.candidate import ModelCandidate
     from mloop.pipeline.dsl import Step
 
 
@@ -55,9 +57,12 @@ class Graph:
 
     Construction checks everything that can be checked without running: duplicate names, inputs
     that name a missing node or output, and cycles. Each error names the node and its file:line.
+    ``results`` are the values the pipeline function returned (step outputs or plain values);
+    ``candidate``, if it returned a ``ModelCandidate``, is the model to register.
     """
 
-    def __init__(self, nodes: Iterable[Node], results: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, nodes: Iterable[Node], results: Mapping[str, Any] | None = None,
+                 candidate: ModelCandidate | None = None) -> None:
         self.nodes: dict[str, Node] = {}
         for node in nodes:
             if node.name in self.nodes:
@@ -69,6 +74,8 @@ class Graph:
                 )
             self.nodes[node.name] = node
         self.results: dict[str, Any] = dict(results or {})
+        self.candidate = candidate
+        self._rank = {name: index for index, name in enumerate(self.nodes)}  # declaration order: the tie-break
         self._check_inputs()
         self.order: list[str] = self._topological_order()
         self.downstream: dict[str, set[str]] = {name: set() for name in self.nodes}
@@ -79,7 +86,7 @@ class Graph:
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Node]:
         return (self.nodes[name] for name in self.order)
 
     def _check_inputs(self) -> None:
@@ -99,42 +106,33 @@ class Graph:
                         hint=f"declare it with @step(outputs=[...]) on {source.step.name}",
                     )
 
-    def _topological_order(self) -> list[str]:
-        """Kahn's algorithm in declaration order, so independent steps keep the order they were written."""
-        indegree = {name: len({ref.node for ref in node.inputs.values()}) for name, node in self.nodes.items()}
-        users: dict[str, list[str]] = {name: [] for name in self.nodes}
-        for node in self.nodes.values():
-            for upstream in dict.fromkeys(ref.node for ref in node.inputs.values()):
-                users[upstream].append(node.name)
-        ready = [name for name in self.nodes if indegree[name] == 0]
-        order: list[str] = []
-        while ready:
-            name = ready.pop(0)
-            order.append(name)
-            for user in users[name]:
-                indegree[user] -= 1
-                if indegree[user] == 0:
-                    ready.append(user)
-        if len(order) != len(self.nodes):
-            cycle = self._find_cycle({n for n in self.nodes if n not in order})
+    def sorter(self) -> TopologicalSorter[str]:
+        """A prepared ``graphlib.TopologicalSorter`` over the steps (each depends on its inputs' steps)."""
+        sorter: TopologicalSorter[str] = TopologicalSorter(
+            {name: list(dict.fromkeys(ref.node for ref in node.inputs.values())) for name, node in self.nodes.items()})
+        try:
+            sorter.prepare()
+        except CycleError as err:
+            cycle: list[str] = list(err.args[1])
             first = self.nodes[cycle[0]]
             raise PipelineError(
                 f"the pipeline has a cycle: {' -> '.join(cycle)} (step {first.name!r}{first.where()})",
                 hint="a step cannot depend, directly or not, on its own output; break the loop",
-            )
-        return order
+            ) from err
+        return sorter
 
-    def _find_cycle(self, remaining: set[str]) -> list[str]:
-        start = min(remaining, key=list(self.nodes).index)
-        path: list[str] = [start]
-        seen = {start}
-        while True:
-            node = self.nodes[path[-1]]
-            nxt = next(ref.node for ref in node.inputs.values() if ref.node in remaining)
-            if nxt in seen:
-                return [*path[path.index(nxt):], nxt][::-1]
-            path.append(nxt)
-            seen.add(nxt)
+    def ready_in_order(self, names: Iterable[str]) -> list[str]:
+        """``names`` in declaration order (independent steps run in the order they were written)."""
+        return sorted(names, key=self._rank.__getitem__)
+
+    def _topological_order(self) -> list[str]:
+        sorter = self.sorter()
+        order: list[str] = []
+        while sorter.is_active():
+            ready = self.ready_in_order(sorter.get_ready())
+            order.extend(ready)
+            sorter.done(*ready)
+        return order
 
     def descendants(self, name: str) -> set[str]:
         """Every node that depends, directly or not, on ``name``."""

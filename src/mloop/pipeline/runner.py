@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 from mloop.errors import StepFailed
 from mloop.pipeline.artifacts import ArtifactRef, ArtifactStore
+from mloop.pipeline.candidate import ModelCandidate
 from mloop.pipeline.cache import CacheEntry, StepCache, cache_key, code_digest, file_inputs
 from mloop.pipeline.executors import Executor
 from mloop.pipeline.executors.task import Task, TaskResult
@@ -57,41 +58,57 @@ class StepRecord:
 
 @dataclass
 class RunResult:
-    """A finished run: each step's record, and the values the pipeline returned, loaded on demand."""
+    """A finished run: each step's record, and the values the pipeline returned, loaded on demand.
 
-    run_id: str
+    ``id`` is the engine's id of the run (its step logs are in ``.mloop/logs/<id>/``);
+    ``tracking_id`` is the id a tracker gave it (MLflow's run id), empty when untracked.
+    """
+
+    id: str
     pipeline: str
     graph: Graph
     store: ArtifactStore
     steps: dict[str, StepRecord]
     started: float
     ended: float = 0.0
+    tracking_id: str = ""
 
     @property
     def ok(self) -> bool:
         return all(r.state in ("cached", "done") for r in self.steps.values())
 
-    @property
-    def status(self) -> str:
-        return "FINISHED" if self.ok else "FAILED"
+    def count(self, state: State) -> int:
+        return sum(r.state == state for r in self.steps.values())
 
     def load(self, step: str, output: str = "output") -> Any:
         """The value of one step output from the artifact store."""
         return self.store.get(self.steps[step].outputs[output])
 
     def ref(self, value: Any) -> ArtifactRef | None:
+        """Where a step output the pipeline returned is stored (None for a plain value)."""
         if isinstance(value, OutputRef):
             return self.steps[value.node].outputs.get(value.output)
         return None
 
-    def result(self, name: str) -> Any:
-        """A value the pipeline function returned, by its name (step outputs are loaded)."""
-        value = self.graph.results[name]
+    def value(self, value: Any) -> Any:
+        """A value the pipeline returned: a step output is loaded, anything else is itself."""
         return self.load(value.node, value.output) if isinstance(value, OutputRef) else value
+
+    def result(self, name: str) -> Any:
+        """A result the pipeline function returned, by its name (step outputs are loaded)."""
+        return self.value(self.graph.results[name])
+
+    @property
+    def candidate(self) -> ModelCandidate | None:
+        """The model candidate the pipeline returned, with its step outputs as refs (see ``value``)."""
+        return self.graph.candidate
 
 
 class Tracker(Protocol):
-    """Receives a run as it happens (see ``mloop.tracking.mlflow_tracker.MlflowTracker``)."""
+    """Receives a run as it happens (see ``mloop.tracking.mlflow_tracker.MlflowTracker``).
+
+    ``start`` returns the tracker's id of the run; every call happens on one thread, in order.
+    """
 
     def start(self, result: RunResult) -> str: ...
 
@@ -121,27 +138,27 @@ class Runner:
         self.pipeline_name = pipeline_name
 
     def run(self) -> RunResult:
-        local_id = uuid.uuid4().hex
+        run_id = uuid.uuid4().hex
         records = {node.name: StepRecord(node.name, params=dict(node.params)) for node in self.graph}
-        result = RunResult(local_id, self.pipeline_name, self.graph, self.store, records, time.time())
+        result = RunResult(run_id, self.pipeline_name, self.graph, self.store, records, time.time())
         for node in self.graph:
             records[node.name].file_digests = file_inputs(node.params, node.step.hints(), self.project_root, node.name)
         import cloudpickle
 
         blobs = {node.name: cloudpickle.dumps(node.step) for node in self.graph}
         tracking = _TrackingThread(self.tracker, result)
-        pending = list(self.graph.order)
+        sorter = self.graph.sorter()
         running: dict[Future[TaskResult], str] = {}
         interrupted = True
         try:
-            while pending or running:
-                for name in [n for n in pending if self._inputs_ready(self.graph.nodes[n], records)]:
-                    pending.remove(name)
+            while sorter.is_active():
+                for name in self.graph.ready_in_order(sorter.get_ready()):
                     node, record = self.graph.nodes[name], records[name]
                     blocked = self._failed_upstream(node, records)
                     if blocked:
                         record.state, record.skipped_because = "skipped", blocked
                         self._emit(record, tracking)
+                        sorter.done(name)
                         continue
                     record.key = self._key(node, record, records)
                     entry = self.cache.get(record.key) if self.use_cache else None
@@ -150,19 +167,20 @@ class Runner:
                         record.state, record.started, record.ended = "cached", now, now
                         record.outputs, record.metrics, record.files = entry.outputs, entry.metrics, entry.files
                         self._emit(record, tracking)
+                        sorter.done(name)
                         continue
                     record.state, record.started = "running", time.time()
-                    running[self.executor.submit(self._task(node, record, records, blobs[name], local_id))] = name
+                    running[self.executor.submit(self._task(node, record, records, blobs[name], run_id))] = name
                     self.listener(record)
                 tracking.raise_if_start_failed()
                 if not running:
-                    continue
-                done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+                    continue  # steps served from the cache or skipped made others ready
+                done, _ = wait([*running, *tracking.watch()], return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._finish(records[running.pop(future)], future, tracking)
-                if not done:
-                    for name in running.values():
-                        self.listener(records[name])
+                    name = running.pop(future, "")
+                    if name:
+                        self._finish(records[name], future, tracking)
+                        sorter.done(name)
             interrupted = False
         finally:
             self.executor.shutdown(kill=interrupted)
@@ -176,9 +194,6 @@ class Runner:
     def _emit(self, record: StepRecord, tracking: _TrackingThread) -> None:
         self.listener(record)
         tracking.log_step(record)
-
-    def _inputs_ready(self, node: Node, records: dict[str, StepRecord]) -> bool:
-        return all(records[ref.node].state in ("cached", "done", "failed", "skipped") for ref in node.inputs.values())
 
     def _failed_upstream(self, node: Node, records: dict[str, StepRecord]) -> str:
         for ref in node.inputs.values():
@@ -234,16 +249,18 @@ class _TrackingThread:
         self.tracker = tracker
         self.result = result
         self.calls: list[Future[Any]] = []
-        self.pool = None
+        self.pool: ThreadPoolExecutor | None = None
         if tracker is not None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self.pool = ThreadPoolExecutor(1, thread_name_prefix="mloop-tracking")
             self.calls.append(self.pool.submit(self._start))
 
     def _start(self) -> None:
         assert self.tracker is not None
-        self.result.run_id = self.tracker.start(self.result)
+        self.result.tracking_id = self.tracker.start(self.result)
+
+    def watch(self) -> list[Future[Any]]:
+        """The tracker's start while it is under way: the scheduler wakes when it ends (it may fail)."""
+        return [self.calls[0]] if self.calls and not self.calls[0].done() else []
 
     def raise_if_start_failed(self) -> None:
         """Stop the run early when the tracker could not start (an unreachable server, a bad URI)."""
@@ -279,6 +296,6 @@ def raise_for_failures(result: RunResult) -> None:
     raise StepFailed(
         "; ".join(lines),
         hint=f"fix the step and run 'mloop run' again: the {finished} step(s) that finished come from the cache "
-        "(--verbose shows the traceback)",
+        "(mloop --verbose run shows the traceback)",
         failures={name: r.traceback for name, r in failed.items()},
     )

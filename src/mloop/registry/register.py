@@ -1,27 +1,41 @@
-"""Register a run's model candidate: bundle it, create a version, set challenger/champion aliases."""
+"""Register a run's model candidate: bundle it, create a version, set challenger/champion aliases.
+
+Each kind of failure has its own error: the candidate does not fit its data (``RegistryError``), the
+model fails to predict on its training rows (``ModelSignatureError``) or cannot be saved
+(``ModelSerializationError``), the champion cannot be scored (``RegistryError``), or the tracking store
+refuses a write (``TrackingError``, from the MLflow calls only).
+"""
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mloop.errors import RegistryError
-from mloop.models.bundle import BundleInfo, write_bundle
-from mloop.models.fetch import download_model, load_sklearn_model
-from mloop.registry.promotion import Decision, check_metric, decide, score
+from mloop.bundle.format import BundleInfo, write_bundle
+from mloop.bundle.profile import ReferenceProfile
+from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
+from mloop.registry.fetch import download_model, load_sklearn_model
+from mloop.registry.metrics import check_metric, score
+from mloop.registry.promotion import Decision, decide
 from mloop.tracking.client import experiment_id, mlflow_client, tracking_error
 from mloop.tracking.lineage import git_state, package_versions
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from mloop.config import ProjectConfig
+    from mloop.pipeline.artifacts import ArtifactRef
     from mloop.pipeline.runner import RunResult
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PIP_REQUIREMENTS_PACKAGES = ("scikit-learn", "pandas", "numpy", "cloudpickle")
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,45 +51,65 @@ class Registration:
         return f"models:/{self.model_name}/{self.version}"
 
 
+@contextmanager
+def _store(cfg: ProjectConfig) -> Iterator[None]:
+    """Around MLflow calls only: a failure there is the tracking store's (TrackingError)."""
+    try:
+        yield
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+
+
+def _mlflow(cfg: ProjectConfig, call: Callable[[], T]) -> T:
+    with _store(cfg):
+        return call()
+
+
 def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
     """Register the model the run's pipeline returned, unless this exact model is registered already."""
+    candidate = result.candidate
+    if candidate is None:
+        raise RegistryError("the pipeline returned no ModelCandidate", hint="return mloop.ModelCandidate(...)")
     promotion = cfg.settings.promotion
     check_metric(promotion.metric)
     client = mlflow_client(cfg)
     name = cfg.model_name
-    model_ref = result.ref(result.graph.results["model"])
+    model_ref, test_ref = result.ref(candidate.model), result.ref(candidate.test)
     if model_ref is None:
         raise RegistryError("the pipeline's 'model' must be a step output", hint="return ModelCandidate(model=<step output>, ...)")
-    test_key = result.ref(result.graph.results["test"])
-    try:  # an identical model on the same test set is registered already: nothing to load or score
-        existing = _version_with_digest(client, name, model_ref.digest, test_key.digest if test_key else "")
-        if existing is not None:
-            client.set_tag(result.run_id, "mloop.model_version", str(existing.version))
-            aliases = list(getattr(existing, "aliases", []) or [])
-            return Registration(name, str(existing.version), aliases,
-                                Decision(CHAMPION in aliases, "the same model is registered already", float("nan")), True)
-    except Exception as err:
-        raise tracking_error(cfg, err) from err
+    # An identical model on the same test set is registered already: nothing to load or score.
+    existing = _version_with_digest(cfg, client, name, model_ref.digest, test_ref.digest if test_ref else "")
+    if existing is not None:
+        _mlflow(cfg, lambda: client.set_tag(result.tracking_id, "mloop.model_version", str(existing.version)))
+        aliases = list(getattr(existing, "aliases", []) or [])
+        return Registration(name, str(existing.version), aliases,
+                            Decision(CHAMPION in aliases, "the same model is registered already", float("nan")), True)
 
-    target = result.result("target")
-    train, test = result.result("train"), result.result("test")
+    target: str = candidate.target
+    train, test = result.value(candidate.train), result.value(candidate.test)
     for label, frame in (("train", train), ("test", test)):
         if target not in getattr(frame, "columns", []):
             raise RegistryError(
                 f"ModelCandidate.{label} has no target column {target!r}",
                 hint="pass DataFrames with the target column and ModelCandidate(target=NAME)",
             )
-    model = result.result("model")
-    metrics = result.result("metrics") or {}
+    model = result.value(candidate.model)
+    metrics = result.value(candidate.metrics) or {}
     x_test, y_test = test.drop(columns=[target]), test[target]
-    candidate_score = score(promotion.metric, model, x_test, y_test)
+    try:
+        candidate_score = score(promotion.metric, model, x_test, y_test)
+    except Exception as err:
+        raise ModelError(f"the model cannot be scored with {promotion.metric!r} on its test set: "
+                         f"{type(err).__name__}: {err}",
+                         hint="check that the model predicts from the test frame without the target column, and that "
+                              "[promotion] metric fits the task") from err
     champion_score, champion_version = _champion_score(cfg, client, name, promotion.metric, x_test, y_test)
     decision = decide(promotion.metric, promotion.direction, promotion.min_improvement,
                       candidate_score, champion_score, champion_version)
 
     git = git_state(cfg.root)
     lineage = {
-        "run_id": result.run_id,
+        "run_id": result.tracking_id,
         "pipeline": result.pipeline,
         "data_sha256": sorted({d for r in result.steps.values() for d in r.file_digests.values()}),
         "git_commit": git.get("commit", ""),
@@ -83,32 +117,28 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
         "model_digest": model_ref.digest,
         "packages": package_versions(),
     }
-    try:
-        with tempfile.TemporaryDirectory(prefix="mloop-bundle-") as tmp:
-            model_dir = Path(tmp) / "model"
-            _save_model(model, train.drop(columns=[target]), model_dir)
-            from mloop.monitor.profile import ReferenceProfile
-
-            info = BundleInfo(
-                target=target,
-                features=[str(c) for c in train.columns if c != target],
-                classes=[_plain(c) for c in getattr(model, "classes_", [])],
-                class_counts=({str(k): int(v) for k, v in train[target].value_counts().sort_index().items()}
-                              if hasattr(model, "classes_") else {}),
-                metrics={k: float(v) for k, v in dict(metrics).items()} | {f"test_{promotion.metric}": candidate_score},
-                lineage=lineage,
-            )
-            write_bundle(model_dir, info, ReferenceProfile().fit(train), result.result("outlier_detector"))
-            version = _create_version(client, cfg, name, result.run_id, model_dir, lineage, decision, test_key)
+    with tempfile.TemporaryDirectory(prefix="mloop-bundle-") as tmp:
+        model_dir = Path(tmp) / "model"
+        _save_model(model, train.drop(columns=[target]), model_dir)
+        info = BundleInfo(
+            target=target,
+            features=[str(c) for c in train.columns if c != target],
+            classes=[_plain(c) for c in getattr(model, "classes_", [])],
+            class_counts=({str(k): int(v) for k, v in train[target].value_counts().sort_index().items()}
+                          if hasattr(model, "classes_") else {}),
+            metrics={k: float(v) for k, v in dict(metrics).items()} | {f"test_{promotion.metric}": candidate_score},
+            lineage=lineage,
+        )
+        write_bundle(model_dir, info, ReferenceProfile().fit(train), result.value(candidate.outlier_detector))
+        version = _create_version(client, cfg, name, result.tracking_id, model_dir, lineage, decision, test_ref)
+    with _store(cfg):
         client.set_registered_model_alias(name, CHALLENGER, version)
         aliases = [CHALLENGER]
         if decision.promote:
             client.set_registered_model_alias(name, CHAMPION, version)
             aliases.append(CHAMPION)
-        client.set_tag(result.run_id, "mloop.model_version", version)
-        client.set_tag(result.run_id, "mloop.promotion", decision.reason)
-    except Exception as err:
-        raise tracking_error(cfg, err) from err
+        client.set_tag(result.tracking_id, "mloop.model_version", version)
+        client.set_tag(result.tracking_id, "mloop.promotion", decision.reason)
     return Registration(name, version, aliases, decision)
 
 
@@ -117,59 +147,76 @@ def _plain(value: Any) -> Any:
 
 
 def _save_model(model: Any, features: Any, model_dir: Path) -> None:
+    """The MLflow sklearn model with its signature and input example (raises a ModelError naming the problem)."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
     example = features.head(5)
-    signature = infer_signature(example, model.predict(example))
+    try:
+        signature = infer_signature(example, model.predict(example))
+    except Exception as err:
+        raise ModelSignatureError(
+            f"the model ({type(model).__name__}) failed to predict on 5 of its own training rows: "
+            f"{type(err).__name__}: {err}",
+            hint="check that it predicts from the train frame without the target column (ModelCandidate.target)",
+        ) from err
     versions = package_versions(PIP_REQUIREMENTS_PACKAGES)
-    mlflow.sklearn.save_model(
-        model, str(model_dir), signature=signature, input_example=example,
-        pip_requirements=[f"{pkg}=={ver}" for pkg, ver in versions.items()],
-    )
+    try:
+        mlflow.sklearn.save_model(model, str(model_dir), signature=signature, input_example=example,
+                                  pip_requirements=[f"{pkg}=={ver}" for pkg, ver in versions.items()])
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelSerializationError(
+            f"the model ({type(model).__name__}) cannot be saved as an MLflow scikit-learn model: {first[:300]}",
+            hint="return a scikit-learn estimator or Pipeline from the training step",
+        ) from err
 
 
-def _create_version(client: Any, cfg: ProjectConfig, name: str, run_id: str, model_dir: Path,
-                    lineage: dict[str, Any], decision: Decision, test_ref: Any) -> str:
+def _create_version(client: MlflowClient, cfg: ProjectConfig, name: str, run_id: str, model_dir: Path,
+                    lineage: dict[str, Any], decision: Decision, test_ref: ArtifactRef | None) -> str:
     from mlflow.exceptions import MlflowException
 
-    exp = experiment_id(client, cfg) or "0"
-    logged = client.create_logged_model(exp, name="model", source_run_id=run_id,
-                                        tags={"mloop.model_digest": lineage["model_digest"]})
-    client.log_model_artifacts(logged.model_id, str(model_dir))
-    client.finalize_logged_model(logged.model_id, "READY")
-    try:
-        client.create_registered_model(name, description=f"registered by mloop from project {cfg.name}")
-    except MlflowException as err:
-        if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
-            raise
-    tags = {
-        "mloop.model_digest": lineage["model_digest"],
-        "mloop.test_digest": test_ref.digest if test_ref else "",
-        "mloop.promotion": decision.reason,
-        "mloop.data_sha256": ",".join(lineage["data_sha256"]),
-        "mloop.git_commit": lineage["git_commit"],
-    }
-    version = client.create_model_version(name, source=logged.artifact_location, run_id=run_id, tags=tags,
-                                          model_id=logged.model_id, description=json.dumps(lineage)[:5000])
+    with _store(cfg):
+        exp = experiment_id(client, cfg) or "0"
+        logged = client.create_logged_model(exp, name="model", source_run_id=run_id,
+                                            tags={"mloop.model_digest": lineage["model_digest"]})
+        client.log_model_artifacts(logged.model_id, str(model_dir))
+        client.finalize_logged_model(logged.model_id, "READY")
+        try:
+            client.create_registered_model(name, description=f"registered by mloop from project {cfg.name}")
+        except MlflowException as err:
+            if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
+                raise
+        tags = {
+            "mloop.model_digest": lineage["model_digest"],
+            "mloop.test_digest": test_ref.digest if test_ref else "",
+            "mloop.promotion": decision.reason,
+            "mloop.data_sha256": ",".join(lineage["data_sha256"]),
+            "mloop.git_commit": lineage["git_commit"],
+        }
+        version = client.create_model_version(name, source=logged.artifact_location, run_id=run_id, tags=tags,
+                                              model_id=logged.model_id, description=json.dumps(lineage)[:5000])
     return str(version.version)
 
 
-def _version_with_digest(client: Any, name: str, model_digest: str, test_digest: str) -> Any:
+def _version_with_digest(cfg: ProjectConfig, client: MlflowClient, name: str, model_digest: str,
+                         test_digest: str) -> Any:
     from mlflow.exceptions import MlflowException
 
-    try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
-    for version in versions:
-        tags = version.tags or {}
-        if tags.get("mloop.model_digest") == model_digest and tags.get("mloop.test_digest") == test_digest:
-            return client.get_model_version(name, version.version)  # search results carry no aliases
+    with _store(cfg):
+        try:
+            versions = client.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            return None
+        for version in versions:
+            tags = version.tags or {}
+            if tags.get("mloop.model_digest") == model_digest and tags.get("mloop.test_digest") == test_digest:
+                return client.get_model_version(name, version.version)  # search results carry no aliases
     return None
 
 
-def _champion_score(cfg: ProjectConfig, client: Any, name: str, metric: str, features: Any, target: Any) -> tuple[float | None, str | None]:
+def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric: str, features: Any,
+                    target: Any) -> tuple[float | None, str | None]:
     from mlflow.exceptions import MlflowException
 
     try:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mloop.models.loaded import LoadedModel
+from mloop.bundle.loaded import LoadedModel
 
 V2_DTYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype("bool"), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),

@@ -24,19 +24,19 @@ def mlflow_client(cfg: ProjectConfig) -> MlflowClient:
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
-    import urllib.error
-    import urllib.request
+    """Raise TrackingError unless the tracking server at ``uri`` answers its health check."""
+    import httpx
 
-    url = uri.rstrip("/") + "/health"
+    from mloop._http import client
+
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            if response.status < 400:
-                return
-            problem = f"HTTP {response.status}"
-    except urllib.error.HTTPError as err:
-        problem = f"HTTP {err.code}"
-    except (OSError, ValueError) as err:
-        problem = str(getattr(err, "reason", err))
+        with client(timeout=timeout) as http:
+            response = http.get(uri.rstrip("/") + "/health")
+        if response.status_code < 400:
+            return
+        problem = f"HTTP {response.status_code}"
+    except httpx.HTTPError as err:
+        problem = str(err) or type(err).__name__
     raise TrackingError(
         f"the tracking server {uri} is not reachable ({problem})",
         hint="start it, or fix [tracking] uri in mloop.toml / MLOOP_TRACKING_URI (empty means the local store)",

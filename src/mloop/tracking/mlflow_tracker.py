@@ -46,7 +46,7 @@ class MlflowTracker:
                 "mloop.pipeline": result.pipeline,
                 "mloop.project": self.cfg.name,
                 "mloop.kind": "pipeline",
-                "mloop.local_run_id": result.run_id,
+                "mloop.local_run_id": result.id,
                 **{f"mloop.env.{name}": version for name, version in package_versions().items()},
                 "mloop.env.python": str(environment()["python"]),
             }
@@ -125,7 +125,18 @@ class MlflowTracker:
         metrics = [Metric(f"steps_{state}", float(n), now, 0) for state, n in counts.items()]
         metrics.append(Metric("duration_s", result.ended - result.started, now, 0))
         self.client.log_batch(self.run_id, metrics=metrics)
-        self.client.set_terminated(self.run_id, result.status, end_time=_ms(result.ended or time.time()))
+        status = "FINISHED" if result.ok else "FAILED"
+        self.client.set_terminated(self.run_id, status, end_time=_ms(result.ended or time.time()))
+
+    def mark_failed(self, reason: str) -> None:
+        """Record the run as failed after it finished (its model could not be registered), with the reason."""
+        if not self.run_id:
+            return
+        try:
+            self.client.set_tag(self.run_id, "mloop.error", short(reason, 5000))
+            self.client.set_terminated(self.run_id, "FAILED")
+        except Exception as err:
+            raise tracking_error(self.cfg, err) from err
 
     def _log_json(self, run_id: str, name: str, data: Any) -> None:
         self.client.log_dict(run_id, data, name)

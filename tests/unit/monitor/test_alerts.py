@@ -19,14 +19,14 @@ def test_a_rule_is_pending_then_fires_after_its_duration_then_resolves(tmp_path)
     log = tmp_path / "alerts.jsonl"
     alerting = Alerting([rule(**{"for": "5m"})], "m", log_path=log)
     assert alerting.evaluate({"drifted_features_share": 0.5}, now=1000) == []
-    assert alerting.state(now=1060) == {"firing": [], "pending": {"DataDrift": 60.0}}
+    assert alerting.state(now=1060) == ([], {"DataDrift": 60.0})
     assert alerting.evaluate({"drifted_features_share": 0.5}, now=1299) == []
     [fired] = alerting.evaluate({"drifted_features_share": 0.4}, now=1300)
-    assert fired["status"] == "firing" and fired["started"] == 1000 and fired["value"] == 0.4
+    assert fired.status == "firing" and fired.started == 1000 and fired.value == 0.4
     assert alerting.evaluate({"drifted_features_share": 0.9}, now=1310) == []  # fires once, not per update
     [resolved] = alerting.evaluate({"drifted_features_share": 0.1}, now=1400)
-    assert resolved["status"] == "resolved" and resolved["started"] == 1000
-    assert [e["status"] for e in read_alert_log(log)] == ["firing", "resolved"]
+    assert resolved.status == "resolved" and resolved.started == 1000
+    assert [e.status for e in read_alert_log(log)] == ["firing", "resolved"]
     # a condition that stops holding before 'for' never fires
     alerting.evaluate({"drifted_features_share": 0.5}, now=2000)
     assert alerting.evaluate({"drifted_features_share": 0.1}, now=2100) == [] and not alerting.pending
@@ -36,8 +36,8 @@ def test_below_rules_and_missing_values():
     alerting = Alerting([AlertRule.model_validate({"name": "LowAccuracy", "metric": "accuracy", "below": 0.9})], "m")
     assert alerting.evaluate({}, now=1) == []  # no labelled predictions yet: no value, no alert
     assert alerting.evaluate({"accuracy": 0.95}, now=2) == []
-    assert alerting.evaluate({"accuracy": 0.8}, now=3)[0]["status"] == "firing"
-    assert alerting.evaluate({"accuracy": None}, now=4)[0]["status"] == "resolved"  # no data resolves, as in Prometheus
+    assert alerting.evaluate({"accuracy": 0.8}, now=3)[0].status == "firing"
+    assert alerting.evaluate({"accuracy": None}, now=4)[0].status == "resolved"  # no data resolves, as in Prometheus
 
 
 def test_firing_alerts_survive_a_restart_through_the_log(tmp_path):
@@ -48,7 +48,7 @@ def test_firing_alerts_survive_a_restart_through_the_log(tmp_path):
     again = Alerting([rule()], "m", log_path=log)
     assert again.evaluate({"drifted_features_share": 0.6}, now=20) == []  # still firing: not fired twice
     [resolved] = again.evaluate({"drifted_features_share": 0.0}, now=30)
-    assert resolved["status"] == "resolved" and resolved["started"] == 10
+    assert resolved.status == "resolved" and resolved.started == 10
     assert firing(read_alert_log(log)) == {}
 
 
@@ -93,11 +93,22 @@ def test_alertmanager_payloads_are_recorded_like_mloops_own(tmp_path):
         {"status": "firing", "labels": {"alertname": "MloopDataDrift", "model": "bc", "severity": "warning"},
          "annotations": {"summary": "drift"}, "startsAt": "2026-11-22T10:00:00Z", "fingerprint": "abc"}]}
     [event] = alerting.receive(payload)
-    assert event["source"] == "alertmanager" and event["alert"] == "MloopDataDrift" and event["summary"] == "drift"
+    assert event.source == "alertmanager" and event.alert == "MloopDataDrift" and event.summary == "drift"
     assert list(firing(read_alert_log(log))) == [("alertmanager", "MloopDataDrift")]
-    for bad in ({}, {"alerts": [{"labels": {}}]}, {"alerts": [{"status": "odd", "labels": {"alertname": "x"}}]}):
-        with pytest.raises(ValueError, match="alert"):
+    for bad, where in (({}, "alerts"), ({"alerts": [{"labels": {}}]}, "alerts[0].status"),
+                       ({"alerts": [{"status": "odd", "labels": {"alertname": "x"}}]}, "alerts[0].status"),
+                       ({"alerts": [{"status": "firing", "labels": {}}]}, "alerts[0].labels.alertname")):
+        with pytest.raises(ValueError, match=f"payload: {where.replace('[', '.').replace(']', '.')}"):
             alerting.receive(bad)
+
+
+def test_the_log_skips_lines_that_are_not_events(tmp_path):
+    log = tmp_path / "alerts.jsonl"
+    Alerting([rule()], "m", log_path=log).evaluate({"drifted_features_share": 0.5}, now=10)
+    with log.open("ab") as fh:
+        fh.write(b'[1, 2]\n"text"\n\xff\xfe not utf-8\n')
+    [event] = read_alert_log(log)
+    assert event.alert == "DataDrift" and event.status == "firing"
 
 
 @pytest.mark.parametrize("alerts, message", [

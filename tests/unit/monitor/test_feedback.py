@@ -1,6 +1,7 @@
 import pytest
 
 from mloop.monitor.feedback import FeedbackJoiner, UnknownRequest
+from mloop.registry.metrics import live_metrics
 
 
 def test_feedback_is_joined_by_request_id_and_scored():
@@ -9,7 +10,7 @@ def test_feedback_is_joined_by_request_id_and_scored():
     joiner.record("r2", [0])
     assert joiner.add("r1", [1, 0, 0]) == 3
     assert joiner.add("r2", [1]) == 1
-    scores = joiner.scores(positive=1)
+    scores = joiner.scores(live_metrics([0, 1]))
     assert scores == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5}
     assert joiner.labelled_total == 4
 
@@ -38,4 +39,4 @@ def test_the_score_window_is_bounded():
     for i in range(5):
         joiner.record(str(i), [1])
         joiner.add(str(i), [1 if i >= 2 else 0])
-    assert joiner.scores(positive=1)["accuracy"] == 1.0
+    assert joiner.scores(live_metrics([0, 1]))["accuracy"] == 1.0

@@ -6,7 +6,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mloop.errors import MaterializerError, StoreError
-from mloop.pipeline.artifacts import ArtifactStore, atomic_write_text, materializer_for, register_materializer
+from mloop.pipeline.artifacts import (
+    ArtifactStore,
+    materializer_for,
+    register_materializer,
+)
 
 
 class Point:
@@ -92,11 +96,3 @@ def test_custom_materializer_is_found_along_the_mro(tmp_path: Path):
     store = ArtifactStore(tmp_path)
     ref = store.put(SubPoint(7))
     assert ref.materializer == "point" and store.get(ref).x == 7
-
-
-def test_atomic_write_replaces_whole_file(tmp_path: Path):
-    target = tmp_path / "entry.json"
-    atomic_write_text(target, "old")
-    atomic_write_text(target, "new")
-    assert target.read_text() == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["entry.json"]

@@ -4,7 +4,13 @@ import pytest
 
 from mloop.errors import DataError
 from mloop.pipeline.artifacts import ArtifactStore
-from mloop.pipeline.cache import CacheEntry, StepCache, cache_key, code_digest, file_inputs
+from mloop.pipeline.cache import (
+    CacheEntry,
+    StepCache,
+    cache_key,
+    code_digest,
+    file_inputs,
+)
 from mloop.pipeline.dsl import step
 
 

@@ -12,9 +12,6 @@ from mloop.pipeline.dsl import pipeline, step
 from mloop.pipeline.executors.local import InlineExecutor, LocalExecutor
 from mloop.pipeline.runner import Runner, raise_for_failures
 
-FLAGS: dict[str, bool] = {"fail": True}
-
-
 @step
 def source(n: int = 3) -> list[int]:
     return list(range(n))
@@ -38,8 +35,8 @@ def combine(a: int, b: int) -> int:
 
 
 @step
-def flaky(data: list[int]) -> int:
-    if FLAGS["fail"]:
+def flaky(data: list[int], broken_if: str = "") -> int:
+    if broken_if and os.path.exists(broken_if):  # a file, so the worker processes see the fix
         raise ValueError("bad batch")
     return max(data)
 
@@ -87,8 +84,10 @@ def test_second_run_is_served_from_the_cache_and_a_parameter_change_reruns_only_
 
 
 def test_a_failing_step_stops_its_dependents_and_unrelated_branches_finish(tmp_path: Path):
-    FLAGS["fail"] = True
-    result = run(with_failure.build(), tmp_path)
+    broken = tmp_path / "broken"
+    broken.touch()
+    params = {"flaky": {"broken_if": str(broken)}}
+    result = run(with_failure.build(params), tmp_path)
     states = {name: r.state for name, r in result.steps.items()}
     assert states == {"source": "done", "flaky": "failed", "after_flaky": "skipped", "slow_a": "done"}
     assert result.steps["flaky"].error == "ValueError: bad batch"
@@ -97,8 +96,8 @@ def test_a_failing_step_stops_its_dependents_and_unrelated_branches_finish(tmp_p
         raise_for_failures(result)
     assert "mloop run" in info.value.hint and "Traceback" in info.value.failures["flaky"]
 
-    FLAGS["fail"] = False  # the fix; forked workers see it
-    resumed = run(with_failure.build(), tmp_path)
+    broken.unlink()  # the fix
+    resumed = run(with_failure.build(params), tmp_path)
     states = {name: r.state for name, r in resumed.steps.items()}
     assert states == {"source": "cached", "flaky": "done", "after_flaky": "done", "slow_a": "cached"}
 

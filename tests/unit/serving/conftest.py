@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mloop.models.bundle import BundleInfo
-from mloop.models.loaded import Feature, LoadedModel
-from mloop.monitor.profile import ReferenceProfile
+from mloop.bundle.format import BundleInfo
+from mloop.bundle.loaded import Feature, LoadedModel
+from mloop.bundle.profile import ReferenceProfile
 
 FEATURES = ["a", "b", "c"]
 

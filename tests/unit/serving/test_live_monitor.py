@@ -9,9 +9,8 @@ import pytest
 from sklearn.ensemble import IsolationForest
 
 from mloop.config import MonitorSection
-from mloop.monitor.live import histogram_quantile
-from mloop.serving.app import ModelServer
-from tests.unit.serving.test_app import call
+from mloop.monitor.metrics import histogram_quantile
+from tests.support.asgi import app_for, call
 
 
 @pytest.fixture
@@ -33,41 +32,41 @@ def rows(n, shift=0.0, seed=0):
 
 
 def test_status_and_log_after_an_update(model, tmp_path):
-    app = ModelServer(model, access_log=None, monitor=settings(), monitor_dir=tmp_path)
+    app = app_for(model, monitor=settings(), monitor_dir=tmp_path)
     for i in range(3):
         call(app, "POST", "/predict", json={"instances": rows(40, shift=4.0, seed=i)}, headers={"x-request-id": f"r{i}"})
-    status = app.update_monitoring()
+    status = app.dataplane.update_monitoring()
     on_disk = json.loads((tmp_path / "status.json").read_text())
-    assert on_disk["drift"]["share"] == status["drift"]["share"] == pytest.approx(1 / 3)
+    assert on_disk["drift"]["share"] == status.drift.share == pytest.approx(1 / 3)
     assert on_disk["drift"]["features"]["a"]["drifted"] is True and on_disk["drift"]["features"]["b"]["drifted"] is False
     assert set(on_disk["drift"]["predictions"]["training"]) == {"0", "1"}
     assert on_disk["outliers"]["ratio"] > 0.5  # shifted by 4 sd: mostly outliers
     log = pd.read_parquet(tmp_path / "predictions")
     assert len(log) == 120 and log["request_id"].nunique() == 3 and log["outlier"].mean() > 0.5
     assert on_disk["prediction_log"]["rows_written"] == 120
-    assert app.update_monitoring()["prediction_log"]["rows_written"] == 0  # written once
+    assert app.dataplane.update_monitoring().prediction_log.rows_written == 0  # written once
     metrics = call(app, "GET", "/metrics").text
     assert 'mloop_prediction_drift_p_value{model="toy",version="3"}' in metrics
 
 
 def test_too_few_rows_get_no_verdict_and_the_status_says_so(model):
-    app = ModelServer(model, access_log=None, monitor=settings(min_samples=100))
+    app = app_for(model, monitor=settings(min_samples=100))
     call(app, "POST", "/predict", json={"instances": rows(10)})
-    drift = app.update_monitoring()["drift"]
-    assert drift["share"] is None and "10 rows < min_samples 100" in drift["note"]
+    drift = app.dataplane.update_monitoring().drift
+    assert drift.share is None and "10 rows < min_samples 100" in drift.note
 
 
 def test_feedback_for_predictions_made_before_a_restart_still_counts(model, tmp_path):
-    first = ModelServer(model, access_log=None, monitor=settings(), monitor_dir=tmp_path)
+    first = app_for(model, monitor=settings(), monitor_dir=tmp_path)
     answer = call(first, "POST", "/predict", json={"instances": rows(2)}, headers={"x-request-id": "before"})
     labels = [p["label"] for p in answer.json()["predictions"]]
     call(first, "POST", "/predict", json={"instances": rows(1)}, headers={"x-request-id": "labelled"})
     one = [p["label"] for p in call(first, "POST", "/predict", json={"instances": rows(1)},
                                     headers={"x-request-id": "x"}).json()["predictions"]]
     assert call(first, "POST", "/feedback", json={"id": "x", "labels": one}).status_code == 200
-    first.monitor.close()  # shutdown writes what is pending
-    second = ModelServer(model, access_log=None, monitor=settings(), monitor_dir=tmp_path)
-    assert second.monitor.feedback.labelled_total == 1
+    first.dataplane.monitor.close()  # shutdown writes what is pending
+    second = app_for(model, monitor=settings(), monitor_dir=tmp_path)
+    assert second.dataplane.monitor.feedback.labelled_total == 1
     reply = call(second, "POST", "/feedback", json={"id": "before", "labels": labels})
     assert reply.status_code == 200 and reply.json()["total_labelled"] == 3 and reply.json()["accuracy"] == 1.0
     assert call(second, "POST", "/feedback", json={"id": "x", "labels": one}).status_code == 404  # labelled once only
@@ -75,18 +74,18 @@ def test_feedback_for_predictions_made_before_a_restart_still_counts(model, tmp_
 
 
 def test_p99_latency_and_error_ratio_come_from_the_servers_counters(model):
-    app = ModelServer(model, access_log=None, monitor=settings(rate_window="1m"))
-    assert app.monitor.update(now=990.0)["operations"]["p99_latency_ms"] is None  # before any request
+    app = app_for(model, monitor=settings(rate_window="1m"))
+    assert app.dataplane.monitor.update(now=990.0).operations.p99_latency_ms is None  # before any request
     for _ in range(98):
-        app.metrics.observe_request("predict", 200, 0.002)
-    app.metrics.observe_request("predict", 500, 0.3)
-    app.metrics.observe_request("infer", 200, 0.3)
-    app.metrics.observe_request("metrics", 200, 9.0)  # not a prediction route: ignored
-    ops = app.monitor.update(now=1000.0)["operations"]
-    assert ops["requests"] == 100 and ops["errors"] == 1 and ops["error_ratio"] == 0.01
-    assert ops["p99_latency_ms"] == pytest.approx(375.0)  # rank 99 of 100: half-way into (0.25, 0.5], as Prometheus
-    ops = app.monitor.update(now=1061.0)["operations"]
-    assert ops["requests"] == 0 and ops["error_ratio"] is None  # nothing new within the window
+        app.dataplane.metrics.observe_request("predict", 200, 0.002)
+    app.dataplane.metrics.observe_request("predict", 500, 0.3)
+    app.dataplane.metrics.observe_request("infer", 200, 0.3)
+    app.dataplane.metrics.observe_request("metrics", 200, 9.0)  # not a prediction route: ignored
+    ops = app.dataplane.monitor.update(now=1000.0).operations
+    assert ops.requests == 100 and ops.errors == 1 and ops.error_ratio == 0.01
+    assert ops.p99_latency_ms == pytest.approx(375.0)  # rank 99 of 100: half-way into (0.25, 0.5], as Prometheus
+    ops = app.dataplane.monitor.update(now=1061.0).operations
+    assert ops.requests == 0 and ops.error_ratio is None  # nothing new within the window
 
 
 def test_histogram_quantile_matches_prometheus_semantics():
@@ -98,10 +97,10 @@ def test_histogram_quantile_matches_prometheus_semantics():
 
 def test_an_alert_rule_fires_from_the_live_picture_and_is_exported(model, tmp_path):
     rule = {"name": "Drift", "metric": "drifted_features_share", "above": 0.2}
-    app = ModelServer(model, access_log=None, monitor=settings(alerts=[rule]), monitor_dir=tmp_path)
+    app = app_for(model, monitor=settings(alerts=[rule]), monitor_dir=tmp_path)
     call(app, "POST", "/predict", json={"instances": rows(200, shift=4.0)})
-    status = app.update_monitoring()
-    assert status["alerts"]["firing"] == ["Drift"]
+    status = app.dataplane.update_monitoring()
+    assert status.alerts.firing == ["Drift"]
     assert 'mloop_alerts_firing{alertname="Drift",model="toy"} 1.0' in call(app, "GET", "/metrics").text
     [event] = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
     assert event["status"] == "firing" and event["value"] == pytest.approx(1 / 3)
@@ -109,10 +108,10 @@ def test_an_alert_rule_fires_from_the_live_picture_and_is_exported(model, tmp_pa
 
 def test_the_alert_receiver_needs_a_token_and_a_valid_payload(model, tmp_path):
     payload = {"alerts": [{"status": "firing", "labels": {"alertname": "MloopDataDrift"}}]}
-    closed = ModelServer(model, access_log=None, monitor=settings())
+    closed = app_for(model, monitor=settings())
     answer = call(closed, "POST", "/alerts/webhook", json=payload)
-    assert answer.status_code == 403 and "MLOOP_ALERT_TOKEN" in answer.json()["error"]
-    app = ModelServer(model, access_log=None, monitor=settings(), monitor_dir=tmp_path, alert_token="am")
+    assert answer.status_code == 403 and "MLOOP_SERVING_ALERT_TOKEN" in answer.json()["error"]
+    app = app_for(model, monitor=settings(), monitor_dir=tmp_path, alert_token="am")
     assert call(app, "POST", "/alerts/webhook", json=payload).status_code == 401
     good = {"authorization": "Bearer am"}
     assert call(app, "POST", "/alerts/webhook", json={"alerts": "no"}, headers=good).status_code == 422
@@ -124,10 +123,10 @@ def test_every_exported_metric_is_documented(model):
     import re
     from pathlib import Path
 
-    app = ModelServer(model, access_log=None, monitor=settings())
+    app = app_for(model, monitor=settings())
     call(app, "POST", "/predict", json={"instances": rows(60)}, headers={"x-request-id": "x"})
-    app.update_monitoring()
-    app.monitor.set_scores()
+    app.dataplane.update_monitoring()
+    app.dataplane.monitor.set_scores()
     assert call(app, "POST", "/feedback", json={"id": "x", "labels": [0] * 60}).status_code == 200
     text = call(app, "GET", "/metrics").text
     labels: dict[str, set[str]] = {}
@@ -142,15 +141,14 @@ def test_every_exported_metric_is_documented(model):
 
 
 def test_a_swap_ends_the_old_versions_monitoring_series(model):
-    app = ModelServer(model, access_log=None, monitor=settings(), admin_token="adm",
-                      loader=lambda uri: replace(model, version="4"))
+    app = app_for(model, monitor=settings(), admin_token="adm", loader=lambda uri: replace(model, version="4"))
     call(app, "POST", "/predict", json={"instances": rows(60)})
-    app.update_monitoring()
+    app.dataplane.update_monitoring()
     assert 'mloop_drifted_features_share{model="toy",version="3"}' in call(app, "GET", "/metrics").text
     swap = call(app, "POST", "/admin/model", json={"uri": "models:/toy/4"}, headers={"authorization": "Bearer adm"})
     assert swap.status_code == 200
     call(app, "POST", "/predict", json={"instances": rows(60)})
-    app.update_monitoring()
+    app.dataplane.update_monitoring()
     text = call(app, "GET", "/metrics").text
     stale = [line for line in text.splitlines() if 'version="3"' in line and not line.startswith("mloop_predictions_total")]
     assert stale == []  # counters of what v3 predicted stay; its gauges are gone

@@ -4,7 +4,13 @@ import numpy as np
 import orjson
 import pytest
 
-from mloop.serving.protocol import RequestError, parse_plain, parse_v2, plain_response, v2_response
+from mloop.serving.protocol import (
+    RequestError,
+    parse_plain,
+    parse_v2,
+    plain_response,
+    v2_response,
+)
 
 
 def v2(inputs, **extra):
@@ -70,7 +76,7 @@ def test_missing_value_is_allowed_where_training_had_some_and_the_model_copes(sm
 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from mloop.models.loaded import Feature
+    from mloop.bundle.loaded import Feature
 
     rows = np.random.default_rng(0).normal(size=(100, 3))
     rows[::7, 2] = np.nan

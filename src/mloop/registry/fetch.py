@@ -1,4 +1,4 @@
-"""Fetch a registered model's directory (MLflow model plus the mloop bundle) from a project's store."""
+"""``models:/`` URIs: resolve them, fetch a registered model's folder (MLflow model plus bundle), load it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.errors import RegistryError
+from mloop.tracking.client import mlflow_client
 
 if TYPE_CHECKING:
+    from mloop.bundle.format import Bundle
+    from mloop.bundle.loaded import LoadedModel
     from mloop.config import ProjectConfig
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
@@ -28,8 +31,6 @@ def download_model(cfg: ProjectConfig, uri: str, dst: Path | None = None) -> Pat
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from mloop.tracking.client import mlflow_client
-
     name, _, _ = parse_model_uri(uri)
     version = resolve_version(cfg, uri)
     client = mlflow_client(cfg)
@@ -46,8 +47,6 @@ def resolve_version(cfg: ProjectConfig, uri: str) -> str:
     """The version number a model URI points at now (an alias resolves to its current version)."""
     from mlflow.exceptions import MlflowException
 
-    from mloop.tracking.client import mlflow_client
-
     name, version, alias = parse_model_uri(uri)
     if version:
         return version
@@ -61,3 +60,20 @@ def load_sklearn_model(model_dir: Path) -> Any:
     import mlflow.sklearn
 
     return mlflow.sklearn.load_model(str(model_dir))
+
+
+def load_registered(cfg: ProjectConfig, uri: str) -> LoadedModel:
+    """Fetch ``models:/NAME@ALIAS`` (or ``/VERSION``) from the project's registry and load it for prediction."""
+    from mloop.bundle.loaded import load_model_dir
+
+    name, _, _ = parse_model_uri(uri)
+    version = resolve_version(cfg, uri)
+    return load_model_dir(download_model(cfg, f"models:/{name}/{version}"), name=name, version=version)
+
+
+def fetch_bundle(cfg: ProjectConfig, uri: str) -> Bundle:
+    """The bundle (info, reference profile, outlier detector) of a registered model version."""
+    from mloop.bundle.format import read_bundle
+
+    with tempfile.TemporaryDirectory(prefix="mloop-bundle-") as tmp:
+        return read_bundle(download_model(cfg, uri, Path(tmp)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -11,7 +11,8 @@ class ModelCandidate:
     """The model a pipeline selected, and what the registry needs to judge and describe it.
 
     Inside a ``@pipeline`` function the fields are step outputs; ``mloop run`` loads them after the
-    run and registers ``model`` as a new version (see ``mloop.registry.register``).
+    run and registers ``model`` as a new version (see ``mloop.registry.register``). Only a
+    ``ModelCandidate`` triggers registration: anything else a pipeline returns is just its results.
 
     - ``model``: the fitted estimator (``predict``; ``predict_proba`` for probabilities).
     - ``train`` / ``test``: DataFrames of features plus the ``target`` column; ``train`` gives the
@@ -28,6 +29,6 @@ class ModelCandidate:
     metrics: Any = None
     outlier_detector: Any = None
 
-    def to_results(self) -> dict[str, Any]:
-        return {"model": self.model, "train": self.train, "test": self.test, "target": self.target,
-                "metrics": self.metrics, "outlier_detector": self.outlier_detector}
+    def items(self) -> list[tuple[str, Any]]:
+        """``(field, value)`` pairs, in declaration order."""
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]

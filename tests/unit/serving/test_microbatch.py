@@ -1,9 +1,8 @@
 import asyncio
 
 import numpy as np
-import pytest
 
-from mloop.serving.batching import Batcher
+from mloop.serving.microbatch import Batcher
 
 
 def recording_predict(calls):

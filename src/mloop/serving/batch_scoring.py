@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from mloop.models.loaded import LoadedModel
+from mloop.bundle.loaded import LoadedModel
 from mloop.serving.protocol import RequestError, check_values
 
 CHUNK_ROWS = 10_000

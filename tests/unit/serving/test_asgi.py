@@ -1,27 +1,17 @@
 """The ASGI app in memory (httpx's ASGI transport): routes, status codes, auth, limits, metrics."""
 
-import asyncio
-
-import httpx
 import orjson
 import pytest
 
 from mloop.config import MonitorSection
-from mloop.serving.app import ModelServer
+from tests.support.asgi import app_for, call
 
 ROW = {"a": 1.0, "b": 2.0, "c": 3.0}
 
 
-def call(app, method, path, **kwargs):
-    async def go():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            return await client.request(method, path, **kwargs)
-    return asyncio.run(go())
-
-
 @pytest.fixture
 def app(small_model):
-    return ModelServer(small_model, access_log=None)
+    return app_for(small_model)
 
 
 def test_health_metadata_and_readiness(app):
@@ -60,13 +50,13 @@ def test_client_mistakes_are_4xx_with_a_json_error(app, method, path, kwargs, st
 
 
 def test_body_over_the_limit_is_413(small_model):
-    app = ModelServer(small_model, access_log=None, max_body_bytes=100)
+    app = app_for(small_model, max_body_mb=100 / 2**20)
     response = call(app, "POST", "/predict", json={"instances": [ROW] * 20})
     assert response.status_code == 413 and "limit" in response.json()["error"]
 
 
 def test_token_is_required_except_on_health(small_model):
-    app = ModelServer(small_model, token="s3cret", access_log=None)
+    app = app_for(small_model, token="s3cret")
     assert call(app, "GET", "/v2/health/ready").status_code == 200
     denied = call(app, "POST", "/predict", json={"instances": [ROW]})
     assert denied.status_code == 401 and denied.headers["www-authenticate"] == "Bearer"
@@ -91,7 +81,7 @@ def test_one_json_log_line_per_request(small_model):
     import io
 
     log = io.StringIO()
-    app = ModelServer(small_model, access_log=log)
+    app = app_for(small_model, access_log=log)
     call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"x-request-id": "r-9"})
     [line] = log.getvalue().splitlines()
     entry = orjson.loads(line)
@@ -106,7 +96,7 @@ def test_a_model_failure_is_a_500_and_the_server_keeps_serving(small_model):
 
     from dataclasses import replace
 
-    app = ModelServer(replace(small_model, estimator=Broken()), access_log=None)
+    app = app_for(replace(small_model, estimator=Broken()), access_log=None)
     response = call(app, "POST", "/predict", json={"instances": [ROW]})
     assert response.status_code == 500 and "RuntimeError" in response.json()["error"]
     assert call(app, "GET", "/v2/health/live").status_code == 200
@@ -176,7 +166,7 @@ def test_admin_swap_switches_versions_and_refuses_a_broken_one(small_model):
             raise ValueError(f"no such version {uri}")
         return versions[uri]
 
-    app = ModelServer(small_model, access_log=None, admin_token="adm", loader=loader)
+    app = app_for(small_model, admin_token="adm", loader=loader)
     auth = {"authorization": "Bearer adm"}
     assert call(app, "POST", "/admin/model", json={"uri": "models:/toy/4"}).status_code == 401
     swapped = call(app, "POST", "/admin/model", json={"uri": "models:/toy/4"}, headers=auth)
@@ -198,7 +188,7 @@ def test_the_missing_value_probe_holds_even_with_sklearn_finiteness_checks_off(s
 
     import sklearn
 
-    from mloop.models.loaded import Feature
+    from mloop.bundle.loaded import Feature
 
     features = [Feature("a", "double", False), Feature("b", "double", False), Feature("c", "double", True)]
     with sklearn.config_context(assume_finite=True):
@@ -209,18 +199,18 @@ def test_the_missing_value_probe_holds_even_with_sklearn_finiteness_checks_off(s
 def test_monitoring_reports_drift_of_recent_traffic(small_model):
     import numpy as np
 
-    app = ModelServer(small_model, access_log=None, monitor=MonitorSection(interval=0))
+    app = app_for(small_model, monitor=MonitorSection(interval=0))
     rng = np.random.default_rng(0)
     stable = [{"a": float(a), "b": float(b), "c": float(c)} for a, b, c in rng.normal(size=(300, 3))]
     assert call(app, "POST", "/predict", json={"instances": stable}).status_code == 200
-    app.update_monitoring()
+    app.dataplane.update_monitoring()
     text = call(app, "GET", "/metrics").text
     assert 'mloop_monitor_window_rows{model="toy",version="3"} 300.0' in text
     assert 'mloop_drifted_features_share{model="toy",version="3"} 0.0' in text
     shifted = [{"a": float(a) + 3, "b": float(b), "c": float(c)} for a, b, c in rng.normal(size=(300, 3))]
-    app.monitor.window.clear()
+    app.dataplane.monitor.window.clear()
     call(app, "POST", "/predict", json={"instances": shifted})
-    app.update_monitoring()
+    app.dataplane.update_monitoring()
     text = call(app, "GET", "/metrics").text
     assert 'mloop_feature_drift_detected{feature="a",model="toy",version="3"} 1.0' in text
     assert 'mloop_feature_drift_detected{feature="b",model="toy",version="3"} 0.0' in text

@@ -1,19 +1,20 @@
-"""A registered model loaded for prediction: the estimator plus its bundle, shared by serving and monitoring."""
+"""A bundled model loaded for prediction: the estimator, its features and its bundle.
+
+Serving predicts with it and monitoring watches it; both read it only through ``LoadedModel``.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloop.bundle.format import BundleInfo, read_bundle, read_served_as
+from mloop.bundle.profile import ReferenceProfile
 from mloop.errors import RegistryError
-from mloop.models.bundle import BundleInfo, read_bundle
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from mloop.config import ProjectConfig
 
 NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
 
@@ -32,7 +33,7 @@ class LoadedModel:
     estimator: Any
     info: BundleInfo
     features: list[Feature]
-    profile: Any = None
+    profile: ReferenceProfile | None = None
     outlier_detector: Any = None
 
     def __post_init__(self) -> None:
@@ -44,7 +45,7 @@ class LoadedModel:
             return
         import numpy as np
 
-        row = [float("nan") if f.allow_missing else _typical(self.profile, f.name) for f in self.features]
+        row = [float("nan") if f.allow_missing else self._typical(f.name) for f in self.features]
         try:
             import sklearn
 
@@ -59,9 +60,27 @@ class LoadedModel:
             for feature in self.features:
                 feature.allow_missing = False
 
+    def _typical(self, name: str) -> float:
+        return self.profile.typical(name) if self.profile is not None else 0.0
+
     @property
     def classes(self) -> list[Any]:
         return list(self.info.classes)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Training labels per class (empty for a regressor)."""
+        return dict(self.info.class_counts)
+
+    def typical_row(self) -> np.ndarray:
+        """One row of typical values (the training means), in feature order: for warming the model up."""
+        import numpy as np
+
+        return np.asarray([[self._typical(f.name) for f in self.features]], dtype=np.float64)
 
     def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels and, for classifiers, class probabilities for a 2-D float array in feature order."""
@@ -73,48 +92,26 @@ class LoadedModel:
         return self.estimator.predict(rows), None
 
 
-def _typical(profile: Any, name: str) -> float:
-    spec = getattr(profile, "features_", {}).get(name, {})
-    return float(spec.get("mean", 0.0))
-
-
 def load_model_dir(model_dir: Path, *, name: str = "", version: str = "") -> LoadedModel:
     """Load an MLflow sklearn model with its mloop bundle from a local folder."""
     import mlflow.sklearn
+    from mlflow.models import Model
 
     if not (model_dir / "MLmodel").is_file():
         raise RegistryError(f"{model_dir} is not an MLflow model folder (no MLmodel file)",
                             hint="pass models:/NAME@ALIAS, models:/NAME/VERSION or a folder written by mloop")
     try:
-        info, profile, detector = read_bundle(model_dir)
+        bundle = read_bundle(model_dir)
     except FileNotFoundError as err:
         raise RegistryError(f"{model_dir} has no mloop bundle ({err.filename})",
                             hint="serve a model registered by 'mloop run'") from err
     estimator = mlflow.sklearn.load_model(str(model_dir))
-    features = _features(model_dir, info, profile)
-    served = model_dir / "mloop" / "served.json"  # written when the model was exported with its registry name
-    if served.is_file() and not (name and version):
-        recorded = json.loads(served.read_text(encoding="utf-8"))
-        name, version = name or recorded.get("name", ""), version or str(recorded.get("version", ""))
-    return LoadedModel(name or model_dir.name, version or "local", estimator, info, features, profile, detector)
-
-
-def load_registered(cfg: ProjectConfig, uri: str) -> LoadedModel:
-    """Fetch ``models:/NAME@ALIAS`` (or ``/VERSION``) from the project's registry and load it."""
-    from mloop.models.fetch import download_model, parse_model_uri, resolve_version
-
-    name, _, _ = parse_model_uri(uri)
-    version = resolve_version(cfg, uri)
-    return load_model_dir(download_model(cfg, f"models:/{name}/{version}"), name=name, version=version)
-
-
-def _features(model_dir: Path, info: BundleInfo, profile: Any) -> list[Feature]:
-    kinds: dict[str, str] = {}
-    mlmodel = (model_dir / "MLmodel").read_text(encoding="utf-8")
-    marker = "inputs: '"
-    if marker in mlmodel:  # the signature is a JSON string inside the YAML
-        raw = mlmodel.split(marker, 1)[1].split("'\n", 1)[0].replace("''", "'")
-        for column in json.loads(raw):
-            kinds[column.get("name", "")] = column.get("type", "double")
-    missing = {name: spec.get("missing", 0.0) for name, spec in getattr(profile, "features_", {}).items()}
-    return [Feature(f, kinds.get(f, "double"), missing.get(f, 0.0) > 0) for f in info.features]
+    signature = Model.load(str(model_dir)).signature
+    kinds = {str(column.name): getattr(column.type, "name", "double")
+             for column in signature.inputs.inputs} if signature else {}
+    features = [Feature(f, kinds.get(f, "double"), bundle.profile.missing_rate(f) > 0) for f in bundle.info.features]
+    served = read_served_as(model_dir)
+    if served is not None and not (name and version):
+        name, version = name or served.name, version or served.version
+    return LoadedModel(name or model_dir.name, version or "local", estimator, bundle.info, features, bundle.profile,
+                       bundle.outlier_detector)

@@ -2,7 +2,8 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from mloop.errors import ConfigError
-from mloop.registry.promotion import check_metric, decide, score
+from mloop.registry.metrics import check_metric, score
+from mloop.registry.promotion import decide
 
 
 def test_first_version_is_promoted():
@@ -39,3 +40,9 @@ def test_score_uses_probabilities_where_the_metric_needs_them():
     model = DummyClassifier(strategy="prior").fit(x, y)
     assert score("accuracy", model, x, y) == 0.5
     assert score("roc_auc", model, x, y) == 0.5
+
+
+def test_an_undefined_score_never_wins():
+    assert not decide("precision", "maximize", 0.0, float("nan"), 0.5, "2").promote
+    replaced = decide("precision", "maximize", 0.0, 0.4, float("nan"), "2")
+    assert replaced.promote and "undefined" in replaced.reason

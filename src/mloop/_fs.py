@@ -1,0 +1,83 @@
+"""Writes that a reader or a crash never sees half done, and appends that survive one.
+
+Every file mloop keeps (artifacts, cache entries, deployment state, monitoring logs and status) is
+written through here: to a hidden temporary file beside the target, flushed and fsynced, then
+renamed over it, so a reader sees the old content or the new, never a mix, and a process killed
+mid-write leaves at most a stray ``.*.tmp`` file that no reader looks at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def temporary_path(folder: Path, *, prefix: str = ".", suffix: str = ".tmp") -> Iterator[Path]:
+    """A new, empty file in ``folder`` to write; removed on the way out unless it was renamed away."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    os.close(fd)
+    path = Path(name)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def commit(tmp: Path, final: Path, *, replace: bool = True) -> bool:
+    """fsync ``tmp`` and rename it to ``final``; with ``replace=False`` an existing ``final`` is kept.
+
+    Returns whether ``tmp`` became ``final``.
+    """
+    if not replace and final.exists():
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    return True
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, *, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without an error it becomes ``path``.
+
+    ``mode`` (e.g. ``0o600``) is set before anything is written, so a secret is never readable by others.
+    """
+    with temporary_path(path.parent, prefix=f".{path.name}.") as tmp:
+        if mode is not None:
+            os.chmod(tmp, mode)
+        yield tmp
+        commit(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically (see the module docstring)."""
+    with atomic_path(path, mode=mode) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def append_synced(path: Path, data: bytes) -> None:
+    """Append ``data`` (whole lines) to ``path`` and fsync it.
+
+    If a crash left the file ending mid-line, a newline goes first, so the torn line stays one line
+    that readers skip and the new lines parse.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as fh:
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                data = b"\n" + data
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -1,0 +1,102 @@
+"""The bundle files inside a registered MLflow model, and reading them back.
+
+Layout of a registered model's artifacts::
+
+    MLmodel, model.*, ...        the MLflow sklearn/pyfunc model with signature and input example
+    mloop/bundle.json            target, features, classes, class counts, metrics, lineage
+    mloop/profile.json           the training data's ReferenceProfile
+    mloop/outlier_detector.pkl   the fitted outlier detector (optional)
+    mloop/served.json            name and version, when the folder was exported to serve on its own
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mloop._fs import atomic_write_bytes, atomic_write_text
+from mloop.bundle.profile import ReferenceProfile
+from mloop.errors import ModelSerializationError
+
+BUNDLE_DIR = "mloop"
+BUNDLE_FORMAT = 1
+
+
+@dataclass
+class BundleInfo:
+    """``bundle.json``: what the model predicts from what, and where it came from."""
+
+    target: str
+    features: list[str]
+    classes: list[Any] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    has_outlier_detector: bool = False
+    class_counts: dict[str, int] = field(default_factory=dict)  # training labels per class (prediction drift)
+
+
+@dataclass
+class Bundle:
+    """A bundle read back from a model folder."""
+
+    info: BundleInfo
+    profile: ReferenceProfile
+    outlier_detector: Any = None
+
+
+@dataclass
+class ServedAs:
+    """``served.json``: the registry name and version of a model folder exported to be served on its own."""
+
+    name: str
+    version: str
+
+
+def write_bundle(model_dir: Path, info: BundleInfo, profile: ReferenceProfile, outlier_detector: Any = None) -> None:
+    """Add the mloop files to a saved MLflow model directory.
+
+    Raises ModelSerializationError if the outlier detector cannot be pickled.
+    """
+    folder = model_dir / BUNDLE_DIR
+    info.has_outlier_detector = outlier_detector is not None
+    if outlier_detector is not None:
+        try:
+            blob = pickle.dumps(outlier_detector, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as err:  # pickle raises many types (PicklingError, TypeError, AttributeError)
+            raise ModelSerializationError(
+                f"the outlier detector ({type(outlier_detector).__name__}) cannot be pickled: {err}",
+                hint="return a fitted scikit-learn detector (e.g. IsolationForest) as ModelCandidate.outlier_detector",
+            ) from err
+        atomic_write_bytes(folder / "outlier_detector.pkl", blob)
+    payload = {"format": BUNDLE_FORMAT, **asdict(info)}
+    atomic_write_text(folder / "bundle.json", json.dumps(payload, indent=1, default=str))
+    profile.save(folder / "profile.json")
+
+
+def read_bundle(model_dir: Path) -> Bundle:
+    """The bundle of a downloaded model directory; FileNotFoundError names a missing file."""
+    folder = model_dir / BUNDLE_DIR
+    data = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
+    data.pop("format", None)
+    info = BundleInfo(**data)
+    profile = ReferenceProfile.load(folder / "profile.json")
+    detector = None
+    if info.has_outlier_detector:
+        with (folder / "outlier_detector.pkl").open("rb") as fh:
+            detector = pickle.load(fh)  # noqa: S301 - written by this project's own registry
+    return Bundle(info, profile, detector)
+
+
+def write_served_as(model_dir: Path, served: ServedAs) -> None:
+    atomic_write_text(model_dir / BUNDLE_DIR / "served.json", json.dumps(asdict(served)))
+
+
+def read_served_as(model_dir: Path) -> ServedAs | None:
+    path = model_dir / BUNDLE_DIR / "served.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return ServedAs(str(data["name"]), str(data["version"]))

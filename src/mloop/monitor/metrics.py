@@ -1,0 +1,203 @@
+"""The metric schema of a model server, in one place: the Prometheus series it exports (names, labels,
+buckets), the routes monitoring watches, and the metrics an alert rule can name, each with its PromQL
+(for ``mloop monitor export``) and its value in a ``MonitorStatus`` (for mloop's own evaluation).
+
+``ServerMetrics`` holds one app's series in its own registry, so several apps can live in one process.
+Beside the Prometheus series it keeps ``Traffic``, the running totals monitoring needs (latency of the
+prediction routes, requests and server errors of the scored routes), so nothing reads the registry back.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+
+from mloop.monitor.status import MonitorStatus
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+# Routes monitoring measures (mloop's own rules and the exported PromQL alike): the latency of these
+# (a batch file takes as long as it is big) ...
+PREDICT_ROUTES = ("infer", "predict")
+# ... and the server-error ratio over those.
+SCORED_ROUTES = ("infer", "predict", "predict_batch", "feedback")
+MV = ["model", "version"]  # the labels of every per-model series
+
+
+class Traffic:
+    """Running totals of served requests for monitoring: updated on the event loop, read by the monitor."""
+
+    def __init__(self) -> None:
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket (not cumulative), +Inf last
+        self.requests = 0
+        self.errors = 0
+
+    def snapshot(self) -> tuple[np.ndarray, float, float]:
+        """Cumulative latency bucket counts (as Prometheus keeps them), requests and server errors."""
+        return np.cumsum(np.asarray(self.latency_counts, dtype=np.float64)), float(self.requests), float(self.errors)
+
+
+class _WithoutCreated:
+    """The registry's series without the ``*_created`` samples, which no rule or dashboard uses.
+
+    (``prometheus_client.disable_created_metrics`` would do it for the whole process instead.)
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
+class ServerMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.traffic = Traffic()
+        self.requests = Counter("mloop_requests_total", "HTTP requests by route and status code",
+                                ["route", "code"], registry=self.registry)
+        self.latency = Histogram("mloop_request_duration_seconds", "Request latency by route", ["route"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_rows = Histogram("mloop_batch_rows", "Rows per predict call (adaptive batching)",
+                                    buckets=BATCH_BUCKETS, registry=self.registry)
+        self.predictions = Counter("mloop_predictions_total", "Predictions by predicted class", [*MV, "label"],
+                                   registry=self.registry)
+        self.model_info = Gauge("mloop_model_info", "The model being served (value 1)", ["model", "version"],
+                                registry=self.registry)
+        self.in_flight = Gauge("mloop_requests_in_flight", "Requests being handled", registry=self.registry)
+        # Monitoring: recomputed from the in-memory window of recent predictions every few seconds.
+        self.window_rows = Gauge("mloop_monitor_window_rows", "Rows in the monitoring window", MV,
+                                 registry=self.registry)
+        self.drift_share = Gauge("mloop_drifted_features_share", "Share of features that drifted (no sample: absent)",
+                                 MV, registry=self.registry)
+        self.drift_detected = Gauge("mloop_feature_drift_detected", "1 if the feature drifted, 0 if not",
+                                    [*MV, "feature"], registry=self.registry)
+        self.drift_psi = Gauge("mloop_feature_drift_psi", "Population Stability Index against training",
+                               [*MV, "feature"], registry=self.registry)
+        self.drift_p_value = Gauge("mloop_feature_drift_p_value", "p-value of the drift test (KS or chi-square)",
+                                   [*MV, "feature"], registry=self.registry)
+        self.labelled = Counter("mloop_labelled_predictions_total", "Predictions joined with their true label",
+                                MV, registry=self.registry)
+        self.live_score = Gauge("mloop_live_score", "Accuracy, precision and recall over the last labelled predictions",
+                                [*MV, "metric"], registry=self.registry)
+        self.outlier_ratio = Gauge("mloop_outlier_ratio", "Share of window rows the bundled detector calls outliers",
+                                   MV, registry=self.registry)
+        self.prediction_drift_p_value = Gauge(
+            "mloop_prediction_drift_p_value", "p-value of chi-square: predicted classes vs training labels",
+            MV, registry=self.registry)
+        self.prediction_drift_detected = Gauge("mloop_prediction_drift_detected",
+                                               "1 if the predicted class distribution drifted", MV,
+                                               registry=self.registry)
+        self.alerts_firing = Gauge("mloop_alerts_firing", "1 while an mloop alert rule fires", ["model", "alertname"],
+                                   registry=self.registry)
+        self._children: dict[tuple[str, int], tuple[Any, Any, bool, bool]] = {}
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Count a request and its latency (the labelled children are looked up once, then cached)."""
+        children = self._children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route),
+                        route in PREDICT_ROUTES, route in SCORED_ROUTES)
+            self._children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        if children[2]:
+            self.traffic.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        if children[3]:
+            self.traffic.requests += 1
+            if status >= 500:
+                self.traffic.errors += 1
+
+    def clear_monitoring(self) -> None:
+        """Forget the monitoring gauges of the version served before (a swap): its series end."""
+        for gauge in (self.window_rows, self.drift_share, self.drift_detected, self.drift_psi, self.drift_p_value,
+                      self.live_score, self.outlier_ratio, self.prediction_drift_p_value,
+                      self.prediction_drift_detected):
+            gauge.clear()
+
+    def serving(self, model: str, version: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(model, version).set(1)
+
+    def expose(self) -> bytes:
+        return generate_latest(_WithoutCreated(self.registry))
+
+
+def histogram_quantile(q: float, bounds: np.ndarray, cumulative: np.ndarray) -> float | None:
+    """The ``q`` quantile from cumulative bucket counts, interpolated within a bucket as Prometheus does."""
+    if not cumulative.size or cumulative[-1] <= 0:
+        return None
+    rank = q * cumulative[-1]
+    index = int(np.searchsorted(cumulative, rank, side="left"))
+    if index >= len(bounds) - 1 and np.isinf(bounds[-1]):  # in the +Inf bucket: the highest finite bound
+        return float(bounds[-2]) if len(bounds) > 1 else None
+    lower = 0.0 if index == 0 else float(bounds[index - 1])
+    below = 0.0 if index == 0 else float(cumulative[index - 1])
+    in_bucket = float(cumulative[index]) - below
+    if in_bucket <= 0:
+        return float(bounds[index])
+    return float(lower + (float(bounds[index]) - lower) * (rank - below) / in_bucket)
+
+
+# ------------------------------------------------------------------------------------ alert metrics
+
+
+def job_name(model: str) -> str:
+    """The Prometheus scrape job of a model's server in the exported configuration."""
+    return f"mloop-{model}"
+
+
+def _routes(routes: tuple[str, ...]) -> str:
+    return f'route=~"{"|".join(routes)}"'
+
+
+@dataclass(frozen=True)
+class AlertMetric:
+    """A metric an alert rule can name: its PromQL over the exported series and its value in a status."""
+
+    name: str
+    promql: Callable[[str, str, str], str]  # (job, model, rate window) -> expression
+    value: Callable[[MonitorStatus], float | None]
+
+
+def _gauge(series: str, aggregate: str, extra: str = "") -> Callable[[str, str, str], str]:
+    return lambda job, model, window: f'{aggregate}({series}{{job="{job}",model="{model}"{extra}}})'
+
+
+def _p99(job: str, model: str, window: str) -> str:
+    return (f"1000 * histogram_quantile(0.99, sum by (le) "
+            f'(rate(mloop_request_duration_seconds_bucket{{job="{job}",{_routes(PREDICT_ROUTES)}}}[{window}])))')
+
+
+def _error_ratio(job: str, model: str, window: str) -> str:
+    scored = f'job="{job}",{_routes(SCORED_ROUTES)}'
+    return (f'sum(rate(mloop_requests_total{{{scored},code=~"5.."}}[{window}])) / '
+            f"sum(rate(mloop_requests_total{{{scored}}}[{window}]))")
+
+
+def _live(metric: str) -> AlertMetric:
+    return AlertMetric(metric, _gauge("mloop_live_score", "min", f',metric="{metric}"'),
+                       lambda status: status.feedback.scores.get(metric))
+
+
+ALERT_METRICS: dict[str, AlertMetric] = {m.name: m for m in (
+    AlertMetric("drifted_features_share", _gauge("mloop_drifted_features_share", "max"),
+                lambda status: status.drift.share),
+    AlertMetric("outlier_ratio", _gauge("mloop_outlier_ratio", "max"), lambda status: status.outliers.ratio),
+    _live("accuracy"),
+    _live("precision"),
+    _live("recall"),
+    AlertMetric("p99_latency_ms", _p99, lambda status: status.operations.p99_latency_ms),
+    AlertMetric("error_ratio", _error_ratio, lambda status: status.operations.error_ratio),
+)}

@@ -1,0 +1,83 @@
+"""What monitoring needs to know about a model and its training data, as protocols.
+
+Monitoring does not import the bundle package: the model bundle (``mloop.bundle``) satisfies these
+structurally, and a caller (the server, a report) hands it in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+
+class NumericReference(Protocol):
+    """A numeric feature of the training data: quantile bins, counts and a sample of values."""
+
+    @property
+    def kind(self) -> Literal["numeric"]: ...
+    @property
+    def missing(self) -> float: ...
+    @property
+    def edges(self) -> Sequence[float]: ...
+    @property
+    def counts(self) -> Sequence[int]: ...
+    @property
+    def sample(self) -> Sequence[float]: ...
+
+
+class CategoricalReference(Protocol):
+    """A categorical feature of the training data: the counts of its categories."""
+
+    @property
+    def kind(self) -> Literal["categorical"]: ...
+    @property
+    def missing(self) -> float: ...
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+    @property
+    def other(self) -> int: ...
+
+
+FeatureReference = NumericReference | CategoricalReference
+
+
+class Reference(Protocol):
+    """The training data as drift compares with it (``mloop.bundle.profile.ReferenceProfile``)."""
+
+    @property
+    def n_rows_(self) -> int: ...
+    @property
+    def features_(self) -> Mapping[str, FeatureReference]: ...
+
+
+class MonitoredModel(Protocol):
+    """A served model as monitoring sees it (``mloop.bundle.loaded.LoadedModel``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def feature_names(self) -> list[str]: ...
+    @property
+    def classes(self) -> list[Any]: ...
+    @property
+    def class_counts(self) -> dict[str, int]: ...
+    @property
+    def profile(self) -> Reference | None: ...
+    @property
+    def outlier_detector(self) -> Any: ...
+
+
+class LiveMetric(Protocol):
+    """A score of labelled predictions, ``fn(true, predicted)``, and how it is defined (positive class,
+    averaging). The table of them is ``mloop.registry.metrics``, shared with the promotion gate."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def definition(self) -> str: ...
+    @property
+    def fn(self) -> Callable[[np.ndarray, np.ndarray], float]: ...

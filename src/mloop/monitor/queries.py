@@ -1,0 +1,103 @@
+"""Read-side queries over a served model's monitoring data, typed: for the CLI, the UI and the automation agent.
+
+A monitor folder (``.mloop/monitor/<model>/``) holds the prediction and feedback logs, ``alerts.jsonl``
+and ``status.json``; only the modules of this package read them, and callers go through here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mloop.config import MonitorSection
+from mloop.errors import DataError
+from mloop.monitor.alerts import ALERT_LOG, AlertEvent, firing, read_alert_log
+from mloop.monitor.drift import DriftDetector, DriftReport
+from mloop.monitor.model import Reference
+from mloop.monitor.predlog import VERSION, feature_columns, read_log
+from mloop.monitor.status import MonitorStatus, read_status
+
+
+def status(folder: Path) -> MonitorStatus | None:
+    """The served model's last monitoring status (None before the first update)."""
+    return read_status(folder)
+
+
+@dataclass
+class AlertHistory:
+    firing: dict[tuple[str, str], AlertEvent]  # (source, alert) -> its firing event, now
+    events: list[AlertEvent]  # oldest first
+
+
+def alert_history(folder: Path, *, since: float | None = None, limit: int | None = None) -> AlertHistory:
+    """The alerts firing now, and the events since ``since`` (the last ``limit`` of them)."""
+    events = read_alert_log(folder / ALERT_LOG)
+    now_firing = firing(events)
+    if since is not None:
+        events = [e for e in events if e.ts >= since]
+    if limit is not None:
+        events = events[-limit:]
+    return AlertHistory(now_firing, events)
+
+
+@dataclass
+class ServedRows:
+    """What one version of a model served over a while: its feature rows and, if labelled, accuracy over time."""
+
+    features: Any  # a DataFrame of the feature columns
+    version: str
+    accuracy: Any = None  # a DataFrame of start, end, labelled, accuracy (see report.accuracy_over_time)
+
+
+def served_rows(folder: Path, name: str, *, since: float, version: str | None = None) -> ServedRows:
+    """The rows served since ``since`` (of ``version``, or of the version served last); DataError if none."""
+    from mloop.monitor.report import accuracy_over_time
+
+    frame = read_log(folder / "predictions", since=since)
+    window = f"since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
+    if not len(frame):
+        raise DataError(f"no predictions of {name} were logged {window} (looked in {folder / 'predictions'})",
+                        hint="serve or deploy the model and send it requests; or use --from FILE")
+    version = version or str(frame[VERSION].iloc[-1])
+    frame = frame[frame[VERSION] == version]
+    if not len(frame):
+        raise DataError(f"no predictions of {name} v{version} {window}",
+                        hint="leave out the version to use the one served last")
+    feedback = read_log(folder / "feedback", since=since)
+    accuracy = accuracy_over_time(frame, feedback) if len(feedback) else None
+    return ServedRows(frame[feature_columns(frame)], version, accuracy)
+
+
+def read_frame(path: Path) -> Any:
+    """A CSV or Parquet file as a DataFrame; DataError naming the problem if it cannot be read."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"{path} does not exist", hint="pass a CSV or Parquet file with --from")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except Exception as err:  # pandas and pyarrow raise many types for unreadable files
+        raise DataError(f"cannot read {path}: {str(err).splitlines()[0]}",
+                        hint="CSV with a header row, or Parquet (.parquet)") from err
+
+
+@dataclass
+class DriftComparison:
+    report: DriftReport
+    compared: list[str]  # columns compared with the training data
+    ignored: list[str]  # columns the training data did not have
+
+
+def compare(reference: Reference, frame: Any, settings: MonitorSection) -> DriftComparison:
+    """Drift of ``frame`` from the training data, judged as the live server judges it (``[monitor]``)."""
+    compared = [str(c) for c in frame.columns if str(c) in reference.features_]
+    ignored = [str(c) for c in frame.columns if str(c) not in reference.features_]
+    if not compared:
+        raise DataError("the data shares no column with the model's training data",
+                        hint=f"its columns are: {', '.join(list(reference.features_)[:6])}, ...")
+    report = DriftDetector.from_settings(settings).fit(reference).compare(frame[compared])
+    return DriftComparison(report, compared, ignored)

@@ -1,0 +1,145 @@
+"""``MonitorStatus``: the whole monitoring picture of a served model, as ``status.json`` holds it.
+
+The live monitor writes it after every update (``write_status``); ``mloop monitor status``, the UI
+and the automation agent read it back with ``read_status``, typed. Nothing else reads the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mloop._fs import atomic_write_bytes
+from mloop.errors import DataError
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
+STATUS_FILE = "status.json"
+
+
+@dataclass
+class FeatureDriftStatus:
+    drifted: bool | None
+    psi: float | None
+    p_value: float | None
+    reason: str
+
+
+@dataclass
+class PredictionDriftStatus:
+    """Predicted classes in the window against the training labels."""
+
+    drifted: bool | None
+    p_value: float | None
+    reason: str
+    current: dict[str, float] = field(default_factory=dict)  # share per class, now
+    training: dict[str, float] = field(default_factory=dict)  # share per class in training
+
+
+@dataclass
+class DriftStatus:
+    rows: int
+    min_samples: int
+    share: float | None = None  # of the evaluated features that drifted; None: no verdict yet
+    features: dict[str, FeatureDriftStatus] = field(default_factory=dict)
+    predictions: PredictionDriftStatus | None = None
+    note: str = ""  # why there is no verdict
+
+    @property
+    def drifted(self) -> list[str]:
+        """The drifted features, most significant first."""
+        found = [name for name, f in self.features.items() if f.drifted]
+        return sorted(found, key=lambda name: self.features[name].p_value or 0.0)
+
+
+@dataclass
+class OutlierStatus:
+    ratio: float | None = None
+    rows: int = 0
+    note: str = ""
+
+
+@dataclass
+class OperationsStatus:
+    """Requests over the last ``window_s`` seconds, from the server's own counters."""
+
+    window_s: float
+    requests: int = 0
+    errors: int = 0
+    p99_latency_ms: float | None = None
+    error_ratio: float | None = None
+
+
+@dataclass
+class FeedbackStatus:
+    """Live scores over the last labelled predictions; ``definitions`` says how each is computed."""
+
+    labelled_total: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+    definitions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AlertStatus:
+    firing: list[str] = field(default_factory=list)
+    pending: dict[str, float] = field(default_factory=dict)  # rule name -> seconds its condition has held
+
+
+@dataclass
+class PredictionLogStatus:
+    folder: str
+    rows_written: int = 0
+    rows_scored: int = 0
+
+
+@dataclass
+class MonitorStatus:
+    model: str
+    version: str
+    updated: float
+    pid: int
+    drift: DriftStatus
+    outliers: OutlierStatus
+    operations: OperationsStatus
+    feedback: FeedbackStatus
+    alerts: AlertStatus
+    prediction_log: PredictionLogStatus | None = None
+
+    def age_s(self, now: float | None = None) -> float:
+        return max((time.time() if now is None else now) - self.updated, 0.0)
+
+
+@functools.cache
+def _adapter() -> TypeAdapter[MonitorStatus]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(MonitorStatus)
+
+
+def write_status(folder: Path, status: MonitorStatus) -> None:
+    """Replace ``folder/status.json`` atomically."""
+    atomic_write_bytes(folder / STATUS_FILE, _adapter().dump_json(status, indent=1))
+
+
+def read_status(folder: Path) -> MonitorStatus | None:
+    """The last status written to ``folder``, or None if there is none yet.
+
+    Raises DataError if the file is unreadable (written by another mloop version, or damaged).
+    """
+    from pydantic import ValidationError
+
+    path = folder / STATUS_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        status: MonitorStatus = _adapter().validate_json(raw)
+    except ValidationError as err:
+        raise DataError(f"{path} is not a status this mloop can read: {err.errors()[0]['msg']}",
+                        hint="restart the model server (it rewrites the file every monitoring interval)") from err
+    return status

@@ -1,0 +1,449 @@
+"""The HTTP face of the model server: a raw ASGI app (no framework on the request path) over the dataplane.
+
+One table, ``ROUTES``, lists every route (path, method, handler, who may call it, its OpenAPI
+operation); routing, authentication and the OpenAPI document (``/openapi.json``) are all derived from
+it, so a route cannot be served without being documented or checked. Routes (Open Inference / KServe
+V2 plus plain JSON):
+
+    GET  /v2                                        server metadata
+    GET  /v2/health/live, /v2/health/ready, /health  health (never need the token)
+    GET  /v2/models/{name}[/versions/{v}]           model metadata
+    GET  /v2/models/{name}[/versions/{v}]/ready     model readiness
+    POST /v2/models/{name}[/versions/{v}]/infer     inference (JSON or binary tensor data)
+    POST /v2/models/{name}[/versions/{v}]/feedback  true labels for served requests (live accuracy)
+    POST /predict                                   plain JSON inference
+    POST /predict/batch                             a CSV or Parquet file scored in chunks
+    POST /feedback                                  as the V2 feedback route
+    POST /alerts/webhook                            Alertmanager's webhook receiver (needs a token)
+    GET  /metrics                                   Prometheus metrics
+    GET  /openapi.json                              this API as OpenAPI 3
+    POST /admin/model                               hot swap (managed deployments, admin token only)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hmac
+import itertools
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import IO, Any, TextIO
+
+import orjson
+
+from mloop._version import __version__
+from mloop.serving import openapi, protocol
+from mloop.serving.dataplane import DataPlane
+from mloop.serving.protocol import RequestError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+
+
+class Auth(enum.Enum):
+    PUBLIC = "public"  # health: never needs a token
+    CLIENT = "client"  # the server's token, when it has one
+    ALERTS = "alerts"  # the alert receiver's token; without one the route is off (403)
+    ADMIN = "admin"  # the admin token of a managed deployment; without one the route does not exist
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending its whole body."""
+
+
+class StreamedFile:
+    """A response body read from an open file in chunks (batch scoring results)."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle, self.size = handle, size
+
+
+class Response:
+    __slots__ = ("status", "body", "content_type", "headers", "rows")
+
+    def __init__(self, status: int, body: bytes | StreamedFile, content_type: bytes = JSON,
+                 headers: list[tuple[bytes, bytes]] | None = None, rows: int = 0) -> None:
+        self.status, self.body, self.content_type, self.headers, self.rows = status, body, content_type, headers or [], rows
+
+
+@dataclass
+class Request:
+    scope: Scope
+    headers: dict[bytes, bytes]
+    receive: Receive
+    request_id: str
+    model_name: str = ""
+    model_version: str | None = None
+
+
+Handler = Callable[["ServerApp", Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str  # an OpenAPI path template
+    method: str  # GET (HEAD too) or POST
+    name: str  # the route label of the request metrics
+    handler: Handler
+    auth: Auth
+    operation: openapi.Operation | None  # its OpenAPI operation; None: not in the document
+    segments: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", tuple(self.path.strip("/").split("/")))
+
+    @property
+    def fixed(self) -> bool:
+        return "{" not in self.path
+
+
+# ------------------------------------------------------------------------------------------ handlers
+
+
+async def server_metadata(app: ServerApp, request: Request) -> Response:
+    return Response(200, orjson.dumps({"name": "mloop", "version": __version__, "extensions": ["binary_tensor_data"]}))
+
+
+async def live(app: ServerApp, request: Request) -> Response:
+    return Response(200, b'{"live":true}')
+
+
+async def ready(app: ServerApp, request: Request) -> Response:
+    return Response(200 if app.dataplane.ready else 503, orjson.dumps({"ready": app.dataplane.ready}))
+
+
+async def model_ready(app: ServerApp, request: Request) -> Response:
+    dataplane = app.dataplane
+    return Response(200 if dataplane.ready else 503, orjson.dumps({"name": dataplane.model.name,
+                                                                    "ready": dataplane.ready}))
+
+
+async def model_metadata(app: ServerApp, request: Request) -> Response:
+    return Response(200, orjson.dumps(protocol.model_metadata(app.dataplane.model)))
+
+
+async def infer(app: ServerApp, request: Request) -> Response:
+    body = await app.read_body(request)
+    answer = await app.dataplane.infer(body, request.request_id,
+                                       _int_header(request.headers, b"inference-header-content-length"))
+    if answer.json_length is None:
+        return Response(200, answer.body, rows=answer.rows)
+    return Response(200, answer.body, b"application/octet-stream",
+                    [(b"inference-header-content-length", str(answer.json_length).encode())], rows=answer.rows)
+
+
+async def predict(app: ServerApp, request: Request) -> Response:
+    answer = await app.dataplane.predict(await app.read_body(request), request.request_id)
+    return Response(200, answer.body, rows=answer.rows)
+
+
+async def predict_batch(app: ServerApp, request: Request) -> Response:
+    from pathlib import Path
+
+    from mloop.serving import batch_scoring
+
+    fmt = batch_scoring.detect_format(request.headers.get(b"content-type", b"").decode("latin-1"),
+                                      request.scope.get("query_string", b"").decode("latin-1"))
+    upload = tempfile.NamedTemporaryFile(prefix="mloop-upload-")  # noqa: SIM115 - closed below
+    result = tempfile.TemporaryFile(prefix="mloop-scored-")  # noqa: SIM115 - closed once streamed
+    try:
+        await app.read_body(request, into=upload, limit=app.max_upload_bytes)
+        upload.flush()
+        rows = await app.dataplane.score_file(Path(upload.name), fmt, result)
+    except BaseException:
+        result.close()
+        raise
+    finally:
+        upload.close()
+    size = result.seek(0, 2)
+    result.seek(0)
+    return Response(200, StreamedFile(result, size), batch_scoring.FORMATS[fmt].encode(),
+                    [(b"x-rows-scored", str(rows).encode())], rows=rows)
+
+
+async def feedback(app: ServerApp, request: Request) -> Response:
+    payload = protocol.parse_json(await app.read_body(request))
+    return Response(200, orjson.dumps(app.dataplane.feedback(payload)))
+
+
+async def alert_receiver(app: ServerApp, request: Request) -> Response:
+    payload = protocol.parse_json(await app.read_body(request))
+    return Response(200, orjson.dumps({"received": app.dataplane.receive_alerts(payload)}))
+
+
+async def metrics(app: ServerApp, request: Request) -> Response:
+    return Response(200, app.dataplane.metrics.expose(), app.dataplane.metrics.content_type.encode())
+
+
+async def openapi_document(app: ServerApp, request: Request) -> Response:
+    return Response(200, orjson.dumps(app.openapi()))
+
+
+async def admin_swap(app: ServerApp, request: Request) -> Response:
+    payload = protocol.parse_json(await app.read_body(request))
+    uri = payload.get("uri") if isinstance(payload, dict) else None
+    if not isinstance(uri, str) or not uri:
+        raise RequestError('send {"uri": "models:/NAME/VERSION"}', field="uri")
+    swapped = await app.dataplane.swap(uri)
+    return Response(200, orjson.dumps({
+        "serving": {"name": swapped.serving.name, "version": swapped.serving.version},
+        "previous": {"name": swapped.previous.name, "version": swapped.previous.version}}))
+
+
+_MODEL = "/v2/models/{model_name}"
+_VERSION = "/v2/models/{model_name}/versions/{model_version}"
+
+ROUTES: tuple[Route, ...] = (
+    Route("/v2", "GET", "server_metadata", server_metadata, Auth.CLIENT, openapi.get("Server metadata")),
+    Route("/v2/health/live", "GET", "live", live, Auth.PUBLIC, openapi.get("Liveness")),
+    Route("/v2/health/ready", "GET", "ready", ready, Auth.PUBLIC, openapi.get("Readiness")),
+    Route("/health", "GET", "ready", ready, Auth.PUBLIC, openapi.get("Readiness (the same as /v2/health/ready)")),
+    Route(_MODEL, "GET", "model_metadata", model_metadata, Auth.CLIENT, openapi.get("Model metadata", (404,))),
+    Route(_VERSION, "GET", "model_metadata", model_metadata, Auth.CLIENT, openapi.get("Model metadata", (404,))),
+    Route(f"{_MODEL}/ready", "GET", "model_ready", model_ready, Auth.CLIENT, openapi.get("Model readiness", (404,))),
+    Route(f"{_VERSION}/ready", "GET", "model_ready", model_ready, Auth.CLIENT, openapi.get("Model readiness", (404,))),
+    Route(f"{_MODEL}/infer", "POST", "infer", infer, Auth.CLIENT, openapi.infer),
+    Route(f"{_VERSION}/infer", "POST", "infer", infer, Auth.CLIENT, openapi.infer),
+    Route(f"{_MODEL}/feedback", "POST", "feedback", feedback, Auth.CLIENT, openapi.feedback),
+    Route(f"{_VERSION}/feedback", "POST", "feedback", feedback, Auth.CLIENT, openapi.feedback),
+    Route("/predict", "POST", "predict", predict, Auth.CLIENT, openapi.predict),
+    Route("/predict/batch", "POST", "predict_batch", predict_batch, Auth.CLIENT, openapi.predict_batch),
+    Route("/feedback", "POST", "feedback", feedback, Auth.CLIENT, openapi.feedback),
+    Route("/alerts/webhook", "POST", "alert_receiver", alert_receiver, Auth.ALERTS, openapi.alert_receiver),
+    Route("/metrics", "GET", "metrics", metrics, Auth.CLIENT, openapi.metrics),
+    Route("/openapi.json", "GET", "openapi", openapi_document, Auth.CLIENT, openapi.get("This document")),
+    Route("/admin/model", "POST", "admin", admin_swap, Auth.ADMIN, None),  # internal: mloop deploy's hot swap
+)
+
+
+class Router:
+    """Finds the route of a method and path: fixed paths by a dict, ``/v2/models/...`` by its shape."""
+
+    def __init__(self, routes: tuple[Route, ...]) -> None:
+        self.fixed: dict[str, dict[str, Route]] = {}
+        self.models: dict[tuple[bool, str], dict[str, Route]] = {}  # (versioned, action) -> method -> route
+        for route in routes:
+            if route.fixed:
+                self.fixed.setdefault(route.path, {})[route.method] = route
+            else:
+                versioned = "versions" in route.segments
+                action = route.segments[-1] if not route.segments[-1].startswith("{") else ""
+                self.models.setdefault((versioned, action), {})[route.method] = route
+
+    def match(self, method: str, path: str) -> tuple[Route, str, str | None]:
+        """``(route, model name, model version)``; raises RequestError 404 or 405."""
+        by_method = self.fixed.get(path)
+        name, version = "", None
+        if by_method is None and path.startswith("/v2/models/"):
+            parts = path[len("/v2/models/"):].split("/")
+            action = parts.pop() if len(parts) > 1 and parts[-1] in ("infer", "ready", "feedback") else ""
+            name = parts[0]
+            if len(parts) == 3 and parts[1] == "versions":
+                version = parts[2]
+            elif len(parts) != 1 or not name:
+                raise RequestError(f"no route {path}", status=404)
+            by_method = self.models.get((version is not None, action))
+        if by_method is None:
+            raise RequestError(f"no route {path}; see /v2 (Open Inference protocol) and /predict", status=404)
+        route = by_method.get("GET" if method == "HEAD" else method)
+        if route is None:
+            allowed = sorted(by_method)
+            allow = ", ".join(m if m != "GET" else "GET, HEAD" for m in allowed)
+            raise RequestError(f"method {method} is not allowed here; use {' or '.join(allowed)}", status=405,
+                               headers=[(b"allow", allow.encode())])
+        return route, name, version
+
+
+class ServerApp:
+    """The ASGI app serving a ``DataPlane``.
+
+    ``token`` protects every client route (``Auth.CLIENT``); ``alert_token`` the alert receiver;
+    ``admin_token`` turns on the hot-swap route. The monitoring loop runs every ``monitor_interval``
+    seconds while the app lives (0: never; the caller may update it by hand).
+    """
+
+    def __init__(self, dataplane: DataPlane, *, token: str = "", alert_token: str = "", admin_token: str = "",
+                 max_body_bytes: int = 10 * 1024 * 1024, max_upload_bytes: int = 1024 * 1024 * 1024,
+                 access_log: TextIO | None = sys.stderr, monitor_interval: float = 0.0,
+                 routes: tuple[Route, ...] = ROUTES) -> None:
+        self.dataplane = dataplane
+        self.token = token.encode() or None
+        self.alert_token = alert_token.encode() or None
+        self.admin_token = admin_token.encode() or None
+        self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self.access_log = access_log
+        self.monitor_interval = monitor_interval
+        active = tuple(r for r in routes if r.auth is not Auth.ADMIN or (self.admin_token and dataplane.can_swap))
+        self.routes = active
+        self.router = Router(active)
+        self._monitor_task: asyncio.Task[None] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """This server's OpenAPI document, derived from its routes and its model."""
+        return openapi.document(self.dataplane.model, [(r.path, r.method, r.operation, r.auth is not Auth.PUBLIC)
+                                                       for r in self.routes if r.operation is not None],
+                                secured=self.token is not None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        request_id = _request_id(headers.get(b"x-request-id"))
+        route_name = "unknown"
+        metrics = self.dataplane.metrics
+        metrics.in_flight.inc()
+        try:
+            try:
+                route, name, version = self.router.match(scope["method"], scope["path"])
+                route_name = route.name
+                self._authorize(route, headers)
+                if name:
+                    self.dataplane.check_model(name, version)
+                response = await route.handler(self, Request(scope, headers, receive, request_id, name, version))
+            except RequestError as err:
+                response = Response(err.status, err.body(), headers=err.headers)
+            except ClientGone:
+                return
+            except Exception as err:  # a bug or a model failure: the request fails, the server lives on
+                traceback.print_exc(file=sys.stderr)
+                response = Response(500, orjson.dumps({"error": f"internal error ({type(err).__name__})",
+                                                       "id": request_id}))
+            body = response.body
+            length = body.size if isinstance(body, StreamedFile) else len(body)
+            await send({"type": "http.response.start", "status": response.status, "headers": [
+                (b"content-type", response.content_type), (b"content-length", str(length).encode()),
+                (b"x-request-id", request_id.encode()), *response.headers]})
+            if isinstance(body, StreamedFile):
+                await _stream(body, send)
+            else:
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            metrics.in_flight.dec()
+        took = time.perf_counter() - started
+        metrics.observe_request(route_name, response.status, took)
+        if self.access_log is not None:
+            model = self.dataplane.model
+            self.access_log.write(orjson.dumps({
+                "ts": round(time.time(), 3), "id": request_id, "method": scope["method"], "path": scope["path"],
+                "status": response.status, "latency_ms": round(took * 1000, 3), "rows": response.rows,
+                "model": model.name, "version": model.version}).decode() + "\n")
+
+    def _authorize(self, route: Route, headers: dict[bytes, bytes]) -> None:
+        if route.auth is Auth.PUBLIC:
+            return
+        if route.auth is Auth.CLIENT:
+            if self.token is not None:
+                _check_token(headers.get(b"authorization", b""), self.token)
+            return
+        if route.auth is Auth.ALERTS:
+            if self.alert_token is None:
+                raise RequestError("the alert receiver is off because the server has no token; start it with "
+                                   "MLOOP_SERVING_ALERT_TOKEN (or MLOOP_SERVING_TOKEN) set", status=403)
+            _check_token(headers.get(b"authorization", b""), self.alert_token)
+            return
+        assert self.admin_token is not None  # admin routes exist only with an admin token
+        _check_token(headers.get(b"authorization", b""), self.admin_token)
+
+    async def read_body(self, request: Request, *, into: IO[bytes] | None = None, limit: int | None = None) -> bytes:
+        """The request body (or, with ``into``, written to that file as it arrives), at most ``limit`` bytes."""
+        limit = self.max_body_bytes if limit is None else limit
+        declared = _int_header(request.headers, b"content-length")
+        if declared is not None and declared > limit:
+            raise RequestError(f"the body is {declared} bytes; the limit is {limit}", status=413)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(f"the body is over the limit of {limit} bytes", status=413)
+            if into is not None:
+                into.write(chunk)
+            else:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"" if into is not None else (chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    # ------------------------------------------------------------------------------ lifespan
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.monitor_interval > 0:
+                    self._monitor_task = asyncio.get_running_loop().create_task(self._monitor_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.dataplane.ready = False
+                if self._monitor_task is not None:
+                    self._monitor_task.cancel()
+                await asyncio.get_running_loop().run_in_executor(None, self.dataplane.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _monitor_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.monitor_interval)
+            try:
+                await loop.run_in_executor(None, self.dataplane.update_monitoring)
+            except Exception:  # monitoring must never take serving down
+                traceback.print_exc(file=sys.stderr)
+
+
+def _check_token(header: bytes, expected: bytes) -> None:
+    scheme, _, value = header.partition(b" ")
+    if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), expected):
+        raise RequestError("missing or wrong bearer token", field="Authorization", status=401,
+                           headers=[(b"www-authenticate", b"Bearer")])
+
+
+async def _stream(body: StreamedFile, send: Send, chunk: int = 1 << 20) -> None:
+    try:
+        while True:
+            data = body.handle.read(chunk)
+            more = len(data) == chunk
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+            if not more:
+                return
+    finally:
+        body.handle.close()
+
+
+def _int_header(headers: dict[bytes, bytes], name: bytes) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise RequestError(f"header {name.decode()} must be an integer, got {raw[:40]!r}", field=name.decode(),
+                           status=400) from err
+
+
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ID_COUNTER = itertools.count(1)
+
+
+def _request_id(given: bytes | None) -> str:
+    """The client's ``x-request-id`` if it is sane, else a process-unique id (random prefix + counter)."""
+    if given and len(given) <= 128 and given.isascii() and given.decode().isprintable():
+        return given.decode()
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"

@@ -1,0 +1,191 @@
+"""The dataplane: what a model server does, without HTTP — predict, take feedback, score files, swap versions.
+
+The ASGI layer (``mloop.serving.asgi``) parses the transport and calls in here; a client mistake is a
+``RequestError`` carrying the status it deserves. Requests that arrive together share one predict call
+(``microbatch``); every answer comes from one model version, even across a swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from mloop.bundle.loaded import LoadedModel
+from mloop.monitor.feedback import UnknownRequest
+from mloop.monitor.live import LiveMonitor
+from mloop.monitor.metrics import ServerMetrics
+from mloop.monitor.status import MonitorStatus
+from mloop.serving import protocol
+from mloop.serving.microbatch import Batcher
+from mloop.serving.protocol import RequestError
+
+Loader = Callable[[str], LoadedModel]  # a models:/ URI -> the loaded model
+
+
+def warm_up(model: LoadedModel) -> None:
+    """Predict once on a typical row, so a model that cannot predict fails now, not on the first request."""
+    model.predict(model.typical_row())
+
+
+@dataclass
+class Prediction:
+    """An answer body and what the transport needs to send it."""
+
+    body: bytes
+    rows: int
+    json_length: int | None = None  # V2 binary outputs: the length of the JSON header before them
+
+
+@dataclass
+class Swapped:
+    serving: LoadedModel
+    previous: LoadedModel
+
+
+class DataPlane:
+    """Serves one model at a time; ``swap`` changes it without dropping a request."""
+
+    def __init__(self, model: LoadedModel, metrics: ServerMetrics, monitor: LiveMonitor, *, max_batch_rows: int = 1024,
+                 max_wait_s: float = 0.0, loader: Loader | None = None) -> None:
+        self.model = model
+        self.metrics = metrics
+        self.monitor = monitor
+        self.loader = loader
+        self.ready = True
+        self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self._on_batch)
+        self._swap_lock: asyncio.Lock | None = None
+        metrics.serving(model.name, model.version)
+
+    # ------------------------------------------------------------------------------ predictions
+
+    def check_model(self, name: str, version: str | None) -> None:
+        """Refuse a request for a model or version this server does not serve (404)."""
+        if name != self.model.name:
+            raise RequestError(f"model {name!r} is not served here; this server serves {self.model.name!r}",
+                               field="model_name", status=404)
+        if version is not None and version != self.model.version:
+            raise RequestError(f"version {version!r} of {name!r} is not served here; the served version is "
+                               f"{self.model.version!r}", field="model_version", status=404)
+
+    async def infer(self, body: bytes, request_id: str, header_length: int | None = None) -> Prediction:
+        """An Open Inference (V2) request, JSON or with binary tensors."""
+        model = self.model  # parse, predict and answer with one version, even across a swap
+        request = protocol.parse_v2(body, model, header_length)
+        labels, proba = await self.batcher.submit(request.rows, model.predict)
+        self.monitor.record(request_id, model, request.rows, labels)
+        payload, json_length = protocol.v2_response(model, request, labels, proba)
+        return Prediction(payload, len(labels), json_length)
+
+    async def predict(self, body: bytes, request_id: str) -> Prediction:
+        """A plain JSON request (instances, column inputs, or columns + data)."""
+        model = self.model
+        rows = protocol.parse_plain(body, model)
+        labels, proba = await self.batcher.submit(rows, model.predict)
+        self.monitor.record(request_id, model, rows, labels)
+        return Prediction(protocol.plain_response(model, labels, proba), len(labels))
+
+    def _on_batch(self, rows: np.ndarray, labels: np.ndarray) -> None:
+        """Per predict call, not per request: batch size, predictions by class, the monitoring window."""
+        self.metrics.batch_rows.observe(rows.shape[0])
+        self.monitor.on_batch(rows, labels)
+        values, counts = np.unique(labels, return_counts=True)
+        for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+            self.metrics.predictions.labels(self.model.name, self.model.version, str(value)).inc(count)
+
+    async def score_file(self, upload: Path, fmt: str, out: IO[bytes]) -> int:
+        """Score a CSV or Parquet file into ``out`` on a worker thread (the event loop keeps serving)."""
+        from mloop.serving import batch_scoring
+
+        model = self.model
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, batch_scoring.score_file, model, upload, fmt, out)
+
+    # ------------------------------------------------------------------------------ feedback and alerts
+
+    def feedback(self, payload: Any) -> dict[str, Any]:
+        """True labels for served requests: ``{"id": REQUEST_ID, "labels": [...]}`` or ``{"items": [...]}``."""
+        items = payload.get("items") if isinstance(payload, dict) and "items" in payload else [payload]
+        if not isinstance(items, list) or not items:
+            raise RequestError('send {"id": REQUEST_ID, "labels": [...]} or {"items": [...]}', field="items")
+        classes = {str(c): c for c in self.model.classes}
+        matched = 0
+        for index, item in enumerate(items):
+            where = f"items[{index}]" if len(items) > 1 else "body"
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(item.get("labels"), list):
+                raise RequestError(f"{where} needs a string 'id' (the x-request-id of the prediction) and a 'labels' list",
+                                   field=f"{where}.id")
+            labels = item["labels"]
+            if classes and any(str(label) not in classes for label in labels):
+                raise RequestError(f"{where}: labels must be among the model's classes {list(classes)}",
+                                   field=f"{where}.labels")
+            truth = [classes[str(label)] for label in labels] if classes else labels
+            try:
+                matched += self.monitor.add_feedback(item["id"], truth)
+            except UnknownRequest as err:
+                raise RequestError(f"{where}: no prediction with id {item['id']!r} is remembered (unknown or too old)",
+                                   field=f"{where}.id", status=404) from err
+            except ValueError as err:
+                raise RequestError(f"{where}: {err}", field=f"{where}.labels") from err
+        scores = self.monitor.set_scores()
+        return {"labelled": matched, "total_labelled": self.monitor.feedback.labelled_total, **scores}
+
+    def receive_alerts(self, payload: Any) -> int:
+        """Alertmanager's webhook: its alerts are logged and forwarded exactly like mloop's own."""
+        try:
+            return len(self.monitor.alerting.receive(payload))
+        except ValueError as err:
+            raise RequestError(str(err), field="alerts") from err
+
+    # ------------------------------------------------------------------------------ hot swap
+
+    @property
+    def can_swap(self) -> bool:
+        return self.loader is not None
+
+    async def swap(self, uri: str) -> Swapped:
+        """Load another model version and switch to it without dropping a request.
+
+        The new version is loaded and warmed up on a worker thread while the current one keeps
+        serving; then, on the event loop (so no request is half-way), the open batch is predicted by
+        the old model and every later request goes to the new one. A version that fails to load or
+        warm up is refused (422) and the current one stays.
+        """
+        if self._swap_lock is None:
+            self._swap_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        async with self._swap_lock:
+            try:
+                new = await loop.run_in_executor(None, self._load_and_warm, uri)
+            except Exception as err:
+                message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+                raise RequestError(f"cannot load {uri}: {message}; still serving {self.model.name} "
+                                   f"v{self.model.version}", field="uri", status=422) from err
+            old = self.model
+            self.batcher.flush_now()
+            self.model = new
+            self.metrics.serving(new.name, new.version)
+            write_out_old_log = self.monitor.swap(new)  # logged and compared as the new version from now on
+        await loop.run_in_executor(None, write_out_old_log)
+        return Swapped(new, old)
+
+    def _load_and_warm(self, uri: str) -> LoadedModel:
+        if self.loader is None:
+            raise RequestError("this server cannot swap models", status=404)
+        model = self.loader(uri)
+        warm_up(model)
+        return model
+
+    # ------------------------------------------------------------------------------ monitoring
+
+    def update_monitoring(self) -> MonitorStatus:
+        """Drift, outliers, live scores, alert rules and the prediction log (see ``LiveMonitor.update``)."""
+        return self.monitor.update()
+
+    def close(self) -> None:
+        self.ready = False
+        self.monitor.close()

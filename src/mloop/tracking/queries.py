@@ -1,0 +1,137 @@
+"""What the tracking store knows about a project's runs, as typed objects.
+
+The CLI (``mloop runs``), the UI and the automation agent read runs through these functions and
+never write MLflow filter strings or read tags themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mloop.errors import TrackingError
+from mloop.tracking.client import experiment_id, mlflow_client, tracking_error
+
+if TYPE_CHECKING:
+    from mloop.config import ProjectConfig
+
+SUMMARY_METRICS = ("steps_", "duration_s")  # metrics mloop records about the run itself
+
+
+@dataclass
+class InputFile:
+    uri: str
+    sha256: str
+
+
+@dataclass
+class StepSummary:
+    name: str
+    state: str  # the engine's state: done, cached, failed, skipped
+    cache_hit: bool
+    duration_s: float
+    params: dict[str, str]
+    metrics: dict[str, float]
+    error: str = ""
+
+
+@dataclass
+class RunSummary:
+    """One pipeline run, as ``mloop runs`` lists it."""
+
+    id: str
+    name: str
+    status: str  # MLflow's: FINISHED, FAILED, RUNNING, KILLED
+    start_ms: int
+    end_ms: int | None
+    steps_done: int
+    steps_cached: int
+    steps_failed: int
+    model_version: str | None
+    metrics: dict[str, float]  # the pipeline's own metrics (``STEP.NAME``), not the run bookkeeping
+    error: str = ""
+
+    @property
+    def duration_s(self) -> float | None:
+        return (self.end_ms - self.start_ms) / 1000 if self.end_ms else None
+
+
+@dataclass
+class RunDetail(RunSummary):
+    """One run with its lineage and its steps, as ``mloop runs show`` prints it."""
+
+    pipeline: str = ""
+    source: str = ""
+    git_commit: str = ""
+    git_dirty: bool = False
+    inputs: list[InputFile] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+    promotion: str = ""
+    steps: list[StepSummary] = field(default_factory=list)
+
+
+def _summary(run: Any) -> RunSummary:
+    metrics, tags = run.data.metrics, run.data.tags
+    return RunSummary(
+        id=run.info.run_id, name=run.info.run_name or "", status=run.info.status, start_ms=run.info.start_time or 0,
+        end_ms=run.info.end_time, steps_done=int(metrics.get("steps_done", 0)),
+        steps_cached=int(metrics.get("steps_cached", 0)), steps_failed=int(metrics.get("steps_failed", 0)),
+        model_version=tags.get("mloop.model_version"),
+        metrics={k: v for k, v in metrics.items() if not k.startswith(SUMMARY_METRICS)},
+        error=tags.get("mloop.error", ""))
+
+
+def _pipeline_runs(client: Any, experiment: str, limit: int) -> list[Any]:
+    return list(client.search_runs([experiment], filter_string="tags.`mloop.kind` = 'pipeline'",
+                                   max_results=limit, order_by=["attributes.start_time DESC"]))
+
+
+def recent_runs(cfg: ProjectConfig, limit: int = 20) -> list[RunSummary]:
+    """The project's latest pipeline runs, newest first (none when nothing was tracked yet)."""
+    client = mlflow_client(cfg)
+    experiment = experiment_id(client, cfg, create=False)
+    if experiment is None:
+        return []
+    try:
+        return [_summary(run) for run in _pipeline_runs(client, experiment, limit)]
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+
+
+def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
+    """The pipeline run whose id starts with ``prefix``; TrackingError if none or several match."""
+    client = mlflow_client(cfg)
+    experiment = experiment_id(client, cfg, create=False)
+    if experiment is None:
+        raise TrackingError("no runs yet in this project", hint="start one with: mloop run")
+    try:
+        candidates = [r for r in _pipeline_runs(client, experiment, 5000) if r.info.run_id.startswith(prefix.lower())]
+        if not candidates:
+            raise TrackingError(f"no run {prefix!r} in this project", hint="list runs with: mloop runs")
+        if len(candidates) > 1:
+            raise TrackingError(f"{prefix!r} matches {len(candidates)} runs", hint="give more characters of the run id")
+        run = candidates[0]
+        children = list(client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'",
+                                           max_results=1000, order_by=["attributes.start_time ASC"]))
+    except TrackingError:
+        raise
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+    tags = run.data.tags
+    inputs = []
+    for dataset_input in (run.inputs.dataset_inputs if run.inputs else []):
+        source = dataset_input.dataset.source
+        parsed = json.loads(source) if source.startswith("{") else {"uri": source}
+        inputs.append(InputFile(str(parsed.get("uri", "")), str(parsed.get("sha256", dataset_input.dataset.digest))))
+    steps = [StepSummary(
+        name=c.data.tags.get("mloop.step", c.info.run_name), state=c.data.tags.get("mloop.state", c.info.status),
+        cache_hit=c.data.tags.get("mloop.cache_hit") == "true", duration_s=c.data.metrics.get("duration_s", 0.0),
+        params={k: v for k, v in c.data.params.items() if not k.startswith("output.")},
+        metrics={k: v for k, v in c.data.metrics.items() if k != "duration_s"}, error=c.data.tags.get("mloop.error", ""),
+    ) for c in children]
+    return RunDetail(**vars(_summary(run)), pipeline=tags.get("mloop.pipeline", ""),
+                     source=tags.get("mlflow.source.name", ""), git_commit=tags.get("mloop.git.commit", ""),
+                     git_dirty=tags.get("mloop.git.dirty") == "true", inputs=inputs,
+                     environment={k.removeprefix("mloop.env."): v for k, v in tags.items() if k.startswith("mloop.env.")},
+                     promotion=tags.get("mloop.promotion", ""), steps=steps)

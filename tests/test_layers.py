@@ -1,0 +1,50 @@
+"""The architecture, checked: imports point down only (import-linter), and process-wide state changes
+only in entrypoints, so one process can hold many projects and models (shared/DESIGN.md)."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src" / "mloop"
+
+# Calls that change the whole process, and the entrypoints allowed to make them.
+PROCESS_WIDE = {"set_config", "filterwarnings", "simplefilter", "freeze", "disable_created_metrics",
+                "set_forkserver_preload"}
+ENTRYPOINTS = {
+    "serving/server.py",  # mloop serve: scikit-learn's finiteness check, warnings, the collector
+    "pipeline/executors/task.py",  # a worker process: the parent's sys.path
+    "pipeline/executors/local.py",  # the fork server's preloads (its own process)
+}
+
+
+def test_imports_point_down_only_and_siblings_are_independent():
+    done = subprocess.run([str(Path(sys.executable).with_name("lint-imports")), "--no-cache"], cwd=REPO,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "1 kept, 0 broken" in done.stdout
+
+
+def _process_wide_changes(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in PROCESS_WIDE:
+                found.append(f"{name}() at line {node.lineno}")
+        target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
+        if isinstance(target, ast.Attribute) and target.attr == "path" and getattr(target.value, "id", "") == "sys":
+            found.append(f"sys.path.{node.func.attr}() at line {node.lineno}")  # type: ignore[union-attr]
+    return found
+
+
+def test_process_wide_state_changes_only_in_entrypoints():
+    offenders = {}
+    for path in sorted(SRC.rglob("*.py")):
+        relative = path.relative_to(SRC).as_posix()
+        changes = _process_wide_changes(path)
+        if changes and relative not in ENTRYPOINTS:
+            offenders[relative] = changes
+    assert offenders == {}
+    assert _process_wide_changes(SRC / "serving" / "server.py"), "the check itself finds the server's changes"
