@@ -161,7 +161,3 @@ def run_project(cfg: ProjectConfig | None = None, *, pipe: Pipeline | None = Non
                 tracker.mark_failed(f"registration failed: {getattr(err, 'message', None) or err}")
             raise
     return ProjectRun(result, registration)
-
-
-def project_for(path: str | Path | None) -> ProjectConfig:
-    return load_project(Path(path) if path is not None else None)

@@ -16,9 +16,6 @@ from mloop.errors import RegistryError
 if TYPE_CHECKING:
     import numpy as np
 
-NUMERIC_TYPES = {"double", "float", "long", "integer", "boolean"}
-
-
 @dataclass
 class Feature:
     name: str

@@ -7,7 +7,6 @@ and the automation agent read it back with ``read_status``, typed. Nothing else 
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,9 +107,6 @@ class MonitorStatus:
     feedback: FeedbackStatus
     alerts: AlertStatus
     prediction_log: PredictionLogStatus | None = None
-
-    def age_s(self, now: float | None = None) -> float:
-        return max((time.time() if now is None else now) - self.updated, 0.0)
 
 
 @functools.cache

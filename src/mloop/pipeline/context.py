@@ -28,11 +28,6 @@ class StepContext:
 _current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar("mloop_step", default=None)
 
 
-def current_step() -> StepContext | None:
-    """The context of the step running in this thread, if any."""
-    return _current.get()
-
-
 def log_metric(name: str, value: float) -> None:
     """Record a metric of the running step (shown in ``mloop runs`` and MLflow)."""
     ctx = _current.get()

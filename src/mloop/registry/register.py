@@ -221,8 +221,10 @@ def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric:
 
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None, None
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model, or no champion yet
+            return None, None
+        raise tracking_error(cfg, err) from err  # not "no champion": a store failure must not skip the gate
     try:
         with tempfile.TemporaryDirectory(prefix="mloop-champion-") as tmp:
             model = load_sklearn_model(download_model(cfg, f"models:/{name}/{champion.version}", Path(tmp)))

@@ -264,16 +264,15 @@ class Router:
 
 
 class ServerApp:
-    """The ASGI app serving a ``DataPlane``.
+    """The ASGI app serving a ``DataPlane`` (built by ``mloop.serving.server.create_app`` from ``[serving]``).
 
     ``token`` protects every client route (``Auth.CLIENT``); ``alert_token`` the alert receiver;
-    ``admin_token`` turns on the hot-swap route. The monitoring loop runs every ``monitor_interval``
-    seconds while the app lives (0: never; the caller may update it by hand).
+    ``admin_token`` turns on the hot-swap route; an empty token is none. The monitoring loop runs every
+    ``monitor_interval`` seconds while the app lives (0: never; the caller may update it by hand).
     """
 
-    def __init__(self, dataplane: DataPlane, *, token: str = "", alert_token: str = "", admin_token: str = "",
-                 max_body_bytes: int = 10 * 1024 * 1024, max_upload_bytes: int = 1024 * 1024 * 1024,
-                 access_log: TextIO | None = sys.stderr, monitor_interval: float = 0.0,
+    def __init__(self, dataplane: DataPlane, *, token: str, alert_token: str, admin_token: str, max_body_bytes: int,
+                 max_upload_bytes: int, access_log: TextIO | None, monitor_interval: float,
                  routes: tuple[Route, ...] = ROUTES) -> None:
         self.dataplane = dataplane
         self.token = token.encode() or None

@@ -7,7 +7,6 @@ whatever the number of rows. Columns that are not features pass through unchange
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -126,10 +125,3 @@ def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> Any:
         for index, cls in enumerate(model.classes):
             scored[f"probability_{cls}"] = proba[:, index]
     return scored
-
-
-def spool(*, named: bool = False) -> IO[bytes]:
-    """A temporary file removed when closed (named, when a reader needs its path)."""
-    if named:
-        return tempfile.NamedTemporaryFile(prefix="mloop-upload-")
-    return tempfile.TemporaryFile(prefix="mloop-scored-")

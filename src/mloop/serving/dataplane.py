@@ -50,8 +50,8 @@ class Swapped:
 class DataPlane:
     """Serves one model at a time; ``swap`` changes it without dropping a request."""
 
-    def __init__(self, model: LoadedModel, metrics: ServerMetrics, monitor: LiveMonitor, *, max_batch_rows: int = 1024,
-                 max_wait_s: float = 0.0, loader: Loader | None = None) -> None:
+    def __init__(self, model: LoadedModel, metrics: ServerMetrics, monitor: LiveMonitor, *, max_batch_rows: int,
+                 max_wait_s: float, loader: Loader | None = None) -> None:
         self.model = model
         self.metrics = metrics
         self.monitor = monitor

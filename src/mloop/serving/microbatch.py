@@ -19,7 +19,7 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 
 
 class Batcher:
-    def __init__(self, *, max_rows: int = 1024, max_wait_s: float = 0.0,
+    def __init__(self, *, max_rows: int, max_wait_s: float = 0.0,
                  on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None) -> None:
         self.predict: Predict | None = None
         self.max_rows = max_rows

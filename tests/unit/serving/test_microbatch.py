@@ -17,7 +17,7 @@ def test_requests_in_the_same_loop_turn_share_one_predict_call():
 
     async def main():
         predict = recording_predict(calls)
-        batcher = Batcher()
+        batcher = Batcher(max_rows=1024)
         parts = [np.full((n, 2), float(n)) for n in (1, 2, 3)]
         results = await asyncio.gather(*(batcher.submit(p, predict) for p in parts))
         return results
@@ -31,7 +31,7 @@ def test_a_lone_request_is_predicted_without_waiting_for_company():
     calls = []
 
     async def main():
-        batcher = Batcher(max_wait_s=0.0)
+        batcher = Batcher(max_rows=1024, max_wait_s=0.0)
         loop = asyncio.get_running_loop()
         start = loop.time()
         await batcher.submit(np.ones((1, 2)), recording_predict(calls))
@@ -59,7 +59,7 @@ def test_a_failing_predict_fails_every_request_of_its_batch_only():
         return rows[:, 0], None
 
     async def main():
-        batcher = Batcher()
+        batcher = Batcher(max_rows=1024)
         together = await asyncio.gather(batcher.submit(np.ones((1, 2)), predict),
                                         batcher.submit(np.ones((1, 2)), predict), return_exceptions=True)
         alone = await batcher.submit(np.ones((1, 2)), predict)
@@ -74,7 +74,7 @@ def test_rows_for_different_models_never_share_a_batch():
     old_calls, new_calls = [], []
 
     async def main():
-        batcher = Batcher()
+        batcher = Batcher(max_rows=1024)
         old, new = recording_predict(old_calls), recording_predict(new_calls)
         await asyncio.gather(batcher.submit(np.ones((1, 2)), old), batcher.submit(np.ones((2, 2)), old),
                              batcher.submit(np.ones((3, 2)), new))
@@ -97,7 +97,7 @@ def test_bound_methods_of_one_model_share_a_batch():
     model = Model()
 
     async def main():
-        batcher = Batcher()
+        batcher = Batcher(max_rows=1024)
         await asyncio.gather(*(batcher.submit(np.ones((1, 2)), model.predict) for _ in range(5)))
 
     asyncio.run(main())
