@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mloop.cli.init_cmd import init
+from mloop.project import create_project
 from mloop.config import load_project
 from mloop.project import run_project
 
@@ -19,7 +19,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_the_readme_pipeline_runs_and_registers_its_model(tmp_path: Path, mlflow_db_template: Path):
     [example] = re.findall(r"A pipeline is plain Python.*?```python\n(.*?)```", README.read_text(), re.S)
-    root = init("readme", parent=tmp_path)
+    root = create_project("readme", tmp_path)
     (root / "pipeline.py").write_text(example)
     (root / ".mloop").mkdir()
     shutil.copyfile(mlflow_db_template, root / ".mloop" / "mlflow.db")

@@ -1,50 +1,15 @@
-"""``mloop init NAME``: scaffold a project that ``mloop run`` runs straight away."""
+"""``mloop init NAME``: scaffold a project that ``mloop run`` runs straight away (``mloop.project.create_project``)."""
 
 from __future__ import annotations
 
-import random
-import re
-from importlib import resources
 from pathlib import Path
-from string import Template
 
 from mloop.cli.output import console
-from mloop.errors import ConfigError
-
-_FILES = {
-    "mloop.toml.tmpl": "mloop.toml",
-    "pipeline.py.tmpl": "pipeline.py",
-    "test_pipeline.py.tmpl": "tests/test_pipeline.py",
-    "gitignore.tmpl": ".gitignore",
-    "README.md.tmpl": "README.md",
-}
-
-
-def sample_data(rows: int = 300, seed: int = 0) -> str:
-    """A small, separable two-class CSV so the new project has something real to train on."""
-    rng = random.Random(seed)
-    lines = ["x1,x2,x3,x4,target"]
-    for _ in range(rows):
-        x = [rng.gauss(0, 1) for _ in range(4)]
-        target = int(1.5 * x[0] - x[1] + 0.5 * x[2] + rng.gauss(0, 0.5) > 0)
-        lines.append(",".join(f"{v:.5f}" for v in x) + f",{target}")
-    return "\n".join(lines) + "\n"
 
 
 def init(name: str, *, parent: Path) -> Path:
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name):
-        raise ConfigError(f"project name {name!r} must start with a letter and use only letters, digits, _ and -",
-                          hint="for example: mloop init churn_model")
-    root = parent / name
-    if root.exists() and any(root.iterdir()):
-        raise ConfigError(f"{root} exists and is not empty", hint="pick another name or remove the folder")
-    templates = resources.files("mloop") / "templates" / "project"
-    for source, target in _FILES.items():
-        path = root / target
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = Template(templates.joinpath(source).read_text(encoding="utf-8")).safe_substitute(name=name)
-        path.write_text(text, encoding="utf-8")
-    (root / "data").mkdir(exist_ok=True)
-    (root / "data" / "data.csv").write_text(sample_data(), encoding="utf-8")
+    from mloop.project import create_project
+
+    root = create_project(name, parent)
     console.print(f"created project {name} in {root}\n  next: cd {root} && mloop run")
     return root

@@ -5,27 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from types import FrameType
 
 from mloop.cli.output import console
 
 
-def ui_command(tracking_uri: str, artifact_root: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri,
-            "--default-artifact-root", artifact_root, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-
-
 def ui(*, port: int, project: Path | None) -> None:
     from mloop.config import load_project
+    from mloop.tracking.client import ui_command
 
     cfg = load_project(project)
     cfg.store.mkdir(parents=True, exist_ok=True)
     console.print(f"MLflow UI for {cfg.name}: http://127.0.0.1:{port}  (Ctrl-C stops it)")
     # Its own process group, so that stopping `mloop ui` (Ctrl-C or SIGTERM) stops the MLflow server and
     # the web workers it starts too, instead of leaving them running.
-    proc = subprocess.Popen(ui_command(cfg.tracking_uri, cfg.artifact_location, port), start_new_session=True)
+    proc = subprocess.Popen(ui_command(cfg, port), start_new_session=True)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         try:

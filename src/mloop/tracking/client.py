@@ -72,3 +72,12 @@ def tracking_error(cfg: ProjectConfig, err: BaseException) -> TrackingError:
 def short(value: Any, limit: int = 6000) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def ui_command(cfg: ProjectConfig, port: int) -> list[str]:
+    """The command that serves the MLflow UI on the project's store, on 127.0.0.1."""
+    import sys
+
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.tracking_uri,
+            "--default-artifact-root", cfg.artifact_location, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1"]
