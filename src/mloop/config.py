@@ -170,7 +170,22 @@ class MonitorSection(_Section):
         return self
 
 
-class ServingSection(BaseSettings):
+class _EnvironmentFirst(BaseSettings):
+    """Settings where an environment variable wins over the file (the only two sources)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+class ServingSection(_EnvironmentFirst):
     """``[serving]``: the model server of ``mloop serve`` and ``mloop deploy``.
 
     Also read on its own, from ``MLOOP_SERVING_*`` variables only, by a server that runs without a
@@ -191,17 +206,6 @@ class ServingSection(BaseSettings):
         "bearer token of POST /admin/model (hot swap); set by mloop deploy for each deployment"))
     alert_token: SecretStr = Field(default=SecretStr(""), description=(
         "bearer token Alertmanager sends to POST /alerts/webhook (default: the token)"))
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
 
     @property
     def max_body_bytes(self) -> int:
@@ -244,7 +248,7 @@ def serving_settings(**overrides: Any) -> ServingSection:
                           hint="check the MLOOP_SERVING_* variables and the command's options") from err
 
 
-class Settings(BaseSettings):
+class Settings(_EnvironmentFirst):
     """Everything in ``mloop.toml``; see the module docstring for environment overrides."""
 
     model_config = SettingsConfigDict(
@@ -262,17 +266,6 @@ class Settings(BaseSettings):
     executor: ExecutorSection = Field(default_factory=ExecutorSection)
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     serving: ServingSection = Field(default_factory=ServingSection)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
 
 
 class ProjectConfig:
