@@ -97,7 +97,7 @@ def load_pipeline(cfg: ProjectConfig) -> Pipeline:
     except Exception as err:
         raise PipelineError(
             f"importing pipeline module {path.name} raised {type(err).__name__}: {err}",
-            hint="fix the module; mloop --verbose run shows the traceback",
+            hint="fix the module; --verbose shows the traceback",
         ) from err
     return _pipeline_in(module, module_name, attr)
 

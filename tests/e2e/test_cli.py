@@ -134,7 +134,7 @@ def test_failing_step_reports_step_error_and_location_and_verbose_shows_tracebac
     err = one_error_line(done)
     assert "step 'train' failed: RuntimeError: labels are all one class" in err
     assert "pipeline.py:" in err and "not run because of it: evaluate" in err
-    verbose = mloop("--verbose", "run", cwd=new_project)
+    verbose = mloop("run", "--verbose", cwd=new_project)
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr and "labels are all one class" in verbose.stderr
     (new_project / "pipeline.py").write_text(source)
     fixed = mloop("run", cwd=new_project)

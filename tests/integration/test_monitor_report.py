@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 from tests.support.servers import MLOOP
 
 pytestmark = pytest.mark.integration
-
 
 
 def monitor(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -69,3 +69,16 @@ def test_bad_input_exits_2_with_a_hint(batches, tmp_path):
     unrelated.write_text("a,b\n1,2\n")
     done = monitor(root, "--from", str(unrelated))
     assert done.returncode == 2 and "shares no column" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_report_judges_with_the_monitor_settings_of_mloop_toml_as_the_server_does(batches, tmp_path):
+    root, _, shifted = batches
+    project = Path(shutil.copytree(root, tmp_path / "p", ignore=shutil.ignore_patterns("monitor", "deployments")))
+    config = project / "mloop.toml"
+    config.write_text(config.read_text().replace("alpha = 0.05", "alpha = 0.05\nthresholds = { mean_radius = 1e-300 }"))
+    done = monitor(project, "--from", str(shifted))
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert done.returncode == 0, done.stderr
+    assert "stable" in lines["mean_radius"] and "drift" in lines["worst_area"]
+    overridden = monitor(project, "--from", str(shifted), "--min-samples", "100000")  # an option still wins
+    assert overridden.returncode == 0 and "not enough data for a verdict (min 100000 per feature)" in overridden.stdout

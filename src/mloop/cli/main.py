@@ -21,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    # The app's own options (--verbose) may come anywhere on the line; a command's options pass through.
+    context_settings={"allow_interspersed_args": True, "ignore_unknown_options": True},
 )
 monitor_app = typer.Typer(help="Drift and model monitoring.", no_args_is_help=True)
 runs_app = typer.Typer(help="List recent runs, or show one with 'mloop runs show RUN'.", invoke_without_command=True)

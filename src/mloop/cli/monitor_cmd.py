@@ -106,7 +106,7 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
     if as_json:
         print(json.dumps(asdict(data), indent=1, default=str))
         return
-    running = process_alive(data.pid)
+    running = process_alive(data.pid, started_by=data.updated)  # the process that wrote it, not a recycled pid
     console.print(f"[bold]{data.model}[/] v{data.version}: updated {_ago(data.updated)}"
                   + ("" if running else f" [yellow](the server, pid {data.pid}, is not running: last status)[/]"))
     drift = data.drift

@@ -30,7 +30,8 @@ def report_error(err: BaseException, *, verbose: bool) -> int:
         return err.exit_code
     err_console.print(f"[bold red]internal error:[/] {type(err).__name__}: {err}", markup=True, soft_wrap=True)
     if not verbose:
-        err_console.print("  hint: re-run as mloop --verbose ... (or with MLOOP_VERBOSE=1) for the traceback, and report it if it looks like mloop's fault",
+        err_console.print("  hint: re-run with --verbose (or MLOOP_VERBOSE=1) for the traceback, and report it if "
+                          "it looks like mloop's fault",
                           markup=False)
     return 1
 

@@ -191,10 +191,10 @@ class ArtifactStore:
             commit(tmp, self.path(ref), replace=False)  # the same digest is the same bytes: keep the one there
             return ref
 
-    def put_file(self, source: Path, materializer: str = "file") -> ArtifactRef:
+    def put_file(self, source: Path) -> ArtifactRef:
         """Store a file as it is (a figure, a log), by its content digest."""
         digest = file_digest(source)
-        ref = ArtifactRef(digest, materializer, source.suffix, source.stat().st_size)
+        ref = ArtifactRef(digest, "file", source.suffix, source.stat().st_size)
         final = self.file_path(ref)
         if not final.exists():
             with temporary_path(self.root / "tmp", prefix="") as tmp:

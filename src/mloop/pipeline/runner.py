@@ -296,6 +296,6 @@ def raise_for_failures(result: RunResult) -> None:
     raise StepFailed(
         "; ".join(lines),
         hint=f"fix the step and run 'mloop run' again: the {finished} step(s) that finished come from the cache "
-        "(mloop --verbose run shows the traceback)",
+        "(--verbose shows the traceback)",
         failures={name: r.traceback for name, r in failed.items()},
     )

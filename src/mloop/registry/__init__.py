@@ -1,1 +1,2 @@
-"""The model registry: candidates, the model bundle, promotion gates and aliases (MLflow underneath)."""
+"""The model registry (MLflow underneath): registration, the promotion gate and its metric table,
+aliases, ``models:/`` URIs, and the read-side queries."""
