@@ -243,3 +243,26 @@ def test_bad_feedback_is_4xx_naming_the_field(app, body, status, field):
     call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"x-request-id": "p-2"})
     response = call(app, "POST", "/feedback", json=body)
     assert response.status_code == status and response.json()["field"] == field
+
+
+def test_the_openapi_document_is_derived_from_the_route_table(small_model):
+    from mloop.serving.asgi import ROUTES, Auth
+
+    plain = call(app_for(small_model), "GET", "/openapi.json").json()
+    documented = {(path, method.upper()) for path, ops in plain["paths"].items() for method in ops}
+    assert documented == {(r.path, r.method) for r in ROUTES if r.operation is not None}
+    assert ("/admin/model", "POST") not in documented  # internal: mloop deploy's hot swap
+    assert all("security" not in op for ops in plain["paths"].values() for op in ops.values())
+    secured = call(app_for(small_model, token="t"), "GET", "/openapi.json",
+                   headers={"authorization": "Bearer t"}).json()["paths"]
+    public = {r.path for r in ROUTES if r.auth is Auth.PUBLIC}
+    for path, ops in secured.items():
+        for op in ops.values():
+            assert op["security"] == ([] if path in public else [{"bearer": []}]), path
+            assert ("401" in op["responses"]) is (path not in public)
+
+
+def test_a_wrong_method_is_405_naming_the_allowed_one(app):
+    response = call(app, "DELETE", "/v2/models/toy/infer")
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert call(app, "HEAD", "/v2/health/ready").status_code == 200
