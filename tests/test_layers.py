@@ -9,13 +9,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "mloop"
 
-# Calls that change the whole process, and the entrypoints allowed to make them.
+# Calls that change the whole process, and the places allowed to make them.
 PROCESS_WIDE = {"set_config", "filterwarnings", "simplefilter", "freeze", "disable_created_metrics",
                 "set_forkserver_preload"}
+MUTATORS = {"insert", "append", "extend", "remove", "pop", "clear", "update", "setdefault", "__setitem__"}
 ENTRYPOINTS = {
     "serving/server.py",  # mloop serve: scikit-learn's finiteness check, warnings, the collector
     "pipeline/executors/task.py",  # a worker process: the parent's sys.path
-    "pipeline/executors/local.py",  # the fork server's preloads (its own process)
+    # Not an entrypoint, a deliberate exception: Python keeps one fork server per process; the local
+    # executor names what it preloads (module imports only) before it first starts it.
+    "pipeline/executors/local.py",
+    # Not an entrypoint, a deliberate exception: a project's pipeline module is in sys.modules under its
+    # unique name only while its file runs (dataclasses and pydantic look it up there), then removed.
+    "project/load.py",
 }
 
 
@@ -34,9 +40,18 @@ def _process_wide_changes(path: Path) -> list[str]:
             if name in PROCESS_WIDE:
                 found.append(f"{name}() at line {node.lineno}")
         target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
-        if isinstance(target, ast.Attribute) and target.attr == "path" and getattr(target.value, "id", "") == "sys":
-            found.append(f"sys.path.{node.func.attr}() at line {node.lineno}")  # type: ignore[union-attr]
+        if (_is_sys(target, "path") or _is_sys(target, "modules")) and node.func.attr in MUTATORS:  # type: ignore[union-attr]
+            found.append(f"sys.{target.attr}.{node.func.attr}() at line {node.lineno}")  # type: ignore[union-attr]
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            for item in targets:
+                if isinstance(item, ast.Subscript) and (_is_sys(item.value, "modules") or _is_sys(item.value, "path")):
+                    found.append(f"sys.{item.value.attr}[...] changed at line {node.lineno}")  # type: ignore[attr-defined]
     return found
+
+
+def _is_sys(node: object, name: str) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == name and getattr(node.value, "id", "") == "sys"
 
 
 def test_process_wide_state_changes_only_in_entrypoints():

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build strict, offline JSON Schemas (Draft 7) for the Kubernetes manifests mloop generates.
 
-Outputs (minified JSON, written next to this script unless --out is given):
+Outputs (minified JSON, written to src/mloop/deploy/schemas/ unless --out is given):
 
     inferenceservice-v1beta1.json   KServe InferenceService, serving.kserve.io/v1beta1
     deployment-apps-v1.json         apps/v1 Deployment
@@ -21,7 +21,7 @@ Upstream inputs (pinned; the git blob id of each input is checked, so a differen
       license Apache-2.0.  Used for Deployment, Service, and the ObjectMeta grafted onto the InferenceService.
 
     (The preferred source, yannh/kubernetes-json-schema v1.30.0-standalone-strict, could not be fetched whole;
-    an unofficial copy of it, redacid/k8s-json-scheme, was used only to cross-check the result: see NOTES.md.)
+    an unofficial copy of it, redacid/k8s-json-scheme, was used only to cross-check the result: see src/mloop/deploy/schemas/README.md.)
 
 Transformation (OpenAPI schema -> strict JSON Schema), applied node by node by ``strict()``:
 
@@ -60,8 +60,8 @@ Size reduction (on by default; --no-dedupe writes fully inlined schemas):
   explainer, canary[].predictor, workerSpec and every model format (sklearn, xgboost, ...).
 
 Usage:
-    python build.py                                   # inputs from the fetched git mirrors (see DEFAULT_GIT)
-    python build.py --kserve-crd FILE --k8s-swagger FILE [--out DIR]
+    python tools/build_k8s_schemas.py                 # inputs from the fetched git mirrors (see DEFAULT_GIT)
+    python tools/build_k8s_schemas.py --kserve-crd FILE --k8s-swagger FILE [--out DIR]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def read_input(src: dict[str, str], file: str | None, git_dir: str | None) -> by
                               check=True, capture_output=True).stdout
     if git_blob_id(data) != src["blob"]:
         sys.exit(f"{file or git_dir}: not {src['repo']}@{src['tag']}:{src['path']} (git blob {git_blob_id(data)}, "
-                 f"expected {src['blob']}); update the pins at the top of build.py deliberately")
+                 f"expected {src['blob']}); update the pins at the top of tools/build_k8s_schemas.py deliberately")
     return data
 
 
@@ -332,7 +332,7 @@ def build(crd_yaml: bytes, swagger_json: bytes, keep_descriptions: bool = False)
 
 
 def main() -> None:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1] / "src" / "mloop" / "deploy" / "schemas"
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kserve-crd", help="the CRD file (default: git show from --kserve-git)")
     ap.add_argument("--k8s-swagger", help="the swagger file (default: git show from --k8s-git)")

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def temporary_path(folder: Path, *, prefix: str = ".", suffix: str = ".tmp") -> Iterator[Path]:
-    """A new, empty file in ``folder`` to write; removed on the way out unless it was renamed away."""
+    """A new, empty file in ``folder`` to write; removed on the way out unless it was renamed away.
+
+    It is created with the permissions any new file gets (0666 less the umask), so the file it becomes
+    is readable as a plainly written one would be (``mkstemp``'s 0600 would follow it into an image).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
-    os.close(fd)
-    path = Path(name)
+    while True:
+        path = folder / f"{prefix}{secrets.token_hex(8)}{suffix}"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield path
     finally:

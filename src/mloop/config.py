@@ -207,6 +207,16 @@ class ServingSection(_EnvironmentFirst):
     alert_token: SecretStr = Field(default=SecretStr(""), description=(
         "bearer token Alertmanager sends to POST /alerts/webhook (default: the token)"))
 
+    def updated(self, **values: Any) -> ServingSection:
+        """These settings with ``values`` (e.g. command-line options) in place, validated."""
+        try:
+            return type(self).model_validate(self.model_dump() | values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"serving setting {where} = {first.get('input')!r}: {first['msg']}",
+                              hint="check the command's options") from err
+
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)

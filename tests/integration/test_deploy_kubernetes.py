@@ -38,6 +38,9 @@ def test_writes_the_image_context_and_both_manifest_sets(written):
     kinds = [d["kind"] for d in yaml.safe_load_all((written / "deployment.yaml").read_text())]
     assert kinds == ["Deployment", "Service"]
     assert "token" not in (written / "deployment.yaml").read_text().replace("-token", "").replace("key: token", "")
+    # The image runs as an unprivileged user: every file of the context is readable by others.
+    unreadable = [p for p in (written / "image").rglob("*") if p.is_file() and not p.stat().st_mode & 0o004]
+    assert unreadable == []
 
 
 def test_the_image_command_serves_the_baked_in_model(written):

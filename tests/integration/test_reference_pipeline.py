@@ -103,8 +103,8 @@ def test_first_version_is_registered_as_champion_with_its_bundle(first_run, tmp_
     bundle = read_bundle(model_dir)
     info, profile, detector = bundle.info, bundle.profile, bundle.outlier_detector
     assert info.target == "target" and len(info.features) == 30 and info.classes == [0, 1]
-    assert info.lineage["run_id"] == outcome.tracking_id
-    assert info.lineage["data_sha256"] == [hashlib.sha256((root / "data" / "breast_cancer.csv").read_bytes()).hexdigest()]
+    assert info.lineage.run_id == outcome.tracking_id
+    assert info.lineage.data_sha256 == [hashlib.sha256((root / "data" / "breast_cancer.csv").read_bytes()).hexdigest()]
     assert info.metrics["accuracy"] > 0.9 and "test_accuracy" in info.metrics
     assert set(profile.features_) == set(info.features) | {"target"}
     assert sum(profile.features_["mean_radius"].counts) == profile.n_rows_

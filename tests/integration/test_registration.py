@@ -6,12 +6,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
 from mloop.config import load_project
 from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, TrackingError
 from mloop.project import run_project
+from mloop.registry.fetch import load_registered
 from tests.support.projects import write_project
 
 pytestmark = pytest.mark.integration
@@ -101,12 +103,9 @@ def test_a_model_that_fails_to_predict_is_a_model_error_and_the_run_failed(tmp_p
     assert client.search_registered_models() == []
 
 
-def test_a_detector_that_cannot_be_pickled_is_a_serialization_error(tmp_path, mlflow_db_template):
+def test_a_detector_class_of_the_pipeline_file_is_bundled_by_value(tmp_path, mlflow_db_template):
     root = tracked(tmp_path, mlflow_db_template, """
-class Detector:
-    def __init__(self):
-        self.rule = lambda rows: rows  # cloudpickle stores it as a step output; pickle cannot
-
+class Detector:  # defined in the project's file, which no other process can import
     def score_samples(self, rows):
         return np.zeros(len(rows))
 
@@ -123,7 +122,32 @@ def training():
     train, test = data()
     return ModelCandidate(model=fit(train), train=train, test=test, outlier_detector=detector())
 """)
-    with pytest.raises(ModelSerializationError, match="outlier detector .Detector. cannot be pickled"):
+    outcome = run_project(load_project(root))
+    assert outcome.registration is not None
+    model = load_registered(load_project(root), "models:/p/1")
+    assert type(model.outlier_detector).__name__ == "Detector"
+    assert list(model.outlier_detector.score_samples(np.zeros((2, 3)))) == [0.0, 0.0]
+
+
+def test_a_model_mlflow_cannot_save_is_a_serialization_error_and_the_run_failed(tmp_path, mlflow_db_template):
+    root = tracked(tmp_path, mlflow_db_template, """
+class Majority:
+    classes_ = np.array([0, 1])
+
+    def predict(self, x):
+        return np.ones(len(x), dtype=int)
+
+@step
+def fit(train):
+    return Majority()
+
+@pipeline
+def training():
+    train, test = data()
+    return ModelCandidate(model=fit(train), train=train, test=test)
+""")
+    with pytest.raises(ModelSerializationError, match=r"Majority.*cannot be saved.*untrusted types") as info:
         run_project(load_project(root))
-    _, run = last_run(root)
-    assert run.info.status == "FAILED"
+    assert "skops" in info.value.hint
+    client, run = last_run(root)
+    assert run.info.status == "FAILED" and client.search_registered_models() == []

@@ -78,3 +78,11 @@ def test_temporary_files_are_hidden_beside_the_target(tmp_path: Path):
         assert tmp.parent == tmp_path and tmp.name.startswith(".part-1.parquet.")
         tmp.write_bytes(b"x")
     assert os.listdir(tmp_path) == ["part-1.parquet"]
+
+
+def test_a_written_file_has_the_permissions_a_plain_write_gives(tmp_path: Path):
+    """Files written atomically are read by others too (a container's user reads the model folder)."""
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    atomic_write_text(tmp_path / "atomic", "x")
+    assert stat.S_IMODE((tmp_path / "atomic").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,19 @@ BUNDLE_FORMAT = 1
 
 
 @dataclass
+class Lineage:
+    """Where a registered model came from."""
+
+    run_id: str = ""  # the tracked pipeline run (MLflow's id)
+    pipeline: str = ""
+    data_sha256: list[str] = field(default_factory=list)  # the run's input files
+    git_commit: str = ""
+    git_dirty: bool | None = None
+    model_digest: str = ""  # the model's digest in the artifact store
+    packages: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class BundleInfo:
     """``bundle.json``: what the model predicts from what, and where it came from."""
 
@@ -33,7 +46,7 @@ class BundleInfo:
     features: list[str]
     classes: list[Any] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
-    lineage: dict[str, Any] = field(default_factory=dict)
+    lineage: Lineage = field(default_factory=Lineage)
     has_outlier_detector: bool = False
     class_counts: dict[str, int] = field(default_factory=dict)  # training labels per class (prediction drift)
 
@@ -63,9 +76,11 @@ def write_bundle(model_dir: Path, info: BundleInfo, profile: ReferenceProfile, o
     folder = model_dir / BUNDLE_DIR
     info.has_outlier_detector = outlier_detector is not None
     if outlier_detector is not None:
-        try:
-            blob = pickle.dumps(outlier_detector, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as err:  # pickle raises many types (PicklingError, TypeError, AttributeError)
+        import cloudpickle
+
+        try:  # cloudpickle: a detector class defined in the project's pipeline file travels by value
+            blob = cloudpickle.dumps(outlier_detector, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as err:  # pickling raises many types (PicklingError, TypeError, AttributeError)
             raise ModelSerializationError(
                 f"the outlier detector ({type(outlier_detector).__name__}) cannot be pickled: {err}",
                 hint="return a fitted scikit-learn detector (e.g. IsolationForest) as ModelCandidate.outlier_detector",
@@ -81,7 +96,11 @@ def read_bundle(model_dir: Path) -> Bundle:
     folder = model_dir / BUNDLE_DIR
     data = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
     data.pop("format", None)
-    info = BundleInfo(**data)
+    lineage = data.pop("lineage", {}) or {}
+    if isinstance(lineage.get("git_dirty"), str):  # bundles written before it was a boolean
+        lineage["git_dirty"] = {"true": True, "false": False}.get(lineage["git_dirty"])
+    known = {f.name for f in fields(Lineage)}
+    info = BundleInfo(**data, lineage=Lineage(**{k: v for k, v in lineage.items() if k in known}))
     profile = ReferenceProfile.load(folder / "profile.json")
     detector = None
     if info.has_outlier_detector:

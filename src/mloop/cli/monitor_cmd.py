@@ -26,35 +26,14 @@ def _duration(text: str, option: str) -> float:
 def report(source: Path | None, *, since: str | None, model: str | None, out: Path | None, project: Path | None,
            alpha: float | None, min_samples: int | None, fail_on_drift: float | None) -> None:
     from mloop.config import load_project
-    from mloop.monitor import queries
     from mloop.monitor.report import number, render
-    from mloop.registry.fetch import fetch_bundle, parse_model_uri, resolve_version
+    from mloop.project import drift_report
 
-    if (source is None) == (since is None):
-        raise DataError("pass either --from FILE (a data file) or --since DURATION (the served predictions)",
-                        hint="e.g. mloop monitor report --since 1h --out report.html")
     cfg = load_project(project)
-    settings = cfg.settings.monitor.model_copy(update={k: v for k, v in (("alpha", alpha), ("min_samples", min_samples))
-                                                       if v is not None})
-    uri = model or f"models:/{cfg.model_name}@champion"
-    name, _, _ = parse_model_uri(uri)
-    accuracy = None
-    if since is not None:
-        served = queries.served_rows(cfg.monitor_dir(name), name, since=time.time() - _duration(since, "--since"),
-                                     version=None if model is None else resolve_version(cfg, uri))
-        frame, version, accuracy = served.features, served.version, served.accuracy
-        what = f"predictions of the last {since}"
-    else:
-        assert source is not None
-        version = resolve_version(cfg, uri)
-        frame = queries.read_frame(source)
-        what = source.name
-    profile = fetch_bundle(cfg, f"models:/{name}/{version}").profile
-    try:
-        comparison = queries.compare(profile, frame, settings)
-    except DataError as err:
-        raise DataError(f"{source or what}: {err.message} ({name} v{version})", hint=err.hint) from err
-    drift = comparison.report
+    overrides = {k: v for k, v in (("alpha", alpha), ("min_samples", min_samples)) if v is not None}
+    settings = type(cfg.settings.monitor).model_validate(cfg.settings.monitor.model_dump() | overrides)
+    found = drift_report(cfg, model=model, source=source, since=since, settings=settings)
+    drift = found.comparison.report
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("feature", "verdict", "PSI", "KS D / chi2", "p-value", "values", "missing"):
         table.add_column(column)
@@ -62,19 +41,20 @@ def report(source: Path | None, *, since: str | None, model: str | None, out: Pa
         verdict = "no verdict" if f.drifted is None else ("[bold red]drift[/]" if f.drifted else "stable")
         table.add_row(fname, verdict, number(f.psi), number(f.statistic), number(f.p_value), str(f.n), str(f.missing))
     console.print(table)
-    share = drift.drifted_share
+    share, rows = drift.drifted_share, len(found.frame)
     if share is None:
-        console.print(f"{len(frame)} rows: not enough data for a verdict (min {settings.min_samples} per feature)")
+        console.print(f"{rows} rows: not enough data for a verdict (min {settings.min_samples} per feature)")
     else:
-        console.print(f"{name} v{version}: {sum(bool(f.drifted) for f in drift.evaluated)} of {len(drift.evaluated)} "
-                      f"features drifted ({share:.0%}) in {len(frame)} rows of {what}")
-    if comparison.ignored:
-        console.print(f"not in the training data, not compared: {', '.join(comparison.ignored[:8])}", soft_wrap=True)
+        console.print(f"{found.model} v{found.version}: {sum(bool(f.drifted) for f in drift.evaluated)} of "
+                      f"{len(drift.evaluated)} features drifted ({share:.0%}) in {rows} rows of {found.what}")
+    if found.comparison.ignored:
+        console.print(f"not in the training data, not compared: {', '.join(found.comparison.ignored[:8])}",
+                      soft_wrap=True)
     if out is not None:
         from mloop._fs import atomic_write_text
 
-        atomic_write_text(out, render(f"Drift of {what} against {name} v{version}", profile, frame[comparison.compared],
-                                      drift, accuracy=accuracy))
+        atomic_write_text(out, render(f"Drift of {found.what} against {found.model} v{found.version}", found.profile,
+                                      found.frame, drift, accuracy=found.accuracy))
         console.print(f"report: {out}")
     if fail_on_drift is not None and share is not None and share > fail_on_drift:
         raise DriftFound(f"{share:.0%} of features drifted, above --fail-on-drift {fail_on_drift:.0%}",

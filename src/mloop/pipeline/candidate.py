@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -28,7 +28,3 @@ class ModelCandidate:
     target: str = "target"
     metrics: Any = None
     outlier_detector: Any = None
-
-    def items(self) -> list[tuple[str, Any]]:
-        """``(field, value)`` pairs, in declaration order."""
-        return [(f.name, getattr(self, f.name)) for f in fields(self)]

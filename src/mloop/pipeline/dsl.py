@@ -14,23 +14,36 @@ import inspect
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from mloop.errors import ParameterError, PipelineError, did_you_mean
 from mloop.pipeline.candidate import ModelCandidate
 from mloop.pipeline.graph import Graph, Location, Node, OutputRef
+
+if TYPE_CHECKING:
+    from mloop.pipeline.runner import RunResult
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _tracer: contextvars.ContextVar[_Tracer | None] = contextvars.ContextVar("mloop_tracer", default=None)
 
+class RunOutcome(Protocol):
+    """What running a pipeline in a project gives (``mloop.project.ProjectRun``), as the engine sees it."""
+
+    @property
+    def result(self) -> RunResult: ...
+
+    @property
+    def tracking_id(self) -> str: ...
+
+
 # What ``Pipeline.run`` delegates to: the facade ``mloop.run``, handed in by ``mloop/__init__.py`` when the
 # package is imported (the engine itself knows no projects, tracking or registry).
-_project_runner: list[Callable[..., Any]] = []
+_project_runner: list[Callable[..., RunOutcome]] = []
 
 
-def use_project_runner(runner: Callable[..., Any]) -> None:
+def use_project_runner(runner: Callable[..., RunOutcome]) -> None:
     """Make ``Pipeline.run`` call ``runner(pipeline, **options)`` (done once, by the ``mloop`` facade)."""
     _project_runner[:] = [runner]
 
@@ -152,10 +165,10 @@ class Pipeline:
         return graph
 
     def run(self, *, params: Mapping[str, Mapping[str, Any]] | None = None, project: str | Path | None = None,
-            track: bool = True, use_cache: bool = True, **kwargs: Any) -> Any:
+            track: bool = True, use_cache: bool = True, **kwargs: Any) -> RunOutcome:
         """``mloop.run(pipeline, ...)``: run it in a project, cached, tracked and registered.
 
-        Returns the run (``mloop.project.ProjectRun``). Raises StepFailed (after the other branches
+        Returns the run (a ``mloop.project.ProjectRun``). Raises StepFailed (after the other branches
         finished) if a step failed.
         """
         if not _project_runner:

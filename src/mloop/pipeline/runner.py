@@ -95,7 +95,10 @@ class RunResult:
         return self.load(value.node, value.output) if isinstance(value, OutputRef) else value
 
     def result(self, name: str) -> Any:
-        """A result the pipeline function returned, by its name (step outputs are loaded)."""
+        """A result the pipeline function returned, by its name (step outputs are loaded); for a pipeline
+        that returned a ``ModelCandidate``, its fields: ``result("model")``, ``result("test")``, ..."""
+        if name not in self.graph.results and self.graph.candidate is not None and hasattr(self.graph.candidate, name):
+            return self.value(getattr(self.graph.candidate, name))
         return self.value(self.graph.results[name])
 
     @property

@@ -6,7 +6,8 @@ model's sorted classes (``classes_[-1]``: 1 of {0, 1}, "yes" of {"no", "yes"}, a
 ``predict_proba[:, 1]``); for more classes they are macro-averaged over the classes seen. The
 label metrics (accuracy, precision, recall) are computed here with numpy, so the live monitor can
 afford them on every feedback request; a test checks them against scikit-learn. A score that is
-undefined (precision when no row was predicted positive) is NaN, never a made-up 0.
+undefined (precision when no row was predicted positive) is NaN, never a made-up 0; within a macro
+average, a class without predicted (or true) rows counts 0, as scikit-learn's ``zero_division=0``.
 """
 
 from __future__ import annotations

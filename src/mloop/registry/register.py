@@ -12,11 +12,11 @@ import json
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mloop.bundle.format import BundleInfo, write_bundle
+from mloop.bundle.format import BundleInfo, Lineage, write_bundle
 from mloop.bundle.profile import ReferenceProfile
 from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
 from mloop.registry.fetch import download_model, load_sklearn_model
@@ -108,15 +108,10 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
                       candidate_score, champion_score, champion_version)
 
     git = git_state(cfg.root)
-    lineage = {
-        "run_id": result.tracking_id,
-        "pipeline": result.pipeline,
-        "data_sha256": sorted({d for r in result.steps.values() for d in r.file_digests.values()}),
-        "git_commit": git.get("commit", ""),
-        "git_dirty": git.get("dirty", ""),
-        "model_digest": model_ref.digest,
-        "packages": package_versions(),
-    }
+    lineage = Lineage(run_id=result.tracking_id, pipeline=result.pipeline,
+                      data_sha256=sorted({d for r in result.steps.values() for d in r.file_digests.values()}),
+                      git_commit=git.commit if git else "", git_dirty=git.dirty if git else None,
+                      model_digest=model_ref.digest, packages=package_versions())
     with tempfile.TemporaryDirectory(prefix="mloop-bundle-") as tmp:
         model_dir = Path(tmp) / "model"
         _save_model(model, train.drop(columns=[target]), model_dir)
@@ -168,18 +163,19 @@ def _save_model(model: Any, features: Any, model_dir: Path) -> None:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelSerializationError(
             f"the model ({type(model).__name__}) cannot be saved as an MLflow scikit-learn model: {first[:300]}",
-            hint="return a scikit-learn estimator or Pipeline from the training step",
+            hint="mloop saves models in MLflow's skops format, which takes only types it trusts: return a "
+                 "scikit-learn estimator or a Pipeline of scikit-learn steps from the training step",
         ) from err
 
 
 def _create_version(client: MlflowClient, cfg: ProjectConfig, name: str, run_id: str, model_dir: Path,
-                    lineage: dict[str, Any], decision: Decision, test_ref: ArtifactRef | None) -> str:
+                    lineage: Lineage, decision: Decision, test_ref: ArtifactRef | None) -> str:
     from mlflow.exceptions import MlflowException
 
     with _store(cfg):
         exp = experiment_id(client, cfg) or "0"
         logged = client.create_logged_model(exp, name="model", source_run_id=run_id,
-                                            tags={"mloop.model_digest": lineage["model_digest"]})
+                                            tags={"mloop.model_digest": lineage.model_digest})
         client.log_model_artifacts(logged.model_id, str(model_dir))
         client.finalize_logged_model(logged.model_id, "READY")
         try:
@@ -188,27 +184,21 @@ def _create_version(client: MlflowClient, cfg: ProjectConfig, name: str, run_id:
             if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
                 raise
         tags = {
-            "mloop.model_digest": lineage["model_digest"],
+            "mloop.model_digest": lineage.model_digest,
             "mloop.test_digest": test_ref.digest if test_ref else "",
             "mloop.promotion": decision.reason,
-            "mloop.data_sha256": ",".join(lineage["data_sha256"]),
-            "mloop.git_commit": lineage["git_commit"],
+            "mloop.data_sha256": ",".join(lineage.data_sha256),
+            "mloop.git_commit": lineage.git_commit,
         }
         version = client.create_model_version(name, source=logged.artifact_location, run_id=run_id, tags=tags,
-                                              model_id=logged.model_id, description=json.dumps(lineage)[:5000])
+                                              model_id=logged.model_id, description=json.dumps(asdict(lineage))[:5000])
     return str(version.version)
 
 
 def _version_with_digest(cfg: ProjectConfig, client: MlflowClient, name: str, model_digest: str,
                          test_digest: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
     with _store(cfg):
-        try:
-            versions = client.search_model_versions(f"name = '{name}'")
-        except MlflowException:
-            return None
-        for version in versions:
+        for version in client.search_model_versions(f"name = '{name}'"):  # none yet: an empty list
             tags = version.tags or {}
             if tags.get("mloop.model_digest") == model_digest and tags.get("mloop.test_digest") == test_digest:
                 return client.get_model_version(name, version.version)  # search results carry no aliases
@@ -217,6 +207,11 @@ def _version_with_digest(cfg: ProjectConfig, client: MlflowClient, name: str, mo
 
 def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric: str, features: Any,
                     target: Any) -> tuple[float | None, str | None]:
+    """The champion's score on this run's test set, or (None, None) when there is no champion yet.
+
+    A store that fails is a TrackingError (never taken for "no champion": that would skip the gate);
+    a champion that cannot be loaded or scored is a RegistryError.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
@@ -224,13 +219,27 @@ def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric:
     except MlflowException as err:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model, or no champion yet
             return None, None
-        raise tracking_error(cfg, err) from err  # not "no champion": a store failure must not skip the gate
+        raise tracking_error(cfg, err) from err
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+    version = str(champion.version)
+    with tempfile.TemporaryDirectory(prefix="mloop-champion-") as tmp:
+        try:
+            folder = download_model(cfg, f"models:/{name}/{version}", Path(tmp))  # RegistryError if it is gone
+        except RegistryError:
+            raise
+        except Exception as err:
+            raise tracking_error(cfg, err) from err
+        try:
+            model = load_sklearn_model(folder)
+        except Exception as err:
+            raise RegistryError(f"the champion, {name} v{version}, cannot be loaded: {type(err).__name__}: {err}",
+                                hint="move the champion alias to a version this environment can load "
+                                     "(mloop ui), or retrain it") from err
     try:
-        with tempfile.TemporaryDirectory(prefix="mloop-champion-") as tmp:
-            model = load_sklearn_model(download_model(cfg, f"models:/{name}/{champion.version}", Path(tmp)))
-        return score(metric, model, features, target), str(champion.version)
+        return score(metric, model, features, target), version
     except Exception as err:
         raise RegistryError(
-            f"the champion, {name} v{champion.version}, cannot be scored on this run's test set: {err}",
+            f"the champion, {name} v{version}, cannot be scored on this run's test set: {err}",
             hint="if the features changed on purpose, move the alias by hand in the MLflow UI (mloop ui)",
         ) from err

@@ -226,26 +226,32 @@ ROUTES: tuple[Route, ...] = (
 
 
 class Router:
-    """Finds the route of a method and path: fixed paths by a dict, ``/v2/models/...`` by its shape."""
+    """Finds the route of a method and path: fixed paths by a dict, the model routes by their shape.
+
+    Both come from the route table: a model route is ``<prefix>{model_name}[/versions/{model_version}][/action]``.
+    """
 
     def __init__(self, routes: tuple[Route, ...]) -> None:
         self.fixed: dict[str, dict[str, Route]] = {}
         self.models: dict[tuple[bool, str], dict[str, Route]] = {}  # (versioned, action) -> method -> route
+        self.prefix = ""
         for route in routes:
             if route.fixed:
                 self.fixed.setdefault(route.path, {})[route.method] = route
-            else:
-                versioned = "versions" in route.segments
-                action = route.segments[-1] if not route.segments[-1].startswith("{") else ""
-                self.models.setdefault((versioned, action), {})[route.method] = route
+                continue
+            self.prefix = route.path[:route.path.index("{model_name}")]
+            versioned = "{model_version}" in route.path
+            action = "" if route.segments[-1].startswith("{") else route.segments[-1]
+            self.models.setdefault((versioned, action), {})[route.method] = route
+        self.actions = {action for _, action in self.models if action}
 
     def match(self, method: str, path: str) -> tuple[Route, str, str | None]:
         """``(route, model name, model version)``; raises RequestError 404 or 405."""
         by_method = self.fixed.get(path)
         name, version = "", None
-        if by_method is None and path.startswith("/v2/models/"):
-            parts = path[len("/v2/models/"):].split("/")
-            action = parts.pop() if len(parts) > 1 and parts[-1] in ("infer", "ready", "feedback") else ""
+        if by_method is None and self.prefix and path.startswith(self.prefix):
+            parts = path[len(self.prefix):].split("/")
+            action = parts.pop() if len(parts) > 1 and parts[-1] in self.actions else ""
             name = parts[0]
             if len(parts) == 3 and parts[1] == "versions":
                 version = parts[2]
@@ -288,10 +294,16 @@ class ServerApp:
         self._monitor_task: asyncio.Task[None] | None = None
 
     def openapi(self) -> dict[str, Any]:
-        """This server's OpenAPI document, derived from its routes and its model."""
-        return openapi.document(self.dataplane.model, [(r.path, r.method, r.operation, r.auth is not Auth.PUBLIC)
-                                                       for r in self.routes if r.operation is not None],
-                                secured=self.token is not None)
+        """This server's OpenAPI document, derived from its routes, who may call them, and its model."""
+        return openapi.document(self.dataplane.model, [(r.path, r.method, r.operation, self._needs_token(r))
+                                                       for r in self.routes if r.operation is not None])
+
+    def _needs_token(self, route: Route) -> bool:
+        if route.auth is Auth.CLIENT:
+            return self.token is not None
+        if route.auth is Auth.ALERTS:
+            return self.alert_token is not None
+        return route.auth is Auth.ADMIN
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -125,27 +125,28 @@ def _parameters(path: str, model: LoadedModel) -> list[dict[str, Any]]:
     return params
 
 
-def document(model: LoadedModel, routes: Iterable[tuple[str, str, Operation, bool]], *, secured: bool) -> dict[str, Any]:
-    """The document of routes ``(path, method, operation, needs the token)`` serving ``model``.
+def document(model: LoadedModel, routes: Iterable[tuple[str, str, Operation, bool]]) -> dict[str, Any]:
+    """The document of routes ``(path, method, operation, needs a bearer token)`` serving ``model``.
 
-    With ``secured`` (the server has a token), each route that needs it says so and may answer 401.
+    A route that needs a token says so (``security``) and may answer 401; one that does not declares none.
     """
     paths: dict[str, dict[str, Any]] = {}
-    for path, method, operation, protected in routes:
+    secured_any = False
+    for path, method, operation, secured in routes:
         op = operation(model)
         parameters = _parameters(path, model)
         if parameters:
             op["parameters"] = parameters
         if secured:
-            op["security"] = [{"bearer": []}] if protected else []
-            if protected:
-                op["responses"] = {**op["responses"], **_errors(401)}
+            secured_any = True
+            op["security"] = [{"bearer": []}]
+            op["responses"] = {**op["responses"], **_errors(401)}
         paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.0.3",
         "info": {"title": f"mloop model server: {model.name}", "version": __version__,
                  "description": f"Serves {model.name} v{model.version}: the Open Inference (KServe V2) "
                                 "protocol, plain JSON and batch scoring."},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}} if secured_any else {},
         "paths": paths,
     }

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from mloop.bundle.loaded import LoadedModel
-from mloop.config import MonitorSection, ServingSection
+from mloop.config import MonitorSection, ProjectConfig, ServingSection
 from mloop.errors import ConfigError
 from mloop.serving.asgi import ServerApp
 from mloop.serving.dataplane import DataPlane, Loader, warm_up
@@ -60,6 +61,36 @@ def create_app(model: LoadedModel, settings: ServingSection | None = None, *, mo
                      admin_token=settings.admin_token.get_secret_value(), max_body_bytes=settings.max_body_bytes,
                      max_upload_bytes=settings.max_upload_bytes, access_log=access_log if settings.access_log else None,
                      monitor_interval=monitor.interval)
+
+
+def serve_model(model: str | None, cfg: ProjectConfig | None, settings: ServingSection, *,
+                monitor_interval: float | None = None, announce: Callable[[str], None] = print) -> None:
+    """Serve ``model`` — ``models:/NAME@ALIAS`` or ``/VERSION`` of the project (default: its champion), or a model
+    folder — with the project's ``[monitor]`` (or the defaults, for a folder served without a project)."""
+    from mloop.bundle.loaded import load_model_dir
+    from mloop.registry.fetch import load_registered
+
+    check_binding(settings.host, settings.token.get_secret_value())  # before the slow model load
+    loader: Loader | None = None
+    if model and not model.startswith("models:/"):
+        loaded = load_model_dir(Path(model))
+    else:
+        if cfg is None:
+            raise ConfigError("serving a registered model needs its project",
+                              hint="run inside the project folder, pass --project PATH, or serve a model folder")
+        project = cfg
+        loaded = load_registered(project, model or f"models:/{project.model_name}@champion")
+
+        def loader(uri: str) -> LoadedModel:
+            return load_registered(project, uri)
+    monitor = (cfg.settings.monitor if cfg is not None else MonitorSection()).model_copy()
+    if monitor_interval is not None:
+        monitor.interval = monitor_interval
+    # Monitoring off (interval 0): nothing would write the prediction log, alerts or status, so keep none.
+    monitor_dir = cfg.monitor_dir(loaded.name) if cfg is not None and monitor.interval > 0 else None
+    announce(f"serving {loaded.name} v{loaded.version} on http://{settings.host}:{settings.port}  "
+             f"(V2: POST /v2/models/{loaded.name}/infer, JSON: POST /predict, metrics: /metrics; Ctrl-C stops)")
+    serve(loaded, settings, monitor=monitor, monitor_dir=monitor_dir, loader=loader)
 
 
 def serve(model: LoadedModel, settings: ServingSection, *, monitor: MonitorSection | None = None,

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 KEY_PACKAGES = ("mloop", "mlflow", "scikit-learn", "pandas", "numpy", "pyarrow", "scipy")
 
 
-def git_state(root: Path) -> dict[str, str]:
-    """``{"commit": sha, "dirty": "true"|"false", "branch": name}``, or ``{}`` outside a git repository."""
+@dataclass(frozen=True)
+class GitState:
+    commit: str
+    dirty: bool  # uncommitted changes to tracked files below the project folder
+    branch: str
+
+
+def git_state(root: Path) -> GitState | None:
+    """The commit, dirty flag and branch of the repository holding ``root``, or None outside one."""
     def git(*args: str) -> str:
         out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
         if out.returncode != 0:
@@ -23,8 +31,8 @@ def git_state(root: Path) -> dict[str, str]:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "."))
         branch = git("rev-parse", "--abbrev-ref", "HEAD")
     except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"commit": commit, "dirty": str(dirty).lower(), "branch": branch}
+        return None
+    return GitState(commit, dirty, branch)
 
 
 def package_versions(names: tuple[str, ...] = KEY_PACKAGES) -> dict[str, str]:

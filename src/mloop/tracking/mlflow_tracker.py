@@ -51,8 +51,8 @@ class MlflowTracker:
                 "mloop.env.python": str(environment()["python"]),
             }
             if git:
-                tags.update({"mlflow.source.git.commit": git["commit"], "mloop.git.commit": git["commit"],
-                             "mloop.git.dirty": git["dirty"], "mlflow.source.git.branch": git["branch"]})
+                tags.update({"mlflow.source.git.commit": git.commit, "mloop.git.commit": git.commit,
+                             "mloop.git.dirty": str(git.dirty).lower(), "mlflow.source.git.branch": git.branch})
             run = self.client.create_run(self.experiment_id, start_time=_ms(result.started), tags=tags,
                                          run_name=f"{result.pipeline}-{time.strftime('%Y%m%d-%H%M%S')}")
             self.run_id = run.info.run_id

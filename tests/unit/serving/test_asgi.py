@@ -253,13 +253,25 @@ def test_the_openapi_document_is_derived_from_the_route_table(small_model):
     assert documented == {(r.path, r.method) for r in ROUTES if r.operation is not None}
     assert ("/admin/model", "POST") not in documented  # internal: mloop deploy's hot swap
     assert all("security" not in op for ops in plain["paths"].values() for op in ops.values())
+    only_alerts = call(app_for(small_model, alert_token="am"), "GET", "/openapi.json").json()["paths"]
+    assert only_alerts["/alerts/webhook"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in only_alerts["/predict"]["post"]
     secured = call(app_for(small_model, token="t"), "GET", "/openapi.json",
                    headers={"authorization": "Bearer t"}).json()["paths"]
     public = {r.path for r in ROUTES if r.auth is Auth.PUBLIC}
     for path, ops in secured.items():
         for op in ops.values():
-            assert op["security"] == ([] if path in public else [{"bearer": []}]), path
-            assert ("401" in op["responses"]) is (path not in public)
+            assert ("security" in op) is (path not in public), path
+            assert ("401" in op["responses"]) is (path not in public or path == "/alerts/webhook")
+
+
+def test_every_model_route_of_the_table_is_routed(small_model):
+    from mloop.serving.asgi import ROUTES, Router
+
+    router = Router(ROUTES)
+    for route in ROUTES:
+        path = route.path.replace("{model_name}", "toy").replace("{model_version}", "3")
+        assert router.match(route.method, path)[0] is route
 
 
 def test_a_wrong_method_is_405_naming_the_allowed_one(app):

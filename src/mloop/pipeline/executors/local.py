@@ -33,8 +33,10 @@ class LocalExecutor(Executor):
 
     def _context(self) -> multiprocessing.context.BaseContext:
         ctx = multiprocessing.get_context("forkserver")
+        # Python keeps one fork server per process; what it preloads (module imports only) takes effect
+        # when it is first started. Naming it is the one process-wide setting the engine makes.
         preload = ["mloop.pipeline.executors.task", *(m for m in PRELOAD_IF_LOADED if m in sys.modules)]
-        ctx.set_forkserver_preload(preload)  # takes effect when this process first starts its server
+        ctx.set_forkserver_preload(preload)
         return ctx
 
     def submit(self, task: Task) -> Future[TaskResult]:

@@ -1,0 +1,59 @@
+"""Project-level questions that need the registry and monitoring together."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mloop.bundle.profile import ReferenceProfile
+from mloop.config import MonitorSection, ProjectConfig, duration_s
+from mloop.errors import DataError
+from mloop.monitor import queries
+from mloop.monitor.queries import DriftComparison
+from mloop.registry.fetch import fetch_bundle, parse_model_uri, resolve_version
+
+
+@dataclass
+class DriftReport:
+    """A batch (or what was served) compared with a registered version's training data."""
+
+    model: str
+    version: str
+    what: str  # the file's name, or "predictions of the last 1h"
+    frame: Any  # the rows compared (a DataFrame of the compared columns)
+    profile: ReferenceProfile
+    comparison: DriftComparison
+    accuracy: Any = None  # served traffic with feedback: accuracy over time (a DataFrame)
+
+
+def drift_report(cfg: ProjectConfig, *, model: str | None = None, source: Path | None = None,
+                 since: str | None = None, settings: MonitorSection | None = None) -> DriftReport:
+    """Drift of a data file (``source``) or of the rows served over the last ``since`` (``1h``) against the
+    training data of ``model`` (``models:/NAME@ALIAS`` or ``/VERSION``; default: the champion), judged with
+    ``settings`` (default: the project's ``[monitor]``, as the live server judges)."""
+    if (source is None) == (since is None):
+        raise DataError("pass either --from FILE (a data file) or --since DURATION (the served predictions)",
+                        hint="e.g. mloop monitor report --since 1h --out report.html")
+    settings = settings or cfg.settings.monitor
+    uri = model or f"models:/{cfg.model_name}@champion"
+    name, _, _ = parse_model_uri(uri)
+    accuracy = None
+    if since is not None:
+        try:
+            window = duration_s(since)
+        except ValueError as err:
+            raise DataError(f"--since {since!r}: {err}", hint="e.g. 30m, 1h or 2d") from err
+        served = queries.served_rows(cfg.monitor_dir(name), name, since=time.time() - window,
+                                     version=None if model is None else resolve_version(cfg, uri))
+        frame, version, accuracy, what = served.features, served.version, served.accuracy, f"predictions of the last {since}"
+    else:
+        assert source is not None
+        version, frame, what = resolve_version(cfg, uri), queries.read_frame(source), source.name
+    profile = fetch_bundle(cfg, f"models:/{name}/{version}").profile
+    try:
+        comparison = queries.compare(profile, frame, settings)
+    except DataError as err:
+        raise DataError(f"{what}: {err.message} ({name} v{version})", hint=err.hint) from err
+    return DriftReport(name, version, what, frame[comparison.compared], profile, comparison, accuracy)
