@@ -36,9 +36,37 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+TASKS = ("binary", "multiclass", "regression")
+CLASSIFICATION = ("binary", "multiclass")
+# The metrics the promotion gate can score: the tasks each fits and which way is better. The table that
+# computes them is mloop.registry.metrics (a test keeps the two in step).
+PROMOTION_METRICS: dict[str, tuple[tuple[str, ...], Literal["maximize", "minimize"]]] = {
+    "accuracy": (CLASSIFICATION, "maximize"),
+    "balanced_accuracy": (CLASSIFICATION, "maximize"),
+    "precision": (CLASSIFICATION, "maximize"),
+    "recall": (CLASSIFICATION, "maximize"),
+    "f1": (CLASSIFICATION, "maximize"),
+    "f1_macro": (CLASSIFICATION, "maximize"),
+    "roc_auc": (CLASSIFICATION, "maximize"),
+    "log_loss": (CLASSIFICATION, "minimize"),
+    "r2": (("regression",), "maximize"),
+    "mae": (("regression",), "minimize"),
+    "mse": (("regression",), "minimize"),
+    "rmse": (("regression",), "minimize"),
+}
+
+
+def metrics_for(task: str) -> list[str]:
+    """The promotion metrics that fit a task."""
+    return [name for name, (tasks, _) in PROMOTION_METRICS.items() if task in tasks]
+
+
 class ProjectSection(_Section):
     name: str = Field(min_length=1)
     pipeline: str = Field(default="pipeline:training", description="module:attribute of the pipeline")
+    task: Literal["binary", "multiclass", "regression"] | None = Field(
+        default=None, description="what the model predicts; checked against the metric and the model (default: "
+                                  "what the registered model turns out to be)")
 
     @field_validator("pipeline")
     @classmethod
@@ -60,8 +88,37 @@ class RegistrySection(_Section):
 
 class PromotionSection(_Section):
     metric: str = "accuracy"
-    direction: Literal["maximize", "minimize"] = "maximize"
+    direction: Literal["maximize", "minimize"] | None = Field(
+        default=None, description="which way is better; default (and the only one accepted): the metric's own")
     min_improvement: float = Field(default=0.0, ge=0.0)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in PROMOTION_METRICS:
+            raise ValueError(f"{value!r} is not a metric mloop can score; {did_you_mean(value, PROMOTION_METRICS)}; "
+                             "one of " + ", ".join(PROMOTION_METRICS))
+        return value
+
+    @model_validator(mode="after")
+    def _direction_of_the_metric(self) -> PromotionSection:
+        better = PROMOTION_METRICS[self.metric][1]
+        if self.direction is not None and self.direction != better:
+            raise ValueError(f"{self.metric} is {'higher' if better == 'maximize' else 'lower'}-is-better: "
+                             f"direction must be {better!r} (or left out), not {self.direction!r}")
+        return self
+
+    @property
+    def better(self) -> Literal["maximize", "minimize"]:
+        """Which way is better for the metric."""
+        return PROMOTION_METRICS[self.metric][1]
+
+    def check_task(self, task: str, *, source: str = "the model") -> None:
+        """ConfigError unless the metric fits ``task`` (naming the fitting ones)."""
+        tasks = PROMOTION_METRICS[self.metric][0]
+        if task not in tasks:
+            raise ConfigError(f"[promotion] metric {self.metric!r} does not fit a {task} task ({source})",
+                              hint=f"set [promotion] metric to one of: {', '.join(metrics_for(task))}")
 
 
 class ExecutorSection(_Section):
@@ -69,8 +126,8 @@ class ExecutorSection(_Section):
     max_workers: int = Field(default=0, ge=0, description="0 means one per CPU core")
 
 
-ALERT_METRICS = ("drifted_features_share", "outlier_ratio", "accuracy", "precision", "recall",
-                 "p99_latency_ms", "error_ratio")
+ALERT_METRICS = ("drifted_features_share", "outlier_ratio", "accuracy", "precision", "recall", "f1", "mae", "rmse",
+                 "r2", "p99_latency_ms", "error_ratio")
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -277,6 +334,14 @@ class Settings(_EnvironmentFirst):
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     serving: ServingSection = Field(default_factory=ServingSection)
 
+    @model_validator(mode="after")
+    def _metric_fits_the_task(self) -> Settings:
+        task = self.project.task
+        if task is not None and task not in PROMOTION_METRICS[self.promotion.metric][0]:
+            raise ValueError(f"[promotion] metric {self.promotion.metric!r} does not fit [project] task {task!r}; "
+                             f"use one of: {', '.join(metrics_for(task))}")
+        return self
+
 
 class ProjectConfig:
     """A project: its root folder, its settings, and the paths of its stores."""
@@ -354,8 +419,11 @@ def parse_settings(data: dict[str, Any], *, source: str = CONFIG_FILE) -> Settin
             message = f"{source}: unknown setting {where!r}; {did_you_mean(key, section_fields)}"
         elif first["type"] == "missing":
             message = f"{source}: required setting {where!r} is missing"
+        elif first["type"] == "value_error" and (not where or isinstance(first.get("input"), dict)):
+            # a rule across settings (a section's or the file's): its message names the settings itself
+            message = f"{source}: {first['msg'].removeprefix('Value error, ')}"
         else:
-            message = f"{source}: {where} = {first.get('input')!r}: {first['msg']}"
+            message = f"{source}: {where} = {first.get('input')!r}: {first['msg'].removeprefix('Value error, ')}"
         env_names = [n for n in os.environ if n.startswith("MLOOP_")]
         hint = "edit the file" + (f" or check the environment ({', '.join(sorted(env_names))})" if env_names else "")
         raise ConfigError(message, hint=hint) from err

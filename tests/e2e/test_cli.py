@@ -115,10 +115,10 @@ def test_malformed_config_names_the_line(new_project: Path):
 
 
 def test_wrong_config_value_names_the_key(new_project: Path):
-    text = (new_project / "mloop.toml").read_text().replace('direction = "maximize"', 'direction = "up"')
+    text = (new_project / "mloop.toml").read_text().replace("min_improvement = 0.0", "min_improvement = -1")
     (new_project / "mloop.toml").write_text(text)
     err = one_error_line(mloop("runs", cwd=new_project))
-    assert "promotion.direction = 'up'" in err
+    assert "promotion.min_improvement = -1" in err and "greater than or equal to 0" in err
 
 
 def test_outside_a_project_says_how_to_start_one(tmp_path: Path):

@@ -155,7 +155,7 @@ def test_labels_for_predictions_made_before_a_restart_still_count(served):
         status, answer = post(f"{url}/feedback", json.dumps({"id": "n1", "labels": ids["n1"]}).encode())
         assert status == 200 and answer["total_labelled"] == 100
         status, _ = post(f"{url}/feedback", json.dumps({"id": "n0", "labels": ids["n0"]}).encode())
-        assert status == 404  # labelled before the restart: not twice
+        assert status == 409  # labelled before the restart: labels are final, and counted once
     finally:
         stop(proc)
 

@@ -21,3 +21,17 @@ def small_model() -> LoadedModel:
     info = BundleInfo(target="target", features=FEATURES, classes=[0, 1])
     features = [Feature("a", "double", False), Feature("b", "double", False), Feature("c", "double", True)]
     return LoadedModel("toy", "3", estimator, info, features, ReferenceProfile().fit(frame))
+
+
+@pytest.fixture(scope="session")
+def small_regressor() -> LoadedModel:
+    """A linear regression on the same three features, as the server sees its bundle."""
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=FEATURES)
+    frame["target"] = 3.0 * frame["a"] - frame["b"] + rng.normal(scale=0.1, size=200)
+    estimator = LinearRegression().fit(frame[FEATURES].to_numpy(), frame["target"])
+    info = BundleInfo(target="target", features=FEATURES, task="regression")
+    features = [Feature(name, "double", False) for name in FEATURES]
+    return LoadedModel("reg", "1", estimator, info, features, ReferenceProfile().fit(frame))

@@ -44,6 +44,7 @@ class BundleInfo:
 
     target: str
     features: list[str]
+    task: str = ""  # binary, multiclass or regression ("" in bundles written before it was recorded)
     classes: list[Any] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: Lineage = field(default_factory=Lineage)

@@ -65,6 +65,21 @@ class LoadedModel:
         return list(self.info.classes)
 
     @property
+    def task(self) -> str:
+        """binary, multiclass or regression (bundles written before it was recorded: from the classes)."""
+        if self.info.task:
+            return self.info.task
+        return "regression" if not self.info.classes else ("binary" if len(self.info.classes) == 2 else "multiclass")
+
+    @property
+    def target_edges(self) -> list[float]:
+        """Quantile edges of the training target (a regressor's predictions are counted in these buckets)."""
+        from mloop.bundle.profile import NumericProfile
+
+        target = self.profile.features_.get(self.info.target) if self.profile is not None else None
+        return list(target.edges) if isinstance(target, NumericProfile) else []
+
+    @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 

@@ -246,11 +246,13 @@ def monitor_export(
 def init(
     name: Annotated[str, typer.Argument(help="Name of the new project (also its folder).")],
     directory: Annotated[Optional[Path], typer.Option("--dir", help="Parent folder (default: here).")] = None,
+    task: Annotated[str, typer.Option(help="binary, multiclass or regression: the pipeline, sample data, metric and "
+                                           "alerts fit it.")] = "binary",
 ) -> None:
     """Create a new project that 'mloop run' runs straight away."""
     from mloop.cli import init_cmd
 
-    init_cmd.init(name, parent=directory or Path.cwd())
+    init_cmd.init(name, parent=directory or Path.cwd(), task=task)
 
 
 def _verbose() -> bool:

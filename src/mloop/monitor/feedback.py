@@ -23,10 +23,15 @@ class UnknownRequest(KeyError):
     """The request id was never served, or is older than the remembered ones."""
 
 
+class AlreadyLabelled(KeyError):
+    """The request was labelled before: labels are final (the first ones count, once)."""
+
+
 class FeedbackJoiner:
     def __init__(self, capacity: int = 100_000, window: int = 10_000) -> None:
         self.capacity = capacity
         self.predicted: OrderedDict[str, list[Any]] = OrderedDict()
+        self.labelled: OrderedDict[str, None] = OrderedDict()  # ids labelled already (the last ``capacity``)
         self.pairs: deque[tuple[Any, Any]] = deque(maxlen=window)
         self.labelled_total = 0
         self._lock = threading.Lock()
@@ -43,19 +48,28 @@ class FeedbackJoiner:
         with self._lock:
             predicted = self.predicted.pop(request_id, None)
             if predicted is None:
-                raise UnknownRequest(request_id)
+                raise AlreadyLabelled(request_id) if request_id in self.labelled else UnknownRequest(request_id)
             if len(truth) != len(predicted):
                 self.predicted[request_id] = predicted  # keep it: the client can send the right number
                 raise ValueError(f"request {request_id} had {len(predicted)} rows; {len(truth)} labels were sent")
+            self._remember_labelled(request_id)
             self.pairs.extend(zip(predicted, truth, strict=True))
             self.labelled_total += len(truth)
             return len(truth)
 
-    def restore_pairs(self, pairs: list[tuple[Any, Any]], total: int) -> None:
-        """Labelled (predicted, true) pairs from before a restart, oldest first, and how many there were in all."""
+    def _remember_labelled(self, request_id: str) -> None:
+        self.labelled[request_id] = None
+        if len(self.labelled) > self.capacity:
+            self.labelled.popitem(last=False)
+
+    def restore_pairs(self, pairs: list[tuple[Any, Any]], total: int, labelled_ids: Sequence[str] = ()) -> None:
+        """Labelled (predicted, true) pairs from before a restart, oldest first, how many there were in all,
+        and the ids that were labelled (oldest first)."""
         with self._lock:
             self.pairs.extend(pairs)
             self.labelled_total += total
+            for request_id in labelled_ids:
+                self._remember_labelled(request_id)
 
     def scores(self, metrics: Sequence[LiveMetric]) -> dict[str, float]:
         """Each metric over the labelled window; undefined ones (NaN) are left out."""

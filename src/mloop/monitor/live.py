@@ -155,7 +155,8 @@ class LiveMonitor:
             pairs = list(zip(joined[PREDICTION].tolist(), joined[LABEL].tolist(), strict=True))
         else:
             pairs = []
-        self.feedback.restore_pairs(pairs, total=len(labelled_ids))
+        ids = labelled_ids[REQUEST_ID].astype(str).drop_duplicates().tolist() if len(labelled_ids) else []
+        self.feedback.restore_pairs(pairs, total=len(labelled_ids), labelled_ids=ids)
         if len(predictions):
             labelled = set(labelled_ids[REQUEST_ID].unique()) if len(labelled_ids) else set()
             waiting = predictions[~predictions[REQUEST_ID].isin(labelled)]

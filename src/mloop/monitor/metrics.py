@@ -89,7 +89,8 @@ class ServerMetrics:
                                    [*MV, "feature"], registry=self.registry)
         self.labelled = Counter("mloop_labelled_predictions_total", "Predictions joined with their true label",
                                 MV, registry=self.registry)
-        self.live_score = Gauge("mloop_live_score", "Accuracy, precision and recall over the last labelled predictions",
+        self.live_score = Gauge("mloop_live_score", "Live scores over the last labelled predictions (classification: "
+                                "accuracy, precision, recall, f1; regression: mae, rmse, r2)",
                                 [*MV, "metric"], registry=self.registry)
         self.outlier_ratio = Gauge("mloop_outlier_ratio", "Share of window rows the bundled detector calls outliers",
                                    MV, registry=self.registry)
@@ -101,6 +102,7 @@ class ServerMetrics:
                                                registry=self.registry)
         self.alerts_firing = Gauge("mloop_alerts_firing", "1 while an mloop alert rule fires", ["model", "alertname"],
                                    registry=self.registry)
+        self.prediction_values: Histogram | None = None  # a regressor's predictions (see predicted_values)
         self._children: dict[tuple[str, int], tuple[Any, Any, bool, bool]] = {}
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
@@ -118,6 +120,15 @@ class ServerMetrics:
             self.traffic.requests += 1
             if status >= 500:
                 self.traffic.errors += 1
+
+    def predicted_values(self, buckets: list[float]) -> Histogram:
+        """The histogram of a regressor's predicted values, made on first use with ``buckets`` (the training
+        target's quantiles): a label per predicted float would make the series unbounded."""
+        if self.prediction_values is None:
+            inner = sorted({float(b) for b in buckets[1:-1] if np.isfinite(b)}) or [0.0]
+            self.prediction_values = Histogram("mloop_prediction_value", "Predicted values of a regressor",
+                                               MV, buckets=inner, registry=self.registry)
+        return self.prediction_values
 
     def clear_monitoring(self) -> None:
         """Forget the monitoring gauges of the version served before (a swap): its series end."""
@@ -198,6 +209,10 @@ ALERT_METRICS: dict[str, AlertMetric] = {m.name: m for m in (
     _live("accuracy"),
     _live("precision"),
     _live("recall"),
+    _live("f1"),
+    _live("mae"),
+    _live("rmse"),
+    _live("r2"),
     AlertMetric("p99_latency_ms", _p99, lambda status: status.operations.p99_latency_ms),
     AlertMetric("error_ratio", _error_ratio, lambda status: status.operations.error_ratio),
 )}

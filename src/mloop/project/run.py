@@ -55,10 +55,6 @@ def run_project(cfg: ProjectConfig | None = None, *, pipe: Pipeline | None = Non
     pipe = pipe or load_pipeline(cfg)
     graph = pipe.build(merged_params(cfg, params), **pipeline_kwargs)
     registering = track and register and graph.candidate is not None
-    if registering:
-        from mloop.registry.metrics import check_metric
-
-        check_metric(cfg.settings.promotion.metric)  # a config mistake is reported before the run, not after
     workers = cfg.settings.executor.max_workers or max(os.cpu_count() or 1, graph.width())
     executor = get_executor(cfg.settings.executor.name, max_workers=workers)
     tracker = None

@@ -1,13 +1,17 @@
 """The one table of model metrics: what the promotion gate scores and what the live monitor reports.
 
-A metric is bound to a model's classes before use (``bind``), which fixes its definition and says
-it in words: for two classes, precision and recall are those of the *positive class*, the last of the
-model's sorted classes (``classes_[-1]``: 1 of {0, 1}, "yes" of {"no", "yes"}, as scikit-learn's
-``predict_proba[:, 1]``); for more classes they are macro-averaged over the classes seen. The
-label metrics (accuracy, precision, recall) are computed here with numpy, so the live monitor can
-afford them on every feedback request; a test checks them against scikit-learn. A score that is
-undefined (precision when no row was predicted positive) is NaN, never a made-up 0; within a macro
-average, a class without predicted (or true) rows counts 0, as scikit-learn's ``zero_division=0``.
+A metric is bound to a model's task and classes before use (``bind``), which fixes its definition
+and says it in words: for two classes, precision, recall and F1 are those of the *positive class*,
+the last of the model's sorted classes (``classes_[-1]``: 1 of {0, 1}, "yes" of {"no", "yes"}, as
+scikit-learn's ``predict_proba[:, 1]``); for more classes they are macro-averaged over the classes
+seen. The metrics the live monitor computes from feedback (accuracy, precision, recall, F1; MAE,
+RMSE, R²) are computed here with numpy, so it can afford them on every feedback request; a test
+checks them against scikit-learn. A score that is undefined (precision when no row was predicted
+positive, R² of a constant target) is NaN, never a made-up 0; within a macro average, a class
+without predicted (or true) rows counts 0, as scikit-learn's ``zero_division=0``.
+
+Which metrics fit which task, and which way is better, is the configuration's vocabulary
+(``mloop.config.PROMOTION_METRICS``), so a mistake is reported when ``mloop.toml`` is read.
 """
 
 from __future__ import annotations
@@ -18,44 +22,48 @@ from typing import Any
 
 import numpy as np
 
+from mloop.config import PROMOTION_METRICS
 from mloop.errors import ConfigError, did_you_mean
 
-Fn = Callable[[np.ndarray, np.ndarray], float]  # (true, predicted labels or scores) -> score
+Fn = Callable[[np.ndarray, np.ndarray], float]  # (true, predicted labels, values or probabilities) -> score
 
 
 @dataclass(frozen=True)
 class Metric:
-    """An entry of the table: how to compute it and what it needs."""
+    """An entry of the table: what it needs and what it is."""
 
     name: str
     needs_proba: bool
-    live: bool  # computable from labels alone, so also from feedback on served predictions
     description: str
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("accuracy", False, True, "share of rows whose predicted label is the true one"),
-    Metric("precision", False, True, "share of rows predicted positive that are positive"),
-    Metric("recall", False, True, "share of positive rows predicted positive"),
-    Metric("balanced_accuracy", False, False, "mean recall over the classes"),
-    Metric("f1", False, False, "harmonic mean of precision and recall"),
-    Metric("f1_macro", False, False, "F1 averaged over the classes"),
-    Metric("roc_auc", True, False, "area under the ROC curve of the predicted probabilities"),
-    Metric("log_loss", True, False, "cross-entropy of the predicted probabilities (lower is better)"),
-    Metric("r2", False, False, "coefficient of determination"),
-    Metric("mae", False, False, "mean absolute error (lower is better)"),
-    Metric("mse", False, False, "mean squared error (lower is better)"),
+    Metric("accuracy", False, "share of rows whose predicted label is the true one"),
+    Metric("balanced_accuracy", False, "mean recall over the classes"),
+    Metric("precision", False, "share of rows predicted positive that are positive"),
+    Metric("recall", False, "share of positive rows predicted positive"),
+    Metric("f1", False, "harmonic mean of precision and recall"),
+    Metric("f1_macro", False, "F1 averaged over the classes"),
+    Metric("roc_auc", True, "area under the ROC curve of the predicted probabilities"),
+    Metric("log_loss", True, "cross-entropy of the predicted probabilities (lower is better)"),
+    Metric("r2", False, "coefficient of determination (1 is perfect)"),
+    Metric("mae", False, "mean absolute error (lower is better)"),
+    Metric("mse", False, "mean squared error (lower is better)"),
+    Metric("rmse", False, "root mean squared error (lower is better)"),
 )}
-LIVE_METRICS = tuple(name for name, metric in METRICS.items() if metric.live)
+LIVE_METRICS = {"binary": ("accuracy", "precision", "recall", "f1"),
+                "multiclass": ("accuracy", "precision", "recall", "f1"),
+                "regression": ("mae", "rmse", "r2")}
 
 
 @dataclass(frozen=True)
 class BoundMetric:
-    """A metric with its definition fixed for one model's classes."""
+    """A metric with its definition fixed for one model's task and classes."""
 
     name: str
     definition: str
     needs_proba: bool
+    greater_is_better: bool
     fn: Fn
 
 
@@ -67,6 +75,14 @@ def check_metric(name: str) -> None:
         )
 
 
+def task_of(model: Any) -> str:
+    """``binary``, ``multiclass`` or ``regression``: what a fitted estimator predicts."""
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return "regression"
+    return "binary" if len(classes) == 2 else "multiclass"
+
+
 def positive_class(classes: Sequence[Any]) -> Any:
     """The class precision and recall are about for a two-class model: the last of its sorted classes."""
     return classes[-1]
@@ -76,24 +92,23 @@ def bind(name: str, classes: Sequence[Any]) -> BoundMetric:
     """``name`` for a model with these classes (empty for a regressor)."""
     check_metric(name)
     metric = METRICS[name]
-    binary = len(classes) == 2
-    if name in ("precision", "recall"):
-        if binary:
+    better = PROMOTION_METRICS[name][1] == "maximize"
+    if name in ("precision", "recall", "f1"):
+        per_class = {"precision": _precision, "recall": _recall, "f1": _f1}[name]
+        if len(classes) == 2:
             positive = positive_class(classes)
             return BoundMetric(name, f"{name} of class {positive!r} (the positive class: the last of the sorted "
-                                     "classes)", False, _precision(positive) if name == "precision" else _recall(positive))
-        return BoundMetric(name, f"{name} macro-averaged over the classes", False,
-                           _macro(_precision if name == "precision" else _recall))
-    if name == "accuracy":
-        return BoundMetric(name, metric.description, False, _accuracy)
-    return BoundMetric(name, metric.description, metric.needs_proba, _sklearn(name, classes))
+                                     "classes)", False, better, per_class(positive))
+        return BoundMetric(name, f"{name} macro-averaged over the classes", False, better, _macro(per_class))
+    numpy_fns: dict[str, Fn] = {"accuracy": _accuracy, "mae": _mae, "rmse": _rmse, "r2": _r2}
+    fn = numpy_fns.get(name) or _sklearn(name, classes)
+    return BoundMetric(name, metric.description, metric.needs_proba, better, fn)
 
 
 def live_metrics(classes: Sequence[Any]) -> list[BoundMetric]:
-    """The metrics the live monitor computes from feedback for a model with these classes."""
-    if not classes:
-        return [bind("accuracy", classes)]
-    return [bind(name, classes) for name in LIVE_METRICS]
+    """The metrics the live monitor computes from feedback for a model with these classes (none: a regressor)."""
+    task = "regression" if not len(classes) else ("binary" if len(classes) == 2 else "multiclass")
+    return [bind(name, classes) for name in LIVE_METRICS[task]]
 
 
 def _accuracy(true: np.ndarray, predicted: np.ndarray) -> float:
@@ -118,6 +133,16 @@ def _recall(positive: Any) -> Fn:
     return recall
 
 
+def _f1(positive: Any) -> Fn:
+    def f1(true: np.ndarray, predicted: np.ndarray) -> float:
+        flagged, actual = predicted == positive, true == positive
+        hits = int((flagged & actual).sum())
+        denominator = int(flagged.sum()) + int(actual.sum())
+        return 2.0 * hits / denominator if denominator else float("nan")
+
+    return f1
+
+
 def _macro(per_class: Callable[[Any], Fn]) -> Fn:
     def macro(true: np.ndarray, predicted: np.ndarray) -> float:
         labels = np.unique(np.concatenate([true, predicted]))
@@ -129,16 +154,32 @@ def _macro(per_class: Callable[[Any], Fn]) -> Fn:
     return macro
 
 
+def _numbers(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(true, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+
+
+def _mae(true: np.ndarray, predicted: np.ndarray) -> float:
+    t, p = _numbers(true, predicted)
+    return float(np.mean(np.abs(t - p))) if t.size else float("nan")
+
+
+def _rmse(true: np.ndarray, predicted: np.ndarray) -> float:
+    t, p = _numbers(true, predicted)
+    return float(np.sqrt(np.mean((t - p) ** 2))) if t.size else float("nan")
+
+
+def _r2(true: np.ndarray, predicted: np.ndarray) -> float:
+    t, p = _numbers(true, predicted)
+    total = float(np.sum((t - t.mean()) ** 2)) if t.size else 0.0
+    return 1.0 - float(np.sum((t - p) ** 2)) / total if total > 0 else float("nan")
+
+
 def _sklearn(name: str, classes: Sequence[Any]) -> Fn:
     def score(true: np.ndarray, predicted: np.ndarray) -> float:
         from sklearn import metrics as skm
 
         if name == "balanced_accuracy":
             return float(skm.balanced_accuracy_score(true, predicted))
-        if name == "f1":
-            if len(classes) == 2:
-                return float(skm.f1_score(true, predicted, pos_label=positive_class(classes), zero_division=np.nan))
-            return float(skm.f1_score(true, predicted, average="macro", zero_division=0.0))
         if name == "f1_macro":
             return float(skm.f1_score(true, predicted, average="macro", zero_division=0.0))
         if name == "roc_auc":
@@ -147,10 +188,6 @@ def _sklearn(name: str, classes: Sequence[Any]) -> Fn:
             return float(skm.roc_auc_score(true, proba, **multi))
         if name == "log_loss":
             return float(skm.log_loss(true, predicted, labels=list(classes) or None))
-        if name == "r2":
-            return float(skm.r2_score(true, predicted))
-        if name == "mae":
-            return float(skm.mean_absolute_error(true, predicted))
         if name == "mse":
             return float(skm.mean_squared_error(true, predicted))
         raise AssertionError(f"no scikit-learn function for {name!r}")

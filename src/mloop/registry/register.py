@@ -20,7 +20,7 @@ from mloop.bundle.format import BundleInfo, Lineage, write_bundle
 from mloop.bundle.profile import ReferenceProfile
 from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
 from mloop.registry.fetch import download_model, load_sklearn_model
-from mloop.registry.metrics import check_metric, score
+from mloop.registry.metrics import check_metric, score, task_of
 from mloop.registry.promotion import Decision, decide
 from mloop.tracking.client import experiment_id, mlflow_client, tracking_error
 from mloop.tracking.lineage import git_state, package_versions
@@ -94,6 +94,12 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
                 hint="pass DataFrames with the target column and ModelCandidate(target=NAME)",
             )
     model = result.value(candidate.model)
+    task = task_of(model)
+    declared = cfg.settings.project.task
+    if declared is not None and declared != task:
+        raise ModelError(f"the pipeline's model is a {task} model, but [project] task = {declared!r}",
+                         hint="return a model of that task, or change [project] task in mloop.toml")
+    promotion.check_task(task, source=f"the model is a {type(model).__name__}, a {task} model")
     metrics = result.value(candidate.metrics) or {}
     x_test, y_test = test.drop(columns=[target]), test[target]
     try:
@@ -104,7 +110,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
                          hint="check that the model predicts from the test frame without the target column, and that "
                               "[promotion] metric fits the task") from err
     champion_score, champion_version = _champion_score(cfg, client, name, promotion.metric, x_test, y_test)
-    decision = decide(promotion.metric, promotion.direction, promotion.min_improvement,
+    decision = decide(promotion.metric, promotion.better, promotion.min_improvement,
                       candidate_score, champion_score, champion_version)
 
     git = git_state(cfg.root)
@@ -118,6 +124,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
         info = BundleInfo(
             target=target,
             features=[str(c) for c in train.columns if c != target],
+            task=task,
             classes=[_plain(c) for c in getattr(model, "classes_", [])],
             class_counts=({str(k): int(v) for k, v in train[target].value_counts().sort_index().items()}
                           if hasattr(model, "classes_") else {}),
@@ -142,13 +149,22 @@ def _plain(value: Any) -> Any:
 
 
 def _save_model(model: Any, features: Any, model_dir: Path) -> None:
-    """The MLflow sklearn model with its signature and input example (raises a ModelError naming the problem)."""
+    """The MLflow sklearn model with its signature and input example, checked by loading it back.
+
+    The format is MLflow's skops, which loads only the types it is told to trust. mloop saves the
+    model itself, so it trusts exactly the types this model is made of at save time (recorded in
+    MLmodel), and it loads models only from the project's own registry (or a folder the user names).
+    A model that cannot be saved, or does not come back predicting the same, is a ModelSerializationError.
+    """
     import mlflow.sklearn
+    import numpy as np
+    import skops.io
     from mlflow.models import infer_signature
 
     example = features.head(5)
     try:
-        signature = infer_signature(example, model.predict(example))
+        predicted = model.predict(example)
+        signature = infer_signature(example, predicted)
     except Exception as err:
         raise ModelSignatureError(
             f"the model ({type(model).__name__}) failed to predict on 5 of its own training rows: "
@@ -156,16 +172,26 @@ def _save_model(model: Any, features: Any, model_dir: Path) -> None:
             hint="check that it predicts from the train frame without the target column (ModelCandidate.target)",
         ) from err
     versions = package_versions(PIP_REQUIREMENTS_PACKAGES)
+    what = f"the model ({type(model).__name__})"
     try:
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
         mlflow.sklearn.save_model(model, str(model_dir), signature=signature, input_example=example,
-                                  pip_requirements=[f"{pkg}=={ver}" for pkg, ver in versions.items()])
+                                  pip_requirements=[f"{pkg}=={ver}" for pkg, ver in versions.items()],
+                                  serialization_format="skops", skops_trusted_types=trusted)
+        again = mlflow.sklearn.load_model(str(model_dir))
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelSerializationError(
-            f"the model ({type(model).__name__}) cannot be saved as an MLflow scikit-learn model: {first[:300]}",
-            hint="mloop saves models in MLflow's skops format, which takes only types it trusts: return a "
-                 "scikit-learn estimator or a Pipeline of scikit-learn steps from the training step",
+            f"{what} cannot be saved and loaded back as an MLflow scikit-learn model: {first[:300]}",
+            hint="return a scikit-learn estimator or Pipeline (XGBoost and LightGBM through their scikit-learn "
+                 "API); a class of your own must come from an installed package, not the pipeline file",
         ) from err
+    back = np.asarray(again.predict(example))
+    same = (np.allclose(back, predicted, equal_nan=True) if np.asarray(predicted).dtype.kind in "fc"
+            else np.array_equal(back, np.asarray(predicted)))
+    if not same:
+        raise ModelSerializationError(f"{what} predicts differently after it was saved and loaded back",
+                                      hint="check that the model has no state outside what scikit-learn saves")
 
 
 def _create_version(client: MlflowClient, cfg: ProjectConfig, name: str, run_id: str, model_dir: Path,

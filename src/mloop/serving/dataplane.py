@@ -8,6 +8,7 @@ The ASGI layer (``mloop.serving.asgi``) parses the transport and calls in here; 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import IO, Any
 import numpy as np
 
 from mloop.bundle.loaded import LoadedModel
-from mloop.monitor.feedback import UnknownRequest
+from mloop.monitor.feedback import AlreadyLabelled, UnknownRequest
 from mloop.monitor.live import LiveMonitor
 from mloop.monitor.metrics import ServerMetrics
 from mloop.monitor.status import MonitorStatus
@@ -90,12 +91,19 @@ class DataPlane:
         return Prediction(protocol.plain_response(model, labels, proba), len(labels))
 
     def _on_batch(self, rows: np.ndarray, labels: np.ndarray) -> None:
-        """Per predict call, not per request: batch size, predictions by class, the monitoring window."""
+        """Per predict call, not per request: batch size, predictions by class (a regressor's in a histogram),
+        the monitoring window."""
+        model = self.model
         self.metrics.batch_rows.observe(rows.shape[0])
         self.monitor.on_batch(rows, labels)
+        if not model.classes:
+            histogram = self.metrics.predicted_values(model.target_edges).labels(model.name, model.version)
+            for value in np.asarray(labels, dtype=np.float64).tolist():
+                histogram.observe(value)
+            return
         values, counts = np.unique(labels, return_counts=True)
         for value, count in zip(values.tolist(), counts.tolist(), strict=True):
-            self.metrics.predictions.labels(self.model.name, self.model.version, str(value)).inc(count)
+            self.metrics.predictions.labels(model.name, model.version, str(value)).inc(count)
 
     async def score_file(self, upload: Path, fmt: str, out: IO[bytes]) -> int:
         """Score a CSV or Parquet file into ``out`` on a worker thread (the event loop keeps serving)."""
@@ -113,6 +121,7 @@ class DataPlane:
         if not isinstance(items, list) or not items:
             raise RequestError('send {"id": REQUEST_ID, "labels": [...]} or {"items": [...]}', field="items")
         classes = {str(c): c for c in self.model.classes}
+        regression = not classes
         matched = 0
         for index, item in enumerate(items):
             where = f"items[{index}]" if len(items) > 1 else "body"
@@ -120,12 +129,19 @@ class DataPlane:
                 raise RequestError(f"{where} needs a string 'id' (the x-request-id of the prediction) and a 'labels' list",
                                    field=f"{where}.id")
             labels = item["labels"]
+            if regression and not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                      for v in labels):
+                raise RequestError(f"{where}: labels must be finite numbers (the true values of a regression)",
+                                   field=f"{where}.labels")
             if classes and any(str(label) not in classes for label in labels):
                 raise RequestError(f"{where}: labels must be among the model's classes {list(classes)}",
                                    field=f"{where}.labels")
-            truth = [classes[str(label)] for label in labels] if classes else labels
+            truth = [float(v) for v in labels] if regression else [classes[str(label)] for label in labels]
             try:
                 matched += self.monitor.add_feedback(item["id"], truth)
+            except AlreadyLabelled as err:
+                raise RequestError(f"{where}: the prediction {item['id']!r} was labelled already; labels are final",
+                                   field=f"{where}.id", status=409) from err
             except UnknownRequest as err:
                 raise RequestError(f"{where}: no prediction with id {item['id']!r} is remembered (unknown or too old)",
                                    field=f"{where}.id", status=404) from err

@@ -348,10 +348,13 @@ def check_values(rows: np.ndarray, model: LoadedModel, *, first_row: int = 0) ->
 
 
 def plain_response(model: LoadedModel, labels: np.ndarray, proba: np.ndarray | None) -> bytes:
+    """``{"label", "probabilities"}`` per row for a classifier, ``{"prediction"}`` for a regressor."""
     classes = [str(c) for c in model.classes]
     predictions: list[dict[str, Any]]
     label_list = labels.tolist()
-    if proba is not None and classes:
+    if not classes:
+        predictions = [{"prediction": value} for value in label_list]
+    elif proba is not None:
         predictions = [{"label": label, "probabilities": dict(zip(classes, p, strict=True))}
                        for label, p in zip(label_list, proba.tolist(), strict=True)]
     else:

@@ -1,6 +1,6 @@
 import pytest
 
-from mloop.monitor.feedback import FeedbackJoiner, UnknownRequest
+from mloop.monitor.feedback import AlreadyLabelled, FeedbackJoiner, UnknownRequest
 from mloop.registry.metrics import live_metrics
 
 
@@ -11,7 +11,7 @@ def test_feedback_is_joined_by_request_id_and_scored():
     assert joiner.add("r1", [1, 0, 0]) == 3
     assert joiner.add("r2", [1]) == 1
     scores = joiner.scores(live_metrics([0, 1]))
-    assert scores == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5}
+    assert scores == {"accuracy": 0.5, "precision": 0.5, "recall": 0.5, "f1": 0.5}
     assert joiner.labelled_total == 4
 
 
@@ -22,8 +22,8 @@ def test_unknown_expired_and_repeated_ids_are_refused():
     with pytest.raises(UnknownRequest):
         joiner.add("a", [1])  # evicted
     joiner.add("b", [1])
-    with pytest.raises(UnknownRequest):
-        joiner.add("b", [1])  # already labelled
+    with pytest.raises(AlreadyLabelled):
+        joiner.add("b", [0])  # labels are final: a second answer is refused, not counted
 
 
 def test_a_wrong_number_of_labels_keeps_the_prediction_for_a_retry():

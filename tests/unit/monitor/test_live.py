@@ -69,7 +69,7 @@ def test_feedback_for_predictions_made_before_a_restart_still_counts(model, tmp_
     assert second.dataplane.monitor.feedback.labelled_total == 1
     reply = call(second, "POST", "/feedback", json={"id": "before", "labels": labels})
     assert reply.status_code == 200 and reply.json()["total_labelled"] == 3 and reply.json()["accuracy"] == 1.0
-    assert call(second, "POST", "/feedback", json={"id": "x", "labels": one}).status_code == 404  # labelled once only
+    assert call(second, "POST", "/feedback", json={"id": "x", "labels": one}).status_code == 409  # labelled once only
     assert 'mloop_labelled_predictions_total{model="toy",version="3"} 3.0' in call(second, "GET", "/metrics").text
 
 
@@ -119,7 +119,20 @@ def test_the_alert_receiver_needs_a_token_and_a_valid_payload(model, tmp_path):
     assert json.loads((tmp_path / "alerts.jsonl").read_text())["source"] == "alertmanager"
 
 
-def test_every_exported_metric_is_documented(model):
+def exported(app) -> dict[str, set[str]]:
+    """Every mloop series on /metrics with its label names."""
+    import re
+
+    labels: dict[str, set[str]] = {}
+    for name, inner in re.findall(r"^(mloop_\w+?)(?:_bucket|_sum|_count)?(?:\{(.*?)\})? ",
+                                  call(app, "GET", "/metrics").text, re.M):
+        labels.setdefault(name, set()).update(re.findall(r'(\w+)="', inner))
+    for name in list(labels):
+        labels[name].discard("le")
+    return labels
+
+
+def test_every_exported_metric_is_documented(model, small_regressor):
     import re
     from pathlib import Path
 
@@ -128,16 +141,32 @@ def test_every_exported_metric_is_documented(model):
     app.dataplane.update_monitoring()
     app.dataplane.monitor.set_scores()
     assert call(app, "POST", "/feedback", json={"id": "x", "labels": [0] * 60}).status_code == 200
-    text = call(app, "GET", "/metrics").text
-    labels: dict[str, set[str]] = {}
-    for name, inner in re.findall(r"^(mloop_\w+?)(?:_bucket|_sum|_count)?(?:\{(.*?)\})? ", text, re.M):
-        labels.setdefault(name, set()).update(re.findall(r'(\w+)="', inner))
-    for name in list(labels):
-        labels[name].discard("le")
+    regression = app_for(small_regressor, monitor=settings())
+    call(regression, "POST", "/predict", json={"instances": rows(60)}, headers={"x-request-id": "y"})
+    assert call(regression, "POST", "/feedback", json={"id": "y", "labels": [0.5] * 60}).status_code == 200
+    labels = exported(app)
+    for name, names in exported(regression).items():
+        labels.setdefault(name, set()).update(names)
     page = (Path(__file__).parents[3] / "docs" / "metrics.md").read_text()
     documented = {name: set(re.findall(r"`(\w+)`", columns)) for name, columns in
                   re.findall(r"^\| `(mloop_\w+)` \| \w+ \|([^|]*)\|", page, re.M)}
     assert labels == documented
+
+
+def test_a_regressor_is_answered_with_predictions_and_its_series_stay_few(small_regressor):
+    app = app_for(small_regressor, monitor=settings())
+    answer = call(app, "POST", "/predict", json={"instances": rows(3)}, headers={"x-request-id": "r"}).json()
+    assert set(answer["predictions"][0]) == {"prediction"} and isinstance(answer["predictions"][0]["prediction"], float)
+    call(app, "POST", "/predict", json={"instances": rows(200, seed=9)})
+    call(app, "GET", "/metrics")  # every series this traffic makes exists now (the metrics route's own too)
+    before = len(call(app, "GET", "/metrics").text.splitlines())
+    for seed in range(5):  # 1,000 more distinct predicted values
+        call(app, "POST", "/predict", json={"instances": rows(200, seed=seed + 10)})
+    assert len(call(app, "GET", "/metrics").text.splitlines()) == before
+    bad = call(app, "POST", "/feedback", json={"id": "r", "labels": [1.0, "2", 3.0]})
+    assert bad.status_code == 422 and bad.json()["field"] == "body.labels" and "numbers" in bad.json()["error"]
+    good = call(app, "POST", "/feedback", json={"id": "r", "labels": [1.0, 2, 3.5]}).json()
+    assert good["labelled"] == 3 and {"mae", "rmse", "r2"} <= set(good) and "accuracy" not in good
 
 
 def test_a_swap_ends_the_old_versions_monitoring_series(model):
