@@ -82,3 +82,12 @@ def test_the_report_judges_with_the_monitor_settings_of_mloop_toml_as_the_server
     assert "stable" in lines["mean_radius"] and "drift" in lines["worst_area"]
     overridden = monitor(project, "--from", str(shifted), "--min-samples", "100000")  # an option still wins
     assert overridden.returncode == 0 and "not enough data for a verdict (min 100000 per feature)" in overridden.stdout
+
+
+def test_the_target_column_of_a_labelled_batch_is_not_compared(batches, tmp_path):
+    root, _, _ = batches
+    labelled = tmp_path / "labelled.csv"
+    pd.read_csv(root / "data" / "breast_cancer.csv").to_csv(labelled, index=False)
+    done = monitor(root, "--from", str(labelled))
+    assert done.returncode == 0, done.stderr
+    assert "0 of 30 features drifted" in done.stdout and "the model's target, not compared: target" in done.stdout

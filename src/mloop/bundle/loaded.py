@@ -84,6 +84,11 @@ class LoadedModel:
         return [f.name for f in self.features]
 
     @property
+    def nullable_features(self) -> list[str]:
+        """The features a request may leave missing (they had missing values in training and the model copes)."""
+        return [f.name for f in self.features if f.allow_missing]
+
+    @property
     def class_counts(self) -> dict[str, int]:
         """Training labels per class (empty for a regressor)."""
         return dict(self.info.class_counts)

@@ -88,7 +88,7 @@ class ReferenceProfile:
                 self.features_[str(column)] = NumericProfile(
                     missing, edges.tolist(), counts.astype(int).tolist(), str(series.dtype),
                     float(values.mean()), float(values.std()), float(values.min()), float(values.max()),
-                    [float(v) for v in picked[~np.isnan(picked)].astype(np.float32)])
+                    [float(v) for v in picked[~np.isnan(picked)]])  # full precision: ties compare exactly
             else:
                 freq = series.dropna().astype(str).value_counts()
                 top = freq.head(self.max_categories)

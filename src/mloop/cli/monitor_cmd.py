@@ -50,6 +50,8 @@ def report(source: Path | None, *, since: str | None, model: str | None, out: Pa
     if found.comparison.ignored:
         console.print(f"not in the training data, not compared: {', '.join(found.comparison.ignored[:8])}",
                       soft_wrap=True)
+    if found.comparison.excluded:
+        console.print(f"the model's target, not compared: {', '.join(found.comparison.excluded)}", soft_wrap=True)
     if out is not None:
         from mloop._fs import atomic_write_text
 

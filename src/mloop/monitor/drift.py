@@ -12,7 +12,7 @@ self, learned state in trailing-underscore attributes; ``compare(window)`` retur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,7 +29,7 @@ EPSILON = 1e-4  # floor for empty bins in PSI, so a bin seen on one side only is
 @dataclass
 class FeatureDrift:
     feature: str
-    kind: str
+    kind: str  # numeric, discrete (a numeric feature of few values) or categorical
     n: int
     missing: int
     statistic: float | None = None  # KS D or chi-square
@@ -37,6 +37,7 @@ class FeatureDrift:
     psi: float | None = None
     drifted: bool | None = None  # None: not enough data for a verdict
     reason: str = ""
+    missing_p_value: float | None = None  # the share of missing values against training's
 
 
 @dataclass
@@ -69,6 +70,7 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 
 
 SCIPY_EXACT_MAX_N = 10_000  # scipy.stats.ks_2samp's own limit for its exact method (method="auto")
+DISCRETE_MAX_VALUES = 20  # a numeric feature with at most this many distinct values is tested as discrete
 
 
 def sorted_bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -111,6 +113,25 @@ class Categories:
     kind: Literal["categorical"] = "categorical"
 
 
+def _pool(expected: np.ndarray, ordered: bool, minimum: float = 5.0) -> list[list[int]]:
+    """Groups of bins, each expected at least ``minimum`` times: neighbours for ordered values, else the
+    rarest together (a short remainder joins the last group)."""
+    order = np.arange(expected.size) if ordered else np.argsort(expected)
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for index in order.tolist():
+        current.append(index)
+        if expected[current].sum() >= minimum:
+            groups.append(current)
+            current = []
+    if current:
+        if groups:
+            groups[-1].extend(current)
+        else:
+            groups.append(current)
+    return groups
+
+
 class DriftDetector:
     def __init__(self, alpha: float = 0.05, psi_threshold: float = 0.2, min_samples: int = 100,
                  thresholds: dict[str, float] | None = None) -> None:
@@ -135,16 +156,25 @@ class DriftDetector:
                 self.categorical_[name] = feature
         self.sorted_sample_ = {name: np.sort(np.asarray(f.sample, dtype=np.float64))
                                for name, f in self.numeric_.items() if len(f.sample)}
-        # For the KS statistic of large windows: the reference's distinct values and its ECDF at each.
+        # For the KS statistic of large windows: the reference's distinct values and its ECDF at each; a
+        # feature of few distinct values is tested as discrete (chi-square over them) instead.
         self.reference_cdf_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.discrete_: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, ref in self.sorted_sample_.items():
             values, counts = np.unique(ref, return_counts=True)
             self.reference_cdf_[name] = (values, np.cumsum(counts) / max(ref.size, 1))
+            if values.size <= DISCRETE_MAX_VALUES:
+                self.discrete_[name] = (values, counts.astype(np.float64))
         self.open_edges_ = {name: open_edges(f.edges) for name, f in self.numeric_.items() if len(f.edges)}
         return self
 
-    def compare(self, window: Any, features: list[str] | None = None) -> DriftReport:
-        """Drift of ``window`` (a DataFrame, or a 2-D array with ``features`` naming its columns) from the reference."""
+    def compare(self, window: Any, features: list[str] | None = None, *,
+                missing_tested: Collection[str] | None = None) -> DriftReport:
+        """Drift of ``window`` (a DataFrame, or a 2-D array with ``features`` naming its columns) from the reference.
+
+        The share of missing values is tested for the features in ``missing_tested`` (default: all); a server
+        that refuses missing values for a feature leaves it out, as its requests cannot have any.
+        """
         import pandas as pd
 
         frame = window if isinstance(window, pd.DataFrame) else pd.DataFrame(np.asarray(window), columns=features)
@@ -164,11 +194,41 @@ class DriftDetector:
         for name in known:
             if name in self.categorical_:
                 report.features[name] = self.categorical(name, self.categorical_[name], frame[name])
+        for name in known:
+            if missing_tested is None or name in missing_tested:
+                self._missing(report.features[name], self.profile_.features_[name].missing)
         report.features = {name: report.features[name] for name in known}  # in the window's column order
         return report
 
+    def _missing(self, result: FeatureDrift, reference_share: float) -> None:
+        """Test the window's share of missing values against training's (a 2x2 table: Fisher's exact test for
+        small counts, chi-square otherwise); a change there is drift too, and says so."""
+        from scipy import stats
+
+        total = result.n + result.missing
+        if total < self.min_samples:
+            return
+        reference_rows = max(int(self.profile_.n_rows_), 1)
+        reference_missing = int(round(reference_share * reference_rows))
+        table = np.asarray([[result.missing, result.n], [reference_missing, reference_rows - reference_missing]])
+        if table.sum(axis=0).min() == 0:  # no value missing on either side (or none present): nothing to test
+            return
+        expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+        if expected.min() < 5:
+            p_value = float(stats.fisher_exact(table).pvalue)
+        else:
+            p_value = float(stats.chi2_contingency(table).pvalue)
+        result.missing_p_value = p_value
+        alpha = self.thresholds.get(result.feature, self.alpha)
+        if p_value < alpha:
+            share = result.missing / total
+            why = (f"missing values {share:.1%} vs {reference_share:.1%} in training (p={p_value:.3g} < {alpha})")
+            result.reason = why + (f"; {result.reason}" if result.reason else "")
+            result.drifted = True
+
     def _numeric(self, name: str, reference: NumericReference, present: np.ndarray, missing: int) -> FeatureDrift:
-        """KS and PSI of one feature's values, ``present`` sorted and without NaN."""
+        """KS (or, for few distinct values, chi-square) and PSI of one feature's values, ``present`` sorted
+        and without NaN."""
         from scipy import stats
 
         result = FeatureDrift(name, "numeric", int(present.size), missing)
@@ -180,7 +240,19 @@ class DriftDetector:
             current = sorted_bin_counts(present, edges)
             result.psi = psi(np.asarray(reference.counts, dtype=np.float64), current.astype(np.float64))
         sample = self.sorted_sample_.get(name)
-        if sample is not None:
+        if name in self.discrete_:
+            values, counts = self.discrete_[name]
+            # Each value counts for the nearest value training had (a value beyond them is not "unseen": it is
+            # a numeric feature), so the window's counts are over training's distinct values.
+            nearest = np.clip(np.searchsorted(values, present), 1, max(values.size - 1, 1))
+            if values.size > 1:
+                nearest -= (present - values[nearest - 1]) <= (values[nearest] - present)
+            else:
+                nearest[:] = 0
+            seen = np.bincount(nearest, minlength=values.size).astype(np.float64)
+            self._chi_square(result, counts, seen, 0.0, "values", ordered=True)
+            result.kind = "discrete"
+        elif sample is not None:
             if max(present.size, sample.size) <= SCIPY_EXACT_MAX_N:
                 test = stats.ks_2samp(sample, present)  # scipy's exact distribution for small samples
                 result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
@@ -209,19 +281,44 @@ class DriftDetector:
             result.reason = f"{present.size} values < min_samples {self.min_samples}: no verdict"
             return result
         categories = list(reference.counts)
-        expected_counts = np.asarray([reference.counts[c] for c in categories] + [reference.other], dtype=np.float64)
+        expected_counts = np.asarray([reference.counts[c] for c in categories], dtype=np.float64)
         counts = present.value_counts()
-        observed = np.asarray([counts.get(c, 0) for c in categories]
-                              + [counts[~counts.index.isin(categories)].sum()], dtype=np.float64)
-        keep = expected_counts > 0
-        unseen = observed[~keep].sum()
-        expected = np.maximum(expected_counts[keep] / expected_counts[keep].sum(), EPSILON)
-        expected = expected / expected.sum() * observed[keep].sum()
-        test = stats.chisquare(observed[keep], expected)
-        result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
-        result.psi = psi(expected_counts, observed)
-        alpha = self.thresholds.get(name, self.alpha)
-        result.drifted = bool(result.p_value < alpha or unseen > 0)
-        result.reason = (f"{int(unseen)} values of categories never seen in training" if unseen
-                         else f"chi-square p={result.p_value:.3g} {'<' if result.drifted else '>='} {alpha}")
+        observed = np.asarray([counts.get(c, 0) for c in categories], dtype=np.float64)
+        other = float(present.size - observed.sum())  # beyond the listed categories
+        if reference.other > 0:  # the profile kept only the most frequent: the rest is one more category
+            expected_counts, observed, other = np.append(expected_counts, reference.other), np.append(observed, other), 0.0
+        self._chi_square(result, expected_counts, observed, other, "categories")
+        result.psi = psi(np.append(expected_counts, 0.0), np.append(observed, other))
         return result
+
+    def _chi_square(self, result: FeatureDrift, reference: np.ndarray, observed: np.ndarray, unseen: float,
+                    what: str, *, ordered: bool = False) -> None:
+        """Chi-square test that ``observed`` counts and training's ``reference`` counts of the same values come
+        from one distribution (a two-sample test of homogeneity: training's counts are a sample too, so a
+        goodness-of-fit test against them as exact would flag too often); ``unseen`` values (never in
+        training) are drift on their own, reported with their share.
+
+        Values expected fewer than 5 times in the window are pooled (neighbours, for ``ordered`` values; the
+        rarest together, otherwise), as the chi-square approximation needs: a rare value seen once more than
+        expected is not drift.
+        """
+        from scipy import stats
+
+        alpha = self.thresholds.get(result.feature, self.alpha)
+        total = observed.sum() + unseen
+        if observed.sum() > 0:
+            keep = reference > 0
+            expected = reference[keep] / reference[keep].sum() * observed[keep].sum()
+            groups = _pool(expected, ordered)
+            table = np.asarray([[reference[keep][g].sum() for g in groups], [observed[keep][g].sum() for g in groups]])
+            test = stats.chi2_contingency(table, correction=False) if len(groups) > 1 else None
+            if test is not None:
+                result.statistic, result.p_value = float(test.statistic), float(test.pvalue)
+                result.drifted = bool(result.p_value < alpha)
+                result.reason = f"chi-square p={result.p_value:.3g} {'<' if result.drifted else '>='} {alpha}"
+            else:
+                result.drifted, result.reason = False, "one value expected: nothing to compare"
+        if unseen > 0:
+            result.drifted = True
+            never = f"{int(unseen)} of {int(total)} values ({unseen / total:.1%}) are {what} never seen in training"
+            result.reason = never + (f"; {result.reason}" if result.reason else "")

@@ -204,7 +204,7 @@ class LiveMonitor:
             assert model.profile is not None
             self._detector = DriftDetector.from_settings(self.settings).fit(model.profile)
             self._detector_for = model
-        report = self._detector.compare(rows, model.feature_names)
+        report = self._detector.compare(rows, model.feature_names, missing_tested=model.nullable_features)
         for name, feature in report.features.items():
             if feature.psi is not None:
                 metrics.drift_psi.labels(model.name, model.version, name).set(feature.psi)

@@ -90,14 +90,18 @@ class DriftComparison:
     report: DriftReport
     compared: list[str]  # columns compared with the training data
     ignored: list[str]  # columns the training data did not have
+    excluded: list[str]  # columns left out on purpose (the target)
 
 
-def compare(reference: Reference, frame: Any, settings: MonitorSection) -> DriftComparison:
-    """Drift of ``frame`` from the training data, judged as the live server judges it (``[monitor]``)."""
-    compared = [str(c) for c in frame.columns if str(c) in reference.features_]
+def compare(reference: Reference, frame: Any, settings: MonitorSection, *,
+            exclude: tuple[str, ...] = ()) -> DriftComparison:
+    """Drift of ``frame`` from the training data, judged as the live server judges it (``[monitor]``); columns
+    in ``exclude`` (the model's target, which a batch of labelled data may carry) are not compared."""
+    excluded = [str(c) for c in frame.columns if str(c) in exclude]
+    compared = [str(c) for c in frame.columns if str(c) in reference.features_ and str(c) not in exclude]
     ignored = [str(c) for c in frame.columns if str(c) not in reference.features_]
     if not compared:
         raise DataError("the data shares no column with the model's training data",
                         hint=f"its columns are: {', '.join(list(reference.features_)[:6])}, ...")
     report = DriftDetector.from_settings(settings).fit(reference).compare(frame[compared])
-    return DriftComparison(report, compared, ignored)
+    return DriftComparison(report, compared, ignored, excluded)

@@ -51,9 +51,10 @@ def drift_report(cfg: ProjectConfig, *, model: str | None = None, source: Path |
     else:
         assert source is not None
         version, frame, what = resolve_version(cfg, uri), queries.read_frame(source), source.name
-    profile = fetch_bundle(cfg, f"models:/{name}/{version}").profile
+    bundle = fetch_bundle(cfg, f"models:/{name}/{version}")
+    profile = bundle.profile
     try:
-        comparison = queries.compare(profile, frame, settings)
+        comparison = queries.compare(profile, frame, settings, exclude=(bundle.info.target,))
     except DataError as err:
         raise DataError(f"{what}: {err.message} ({name} v{version})", hint=err.hint) from err
     return DriftReport(name, version, what, frame[comparison.compared], profile, comparison, accuracy)

@@ -1,3 +1,5 @@
+import zlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,13 +61,12 @@ def test_values_outside_the_training_range_land_in_the_outer_bins():
     assert psi(np.array([10.0, 10.0]), np.array([0.0, 20.0])) > 1.0
 
 
-def test_chi_square_agrees_with_scipy(detector):
+def test_chi_square_is_scipys_test_of_homogeneity_of_training_and_window_counts(detector):
     window = pd.DataFrame({"c": ["a"] * 300 + ["b"] * 100 + ["c"] * 100})
     ours = detector.compare(window).features["c"]
     counts = detector.profile_.features_["c"].counts
-    total = sum(counts.values())
-    expected = [counts[k] / total * 500 for k in ("a", "b", "c")]
-    reference = stats.chisquare([300, 100, 100], expected)
+    table = [[counts[k] for k in ("a", "b", "c")], [300, 100, 100]]
+    reference = stats.chi2_contingency(table, correction=False)
     assert ours.statistic == pytest.approx(reference.statistic) and ours.p_value == pytest.approx(reference.pvalue)
 
 
@@ -81,11 +82,25 @@ def test_a_small_window_gets_no_verdict_and_says_why(detector):
     assert report.drifted_share is None
 
 
-def test_missing_values_are_counted_not_compared(detector):
+def test_missing_values_are_counted_not_compared_and_a_new_share_of_them_is_drift(detector):
     window = np.random.default_rng(11).normal(size=300)
-    window[:40] = np.nan
+    window[:40] = np.nan  # training had none
     feature = detector.compare(pd.DataFrame({"x": window})).features["x"]
-    assert feature.missing == 40 and feature.n == 260 and feature.drifted is False
+    assert feature.missing == 40 and feature.n == 260 and feature.p_value > 0.05  # the values themselves: stable
+    assert feature.drifted and "missing values 13.3% vs 0.0% in training" in feature.reason
+    assert detector.compare(pd.DataFrame({"x": window}), missing_tested=()).features["x"].drifted is False
+
+
+def test_a_jump_in_missing_values_is_found_and_the_same_share_is_not():
+    rng = np.random.default_rng(21)
+    reference = pd.DataFrame({"x": rng.normal(size=3000)})
+    reference.loc[rng.random(3000) < 0.08, "x"] = np.nan
+    detector = DriftDetector(min_samples=50).fit(ReferenceProfile().fit(reference))
+    same = pd.Series(rng.normal(size=1000)).mask(rng.random(1000) < 0.08)
+    jump = pd.Series(rng.normal(size=1000)).mask(rng.random(1000) < 0.64)
+    assert detector.compare(pd.DataFrame({"x": same})).features["x"].drifted is False
+    found = detector.compare(pd.DataFrame({"x": jump})).features["x"]
+    assert found.drifted and found.missing_p_value < 1e-10 and "vs 7.7% in training" in found.reason
 
 
 def test_per_feature_threshold(detector):
@@ -151,3 +166,48 @@ def test_the_detector_the_settings_configure_is_the_one_the_server_and_report_us
 
     detector = DriftDetector.from_settings(MonitorSection(alpha=0.01, min_samples=7, thresholds={"x": 0.2}))
     assert (detector.alpha, detector.min_samples, detector.thresholds) == (0.01, 7, {"x": 0.2})
+
+
+def _draw(kind: str, rng: np.random.Generator, n: int, shifted: bool = False) -> pd.Series:
+    """One feature of each type, from the same distribution or a shifted one."""
+    if kind == "continuous":
+        return pd.Series(rng.normal(loc=0.3 if shifted else 0.0, size=n))
+    if kind == "integer":
+        return pd.Series(rng.poisson(4.0 if shifted else 3.0, size=n).astype(float))
+    if kind == "discrete non-integer":
+        values = np.array([-0.0507, -0.0253, 0.0, 0.0253, 0.0507, 0.1])
+        p = np.array([0.1, 0.2, 0.3, 0.2, 0.1, 0.1]) if not shifted else np.array([0.25, 0.2, 0.2, 0.15, 0.1, 0.1])
+        return pd.Series(rng.choice(values, size=n, p=p))
+    if kind == "boolean":
+        return pd.Series(rng.random(n) < (0.45 if shifted else 0.3))
+    if kind == "categorical":
+        p = [0.5, 0.3, 0.2] if not shifted else [0.35, 0.35, 0.3]
+        return pd.Series(rng.choice(["red", "green", "blue"], size=n, p=p))
+    if kind == "continuous with missing values":
+        values = pd.Series(rng.normal(size=n))
+        return values.mask(rng.random(n) < (0.25 if shifted else 0.1))
+    raise AssertionError(kind)
+
+
+KINDS = ["continuous", "integer", "discrete non-integer", "boolean", "categorical", "continuous with missing values"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_feature_type_is_flagged_at_about_alpha_when_unchanged_and_caught_when_shifted(kind):
+    rng = np.random.default_rng(zlib.crc32(kind.encode()))  # the same draws in every run
+    reference = pd.DataFrame({"f": _draw(kind, rng, 3000)})
+    detector = DriftDetector(alpha=0.05, min_samples=50).fit(ReferenceProfile().fit(reference))
+    assert detector.compare(reference).features["f"].drifted is False, "the training data itself is not drift"
+    same = [detector.compare(pd.DataFrame({"f": _draw(kind, rng, 400)})).features["f"].drifted for _ in range(300)]
+    shifted = [detector.compare(pd.DataFrame({"f": _draw(kind, rng, 400, shifted=True)})).features["f"].drifted
+               for _ in range(50)]
+    assert np.mean(same) <= 0.09, f"{kind}: {np.mean(same):.3f} of unchanged windows flagged (alpha 0.05)"
+    assert np.mean(shifted) >= 0.9, f"{kind}: only {np.mean(shifted):.2f} of shifted windows caught"
+
+
+def test_an_unseen_category_is_reported_with_its_share_and_no_nan_statistics(detector):
+    only_new = detector.compare(pd.DataFrame({"c": ["zz"] * 200})).features["c"]
+    assert only_new.drifted and "200 of 200 values (100.0%) are categories never seen" in only_new.reason
+    assert only_new.p_value is None and only_new.statistic is None
+    some = detector.compare(pd.DataFrame({"c": ["a"] * 150 + ["b"] * 90 + ["c"] * 50 + ["new"] * 10})).features["c"]
+    assert some.drifted and "10 of 300 values (3.3%)" in some.reason and some.p_value is not None
