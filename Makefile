@@ -9,15 +9,23 @@ export DO_NOT_TRACK := 1
 
 .PHONY: demo test install bench clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	touch $@
+
+# The demo needs mloop and the reference project's plotting library; the tests need their own tools too.
+$(VENV)/.installed-demo: $(VENV)/.created pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[examples]'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.created pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-demo
 
-demo: install
+demo: $(VENV)/.installed-demo
 	$(BIN)/python $(EXAMPLE)/write_data.py
 	cd $(EXAMPLE) && ../../$(BIN)/mloop run
 	cd $(EXAMPLE) && ../../$(BIN)/mloop models
@@ -32,10 +40,10 @@ demo: install
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop monitor export --out ops   # Prometheus, Alertmanager, Grafana configs"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop undeploy breast_cancer   # stop the model server"
 
-test: install
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-bench: install
+bench: $(VENV)/.installed-test
 	bash benchmarks/run.sh
 
 clean:

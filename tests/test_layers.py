@@ -15,6 +15,7 @@ PROCESS_WIDE = {"set_config", "filterwarnings", "simplefilter", "freeze", "disab
 MUTATORS = {"insert", "append", "extend", "remove", "pop", "clear", "update", "setdefault", "__setitem__"}
 ENTRYPOINTS = {
     "serving/server.py",  # mloop serve: scikit-learn's finiteness check, warnings, the collector
+    "cli/main.py",  # the mloop command: libraries' log level and warnings
     "pipeline/executors/task.py",  # a worker process: the parent's sys.path
     # Not an entrypoint, a deliberate exception: Python keeps one fork server per process; the local
     # executor names what it preloads (module imports only) before it first starts it.

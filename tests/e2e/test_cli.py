@@ -64,6 +64,10 @@ def test_init_run_cached_rerun_param_change_and_listings(new_project: Path):
     assert show.returncode == 0, show.stderr
     for expected in ("load_data", "hit", "miss", "C=0.01", "sha256", "scikit-learn", "model      churn v2"):
         assert expected in show.stdout, expected
+    compare = mloop("runs", "compare", run_id, lines[-1].split()[0], cwd=root)
+    assert compare.returncode == 0, compare.stderr
+    differs = [line for line in compare.stdout.splitlines() if line.startswith("* param")]
+    assert len(differs) == 1 and "train.C" in differs[0] and "0.01" in differs[0] and "1.0" in differs[0]
 
     models = mloop("models", cwd=root)
     assert models.returncode == 0
@@ -188,3 +192,26 @@ def test_unreachable_tracking_server_fails_fast_with_the_fix(new_project: Path):
     err = one_error_line(done)
     assert "is not reachable" in err and "MLOOP_TRACKING_URI" in err
     assert time.time() - started < 60, "MLflow's own retries were not cut short"
+
+
+def test_what_a_step_prints_is_shown_after_the_table(new_project: Path):
+    source = (new_project / "pipeline.py").read_text()
+    (new_project / "pipeline.py").write_text(source.replace(
+        '    log_metric("accuracy", accuracy)', '    print(f"accuracy on the test set: {accuracy:.3f}")\n    log_metric("accuracy", accuracy)'))
+    first = mloop("run", "--no-track", cwd=new_project)
+    assert first.returncode == 0, first.stderr
+    assert "--- printed by evaluate" in first.stdout and "accuracy on the test set: 0." in first.stdout
+    cached = mloop("run", "--no-track", cwd=new_project)
+    assert "printed by" not in cached.stdout  # nothing ran
+    everything = mloop("run", "--no-track", "--show-output", cwd=new_project)
+    assert "--- printed by evaluate (from the cache)" in everything.stdout
+
+
+def test_version_and_help_say_what_mloop_is(tmp_path: Path):
+    from mloop import __version__
+
+    assert mloop("--version", cwd=tmp_path).stdout.strip() == f"mloop {__version__}"
+    text = mloop("--help", cwd=tmp_path, env={"COLUMNS": "80"}).stdout
+    assert "serves it" in text and "monitoring" in text
+    commands = text.split("Commands:")[1].splitlines()
+    assert [line for line in commands if line.rstrip().endswith("...")] == [], "a summary was cut"

@@ -14,7 +14,7 @@ import pytest
 
 from mloop.config import load_project
 from mloop.deploy import local
-from mloop.errors import DeployError
+from mloop.errors import DeployError, RegistryError
 from mloop.project import run_project
 
 pytestmark = pytest.mark.integration
@@ -88,8 +88,8 @@ def test_swap_refused_version_and_rollback_under_load_lose_no_request(project_wi
             assert (swapped.action, swapped.version, swapped.previous_version) == ("swapped", "2", "1")
             assert local.deploy(cfg, "models:/breast_cancer/2").action == "unchanged"
             time.sleep(1.0)
-            with pytest.raises(DeployError, match="still serving breast_cancer v2"):
-                local.deploy(cfg, "models:/breast_cancer/77")
+            with pytest.raises(RegistryError, match="no models:/breast_cancer/77"):
+                local.deploy(cfg, "models:/breast_cancer/77")  # refused before the server is asked
             time.sleep(0.5)
             rolled = local.rollback(cfg, "breast_cancer")
             assert (rolled.action, rolled.version, rolled.previous_version) == ("rolled_back", "1", "2")
@@ -122,3 +122,32 @@ def test_rollback_without_history_and_unknown_names_are_clear(project_with_two_v
         local.undeploy(cfg, "second")
     with pytest.raises(DeployError, match="deployment 'second' is not running"):
         local.rollback(cfg, "second")
+
+
+def test_a_version_that_does_not_exist_is_refused_before_anything_starts(project_with_two_versions):
+    cfg = load_project(project_with_two_versions)
+    with pytest.raises(RegistryError, match="no models:/breast_cancer/9"):
+        local.deploy(cfg, "models:/breast_cancer/9", name="nine")
+    assert not (project_with_two_versions / ".mloop" / "deployments" / "nine").exists()
+
+
+def test_monitor_export_scrapes_the_running_deployment_and_keeps_its_secrets_out_of_git(project_with_two_versions,
+                                                                                         tmp_path):
+    import subprocess
+
+    import yaml
+
+    from tests.support.servers import MLOOP
+
+    cfg = load_project(project_with_two_versions)
+    started = local.deploy(cfg, "models:/breast_cancer/1")
+    try:
+        out = tmp_path / "ops"
+        done = subprocess.run([MLOOP, "monitor", "export", "--out", str(out)], cwd=project_with_two_versions,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        scrape = yaml.safe_load((out / "prometheus.yml").read_text())["scrape_configs"][0]
+        assert scrape["static_configs"][0]["targets"] == [started.url.removeprefix("http://")]
+        assert set((out / ".gitignore").read_text().split()) >= {"alert-token", "scrape-token"}
+    finally:
+        local.undeploy(cfg, "breast_cancer")

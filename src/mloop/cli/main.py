@@ -16,7 +16,6 @@ import typer
 
 app = typer.Typer(
     name="mloop",
-    help="mloop: pipelines, tracking and a model registry, from a laptop to production.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -24,7 +23,7 @@ app = typer.Typer(
     # The app's own options (--verbose) may come anywhere on the line; a command's options pass through.
     context_settings={"allow_interspersed_args": True, "ignore_unknown_options": True},
 )
-monitor_app = typer.Typer(help="Drift and model monitoring.", no_args_is_help=True)
+monitor_app = typer.Typer(help="Served models: drift, outliers, live scores, alerts.", no_args_is_help=True)
 runs_app = typer.Typer(help="List recent runs, or show one with 'mloop runs show RUN'.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(monitor_app, name="monitor")
@@ -32,11 +31,26 @@ app.add_typer(monitor_app, name="monitor")
 ProjectOpt = Annotated[Optional[Path], typer.Option("--project", "-C", help="Project folder (default: nearest mloop.toml).")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from mloop._version import __version__
+
+        print(f"mloop {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the traceback of an error (or MLOOP_VERBOSE=1).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print mloop's version and stop.")] = False,
 ) -> None:
-    """mloop: pipelines, tracking, a model registry, serving and monitoring, from a laptop to production."""
+    """mloop: pipelines, tracking and a model registry, serving and monitoring, from a laptop to production.
+
+    Write plain Python steps; mloop runs them cached and in parallel, tracks every run in MLflow, registers
+    the best model behind a promotion gate, serves it (Open Inference / KServe V2 and plain JSON) and
+    watches it in production: drift, outliers, live accuracy and alerts.
+    """
     if verbose:
         _VERBOSE[0] = True
 
@@ -44,18 +58,33 @@ def options(
 _VERBOSE = [False]  # set by the --verbose callback for main()'s error report; one CLI run per process
 
 
-@app.command()
+@runs_app.command("compare")
+def runs_compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two runs or more (ids or unique prefixes).")],
+    all_rows: Annotated[bool, typer.Option("--all", help="Also the parameters and metrics that are the same.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Parameters and metrics of runs side by side, what differs first."""
+    from mloop.cli import runs_cmd
+
+    runs_cmd.compare_runs(run_ids, project=project, all_rows=all_rows)
+
+
+@app.command(short_help="Run the pipeline: cached, independent steps in parallel.")
 def run(
     param: Annotated[list[str], typer.Option("--param", "-p", help="Override a step parameter: STEP.PARAM=VALUE (repeatable).")] = [],  # noqa: B006
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Run every step even if its result is cached.")] = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not record the run in MLflow (nor register).")] = False,
     list_steps: Annotated[bool, typer.Option("--list", help="List the steps and their parameters, then stop.")] = False,
+    show_output: Annotated[bool, typer.Option("--show-output", help="Show all each step printed, cached steps too "
+                                                                    "(default: the last lines of the steps that ran).")] = False,
     project: ProjectOpt = None,
 ) -> None:
     """Run the project's pipeline: cached steps are reused, independent steps run in parallel."""
     from mloop.cli import run_cmd
 
-    run_cmd.run(param, no_cache=no_cache, track=not no_track, list_steps=list_steps, project=project)
+    run_cmd.run(param, no_cache=no_cache, track=not no_track, list_steps=list_steps, project=project,
+                show_output=show_output)
 
 
 @runs_app.callback()
@@ -101,7 +130,7 @@ def ui(
     ui_cmd.ui(port=port, project=project)
 
 
-@app.command()
+@app.command(short_help="Serve a model: KServe V2, plain JSON, Prometheus metrics.")
 def serve(
     model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
                                                         "(default: the project's champion).")] = None,
@@ -126,7 +155,7 @@ def serve(
                     access_log=access_log)
 
 
-@app.command()
+@app.command(short_help="Deploy a model: a managed local server, or Kubernetes.")
 def deploy(
     model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS or models:/NAME/VERSION "
                                                         "(default: the project's champion).")] = None,
@@ -166,7 +195,7 @@ def undeploy(
     deploy_cmd.undeploy(name, project=project)
 
 
-@app.command()
+@app.command(short_help="Swap a deployment back to the version it served before.")
 def rollback(
     name: Annotated[str, typer.Argument(help="The deployment to roll back.")],
     project: ProjectOpt = None,
@@ -179,7 +208,8 @@ def rollback(
 
 @monitor_app.command("report")
 def monitor_report(
-    model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS or /VERSION (default: the champion).")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="A model name (its champion), or models:/NAME@ALIAS or /VERSION "
+                                                        "(default: the project's champion).")] = None,
     source: Annotated[Optional[Path], typer.Option("--from", help="A CSV or Parquet file to compare with the training data.")] = None,
     since: Annotated[Optional[str], typer.Option(help="Compare the served predictions of this last while (e.g. 1h) instead.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Write a self-contained HTML report here.")] = None,
@@ -227,7 +257,8 @@ def monitor_alerts(
 @monitor_app.command("export")
 def monitor_export(
     out: Annotated[Path, typer.Option(help="Folder to write the configs to.")],
-    target: Annotated[str, typer.Option(help="host:port Prometheus scrapes (the model server).")] = "127.0.0.1:8080",
+    target: Annotated[Optional[str], typer.Option(help="host:port Prometheus scrapes (default: the model's running "
+                                                       "deployment, else [serving] host and port).")] = None,
     alertmanager: Annotated[str, typer.Option(help="host:port of Alertmanager.")] = "127.0.0.1:9093",
     receiver: Annotated[Optional[str], typer.Option(help="URL of mloop's alert receiver (default: on the target).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name (default: the project's model).")] = None,
@@ -259,10 +290,21 @@ def _verbose() -> bool:
     return _VERBOSE[0] or os.environ.get("MLOOP_VERBOSE", "") not in ("", "0")
 
 
+def _quiet_libraries() -> None:
+    """MLflow logs each database migration at INFO and its dependencies warn about their own internals:
+    none of it is the user's to act on (the CLI's entrypoint is where this may be decided)."""
+    import warnings
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for module in ("mlflow", "sqlalchemy", "alembic", "pydantic"):
+        warnings.filterwarnings("ignore", module=module)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app and return its exit code, turning errors into one line and a hint."""
     args = sys.argv[1:] if argv is None else argv
     _VERBOSE[0] = False
+    _quiet_libraries()
     try:
         app(args=args, prog_name="mloop")
     except SystemExit as done:

@@ -155,13 +155,16 @@ def alerts(model: str | None, *, since: str | None, limit: int, as_json: bool, p
     console.print(table)
 
 
-def export(out: Path, *, target: str, alertmanager: str, receiver: str | None, model: str | None,
+def export(out: Path, *, target: str | None, alertmanager: str, receiver: str | None, model: str | None,
            project: Path | None, interval: str = "15s", group_wait: str = "30s") -> None:
     from mloop.config import check_renamed_variables
+    from mloop.deploy.local import running_address
     from mloop.monitor.export import write_export
 
     check_renamed_variables()
     cfg, name = _model_name(model, project)
+    if target is None:
+        target = running_address(cfg, name) or f"{cfg.settings.serving.host}:{cfg.settings.serving.port}"
     for option, value in (("--target", target), ("--alertmanager", alertmanager)):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit():

@@ -48,7 +48,24 @@ def _table(records: dict[str, Any]) -> Table:
     return table
 
 
-def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, project: Path | None) -> None:
+OUTPUT_LINES = 20  # of a step's printed output shown after the table (--show-output: all of it)
+
+
+def _show_output(result: Any, *, everything: bool) -> None:
+    """What the steps printed: of the steps that ran, the last lines (every step's, in full, with ``everything``)."""
+    for name, record in result.steps.items():
+        ref = record.files.get("step.log")
+        if ref is None or not (everything or record.state == "done"):
+            continue
+        lines = result.store.file_path(ref).read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
+        shown = lines if everything else lines[-OUTPUT_LINES:]
+        more = "" if len(shown) == len(lines) else f" (last {len(shown)} of {len(lines)} lines; --show-output: all)"
+        console.print(f"[dim]--- printed by {name}{' (from the cache)' if record.cached else ''}{more}[/]")
+        console.print("\n".join(shown), markup=False, highlight=False, soft_wrap=True)
+
+
+def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, project: Path | None,
+        show_output: bool = False) -> None:
     from mloop.config import load_project
     from mloop.pipeline.runner import StepRecord, raise_for_failures
     from mloop.project import load_pipeline, merged_params, run_project
@@ -82,6 +99,7 @@ def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, pro
     if not console.is_terminal:
         console.print()  # a non-interactive Live leaves its last line open
     result = outcome.result
+    _show_output(result, everything=show_output)
     ran, cached = result.count("done"), result.count("cached")
     summary = f"{ran} ran, {cached} from cache" if ran else f"all {cached} steps from cache"
     console.print(f"{'run ' + result.tracking_id if track else 'untracked run'}: {summary} in {seconds(time.time() - started)}")

@@ -74,3 +74,32 @@ def show_run(run_id: str, *, project: Path | None) -> None:
     console.print(table)
     if run.metrics:
         console.print("metrics    " + "  ".join(f"{k}={v:.4g}" for k, v in sorted(run.metrics.items())), soft_wrap=True)
+
+
+def compare_runs(run_ids: list[str], *, project: Path | None, all_rows: bool = False) -> None:
+    """Parameters and metrics of runs side by side; rows that differ first and marked (``all_rows``: also the same)."""
+    from mloop.config import load_project
+    from mloop.errors import TrackingError
+    from mloop.tracking.queries import find_run
+
+    if len(run_ids) < 2:
+        raise TrackingError("compare needs two runs or more", hint="e.g. mloop runs compare 6f1c 0b9e")
+    cfg = load_project(project)
+    runs = [find_run(cfg, run_id) for run_id in run_ids]
+    params = [{f"{step.name}.{k}": v for step in run.steps for k, v in step.params.items()} for run in runs]
+    metrics = [{k: f"{v:.4g}" for k, v in run.metrics.items()} for run in runs]
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("")
+    for run in runs:
+        table.add_column(f"{run.id[:8]}" + (f" (v{run.model_version})" if run.model_version else ""))
+    shown = 0
+    for kind, values in (("param", params), ("metric", metrics)):
+        names = sorted(set().union(*values))
+        differing = [n for n in names if len({v.get(n, "-") for v in values}) > 1]
+        for name in differing + ([n for n in names if n not in differing] if all_rows else []):
+            mark = "* " if name in differing else "  "
+            table.add_row(f"{mark}{kind} {name}", *[v.get(name, "-") for v in values])
+            shown += 1
+    console.print(table if shown else "the runs have the same parameters and metrics")
+    if not all_rows:
+        console.print("[dim]* differs; --all shows the rows that are the same too[/]")

@@ -113,6 +113,15 @@ def status(deployment: Deployment) -> Status:
     return Status(deployment, running, healthy, served)
 
 
+def running_address(cfg: ProjectConfig, model: str) -> str | None:
+    """``host:port`` of a running local deployment serving ``model`` (the one named after it first)."""
+    candidates = sorted(list_deployments(cfg), key=lambda s: s.deployment.name != model)
+    for found in candidates:
+        if found.running and found.deployment.model == model:
+            return f"{found.deployment.host}:{found.deployment.port}"
+    return None
+
+
 def list_deployments(cfg: ProjectConfig) -> list[Status]:
     root = deployments_dir(cfg)
     names = sorted(p.parent.name for p in root.glob("*/state.json")) if root.exists() else []
@@ -138,13 +147,14 @@ def deploy(cfg: ProjectConfig, uri: str, *, name: str | None = None, port: int |
     from mloop.registry.fetch import parse_model_uri, resolve_version
 
     model, _, _ = parse_model_uri(uri)
-    version = resolve_version(cfg, uri)
     name = name or model
     current = load_state(cfg, name)
-    if current is not None and _alive(current):
-        if current.model != model:
-            raise DeployError(f"deployment {name!r} serves model {current.model!r}, not {model!r}",
-                              hint=f"deploy it under another name: mloop deploy {uri} --name {model}")
+    running = current is not None and _alive(current)
+    if current is not None and running and current.model != model:
+        raise DeployError(f"deployment {name!r} serves model {current.model!r}, not {model!r}",
+                          hint=f"deploy it under another name: mloop deploy {uri} --name {model}")
+    version = resolve_version(cfg, uri)  # a version that does not exist is refused before anything changes
+    if current is not None and running:
         if current.version == version:
             return _result("unchanged", current)
         previous = current.version

@@ -145,4 +145,6 @@ def write_export(out: Path, model: str, settings: MonitorSection, *, target: str
         path = out / name
         atomic_write_text(path, text, mode=0o600 if name.endswith("token") else None)
         written.append(path)
+    # The token files are secrets: a folder inside a git repository keeps them out of commits.
+    atomic_write_text(out / ".gitignore", "# written by mloop monitor export: secrets\nalert-token\nscrape-token\n")
     return written

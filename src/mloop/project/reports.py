@@ -37,6 +37,8 @@ def drift_report(cfg: ProjectConfig, *, model: str | None = None, source: Path |
         raise DataError("pass either --from FILE (a data file) or --since DURATION (the served predictions)",
                         hint="e.g. mloop monitor report --since 1h --out report.html")
     settings = settings or cfg.settings.monitor
+    if model is not None and not model.startswith("models:/"):
+        model = f"models:/{model}@champion"  # a bare name, as mloop monitor status takes it
     uri = model or f"models:/{cfg.model_name}@champion"
     name, _, _ = parse_model_uri(uri)
     accuracy = None

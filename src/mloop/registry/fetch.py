@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.errors import RegistryError
-from mloop.tracking.client import mlflow_client
+from mloop.tracking.client import mlflow_client, tracking_error
 
 if TYPE_CHECKING:
     from mloop.bundle.format import Bundle
@@ -48,12 +48,15 @@ def resolve_version(cfg: ProjectConfig, uri: str) -> str:
     from mlflow.exceptions import MlflowException
 
     name, version, alias = parse_model_uri(uri)
-    if version:
-        return version
+    client = mlflow_client(cfg)
     try:
-        return str(mlflow_client(cfg).get_model_version_by_alias(name, str(alias)).version)
+        if version:
+            return str(client.get_model_version(name, version).version)  # it exists: checked before anything starts
+        return str(client.get_model_version_by_alias(name, str(alias)).version)
     except MlflowException as err:
-        raise RegistryError(f"no {uri}: {err.message}", hint="list models and aliases with 'mloop models'") from err
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise tracking_error(cfg, err) from err
+        raise RegistryError(f"no {uri}: {err.message}", hint="list models, versions and aliases with 'mloop models'") from err
 
 
 def load_sklearn_model(model_dir: Path) -> Any:

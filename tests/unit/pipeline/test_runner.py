@@ -204,3 +204,23 @@ def test_workers_do_not_deadlock_after_the_parent_used_openmp(tmp_path: Path):
     KNeighborsClassifier().fit(x, (x[:, 0] > 0).astype(int)).predict(x[:500])  # OpenMP threads start here
     result = run(knn_flow.build(), tmp_path)
     assert result.steps["knn_in_worker"].state == "done", result.steps["knn_in_worker"].error
+
+
+@step
+def fit_without_rows(data: list[int]) -> int:
+    from sklearn.linear_model import LogisticRegression
+
+    LogisticRegression().fit([], [])  # fails inside scikit-learn
+    return 0
+
+
+@pipeline
+def failing_in_a_library():
+    fit_without_rows(source())
+
+
+def test_a_failure_inside_a_library_points_at_the_users_own_line(tmp_path: Path):
+    result = run(failing_in_a_library.build(), tmp_path, executor=InlineExecutor())
+    record = result.steps["fit_without_rows"]
+    assert record.state == "failed"
+    assert record.location == f"{__file__}:{fit_without_rows.fn.__code__.co_firstlineno + 4}"

@@ -57,11 +57,13 @@ def execute(task: Task) -> TaskResult:
     token = context.bind(ctx)
     log_path = Path(task.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    step_file = ""
     try:
         for entry in reversed(task.sys_path):
             if entry not in sys.path:
                 sys.path.insert(0, entry)
         step = pickle.loads(task.step_blob)  # noqa: S301 - pickled by this run's own parent process
+        step_file = getattr(getattr(step.fn, "__code__", None), "co_filename", "")
         kwargs = {name: store.get(ref) for name, ref in task.inputs.items()}
         kwargs.update(_resolve_paths(task.params, step.hints(), Path(task.project_root)))
         with log_path.open("w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
@@ -76,14 +78,25 @@ def execute(task: Task) -> TaskResult:
     except BaseException as err:  # noqa: BLE001 - a step's failure is reported, not raised, across processes
         if isinstance(err, KeyboardInterrupt):
             raise
-        frames = traceback.extract_tb(err.__traceback__)
-        user = [f for f in frames if "/mloop/" not in f.filename.replace(os.sep, "/")] or frames
-        where = f"{user[-1].filename}:{user[-1].lineno}" if user else ""
+        where = _user_location(err, step_file)
         return TaskResult(task.step, False, started, time.time(), os.getpid(),
                           error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(), location=where)
     finally:
         context.unbind(token)
         shutil.rmtree(ctx.workdir, ignore_errors=True)
+
+
+def _user_location(err: BaseException, step_file: str) -> str:
+    """Where in the user's code the step failed: the last line of the step's own file in the traceback; else
+    the last line outside mloop and installed packages; else the last line."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return ""
+    own = [f for f in frames if step_file and f.filename == step_file]
+    outside = [f for f in frames if not any(part in f.filename.replace(os.sep, "/")
+                                            for part in ("/mloop/", "/site-packages/", "/dist-packages/"))]
+    frame = (own or outside or frames)[-1]
+    return f"{frame.filename}:{frame.lineno}"
 
 
 def _resolve_paths(params: dict[str, Any], hints: dict[str, Any], root: Path) -> dict[str, Any]:
