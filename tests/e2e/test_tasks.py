@@ -36,6 +36,12 @@ def test_a_new_project_of_each_task_runs_registers_and_serves(tmp_path: Path, ml
     assert outcome.registration is not None and metric in outcome.registration.decision.reason
     model = load_registered(cfg, f"models:/p_{task}@champion")
     assert model.task == task
+    assert [(f.name, f.type, f.allow_missing) for f in model.features] == [(f"x{i}", "float", False) for i in range(1, 5)]
+    from mloop.registry.queries import version_detail
+
+    detail = version_detail(cfg, f"p_{task}")
+    assert detail.summary.version == "1" and detail.info.task == task
+    assert [s.name for s in detail.info.schema] == ["x1", "x2", "x3", "x4"] and detail.info.schema[0].min < 0
     data = pd.read_csv(root / "data" / "data.csv")
     rows = data.drop(columns=["target"]).head(20)
     app = app_for(model, monitor=MonitorSection(interval=0))

@@ -19,7 +19,7 @@ def small_model() -> LoadedModel:
     estimator = LogisticRegression().fit(frame.to_numpy(), target)
     frame["c"] = frame["c"].mask(frame.index % 10 == 0)  # "c" had missing values in training
     info = BundleInfo(target="target", features=FEATURES, classes=[0, 1])
-    features = [Feature("a", "double", False), Feature("b", "double", False), Feature("c", "double", True)]
+    features = [Feature("a", "float", False), Feature("b", "float", False), Feature("c", "float", True)]
     return LoadedModel("toy", "3", estimator, info, features, ReferenceProfile().fit(frame))
 
 
@@ -33,5 +33,5 @@ def small_regressor() -> LoadedModel:
     frame["target"] = 3.0 * frame["a"] - frame["b"] + rng.normal(scale=0.1, size=200)
     estimator = LinearRegression().fit(frame[FEATURES].to_numpy(), frame["target"])
     info = BundleInfo(target="target", features=FEATURES, task="regression")
-    features = [Feature(name, "double", False) for name in FEATURES]
+    features = [Feature(name, "float", False) for name in FEATURES]
     return LoadedModel("reg", "1", estimator, info, features, ReferenceProfile().fit(frame))

@@ -19,6 +19,7 @@ from typing import Any
 
 from mloop._fs import atomic_write_bytes, atomic_write_text
 from mloop.bundle.profile import ReferenceProfile
+from mloop.bundle.schema import FeatureSchema
 from mloop.errors import ModelSerializationError
 
 BUNDLE_DIR = "mloop"
@@ -50,6 +51,7 @@ class BundleInfo:
     lineage: Lineage = field(default_factory=Lineage)
     has_outlier_detector: bool = False
     class_counts: dict[str, int] = field(default_factory=dict)  # training labels per class (prediction drift)
+    schema: list[FeatureSchema] = field(default_factory=list)  # per feature ("" in bundles written before it)
 
 
 @dataclass
@@ -101,7 +103,8 @@ def read_bundle(model_dir: Path) -> Bundle:
     if isinstance(lineage.get("git_dirty"), str):  # bundles written before it was a boolean
         lineage["git_dirty"] = {"true": True, "false": False}.get(lineage["git_dirty"])
     known = {f.name for f in fields(Lineage)}
-    info = BundleInfo(**data, lineage=Lineage(**{k: v for k, v in lineage.items() if k in known}))
+    schema = [FeatureSchema(**spec) for spec in data.pop("schema", None) or []]
+    info = BundleInfo(**data, lineage=Lineage(**{k: v for k, v in lineage.items() if k in known}), schema=schema)
     profile = ReferenceProfile.load(folder / "profile.json")
     detector = None
     if info.has_outlier_detector:

@@ -5,12 +5,13 @@ Serving predicts with it and monitoring watches it; both read it only through ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.bundle.format import BundleInfo, read_bundle, read_served_as
 from mloop.bundle.profile import ReferenceProfile
+from mloop.bundle.schema import FeatureType
 from mloop.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -18,9 +19,20 @@ if TYPE_CHECKING:
 
 @dataclass
 class Feature:
+    """A feature as the server checks it."""
+
     name: str
-    kind: str  # an MLflow signature type: double, float, long, integer, boolean, string
-    allow_missing: bool
+    type: FeatureType  # float, integer, boolean or categorical
+    allow_missing: bool  # a request may leave it missing (training had missing values and the model copes)
+    categories: list[str] = field(default_factory=list)  # categorical: the training categories
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("float", "integer", "boolean")
+
+
+_SIGNATURE_TYPES: dict[str, FeatureType] = {"double": "float", "float": "float", "long": "integer",
+                                            "integer": "integer", "boolean": "boolean", "string": "categorical"}
 
 
 @dataclass
@@ -123,10 +135,14 @@ def load_model_dir(model_dir: Path, *, name: str = "", version: str = "") -> Loa
         raise RegistryError(f"{model_dir} has no mloop bundle ({err.filename})",
                             hint="serve a model registered by 'mloop run'") from err
     estimator = mlflow.sklearn.load_model(str(model_dir))
-    signature = Model.load(str(model_dir)).signature
-    kinds = {str(column.name): getattr(column.type, "name", "double")
-             for column in signature.inputs.inputs} if signature else {}
-    features = [Feature(f, kinds.get(f, "double"), bundle.profile.missing_rate(f) > 0) for f in bundle.info.features]
+    if bundle.info.schema:
+        features = [Feature(s.name, s.type, s.nullable, list(s.categories)) for s in bundle.info.schema]
+    else:  # a bundle written before the schema was: the signature's types, the profile's missing values
+        signature = Model.load(str(model_dir)).signature
+        kinds = {str(column.name): getattr(column.type, "name", "double")
+                 for column in signature.inputs.inputs} if signature else {}
+        features = [Feature(f, _SIGNATURE_TYPES.get(kinds.get(f, "double"), "float"), bundle.profile.missing_rate(f) > 0)
+                    for f in bundle.info.features]
     served = read_served_as(model_dir)
     if served is not None and not (name and version):
         name, version = name or served.name, version or served.version

@@ -111,12 +111,29 @@ def runs_show(
     runs_cmd.show_run(run_id, project=project)
 
 
-@app.command()
-def models(project: ProjectOpt = None) -> None:
+models_app = typer.Typer(help="Registered models: list them, or show one with 'mloop models show NAME[/VERSION]'.",
+                         invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+def models(ctx: typer.Context, project: ProjectOpt = None) -> None:
     """List registered models with their versions and aliases."""
+    if ctx.invoked_subcommand is None:
+        from mloop.cli import models_cmd
+
+        models_cmd.list_models(project=project)
+
+
+@models_app.command("show")
+def models_show(
+    model: Annotated[str, typer.Argument(help="NAME (its champion), NAME/VERSION, or models:/NAME@ALIAS.")],
+    project: ProjectOpt = None,
+) -> None:
+    """One version: its input (types, ranges, categories), metrics, the gate's decision and lineage."""
     from mloop.cli import models_cmd
 
-    models_cmd.list_models(project=project)
+    models_cmd.show_model(model, project=project)
 
 
 @app.command()

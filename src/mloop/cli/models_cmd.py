@@ -26,3 +26,42 @@ def list_models(*, project: Path | None) -> None:
             created = dt.datetime.fromtimestamp(v.created_ms / 1000).strftime("%Y-%m-%d %H:%M")
             table.add_row(v.model, v.version, ", ".join(v.aliases), created, (v.run_id or "-")[:8], v.promotion)
     console.print(table)
+
+
+def show_model(model: str, *, project: Path | None) -> None:
+    """One version: what it takes (types, ranges, categories), how it scored, the gate's decision, its lineage."""
+    from mloop.config import load_project
+    from mloop.registry.queries import version_detail
+
+    detail = version_detail(load_project(project), model)
+    v, info = detail.summary, detail.info
+    created = dt.datetime.fromtimestamp(v.created_ms / 1000).strftime("%Y-%m-%d %H:%M") if v.created_ms else "-"
+    console.print(f"[bold]{v.model} v{v.version}[/]  {', '.join(v.aliases) or 'no alias'}  created {created}  "
+                  f"run {(v.run_id or '-')[:8]}")
+    task = info.task or ("regression" if not info.classes else "classification")
+    console.print(f"task       {task}, predicts {info.target!r}"
+                  + (f" (classes {', '.join(map(str, info.classes))})" if info.classes else ""))
+    console.print(f"promotion  {v.promotion or '-'}", soft_wrap=True)
+    if info.metrics:
+        console.print("metrics    " + "  ".join(f"{k}={val:.4g}" for k, val in sorted(info.metrics.items())), soft_wrap=True)
+    lineage = info.lineage
+    code = f"git {lineage.git_commit[:12]}" + (" (dirty)" if lineage.git_dirty else "") if lineage.git_commit else "-"
+    console.print(f"lineage    pipeline {lineage.pipeline or '-'}, code {code}, data sha256 "
+                  f"{', '.join(d[:12] for d in lineage.data_sha256) or '-'}", soft_wrap=True)
+    table = Table(title="input", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    for column in ("feature", "type", "missing", "training range / categories"):
+        table.add_column(column)
+    for spec in info.schema:
+        if spec.categories:
+            top = list(spec.categories)[:6]
+            values = ", ".join(top) + (f" (+{len(spec.categories) - len(top)})" if len(spec.categories) > len(top) else "")
+        elif spec.min is not None:
+            values = f"{spec.min:.4g} .. {spec.max:.4g}"
+        else:
+            values = "-"
+        table.add_row(spec.name, spec.type, "allowed" if spec.nullable else "no", values)
+    if info.schema:
+        console.print(table)
+    else:
+        console.print(f"input      {', '.join(info.features)} (registered before mloop recorded feature types)",
+                      soft_wrap=True)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from mloop.tracking.client import mlflow_client, tracking_error
 
 if TYPE_CHECKING:
+    from mloop.bundle.format import BundleInfo
     from mloop.config import ProjectConfig
 
 
@@ -44,3 +45,24 @@ def registered_models(cfg: ProjectConfig) -> list[RegisteredModel]:
     except Exception as err:
         raise tracking_error(cfg, err) from err
     return found
+
+
+@dataclass
+class VersionDetail:
+    """One registered version with what its bundle says: what it takes, how it scored, where it came from."""
+
+    summary: VersionSummary
+    info: BundleInfo
+
+
+def version_detail(cfg: ProjectConfig, model: str) -> VersionDetail:
+    """``NAME`` (its champion), ``NAME/VERSION``, or a ``models:/`` URI: the version and its bundle."""
+    from mloop.registry.fetch import fetch_bundle, parse_model_uri, resolve_version
+
+    if not model.startswith("models:/"):
+        model = f"models:/{model}" if "/" in model else f"models:/{model}@champion"
+    name, _, _ = parse_model_uri(model)
+    version = resolve_version(cfg, model)
+    found = [v for m in registered_models(cfg) if m.name == name for v in m.versions if v.version == version]
+    summary = found[0] if found else VersionSummary(name, version, [], 0, "", "")
+    return VersionDetail(summary, fetch_bundle(cfg, f"models:/{name}/{version}").info)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mloop.bundle.format import BundleInfo, Lineage, write_bundle
 from mloop.bundle.profile import ReferenceProfile
+from mloop.bundle.schema import describe
 from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
 from mloop.registry.fetch import download_model, load_sklearn_model
 from mloop.registry.metrics import check_metric, score, task_of
@@ -125,6 +126,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
             target=target,
             features=[str(c) for c in train.columns if c != target],
             task=task,
+            schema=describe(train.drop(columns=[target])),
             classes=[_plain(c) for c in getattr(model, "classes_", [])],
             class_counts=({str(k): int(v) for k, v in train[target].value_counts().sort_index().items()}
                           if hasattr(model, "classes_") else {}),

@@ -190,7 +190,7 @@ def test_the_missing_value_probe_holds_even_with_sklearn_finiteness_checks_off(s
 
     from mloop.bundle.loaded import Feature
 
-    features = [Feature("a", "double", False), Feature("b", "double", False), Feature("c", "double", True)]
+    features = [Feature("a", "float", False), Feature("b", "float", False), Feature("c", "float", True)]
     with sklearn.config_context(assume_finite=True):
         swapped_in = replace(small_model, features=features)
     assert not swapped_in.features[2].allow_missing

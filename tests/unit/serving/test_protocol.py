@@ -81,7 +81,7 @@ def test_missing_value_is_allowed_where_training_had_some_and_the_model_copes(sm
     rows = np.random.default_rng(0).normal(size=(100, 3))
     rows[::7, 2] = np.nan
     tolerant = HistGradientBoostingClassifier(max_iter=5).fit(rows, (rows[:, 0] > 0).astype(int))
-    features = [Feature("a", "double", False), Feature("b", "double", False), Feature("c", "double", True)]
+    features = [Feature("a", "float", False), Feature("b", "float", False), Feature("c", "float", True)]
     model = replace(small_model, estimator=tolerant, features=features)
     assert model.features[2].allow_missing, "the model takes NaN, so the feature stays nullable"
     body = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, None]}]})
