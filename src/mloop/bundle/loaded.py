@@ -17,6 +17,7 @@ from mloop.errors import RegistryError
 if TYPE_CHECKING:
     import numpy as np
 
+
 @dataclass
 class Feature:
     """A feature as the server checks it."""
@@ -24,15 +25,46 @@ class Feature:
     name: str
     type: FeatureType  # float, integer, boolean or categorical
     allow_missing: bool  # a request may leave it missing (training had missing values and the model copes)
-    categories: list[str] = field(default_factory=list)  # categorical: the training categories
+    categories: list[str] = field(default_factory=list)  # categorical: the training categories, most frequent first
+    dtype: str = ""  # the training column's pandas dtype (empty: unknown, older bundles)
 
     @property
     def numeric(self) -> bool:
+        """Numbers in requests (a boolean is 0 or 1): what the float fast path can carry."""
         return self.type in ("float", "integer", "boolean")
 
 
 _SIGNATURE_TYPES: dict[str, FeatureType] = {"double": "float", "float": "float", "long": "integer",
                                             "integer": "integer", "boolean": "boolean", "string": "categorical"}
+
+
+@dataclass
+class Rows:
+    """Feature rows of requests, in feature order.
+
+    ``values`` (float64, rows x features) holds numbers, booleans as 0/1, a categorical feature's training
+    category index (-1 for a category training never saw) and NaN for a missing value: what monitoring
+    counts. ``text`` (object, rows x categorical features, in ``LoadedModel.categorical`` order) holds the
+    categorical values as sent (None: missing), for a model that has them.
+    """
+
+    values: np.ndarray
+    text: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @staticmethod
+    def concat(parts: list[Rows]) -> Rows:
+        import numpy as np
+
+        if len(parts) == 1:
+            return parts[0]
+        text = np.concatenate([p.text for p in parts if p.text is not None]) if parts[0].text is not None else None
+        return Rows(np.concatenate([p.values for p in parts]), text)
+
+    def take(self, index: Any) -> Rows:
+        return Rows(self.values[index], None if self.text is None else self.text[index])
 
 
 @dataclass
@@ -46,7 +78,76 @@ class LoadedModel:
     outlier_detector: Any = None
 
     def __post_init__(self) -> None:
+        import numpy as np
+
+        self.categorical = [i for i, f in enumerate(self.features) if f.type == "categorical"]
+        self.whole_columns = [i for i, f in enumerate(self.features) if f.type in ("integer", "boolean")]
+        self.boolean_mask = np.asarray([self.features[i].type == "boolean" for i in self.whole_columns], dtype=bool)
+        self._codes = [{c: j for j, c in enumerate(self.features[i].categories)} for i in self.categorical]
+        # A model with categorical features, or one fitted on a DataFrame that picks columns by name, takes
+        # a DataFrame with the training columns and dtypes; any other takes the float matrix (the fast path).
+        self.needs_frame = bool(self.categorical) or self._fails_on_a_matrix()
         self._probe_missing_values()
+
+    # ------------------------------------------------------------------------------ input
+
+    def encode(self, position: int, text: list[Any]) -> np.ndarray:
+        """The training category index of each value of the ``position``-th categorical feature (-1: never seen;
+        NaN: missing)."""
+        import numpy as np
+
+        codes = self._codes[position]
+        return np.asarray([np.nan if v is None else codes.get(v, -1) for v in text], dtype=np.float64)
+
+    def model_input(self, rows: Rows) -> Any:
+        """What the estimator takes: the float matrix, or a DataFrame with the training columns and dtypes."""
+        if not self.needs_frame:
+            return rows.values
+        import numpy as np
+        import pandas as pd
+
+        columns: dict[str, Any] = {}
+        position = {index: j for j, index in enumerate(self.categorical)}
+        for index, feature in enumerate(self.features):
+            column = rows.values[:, index]
+            if feature.type == "categorical":
+                assert rows.text is not None
+                columns[feature.name] = pd.Series(rows.text[:, position[index]], dtype=object)
+            elif feature.type == "boolean":
+                missing = np.isnan(column)
+                columns[feature.name] = (column == 1.0) if not missing.any() else pd.Series(
+                    np.where(missing, None, column == 1.0), dtype=object)
+            elif feature.type == "integer" and feature.dtype.startswith("int") and not np.isnan(column).any():
+                columns[feature.name] = column.astype(np.int64)
+            else:
+                columns[feature.name] = column
+        return pd.DataFrame(columns)
+
+    def detector_input(self, values: np.ndarray, text: np.ndarray | None) -> Any:
+        """What the outlier detector takes: the same as the model (it was fitted beside it, on the same frame)."""
+        return self.model_input(Rows(values, text))
+
+    def _fails_on_a_matrix(self) -> bool:
+        """Whether a model without categorical features still needs a DataFrame (columns picked by name)."""
+        if not self.features:
+            return False
+        try:
+            self._predict_input(self.typical_rows().values)
+            return False
+        except Exception:  # it could not take the matrix; the frame is its chance (warm-up says if it fails too)
+            return True
+
+    def typical_rows(self) -> Rows:
+        """One row of typical values (training means; the most frequent category): for warming the model up."""
+        import numpy as np
+
+        values = [0.0 if f.type == "categorical" else self._typical(f.name) for f in self.features]
+        text = np.asarray([[self.features[i].categories[0] if self.features[i].categories else ""
+                            for i in self.categorical]], dtype=object) if self.categorical else None
+        return Rows(np.asarray([values], dtype=np.float64), text)
+
+    def typical_row(self) -> np.ndarray:
+        return self.typical_rows().values
 
     def _probe_missing_values(self) -> None:
         """Features that had missing values in training accept them only if the model really copes."""
@@ -54,13 +155,18 @@ class LoadedModel:
             return
         import numpy as np
 
-        row = [float("nan") if f.allow_missing else self._typical(f.name) for f in self.features]
+        rows = self.typical_rows()
+        for index, feature in enumerate(self.features):
+            if feature.allow_missing:
+                rows.values[0, index] = np.nan
+                if feature.type == "categorical" and rows.text is not None:
+                    rows.text[0, self.categorical.index(index)] = None
         try:
             import sklearn
 
             # The server turns scikit-learn's own finiteness check off (it validates first): turn it back on.
             with sklearn.config_context(assume_finite=False):
-                labels, proba = self.predict(np.asarray([row], dtype=np.float64))
+                labels, proba = self.predict(rows)
             copes = not (proba is not None and np.isnan(proba).any()) and not (
                 labels.dtype.kind == "f" and np.isnan(labels).any())
         except Exception:  # any failure means: the model cannot take NaN, so requests must not send it
@@ -71,6 +177,8 @@ class LoadedModel:
 
     def _typical(self, name: str) -> float:
         return self.profile.typical(name) if self.profile is not None else 0.0
+
+    # ------------------------------------------------------------------------------ what it is
 
     @property
     def classes(self) -> list[Any]:
@@ -101,24 +209,31 @@ class LoadedModel:
         return [f.name for f in self.features if f.allow_missing]
 
     @property
+    def categories(self) -> dict[str, list[str]]:
+        """The training categories of each categorical feature (monitoring decodes category indexes with them)."""
+        return {self.features[i].name: list(self.features[i].categories) for i in self.categorical}
+
+    @property
     def class_counts(self) -> dict[str, int]:
         """Training labels per class (empty for a regressor)."""
         return dict(self.info.class_counts)
 
-    def typical_row(self) -> np.ndarray:
-        """One row of typical values (the training means), in feature order: for warming the model up."""
+    # ------------------------------------------------------------------------------ prediction
+
+    def predict(self, rows: Rows | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels and, for classifiers, class probabilities of feature rows."""
+        data = self.model_input(rows if isinstance(rows, Rows) else Rows(rows))
+        return self._predict_input(data)
+
+    def _predict_input(self, data: Any) -> tuple[np.ndarray, np.ndarray | None]:
         import numpy as np
 
-        return np.asarray([[self._typical(f.name) for f in self.features]], dtype=np.float64)
-
-    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels and, for classifiers, class probabilities for a 2-D float array in feature order."""
         if hasattr(self.estimator, "predict_proba"):
-            proba = self.estimator.predict_proba(rows)
+            proba = self.estimator.predict_proba(data)
             classes = getattr(self.estimator, "classes_", None)
             labels = classes[proba.argmax(axis=1)] if classes is not None else proba.argmax(axis=1)
-            return labels, proba
-        return self.estimator.predict(rows), None
+            return np.asarray(labels), proba
+        return np.asarray(self.estimator.predict(data)), None
 
 
 def load_model_dir(model_dir: Path, *, name: str = "", version: str = "") -> LoadedModel:
@@ -136,7 +251,7 @@ def load_model_dir(model_dir: Path, *, name: str = "", version: str = "") -> Loa
                             hint="serve a model registered by 'mloop run'") from err
     estimator = mlflow.sklearn.load_model(str(model_dir))
     if bundle.info.schema:
-        features = [Feature(s.name, s.type, s.nullable, list(s.categories)) for s in bundle.info.schema]
+        features = [Feature(s.name, s.type, s.nullable, list(s.categories), s.dtype) for s in bundle.info.schema]
     else:  # a bundle written before the schema was: the signature's types, the profile's missing values
         signature = Model.load(str(model_dir)).signature
         kinds = {str(column.name): getattr(column.type, "name", "double")

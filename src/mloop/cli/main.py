@@ -112,6 +112,7 @@ def runs_show(
 
 
 models_app = typer.Typer(help="Registered models: list them, or show one with 'mloop models show NAME[/VERSION]'.",
+                         short_help="Registered models, or one with 'mloop models show NAME'.",
                          invoke_without_command=True)
 app.add_typer(models_app, name="models")
 

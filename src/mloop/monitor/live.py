@@ -51,6 +51,7 @@ from mloop.monitor.status import (
 from mloop.monitor.window import PredictionWindow
 
 ROTATE_EVERY_S = 60.0
+UNSEEN = "\u2205 a category training never saw"
 
 LiveMetrics = Callable[[MonitoredModel], Sequence[LiveMetric]]  # the live scores of a model, by its classes
 
@@ -92,14 +93,18 @@ class LiveMonitor:
     def _new_log(self, model: MonitoredModel) -> PredictionLog | None:
         if self.folder is None or not self.settings.log:
             return None
-        return PredictionLog(self.folder, model.feature_names, int(self.settings.log_max_mb * 1024 * 1024))
+        return PredictionLog(self.folder, model.feature_names, int(self.settings.log_max_mb * 1024 * 1024),
+                             categorical=list(model.categories))
 
     # ------------------------------------------------------------------------------ request path
 
-    def record(self, request_id: str, model: MonitoredModel, rows: np.ndarray, labels: np.ndarray) -> None:
+    def record(self, request_id: str, model: MonitoredModel, rows: np.ndarray, labels: np.ndarray,
+               text: np.ndarray | None = None) -> None:
+        """One served request: its rows (categorical features as training category indexes) and, for a model
+        with categorical features, their values as sent."""
         self.feedback.record(request_id, labels.tolist())
         if self.log is not None and model is self.model:
-            self.log.record(request_id, model.version, rows, labels)
+            self.log.record(request_id, model.version, rows, labels, text)
 
     def on_batch(self, rows: np.ndarray, labels: np.ndarray) -> None:
         if rows.shape[1] == self.window.rows.shape[1]:
@@ -204,7 +209,7 @@ class LiveMonitor:
             assert model.profile is not None
             self._detector = DriftDetector.from_settings(self.settings).fit(model.profile)
             self._detector_for = model
-        report = self._detector.compare(rows, model.feature_names, missing_tested=model.nullable_features)
+        report = self._detector.compare(self._decoded(rows), missing_tested=model.nullable_features)
         for name, feature in report.features.items():
             if feature.psi is not None:
                 metrics.drift_psi.labels(model.name, model.version, name).set(feature.psi)
@@ -234,15 +239,33 @@ class LiveMonitor:
                 {str(k): round(float(v), 4) for k, v in shares.items()},
                 {k: round(v / total, 4) for k, v in counts.items()})
 
+    def _decoded(self, rows: np.ndarray) -> Any:
+        """The window as a DataFrame, a categorical feature's training category indexes as its categories
+        (one training never saw as a value no category has)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(rows, columns=self.model.feature_names)
+        for name, categories in self.model.categories.items():
+            codes = frame[name].to_numpy()
+            lookup = np.asarray([*categories, UNSEEN], dtype=object)
+            decoded = np.full(codes.shape, None, dtype=object)
+            present = ~np.isnan(codes)
+            decoded[present] = lookup[codes[present].astype(np.int64)]  # -1 picks UNSEEN, the last
+            frame[name] = decoded
+        return frame
+
     def _outliers(self, rows: np.ndarray) -> OutlierStatus:
         if self.model.outlier_detector is None:
             return OutlierStatus(note="the model has no outlier detector")
         if self.log is not None:  # the logged rows were scored once, on their way to the log: reuse that
             flags = self._recent_outliers
         else:
+            if self.model.categories:  # the window keeps no text: the log is where such rows are scored
+                return OutlierStatus(note="rows with categorical features are scored on their way to the prediction "
+                                          "log, which is off")
             finite = rows[np.isfinite(rows).all(axis=1)]
             score = self._scorer()
-            flags = score(finite)[1] if finite.shape[0] and score is not None else np.zeros(0, dtype=bool)
+            flags = score(finite, None)[1] if finite.shape[0] and score is not None else np.zeros(0, dtype=bool)
         if not flags.size:
             return OutlierStatus(None, 0)
         ratio = float(flags.mean())
@@ -294,7 +317,9 @@ class LiveMonitor:
     def _scorer(self) -> Scorer | None:
         """The bundled detector's per-row scorer, built once per served model."""
         if self._scorer_for is not self.model:
-            self._score, self._scorer_for = make_scorer(self.model.outlier_detector), self.model
+            model = self.model
+            to_input = model.detector_input if model.needs_frame else None
+            self._score, self._scorer_for = make_scorer(model.outlier_detector, to_input), model
         return self._score
 
     def close(self) -> None:

@@ -71,6 +71,11 @@ class MonitoredModel(Protocol):
     def profile(self) -> Reference | None: ...
     @property
     def outlier_detector(self) -> Any: ...
+    @property
+    def categories(self) -> dict[str, list[str]]: ...  # per categorical feature: its training categories
+    @property
+    def needs_frame(self) -> bool: ...  # the model (and so its detector) takes a DataFrame, not the float rows
+    def detector_input(self, rows: np.ndarray, text: np.ndarray | None) -> Any: ...
 
 
 class LiveMetric(Protocol):

@@ -14,24 +14,32 @@ from typing import Any
 
 import numpy as np
 
-Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # rows -> (score, is outlier)
+# (rows, their categorical values or None) -> (score, is outlier)
+Scorer = Callable[[np.ndarray, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
+DetectorInput = Callable[[np.ndarray, "np.ndarray | None"], Any]  # what the detector takes of them
 
 
-def make_scorer(detector: Any) -> Scorer | None:
-    """``rows -> (score, is_outlier)``; lower scores are more anomalous, as in scikit-learn."""
+def make_scorer(detector: Any, to_input: DetectorInput | None = None) -> Scorer | None:
+    """``(rows, text) -> (score, is_outlier)``; lower scores are more anomalous, as in scikit-learn.
+
+    ``to_input`` gives the detector what it was fitted on (a DataFrame for a model with categorical
+    features); without it the detector takes the float rows, and an IsolationForest is walked directly.
+    """
     if detector is None:
         return None
-    if type(detector).__name__ == "IsolationForest" and hasattr(detector, "_decision_path_lengths"):
-        return _isolation_forest_scorer(detector)
+    if to_input is None and type(detector).__name__ == "IsolationForest" and hasattr(detector, "_decision_path_lengths"):
+        fast = _isolation_forest_scorer(detector)
+        return lambda rows, text: fast(rows)
     if hasattr(detector, "score_samples"):
-        def generic(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return np.asarray(detector.score_samples(rows), dtype=np.float64), np.asarray(detector.predict(rows)) == -1
+        def generic(rows: np.ndarray, text: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+            data = rows if to_input is None else to_input(rows, text)
+            return np.asarray(detector.score_samples(data), dtype=np.float64), np.asarray(detector.predict(data)) == -1
 
         return generic
     return None
 
 
-def _isolation_forest_scorer(forest: Any) -> Scorer:
+def _isolation_forest_scorer(forest: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     from sklearn.ensemble._iforest import _average_path_length
 
     trees = []

@@ -180,18 +180,21 @@ def read_newest(log: RotatingParquetLog, columns: list[str], limit: int | None, 
 class PredictionLog:
     """Served requests, recorded in memory per request and written in batches by the monitor thread."""
 
-    def __init__(self, folder: Path, features: list[str], max_bytes: int = 512 * 1024 * 1024) -> None:
+    def __init__(self, folder: Path, features: list[str], max_bytes: int = 512 * 1024 * 1024, *,
+                 categorical: list[str] | tuple[str, ...] = ()) -> None:
         self.predictions = RotatingParquetLog(folder / "predictions", max_bytes)
         self.feedback = RotatingParquetLog(folder / "feedback", max(max_bytes // 8, 1 << 20))
         self.features = features
-        self._pending: list[tuple[float, str, str, np.ndarray, np.ndarray]] = []
+        self.categorical = list(categorical)  # logged as the strings requests sent, in this order in ``text``
+        self._pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._labels: list[tuple[float, str, list[Any]]] = []
         self._lock = threading.Lock()
         self._rng = np.random.default_rng()
 
-    def record(self, request_id: str, version: str, rows: np.ndarray, labels: np.ndarray) -> None:
+    def record(self, request_id: str, version: str, rows: np.ndarray, labels: np.ndarray,
+               text: np.ndarray | None = None) -> None:
         """Remember one served request (called on the event loop: an append, nothing else)."""
-        self._pending.append((time.time(), request_id, version, rows, labels))
+        self._pending.append((time.time(), request_id, version, rows, labels, text))
 
     def record_feedback(self, request_id: str, truth: list[Any]) -> None:
         self._labels.append((time.time(), request_id, truth))
@@ -215,7 +218,7 @@ class PredictionLog:
                        self._write_feedback(labels) if labels else None)
             return written
 
-    def _write_predictions(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray]],
+    def _write_predictions(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]],
                            score: Scorer | None, rate: float = 1.0) -> Any:
         """One Parquet file for all of ``pending``, built (and scored) in chunks of requests.
 
@@ -232,19 +235,23 @@ class PredictionLog:
         self.predictions.write(table)
         return table
 
-    def _chunk_table(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray]],
+    def _chunk_table(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]],
                      score: Scorer | None, rate: float = 1.0) -> Any:
         import pyarrow as pa
 
-        stamps, ids, versions, row_arrays, label_arrays = zip(*pending, strict=True)
+        stamps, ids, versions, row_arrays, label_arrays, texts = zip(*pending, strict=True)
         counts = np.fromiter(map(len, label_arrays), dtype=np.int64, count=len(pending))
         rows = np.concatenate(row_arrays)
         total = rows.shape[0]
         columns = _request_columns(stamps, ids, counts)
         columns[VERSION] = pa.array(np.repeat(np.asarray(versions, dtype=object), counts), type=pa.string())
         by_feature = np.ascontiguousarray(rows.T)  # one transposing copy, then a contiguous array per column
+        text = np.concatenate(texts) if self.categorical and texts[0] is not None else None
         for index, name in enumerate(self.features):
-            columns[name] = pa.array(by_feature[index])
+            if text is not None and name in self.categorical:
+                columns[name] = pa.array(text[:, self.categorical.index(name)].tolist(), type=pa.string())
+            else:
+                columns[name] = pa.array(by_feature[index])
         labels = np.concatenate(label_arrays)
         columns[PREDICTION] = pa.array(labels if labels.dtype != object else labels.tolist())
         if score is not None:
@@ -253,7 +260,7 @@ class PredictionLog:
             if rate < 1.0:
                 chosen &= self._rng.random(total) < rate
             if chosen.any():
-                scores[chosen], flags[chosen] = score(rows[chosen])
+                scores[chosen], flags[chosen] = score(rows[chosen], None if text is None else text[chosen])
             columns[OUTLIER_SCORE] = pa.array(scores)
             columns[OUTLIER] = pa.array(flags, mask=~chosen)  # null: not scored
         return pa.table(columns)

@@ -7,14 +7,15 @@ whatever the number of rows. Columns that are not features pass through unchange
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from mloop.bundle.loaded import LoadedModel
-from mloop.serving.protocol import RequestError, check_values
+from mloop.bundle.loaded import LoadedModel, Rows
+from mloop.serving.protocol import RequestError, check_values, rows_from_columns
 
 CHUNK_ROWS = 10_000
 FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
@@ -112,12 +113,17 @@ def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> Any:
         raise RequestError(f"column {missing[0]!r} is missing" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                            field=missing[0])
     features = chunk[names]
-    for name in names:
-        if not pd.api.types.is_numeric_dtype(features[name]):
-            bad = pd.to_numeric(features[name], errors="coerce").isna() & features[name].notna()
-            row = int(np.argmax(bad.to_numpy())) + first_row
-            raise RequestError(f"column {name!r} has a value that is not a number (row {row})", field=name)
-    rows = check_values(features.to_numpy(dtype=np.float64), model, first_row=first_row)
+    if model.categorical or any(f.type == "boolean" for f in model.features):
+        # Checked value by value against each feature's type (a file's missing value is NaN: null here).
+        columns = [[None if _missing(v) else _plain(v) for v in features[f.name].tolist()] for f in model.features]
+        rows = rows_from_columns(model, columns, first_row=first_row)
+    else:
+        for name in names:
+            if not pd.api.types.is_numeric_dtype(features[name]) or pd.api.types.is_bool_dtype(features[name]):
+                bad = pd.to_numeric(features[name], errors="coerce").isna() & features[name].notna()
+                row = int(np.argmax(bad.to_numpy())) + first_row
+                raise RequestError(f"column {name!r} has a value that is not a number (row {row})", field=name)
+        rows = check_values(Rows(features.to_numpy(dtype=np.float64)), model, first_row=first_row)
     labels, proba = model.predict(rows)
     scored = chunk.copy()
     scored["prediction"] = labels
@@ -125,3 +131,12 @@ def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> Any:
         for index, cls in enumerate(model.classes):
             scored[f"probability_{cls}"] = proba[:, index]
     return scored
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: Any) -> Any:
+    """A value pandas read, as the JSON value it stands for (numpy scalars become Python ones)."""
+    return value.item() if hasattr(value, "item") else value

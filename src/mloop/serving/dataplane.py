@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from mloop.bundle.loaded import LoadedModel
+from mloop.bundle.loaded import LoadedModel, Rows
 from mloop.monitor.feedback import AlreadyLabelled, UnknownRequest
 from mloop.monitor.live import LiveMonitor
 from mloop.monitor.metrics import ServerMetrics
@@ -30,7 +30,7 @@ Loader = Callable[[str], LoadedModel]  # a models:/ URI -> the loaded model
 
 def warm_up(model: LoadedModel) -> None:
     """Predict once on a typical row, so a model that cannot predict fails now, not on the first request."""
-    model.predict(model.typical_row())
+    model.predict(model.typical_rows())
 
 
 @dataclass
@@ -58,7 +58,8 @@ class DataPlane:
         self.monitor = monitor
         self.loader = loader
         self.ready = True
-        self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self._on_batch)
+        self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self._on_batch,
+                               concat=Rows.concat)
         self._swap_lock: asyncio.Lock | None = None
         metrics.serving(model.name, model.version)
 
@@ -78,7 +79,7 @@ class DataPlane:
         model = self.model  # parse, predict and answer with one version, even across a swap
         request = protocol.parse_v2(body, model, header_length)
         labels, proba = await self.batcher.submit(request.rows, model.predict)
-        self.monitor.record(request_id, model, request.rows, labels)
+        self.monitor.record(request_id, model, request.rows.values, labels, request.rows.text)
         payload, json_length = protocol.v2_response(model, request, labels, proba)
         return Prediction(payload, len(labels), json_length)
 
@@ -87,15 +88,15 @@ class DataPlane:
         model = self.model
         rows = protocol.parse_plain(body, model)
         labels, proba = await self.batcher.submit(rows, model.predict)
-        self.monitor.record(request_id, model, rows, labels)
+        self.monitor.record(request_id, model, rows.values, labels, rows.text)
         return Prediction(protocol.plain_response(model, labels, proba), len(labels))
 
-    def _on_batch(self, rows: np.ndarray, labels: np.ndarray) -> None:
+    def _on_batch(self, rows: Rows, labels: np.ndarray) -> None:
         """Per predict call, not per request: batch size, predictions by class (a regressor's in a histogram),
         the monitoring window."""
         model = self.model
-        self.metrics.batch_rows.observe(rows.shape[0])
-        self.monitor.on_batch(rows, labels)
+        self.metrics.batch_rows.observe(len(rows))
+        self.monitor.on_batch(rows.values, labels)
         if not model.classes:
             histogram = self.metrics.predicted_values(model.target_edges).labels(model.name, model.version)
             for value in np.asarray(labels, dtype=np.float64).tolist():

@@ -15,17 +15,25 @@ from typing import Any
 
 import numpy as np
 
-Predict = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
+Predict = Callable[[Any], tuple[np.ndarray, "np.ndarray | None"]]
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    return np.concatenate(parts)
 
 
 class Batcher:
+    """Batches rows (a numpy array, or any value with ``len`` that ``concat`` joins: the server's ``Rows``)."""
+
     def __init__(self, *, max_rows: int, max_wait_s: float = 0.0,
-                 on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None) -> None:
+                 on_batch: Callable[[Any, np.ndarray], None] | None = None,
+                 concat: Callable[[list[Any]], Any] = _concatenate) -> None:
         self.predict: Predict | None = None
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.on_batch = on_batch or (lambda rows, labels: None)
-        self._pending: list[tuple[np.ndarray, asyncio.Future[Any]]] = []
+        self.concat = concat
+        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._rows = 0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
 
@@ -33,14 +41,14 @@ class Batcher:
         """Predict the open batch at once (before a model swap)."""
         self._flush()
 
-    async def submit(self, rows: np.ndarray, predict: Predict) -> tuple[np.ndarray, np.ndarray | None]:
+    async def submit(self, rows: Any, predict: Predict) -> tuple[np.ndarray, np.ndarray | None]:
         loop = asyncio.get_running_loop()
         if self._pending and predict != self.predict:  # bound methods are new objects each time: compare by ==
             self._flush()
         self.predict = predict
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((rows, future))
-        self._rows += rows.shape[0]
+        self._rows += len(rows)
         if self._rows >= self.max_rows:
             self._flush()
         elif self._scheduled is None:
@@ -56,7 +64,7 @@ class Batcher:
         batch, self._pending, self._rows = self._pending, [], 0
         if not batch:
             return
-        rows = batch[0][0] if len(batch) == 1 else np.concatenate([r for r, _ in batch])
+        rows = batch[0][0] if len(batch) == 1 else self.concat([r for r, _ in batch])
         assert self.predict is not None
         try:
             labels, proba = self.predict(rows)
@@ -68,7 +76,7 @@ class Batcher:
         self.on_batch(rows, labels)
         start = 0
         for part, future in batch:
-            end = start + part.shape[0]
+            end = start + len(part)
             if not future.done():
                 future.set_result((labels[start:end], None if proba is None else proba[start:end]))
             start = end

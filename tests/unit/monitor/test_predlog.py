@@ -19,7 +19,7 @@ def test_flush_writes_one_parquet_file_pandas_reads_with_ids_rows_and_outlier_sc
     log.record("r2", "3", np.array([[5.0, 6.0]]), np.array([1]))
     log.record_feedback("r1", [0, 0])
 
-    def scorer(rows):
+    def scorer(rows, text):
         return -rows[:, 0], rows[:, 0] > 4
 
     log.flush(scorer)
@@ -110,7 +110,7 @@ def test_over_the_budget_a_uniform_sample_of_rows_is_scored(tmp_path):
         log.record(f"r{i}", "1", np.array([[float(i), 1.0], [float(i), 2.0]]), np.array([0, 1]))
     calls = []
 
-    def scorer(rows):
+    def scorer(rows, text):
         calls.append(len(rows))
         return -rows[:, 0], rows[:, 0] > 1500
 

@@ -20,19 +20,19 @@ def v2(inputs, **extra):
 def test_one_two_dimensional_tensor_in_feature_order(small_model):
     request = parse_v2(v2([{"name": "input-0", "shape": [2, 3], "datatype": "FP32",
                             "data": [1, 2, 3, 4, 5, 6]}], id="r1"), small_model)
-    assert request.rows.tolist() == [[1, 2, 3], [4, 5, 6]] and request.request_id == "r1"
+    assert request.rows.values.tolist() == [[1, 2, 3], [4, 5, 6]] and request.request_id == "r1"
 
 
 def test_nested_data_is_accepted_like_flat_data(small_model):
     request = parse_v2(v2([{"name": "x", "shape": [2, 3], "datatype": "FP64", "data": [[1, 2, 3], [4, 5, 6]]}]),
                        small_model)
-    assert request.rows.shape == (2, 3)
+    assert request.rows.values.shape == (2, 3)
 
 
 def test_one_tensor_per_feature_in_any_order(small_model):
     inputs = [{"name": n, "shape": [2], "datatype": "FP64", "data": d}
               for n, d in (("c", [3, 6]), ("a", [1, 4]), ("b", [2, 5]))]
-    assert parse_v2(v2(inputs), small_model).rows.tolist() == [[1, 2, 3], [4, 5, 6]]
+    assert parse_v2(v2(inputs), small_model).rows.values.tolist() == [[1, 2, 3], [4, 5, 6]]
 
 
 def test_binary_tensor_data_extension(small_model):
@@ -41,7 +41,7 @@ def test_binary_tensor_data_extension(small_model):
                                        "parameters": {"binary_data_size": data.nbytes}}],
                            "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]})
     request = parse_v2(header + data.tobytes(), small_model, header_length=len(header))
-    assert request.rows.tolist() == data.tolist()
+    assert request.rows.values.tolist() == data.tolist()
     assert request.outputs == ["probabilities"] and request.binary == {"probabilities"}
     body, json_length = v2_response(small_model, request, np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
     head = orjson.loads(body[:json_length])
@@ -85,7 +85,7 @@ def test_missing_value_is_allowed_where_training_had_some_and_the_model_copes(sm
     model = replace(small_model, estimator=tolerant, features=features)
     assert model.features[2].allow_missing, "the model takes NaN, so the feature stays nullable"
     body = orjson.dumps({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, None]}]})
-    assert math.isnan(parse_v2(body, model).rows[0, 2])
+    assert math.isnan(parse_v2(body, model).rows.values[0, 2])
 
 
 def test_malformed_json_and_body_shape_are_400(small_model):
@@ -112,13 +112,13 @@ def test_plain_json_forms_agree(small_model):
     columns = orjson.dumps({"inputs": {"b": [2, 5], "a": [1, 4], "c": [3, 6]}})
     split = orjson.dumps({"columns": ["c", "a", "b"], "data": [[3, 1, 2], [6, 4, 5]]})
     for body in (instances, columns, split):
-        assert parse_plain(body, small_model).tolist() == [[1, 2, 3], [4, 5, 6]]
+        assert parse_plain(body, small_model).values.tolist() == [[1, 2, 3], [4, 5, 6]]
 
 
 @pytest.mark.parametrize(("payload", "field", "message"), [
     ({"instances": [{"a": 1, "b": 2}]}, "c", "feature 'c' is missing"),
     ({"instances": [{"a": 1, "b": 2, "c": 3, "d": 4}]}, "d", "'d' is not a feature"),
-    ({"instances": [{"a": "x", "b": 2, "c": 3}]}, "instances", "only numbers"),
+    ({"instances": [{"a": "x", "b": 2, "c": 3}]}, "a", "expects a number, got 'x'"),
     ({"instances": []}, "instances", "non-empty"),
     ({"inputs": {"a": [1], "b": [2, 3], "c": [1]}}, "inputs", "same length"),
     ({"columns": ["a", "b", "c"], "data": [[1, 2]]}, "data", "needs 3 values"),
