@@ -215,3 +215,5 @@ def test_version_and_help_say_what_mloop_is(tmp_path: Path):
     assert "serves it" in text and "monitoring" in text
     commands = text.split("Commands:")[1].splitlines()
     assert [line for line in commands if line.rstrip().endswith("...")] == [], "a summary was cut"
+    for command in (["run"], ["serve"], ["monitor", "report"], ["models", "show"]):  # each its own help
+        assert mloop(*command, "--help", cwd=tmp_path).stdout.startswith(f"Usage: mloop {' '.join(command)} ")

@@ -112,11 +112,12 @@ class LoadedModel:
             column = rows.values[:, index]
             if feature.type == "categorical":
                 assert rows.text is not None
-                columns[feature.name] = pd.Series(rows.text[:, position[index]], dtype=object)
+                columns[feature.name] = _text_column(rows.text[:, position[index]], feature)
             elif feature.type == "boolean":
                 missing = np.isnan(column)
+                # missing as NaN, as pandas reads it and scikit-learn's imputers look for it by default
                 columns[feature.name] = (column == 1.0) if not missing.any() else pd.Series(
-                    np.where(missing, None, column == 1.0), dtype=object)
+                    np.where(missing, np.nan, column == 1.0), dtype=object)
             elif feature.type == "integer" and feature.dtype.startswith("int") and not np.isnan(column).any():
                 columns[feature.name] = column.astype(np.int64)
             else:
@@ -234,6 +235,25 @@ class LoadedModel:
             labels = classes[proba.argmax(axis=1)] if classes is not None else proba.argmax(axis=1)
             return np.asarray(labels), proba
         return np.asarray(self.estimator.predict(data)), None
+
+
+def _text_column(text: np.ndarray, feature: Feature) -> Any:
+    """A categorical feature's values with its training dtype: a pandas category dtype with the same
+    categories, a string dtype, or object — a missing value as NaN, as pandas reads it and scikit-learn's
+    imputers look for it by default."""
+    import numpy as np
+    import pandas as pd
+
+    if feature.dtype == "category":
+        return pd.Categorical(text, categories=feature.categories)
+    if feature.dtype and feature.dtype != "object":
+        try:
+            return pd.Series(text, dtype=feature.dtype)
+        except (TypeError, ValueError):
+            pass
+    values = text.copy()
+    values[pd.isna(values)] = np.nan
+    return pd.Series(values, dtype=object)
 
 
 def load_model_dir(model_dir: Path, *, name: str = "", version: str = "") -> LoadedModel:

@@ -20,7 +20,9 @@ class FeatureSchema:
     nullable: bool = False  # training had missing values in it
     min: float | None = None  # numeric: the training range
     max: float | None = None
-    categories: dict[str, int] = field(default_factory=dict)  # categorical: training categories and their counts
+    # categorical: training categories and their counts, the most frequent first (a pandas category dtype:
+    # all of its categories, in the dtype's order)
+    categories: dict[str, int] = field(default_factory=dict)
     dtype: str = ""  # the training column's pandas dtype
 
     @property
@@ -46,6 +48,8 @@ def feature_type(series: Any) -> FeatureType:
 
 def describe(frame: Any) -> list[FeatureSchema]:
     """The schema of each column of a training frame (the features, without the target)."""
+    import pandas as pd
+
     found = []
     for column in frame.columns:
         series = frame[column]
@@ -54,6 +58,10 @@ def describe(frame: Any) -> list[FeatureSchema]:
         non_null = series.dropna()
         if spec.numeric and len(non_null):
             spec.min, spec.max = float(non_null.min()), float(non_null.max())
+        elif kind == "categorical" and isinstance(series.dtype, pd.CategoricalDtype):
+            # the dtype's own categories, all of them in their order: the server rebuilds the same dtype
+            counts = non_null.astype(str).value_counts()
+            spec.categories = {str(c): int(counts.get(str(c), 0)) for c in series.cat.categories}
         elif kind == "categorical":
             counts = non_null.astype(str).value_counts().head(MAX_CATEGORIES)
             spec.categories = {str(k): int(v) for k, v in counts.items()}

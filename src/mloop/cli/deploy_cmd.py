@@ -34,10 +34,11 @@ def describe(result: DeployResult) -> str:
 def deploy(model: str | None, *, target: str, project: Path | None, options: DeployOptions) -> None:
     from mloop.config import check_renamed_variables, load_project
     from mloop.deploy import get_target
+    from mloop.registry.fetch import model_uri
 
     check_renamed_variables()
     cfg = load_project(project)
-    result = get_target(target, cfg).deploy(model or f"models:/{cfg.model_name}@champion", options)
+    result = get_target(target, cfg).deploy(model_uri(model or cfg.model_name), options)
     console.print(describe(result), soft_wrap=True)
     if result.applied:
         console.print(result.applied, soft_wrap=True)

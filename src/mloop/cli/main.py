@@ -20,8 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    # The app's own options (--verbose) may come anywhere on the line; a command's options pass through.
-    context_settings={"allow_interspersed_args": True, "ignore_unknown_options": True},
 )
 monitor_app = typer.Typer(help="Served models: drift, outliers, live scores, alerts.", no_args_is_help=True)
 runs_app = typer.Typer(help="List recent runs, or show one with 'mloop runs show RUN'.", invoke_without_command=True)
@@ -150,8 +148,8 @@ def ui(
 
 @app.command(short_help="Serve a model: KServe V2, plain JSON, Prometheus metrics.")
 def serve(
-    model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder "
-                                                        "(default: the project's champion).")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="NAME (its champion), NAME/VERSION, NAME@ALIAS, a models:/ URI "
+                                                        "or a model folder (default: the project's champion).")] = None,
     host: Annotated[Optional[str], typer.Option(help="Address to bind; anything but loopback needs a token. [default: [serving] host, 127.0.0.1]")] = None,
     port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="[default: [serving] port, 8080]")] = None,
     token: Annotated[Optional[str], typer.Option(help="Bearer token clients must send. [default: [serving] token, MLOOP_SERVING_TOKEN]")] = None,
@@ -175,7 +173,7 @@ def serve(
 
 @app.command(short_help="Deploy a model: a managed local server, or Kubernetes.")
 def deploy(
-    model: Annotated[Optional[str], typer.Argument(help="models:/NAME@ALIAS or models:/NAME/VERSION "
+    model: Annotated[Optional[str], typer.Argument(help="NAME (its champion), NAME/VERSION, NAME@ALIAS or a models:/ URI "
                                                         "(default: the project's champion).")] = None,
     target: Annotated[str, typer.Option(help="local: a managed server process; kubernetes: image + manifests.")] = "local",
     name: Annotated[Optional[str], typer.Option(help="Deployment name (default: the model name).")] = None,
@@ -318,9 +316,17 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", module=module)
 
 
+def _verbose_first(args: list[str]) -> list[str]:
+    """--verbose (-v) is the app's own option and may come anywhere on the line: move it to the front, where
+    the app parses it (a command's own --help must stay the command's)."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in ("--verbose", "-v")]
+    return flags + [a for a in args[:end] if a not in ("--verbose", "-v")] + args[end:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app and return its exit code, turning errors into one line and a hint."""
-    args = sys.argv[1:] if argv is None else argv
+    args = _verbose_first(sys.argv[1:] if argv is None else argv)
     _VERBOSE[0] = False
     _quiet_libraries()
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from mloop.cli.output import console
+from mloop.cli.output import console, styled
 
 
 def list_models(*, project: Path | None) -> None:
@@ -36,8 +36,8 @@ def show_model(model: str, *, project: Path | None) -> None:
     detail = version_detail(load_project(project), model)
     v, info = detail.summary, detail.info
     created = dt.datetime.fromtimestamp(v.created_ms / 1000).strftime("%Y-%m-%d %H:%M") if v.created_ms else "-"
-    console.print(f"[bold]{v.model} v{v.version}[/]  {', '.join(v.aliases) or 'no alias'}  created {created}  "
-                  f"run {(v.run_id or '-')[:8]}")
+    console.print(styled((f"{v.model} v{v.version}", "bold"), f"  {', '.join(v.aliases) or 'no alias'}  created {created}  "
+                                                             f"run {(v.run_id or '-')[:8]}"))
     task = info.task or ("regression" if not info.classes else "classification")
     console.print(f"task       {task}, predicts {info.target!r}"
                   + (f" (classes {', '.join(map(str, info.classes))})" if info.classes else ""))

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
-from mloop.cli.output import console, seconds
+from mloop.cli.output import console, seconds, styled
 from mloop.errors import DataError, DriftFound
 
 
@@ -38,7 +38,7 @@ def report(source: Path | None, *, since: str | None, model: str | None, out: Pa
     for column in ("feature", "verdict", "PSI", "KS D / chi2", "p-value", "values", "missing"):
         table.add_column(column)
     for fname, f in sorted(drift.features.items(), key=lambda kv: (not kv[1].drifted, kv[0])):
-        verdict = "no verdict" if f.drifted is None else ("[bold red]drift[/]" if f.drifted else "stable")
+        verdict = "no verdict" if f.drifted is None else (styled(("drift", "bold red")) if f.drifted else "stable")
         table.add_row(fname, verdict, number(f.psi), number(f.statistic), number(f.p_value), str(f.n), str(f.missing))
     console.print(table)
     share, rows = drift.drifted_share, len(found.frame)
@@ -89,8 +89,8 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
         print(json.dumps(asdict(data), indent=1, default=str))
         return
     running = process_alive(data.pid, started_by=data.updated)  # the process that wrote it, not a recycled pid
-    console.print(f"[bold]{data.model}[/] v{data.version}: updated {_ago(data.updated)}"
-                  + ("" if running else f" [yellow](the server, pid {data.pid}, is not running: last status)[/]"))
+    console.print(styled((data.model, "bold"), f" v{data.version}: updated {_ago(data.updated)}",
+                         ("" if running else (f" (the server, pid {data.pid}, is not running: last status)", "yellow"))))
     drift = data.drift
     if drift.share is None:
         console.print(f"drift: no verdict - {drift.note or 'no data'}")
@@ -101,8 +101,8 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
                       soft_wrap=True)
     predictions = drift.predictions
     if predictions is not None and predictions.drifted is not None:
-        console.print(f"predicted classes: {'[bold red]drifted[/]' if predictions.drifted else 'stable'} "
-                      f"(now {predictions.current}, training {predictions.training})", soft_wrap=True)
+        console.print(styled("predicted classes: ", ("drifted", "bold red") if predictions.drifted else "stable",
+                             f" (now {predictions.current}, training {predictions.training})"), soft_wrap=True)
     if data.outliers.ratio is not None:
         console.print(f"outliers: {data.outliers.ratio:.1%} of {data.outliers.rows} rows")
     feedback = data.feedback
@@ -120,9 +120,9 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
                   f"p99 {'-' if p99 is None else f'{p99:.1f} ms'}, "
                   f"server errors {'-' if ratio is None else f'{ratio:.2%}'}")
     alerts = data.alerts
-    console.print("alerts: " + (f"[bold red]firing {', '.join(alerts.firing)}[/]" if alerts.firing else "none firing")
-                  + (f"; pending {', '.join(f'{k} ({v:.0f} s)' for k, v in alerts.pending.items())}"
-                     if alerts.pending else ""))
+    console.print(styled("alerts: ", (f"firing {', '.join(alerts.firing)}", "bold red") if alerts.firing else "none firing",
+                         f"; pending {', '.join(f'{k} ({v:.0f} s)' for k, v in alerts.pending.items())}"
+                         if alerts.pending else ""))
 
 
 def alerts(model: str | None, *, since: str | None, limit: int, as_json: bool, project: Path | None) -> None:
@@ -137,8 +137,8 @@ def alerts(model: str | None, *, since: str | None, limit: int, as_json: bool, p
             print(event.to_json())
         return
     if history.firing:
-        console.print("[bold red]firing:[/] " + ", ".join(
-            f"{alert} ({source}, since {iso(e.started or e.ts)})" for (source, alert), e in history.firing.items()),
+        console.print(styled(("firing:", "bold red"), " " + ", ".join(
+            f"{alert} ({source}, since {iso(e.started or e.ts)})" for (source, alert), e in history.firing.items())),
             soft_wrap=True)
     else:
         console.print(f"no alert of {name} is firing")
@@ -150,7 +150,7 @@ def alerts(model: str | None, *, since: str | None, limit: int, as_json: bool, p
         table.add_column(column)
     for event in history.events:
         table.add_row(iso(event.ts)[:19].replace("T", " "), event.alert,
-                      "[red]firing[/]" if event.status == "firing" else "[green]resolved[/]", event.source,
+                      styled(("firing", "red") if event.status == "firing" else ("resolved", "green")), event.source,
                       "-" if event.value is None else f"{event.value:.4g}", event.summary)
     console.print(table)
 

@@ -7,11 +7,18 @@ import sys
 import traceback
 
 from rich.console import Console
+from rich.text import Text
 
-# Piped output (logs, CI, tests) gets wide lines instead of rich's 80-column default.
+# Piped output (logs, CI, tests) gets wide lines instead of rich's 80-column default. No markup: names,
+# categories and messages print as they are ("[project] task" stays); styles are Text spans (``styled``).
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-console = Console(highlight=False, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, width=_WIDTH)
+console = Console(highlight=False, width=_WIDTH, markup=False)
+err_console = Console(stderr=True, highlight=False, width=_WIDTH, markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """One line of plain strings and ``(text, style)`` pairs, e.g. ``styled(("error:", "bold red"), " ", message)``."""
+    return Text.assemble(*parts)
 
 
 def report_error(err: BaseException, *, verbose: bool) -> int:
@@ -24,11 +31,11 @@ def report_error(err: BaseException, *, verbose: bool) -> int:
             for step, text in err.failures.items():
                 print(f"--- traceback of step {step!r} (in its worker) ---\n{text}", file=sys.stderr)
     if isinstance(err, MloopError):
-        err_console.print(f"[bold red]error:[/] {err.message}", markup=True, soft_wrap=True)
+        err_console.print(styled(("error:", "bold red"), f" {err.message}"), soft_wrap=True)
         if err.hint:
             err_console.print(f"  hint: {err.hint}", soft_wrap=True, markup=False)
         return err.exit_code
-    err_console.print(f"[bold red]internal error:[/] {type(err).__name__}: {err}", markup=True, soft_wrap=True)
+    err_console.print(styled(("internal error:", "bold red"), f" {type(err).__name__}: {err}"), soft_wrap=True)
     if not verbose:
         err_console.print("  hint: re-run with --verbose (or MLOOP_VERBOSE=1) for the traceback, and report it if "
                           "it looks like mloop's fault",

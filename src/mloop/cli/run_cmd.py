@@ -9,7 +9,7 @@ from typing import Any
 from rich.live import Live
 from rich.table import Table
 
-from mloop.cli.output import console, seconds
+from mloop.cli.output import console, seconds, styled
 from mloop.errors import ParameterError
 
 _STYLE = {"pending": "dim", "running": "yellow", "cached": "cyan", "done": "green", "failed": "bold red", "skipped": "dim"}
@@ -44,7 +44,7 @@ def _table(records: dict[str, Any]) -> Table:
         else:
             took = ""
         note = record.error or (f"because {record.skipped_because!r} failed" if record.skipped_because else "")
-        table.add_row(name, f"[{_STYLE[record.state]}]{_LABEL[record.state]}[/]", took, note[:100])
+        table.add_row(name, styled((_LABEL[record.state], _STYLE[record.state])), took, note[:100])
     return table
 
 
@@ -60,7 +60,7 @@ def _show_output(result: Any, *, everything: bool) -> None:
         lines = result.store.file_path(ref).read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
         shown = lines if everything else lines[-OUTPUT_LINES:]
         more = "" if len(shown) == len(lines) else f" (last {len(shown)} of {len(lines)} lines; --show-output: all)"
-        console.print(f"[dim]--- printed by {name}{' (from the cache)' if record.cached else ''}{more}[/]")
+        console.print(styled((f"--- printed by {name}{' (from the cache)' if record.cached else ''}{more}", "dim")))
         console.print("\n".join(shown), markup=False, highlight=False, soft_wrap=True)
 
 
@@ -78,7 +78,8 @@ def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, pro
         for node in graph:
             inputs = ", ".join(f"{k}<-{v}" for k, v in node.inputs.items())
             values = ", ".join(f"{k}={v!r}" for k, v in node.params.items())
-            console.print(f"{node.name}  [dim]{node.where().strip()}[/]\n    inputs: {inputs or '-'}\n    params: {values or '-'}")
+            console.print(styled(f"{node.name}  ", (node.where().strip(), "dim"),
+                                 f"\n    inputs: {inputs or '-'}\n    params: {values or '-'}"))
         return
 
     started = time.time()
@@ -93,7 +94,8 @@ def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, pro
         records[record.name] = record
         live.refresh()
 
-    console.print(f"running pipeline [bold]{pipe.name}[/] of project [bold]{cfg.name}[/] ({len(graph)} steps)")
+    console.print(styled("running pipeline ", (pipe.name, "bold"), " of project ", (cfg.name, "bold"),
+                         f" ({len(graph)} steps)"))
     with live:
         outcome = run_project(cfg, pipe=pipe, params=overrides, track=track, use_cache=not no_cache, listener=listener)
     if not console.is_terminal:

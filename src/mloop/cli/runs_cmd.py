@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from mloop.cli.output import console, seconds
+from mloop.cli.output import console, seconds, styled
 
 
 def _when(ms: int | None) -> str:
@@ -52,7 +52,7 @@ def show_run(run_id: str, *, project: Path | None) -> None:
     cfg = load_project(project)
     run = find_run(cfg, run_id)
     took = seconds(run.duration_s) if run.duration_s is not None else "running"
-    console.print(f"[bold]run {run.id}[/]  {run.name}  {run.status}  {_when(run.start_ms)}  ({took})")
+    console.print(styled((f"run {run.id}", "bold"), f"  {run.name}  {run.status}  {_when(run.start_ms)}  ({took})"))
     if run.error:
         console.print(f"error      {run.error}", soft_wrap=True)
     console.print(f"pipeline   {run.pipeline or '-'} ({run.source or '-'})")
@@ -102,4 +102,4 @@ def compare_runs(run_ids: list[str], *, project: Path | None, all_rows: bool = F
             shown += 1
     console.print(table if shown else "the runs have the same parameters and metrics")
     if not all_rows:
-        console.print("[dim]* differs; --all shows the rows that are the same too[/]")
+        console.print(styled(("* differs; --all shows the rows that are the same too", "dim")))

@@ -12,7 +12,7 @@ from mloop.config import MonitorSection, ProjectConfig, duration_s
 from mloop.errors import DataError
 from mloop.monitor import queries
 from mloop.monitor.queries import DriftComparison
-from mloop.registry.fetch import fetch_bundle, parse_model_uri, resolve_version
+from mloop.registry.fetch import fetch_bundle, model_uri, parse_model_uri, resolve_version
 
 
 @dataclass
@@ -37,9 +37,7 @@ def drift_report(cfg: ProjectConfig, *, model: str | None = None, source: Path |
         raise DataError("pass either --from FILE (a data file) or --since DURATION (the served predictions)",
                         hint="e.g. mloop monitor report --since 1h --out report.html")
     settings = settings or cfg.settings.monitor
-    if model is not None and not model.startswith("models:/"):
-        model = f"models:/{model}@champion"  # a bare name, as mloop monitor status takes it
-    uri = model or f"models:/{cfg.model_name}@champion"
+    uri = model_uri(model or cfg.model_name)
     name, _, _ = parse_model_uri(uri)
     accuracy = None
     if since is not None:

@@ -26,6 +26,25 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     return match["name"], match["version"], match["alias"]
 
 
+_SHORT = re.compile(r"^(?P<name>[\w.-]+)(?P<rest>/\d+|@[\w-]+)?$")
+
+
+def model_uri(ref: str) -> str:
+    """A model as a user names it — ``NAME`` (its champion), ``NAME/3``, ``NAME@alias`` or a ``models:/`` URI —
+    as a ``models:/`` URI."""
+    if ref.startswith("models:/"):
+        return ref
+    match = _SHORT.match(ref)
+    if not match:
+        raise RegistryError(f"{ref!r} is not a model name", hint="write NAME, NAME/VERSION, NAME@ALIAS or models:/NAME@ALIAS")
+    return f"models:/{match['name']}{match['rest'] or '@champion'}"
+
+
+def is_model_name(ref: str) -> bool:
+    """Whether ``ref`` names a registered model (``NAME``, ``NAME/3``, ``NAME@alias``, ``models:/...``)."""
+    return ref.startswith("models:/") or _SHORT.match(ref) is not None
+
+
 def download_model(cfg: ProjectConfig, uri: str, dst: Path | None = None) -> Path:
     """Download ``models:/NAME@ALIAS`` (or ``/VERSION``) from the project's registry into a local folder."""
     from mlflow.artifacts import download_artifacts

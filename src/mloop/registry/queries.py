@@ -57,10 +57,9 @@ class VersionDetail:
 
 def version_detail(cfg: ProjectConfig, model: str) -> VersionDetail:
     """``NAME`` (its champion), ``NAME/VERSION``, or a ``models:/`` URI: the version and its bundle."""
-    from mloop.registry.fetch import fetch_bundle, parse_model_uri, resolve_version
+    from mloop.registry.fetch import fetch_bundle, model_uri, parse_model_uri, resolve_version
 
-    if not model.startswith("models:/"):
-        model = f"models:/{model}" if "/" in model else f"models:/{model}@champion"
+    model = model_uri(model)
     name, _, _ = parse_model_uri(model)
     version = resolve_version(cfg, model)
     found = [v for m in registered_models(cfg) if m.name == name for v in m.versions if v.version == version]

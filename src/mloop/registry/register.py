@@ -103,6 +103,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
     promotion.check_task(task, source=f"the model is a {type(model).__name__}, a {task} model")
     metrics = result.value(candidate.metrics) or {}
     x_test, y_test = test.drop(columns=[target]), test[target]
+    _check_classes(model, target, y_test)
     try:
         candidate_score = score(promotion.metric, model, x_test, y_test)
     except Exception as err:
@@ -231,6 +232,22 @@ def _version_with_digest(cfg: ProjectConfig, client: MlflowClient, name: str, mo
             if tags.get("mloop.model_digest") == model_digest and tags.get("mloop.test_digest") == test_digest:
                 return client.get_model_version(name, version.version)  # search results carry no aliases
     return None
+
+
+def _check_classes(model: Any, target: str, truth: Any) -> None:
+    """A classifier must predict the values of the target column (not, say, 0/1 for "yes"/"no")."""
+    classes = list(getattr(model, "classes_", []))
+    if not classes:
+        return
+    known = {str(c) for c in classes}
+    values = [v for v in dict.fromkeys(truth.dropna().tolist()) if str(v) not in known]
+    if values and len(values) == truth.dropna().nunique():
+        shown = ", ".join(repr(c.item() if hasattr(c, "item") else c) for c in classes[:5])
+        held = ", ".join(repr(v) for v in values[:5])
+        raise ModelError(f"the model predicts the classes ({shown}), but the target column {target!r} holds "
+                         f"({held}): no prediction can be right",
+                         hint="train the model on the target column as it is in ModelCandidate.test (or encode the "
+                              "target the same way in the train and test frames)")
 
 
 def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric: str, features: Any,

@@ -78,8 +78,9 @@ class DataPlane:
         """An Open Inference (V2) request, JSON or with binary tensors."""
         model = self.model  # parse, predict and answer with one version, even across a swap
         request = protocol.parse_v2(body, model, header_length)
+        request.request_id = request.request_id or request_id  # feedback names a V2 prediction by its own id
         labels, proba = await self.batcher.submit(request.rows, model.predict)
-        self.monitor.record(request_id, model, request.rows.values, labels, request.rows.text)
+        self.monitor.record(request.request_id, model, request.rows.values, labels, request.rows.text)
         payload, json_length = protocol.v2_response(model, request, labels, proba)
         return Prediction(payload, len(labels), json_length)
 

@@ -91,8 +91,8 @@ def _column(feature: Feature, values: Sequence[Any], *, first_row: int = 0) -> t
         if feature.type == "categorical":
             if kind is not str:
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects a string (a category "
-                                   f"such as {feature.categories[0]!r}), got {value!r}" if feature.categories else
-                                   f"feature {feature.name!r} in row {row + first_row} expects a string, got {value!r}",
+                                   f"such as {feature.categories[0]!r}), got {_json(value)}" if feature.categories else
+                                   f"feature {feature.name!r} in row {row + first_row} expects a string, got {_json(value)}",
                                    field=feature.name)
             assert text is not None
             text[row] = value
@@ -102,16 +102,25 @@ def _column(feature: Feature, values: Sequence[Any], *, first_row: int = 0) -> t
                 column[row] = float(value)
             else:
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects true or false, "
-                                   f"got {value!r}", field=feature.name)
+                                   f"got {_json(value)}", field=feature.name)
         else:
             if kind is bool or kind not in (int, float):
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects "
-                                   f"{_EXPECTED[feature.type]}, got {value!r}", field=feature.name)
+                                   f"{_EXPECTED[feature.type]}, got {_json(value)}", field=feature.name)
             if feature.type == "integer" and kind is float and not float(value).is_integer():
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects a whole number, "
-                                   f"got {value!r}", field=feature.name)
+                                   f"got {_json(value)}", field=feature.name)
             column[row] = value
     return column, text
+
+
+def _json(value: Any) -> str:
+    """A value as the client wrote it (JSON: true, "1.5"), shortened."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def rows_from_columns(model: LoadedModel, columns: Sequence[Sequence[Any]], *, first_row: int = 0) -> Rows:
@@ -312,7 +321,7 @@ def _v2_values(name: str, datatype: str, data: Any, feature: Feature | None, boo
         return data  # type: ignore[no-any-return]
     for value in data:  # a number tensor: a JSON string or boolean in it is refused, not converted
         if value is not None and (type(value) is bool or type(value) not in (int, float)):
-            raise RequestError(f"input {name!r}: data must hold only numbers of type {datatype}, got {value!r}",
+            raise RequestError(f"input {name!r}: data must hold only numbers of type {datatype}, got {_json(value)}",
                                field=f"{name}.data")
     return data  # type: ignore[no-any-return]
 

@@ -68,18 +68,18 @@ def serve_model(model: str | None, cfg: ProjectConfig | None, settings: ServingS
     """Serve ``model`` — ``models:/NAME@ALIAS`` or ``/VERSION`` of the project (default: its champion), or a model
     folder — with the project's ``[monitor]`` (or the defaults, for a folder served without a project)."""
     from mloop.bundle.loaded import load_model_dir
-    from mloop.registry.fetch import load_registered
+    from mloop.registry.fetch import is_model_name, load_registered, model_uri
 
     check_binding(settings.host, settings.token.get_secret_value())  # before the slow model load
     loader: Loader | None = None
-    if model and not model.startswith("models:/"):
+    if model and (Path(model).exists() or cfg is None or not is_model_name(model)):
         loaded = load_model_dir(Path(model))
     else:
         if cfg is None:
             raise ConfigError("serving a registered model needs its project",
                               hint="run inside the project folder, pass --project PATH, or serve a model folder")
         project = cfg
-        loaded = load_registered(project, model or f"models:/{project.model_name}@champion")
+        loaded = load_registered(project, model_uri(model or project.model_name))
 
         def loader(uri: str) -> LoadedModel:
             return load_registered(project, uri)

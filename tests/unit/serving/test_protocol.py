@@ -118,7 +118,7 @@ def test_plain_json_forms_agree(small_model):
 @pytest.mark.parametrize(("payload", "field", "message"), [
     ({"instances": [{"a": 1, "b": 2}]}, "c", "feature 'c' is missing"),
     ({"instances": [{"a": 1, "b": 2, "c": 3, "d": 4}]}, "d", "'d' is not a feature"),
-    ({"instances": [{"a": "x", "b": 2, "c": 3}]}, "a", "expects a number, got 'x'"),
+    ({"instances": [{"a": "x", "b": 2, "c": 3}]}, "a", 'expects a number, got "x"'),
     ({"instances": []}, "instances", "non-empty"),
     ({"inputs": {"a": [1], "b": [2, 3], "c": [1]}}, "inputs", "same length"),
     ({"columns": ["a", "b", "c"], "data": [[1, 2]]}, "data", "needs 3 values"),
