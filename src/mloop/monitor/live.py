@@ -33,6 +33,7 @@ from mloop.monitor.predlog import (
     REQUEST_ID,
     ROW,
     TS,
+    VERSION,
     PredictionLog,
     read_newest,
 )
@@ -73,7 +74,7 @@ class LiveMonitor:
         self.live_metrics = live_metrics
         self._scorers = list(live_metrics(model))
         self.window = PredictionWindow(self.settings.window, len(model.feature_names))
-        self.feedback = FeedbackJoiner()
+        self.feedback = FeedbackJoiner(version=model.version)
         self.log = self._new_log(model)
         self.alerting = Alerting(self.settings.alerts, model.name,
                                  log_path=folder / ALERT_LOG if folder is not None else None,
@@ -102,7 +103,7 @@ class LiveMonitor:
                text: np.ndarray | None = None) -> None:
         """One served request: its rows (categorical features as training category indexes) and, for a model
         with categorical features, their values as sent."""
-        self.feedback.record(request_id, labels.tolist())
+        self.feedback.record(request_id, labels.tolist(), model.version)
         if self.log is not None and model is self.model:
             self.log.record(request_id, model.version, rows, labels, text)
 
@@ -112,10 +113,11 @@ class LiveMonitor:
 
     def add_feedback(self, request_id: str, truth: list[Any]) -> int:
         """Join true labels to a served request (raises UnknownRequest, or ValueError for a wrong count)."""
-        matched = self.feedback.add(request_id, truth)
+        matched, version = self.feedback.add(request_id, truth)
         if self.log is not None:
             self.log.record_feedback(request_id, truth)
-        self.metrics.labelled.labels(self.model.name, self.model.version).inc(matched)
+        if version == self.model.version:  # an earlier version's: logged, not scored as this one's
+            self.metrics.labelled.labels(self.model.name, version).inc(matched)
         return matched
 
     def swap(self, model: MonitoredModel) -> Callable[[], None]:
@@ -127,6 +129,7 @@ class LiveMonitor:
         old_log, old_score = self.log, self._scorer()
         self.model = model
         self._scorers = list(self.live_metrics(model))
+        self.feedback.start_version(model.version)
         self.metrics.clear_monitoring()
         self.window = PredictionWindow(self.window.capacity, len(model.feature_names))
         self.log = self._new_log(model)
@@ -149,25 +152,29 @@ class LiveMonitor:
         """
         if self.log is None:
             return
-        predictions = read_newest(self.log.predictions, [REQUEST_ID, ROW, PREDICTION],
+        predictions = read_newest(self.log.predictions, [REQUEST_ID, ROW, VERSION, PREDICTION],
                                   self.feedback.capacity, distinct=REQUEST_ID)
         labelled_ids = read_newest(self.log.feedback, [REQUEST_ID], None)
         if not len(predictions) and not len(labelled_ids):
             return
+        version = self.model.version
+        ours = predictions[predictions[VERSION].astype(str) == version] if len(predictions) else predictions
         recent_labels = read_newest(self.log.feedback, [TS, REQUEST_ID, ROW, LABEL], self.feedback.pairs.maxlen)
-        if len(recent_labels) and len(predictions):
-            joined = recent_labels.merge(predictions, on=[REQUEST_ID, ROW], how="inner").sort_values(TS)
+        if len(recent_labels) and len(ours):  # the scores are the served version's: its labelled predictions
+            joined = recent_labels.merge(ours, on=[REQUEST_ID, ROW], how="inner").sort_values(TS)
             pairs = list(zip(joined[PREDICTION].tolist(), joined[LABEL].tolist(), strict=True))
         else:
             pairs = []
         ids = labelled_ids[REQUEST_ID].astype(str).drop_duplicates().tolist() if len(labelled_ids) else []
-        self.feedback.restore_pairs(pairs, total=len(labelled_ids), labelled_ids=ids)
+        total = int(labelled_ids[REQUEST_ID].isin(set(ours[REQUEST_ID])).sum()) if len(ours) and len(ids) else 0
+        self.feedback.restore_pairs(pairs, total=total, labelled_ids=ids)
         if len(predictions):
             labelled = set(labelled_ids[REQUEST_ID].unique()) if len(labelled_ids) else set()
             waiting = predictions[~predictions[REQUEST_ID].isin(labelled)]
-            grouped = waiting.groupby(REQUEST_ID, sort=False)[PREDICTION].agg(list)
-            for request_id, labels in grouped.items():  # oldest first, as they were served
-                self.feedback.record(str(request_id), list(labels))
+            grouped = waiting.groupby(REQUEST_ID, sort=False).agg({PREDICTION: list, VERSION: "first"})
+            for request_id, labels, served_by in zip(grouped.index, grouped[PREDICTION], grouped[VERSION],
+                                                     strict=True):  # oldest first, as they were served
+                self.feedback.record(str(request_id), list(labels), str(served_by))
         self.metrics.labelled.labels(self.model.name, self.model.version).inc(self.feedback.labelled_total)
         self.set_scores()
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from mloop.serving.microbatch import Batcher
 from mloop.serving.protocol import RequestError
 
 Loader = Callable[[str], LoadedModel]  # a models:/ URI -> the loaded model
+
+T = TypeVar("T")
 
 
 def warm_up(model: LoadedModel) -> None:
@@ -124,8 +126,8 @@ class DataPlane:
             raise RequestError('send {"id": REQUEST_ID, "labels": [...]} or {"items": [...]}', field="items")
         classes = {str(c): c for c in self.model.classes}
         regression = not classes
-        matched = 0
-        for index, item in enumerate(items):
+        checked: list[tuple[str, str, list[Any]]] = []
+        for index, item in enumerate(items):  # every item is checked before any is applied: all or nothing
             where = f"items[{index}]" if len(items) > 1 else "body"
             if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(item.get("labels"), list):
                 raise RequestError(f"{where} needs a string 'id' (the x-request-id of the prediction) and a 'labels' list",
@@ -138,19 +140,32 @@ class DataPlane:
             if classes and any(str(label) not in classes for label in labels):
                 raise RequestError(f"{where}: labels must be among the model's classes {list(classes)}",
                                    field=f"{where}.labels")
+            if any(item["id"] == seen for _, seen, _ in checked):
+                raise RequestError(f"{where}: request {item['id']!r} appears twice in this feedback", field=f"{where}.id")
             truth = [float(v) for v in labels] if regression else [classes[str(label)] for label in labels]
-            try:
-                matched += self.monitor.add_feedback(item["id"], truth)
-            except AlreadyLabelled as err:
-                raise RequestError(f"{where}: the prediction {item['id']!r} was labelled already; labels are final",
-                                   field=f"{where}.id", status=409) from err
-            except UnknownRequest as err:
-                raise RequestError(f"{where}: no prediction with id {item['id']!r} is remembered (unknown or too old)",
-                                   field=f"{where}.id", status=404) from err
-            except ValueError as err:
-                raise RequestError(f"{where}: {err}", field=f"{where}.labels") from err
+            request_id: str = item["id"]
+            self._feedback_call(where, request_id, lambda: self.monitor.feedback.check(request_id, len(truth)))
+            checked.append((where, item["id"], truth))
+        matched = 0
+        for where, request_id, truth in checked:  # (a concurrent request may have labelled one since: 409)
+            matched += self._feedback_call(where, request_id, lambda: self.monitor.add_feedback(request_id, truth))
         scores = self.monitor.set_scores()
-        return {"labelled": matched, "total_labelled": self.monitor.feedback.labelled_total, **scores}
+        return {"labelled": matched, "version": self.model.version,
+                "total_labelled": self.monitor.feedback.labelled_total, **scores}
+
+    @staticmethod
+    def _feedback_call(where: str, request_id: str, call: Callable[[], T]) -> T:
+        """``call`` with the joiner's refusals as 4xx errors naming the item."""
+        try:
+            return call()
+        except AlreadyLabelled as err:
+            raise RequestError(f"{where}: the prediction {request_id!r} was labelled already; labels are final",
+                               field=f"{where}.id", status=409) from err
+        except UnknownRequest as err:
+            raise RequestError(f"{where}: no prediction with id {request_id!r} is remembered (unknown or too old)",
+                               field=f"{where}.id", status=404) from err
+        except ValueError as err:
+            raise RequestError(f"{where}: {err}", field=f"{where}.labels") from err
 
     def receive_alerts(self, payload: Any) -> int:
         """Alertmanager's webhook: its alerts are logged and forwarded exactly like mloop's own."""

@@ -278,3 +278,36 @@ def test_a_wrong_method_is_405_naming_the_allowed_one(app):
     response = call(app, "DELETE", "/v2/models/toy/infer")
     assert response.status_code == 405 and response.headers["allow"] == "POST"
     assert call(app, "HEAD", "/v2/health/ready").status_code == 200
+
+
+def test_live_scores_are_per_served_version_and_labels_for_the_old_one_are_still_taken(small_model, tmp_path):
+    from dataclasses import replace
+
+    new = replace(small_model, version="4")
+    app = app_for(small_model, monitor=MonitorSection(interval=0), monitor_dir=tmp_path, admin_token="adm",
+                  loader=lambda uri: new)
+    old = call(app, "POST", "/predict", json={"instances": [ROW, ROW]}, headers={"x-request-id": "old"}).json()
+    wrong = [1 - p["label"] for p in old["predictions"]]
+    assert call(app, "POST", "/feedback", json={"id": "old", "labels": wrong}).json()["accuracy"] == 0.0
+    late = call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"x-request-id": "late"}).json()
+    assert call(app, "POST", "/admin/model", json={"uri": "models:/toy/4"},
+                headers={"authorization": "Bearer adm"}).status_code == 200
+    answer = call(app, "POST", "/feedback", json={"id": "late", "labels": [1 - late["predictions"][0]["label"]]})
+    assert answer.status_code == 200 and answer.json() == {"labelled": 1, "version": "4", "total_labelled": 0}
+    fresh = call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"x-request-id": "fresh"}).json()
+    right = call(app, "POST", "/feedback", json={"id": "fresh", "labels": [fresh["predictions"][0]["label"]]})
+    assert right.json()["accuracy"] == 1.0 and right.json()["total_labelled"] == 1  # version 4's own
+    app.dataplane.update_monitoring()
+    again = app_for(new, monitor=MonitorSection(interval=0), monitor_dir=tmp_path)  # a restart on version 4
+    assert again.dataplane.monitor.feedback.labelled_total == 1
+    assert again.dataplane.update_monitoring().feedback.scores["accuracy"] == 1.0
+
+
+def test_feedback_for_several_requests_is_all_or_nothing(app):
+    call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"x-request-id": "one"})
+    refused = call(app, "POST", "/feedback", json={"items": [{"id": "one", "labels": [1]},
+                                                             {"id": "missing", "labels": [1]}]})
+    assert refused.status_code == 404 and refused.json()["field"] == "items[1].id"
+    twice = call(app, "POST", "/feedback", json={"items": [{"id": "one", "labels": [1]}, {"id": "one", "labels": [0]}]})
+    assert twice.status_code == 422 and "appears twice" in twice.json()["error"]
+    assert call(app, "POST", "/feedback", json={"id": "one", "labels": [1]}).status_code == 200  # nothing was applied
