@@ -126,8 +126,8 @@ class ExecutorSection(_Section):
     max_workers: int = Field(default=0, ge=0, description="0 means one per CPU core")
 
 
-ALERT_METRICS = ("drifted_features_share", "outlier_ratio", "accuracy", "precision", "recall", "f1", "mae", "rmse",
-                 "r2", "p99_latency_ms", "error_ratio")
+LIVE_SCORES = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")  # from feedback, per task
+ALERT_METRICS = ("drifted_features_share", "outlier_ratio", *LIVE_SCORES, "p99_latency_ms", "error_ratio")
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -149,7 +149,12 @@ Duration = Annotated[str, AfterValidator(_valid_duration)]
 
 
 class AlertRule(_Section):
-    """``[[monitor.alerts]]``: fire when ``metric`` is above (or below) a threshold for a while."""
+    """``[[monitor.alerts]]``: fire when ``metric`` is above (or below) a threshold for a while.
+
+    The threshold is a number (``above``, ``below``) or, for a live score, relative to what the served
+    model scored on its own test set (``worse_than_test = 0.1``: live accuracy below 90 % of the test
+    accuracy, live RMSE above 110 % of the test RMSE); ``for_model`` turns it into a number per version.
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -157,15 +162,40 @@ class AlertRule(_Section):
     metric: Literal[ALERT_METRICS] = Field(description="one of " + ", ".join(ALERT_METRICS))  # type: ignore[valid-type]
     above: float | None = None
     below: float | None = None
+    worse_than_test: float | None = Field(default=None, gt=0, description=(
+        "live scores: fire when the score is worse than the model's test score by more than this fraction of it"))
     for_: Duration = Field(default="0s", alias="for", description="how long the condition must hold, e.g. 5m")
     severity: str = "warning"
     summary: str = ""
 
     @model_validator(mode="after")
     def _one_threshold(self) -> AlertRule:
-        if (self.above is None) == (self.below is None):
-            raise ValueError(f"alert {self.name!r}: give exactly one of 'above' or 'below'")
+        if sum(v is not None for v in (self.above, self.below, self.worse_than_test)) != 1:
+            raise ValueError(f"alert {self.name!r}: give exactly one of 'above', 'below' or 'worse_than_test'")
+        if self.worse_than_test is not None and self.metric not in LIVE_SCORES:
+            raise ValueError(f"alert {self.name!r}: worse_than_test needs a live score ({', '.join(LIVE_SCORES)}); "
+                             f"{self.metric!r} has no test score: use above or below")
         return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        """For a live score: whether a higher value is better (accuracy, r2), not worse (mae, rmse)."""
+        return PROMOTION_METRICS[self.metric][1] == "maximize"
+
+    def for_model(self, test_scores: dict[str, float]) -> AlertRule | None:
+        """This rule with a number for a threshold, for a model with these test scores; None if the rule is
+        relative and the model has no test score for its metric (a bundle from before they were recorded,
+        or a metric of another task)."""
+        if self.worse_than_test is None:
+            return self
+        test = test_scores.get(self.metric)
+        if test is None:
+            return None
+        margin = self.worse_than_test * abs(test)
+        side = {"below": test - margin} if self.higher_is_better else {"above": test + margin}
+        summary = self.summary or (f"live {self.metric} is more than {self.worse_than_test:.0%} worse than on the "
+                                   f"test set ({test:.4g})")
+        return self.model_copy(update={**side, "worse_than_test": None, "summary": summary})
 
     @property
     def for_s(self) -> float:
@@ -173,7 +203,10 @@ class AlertRule(_Section):
 
     @property
     def threshold(self) -> float:
-        return self.above if self.above is not None else self.below  # type: ignore[return-value]
+        value = self.above if self.above is not None else self.below
+        if value is None:
+            raise ValueError(f"alert {self.name!r} is relative to the model's test score: use for_model first")
+        return value
 
     @property
     def op(self) -> str:
@@ -186,8 +219,8 @@ class AlertRule(_Section):
 DEFAULT_ALERTS = [AlertRule.model_validate(rule) for rule in (
     {"name": "DataDrift", "metric": "drifted_features_share", "above": 0.3, "for": "5m",
      "summary": "more than 30% of the features drifted from the training data"},
-    {"name": "LowAccuracy", "metric": "accuracy", "below": 0.9, "severity": "critical",
-     "summary": "live accuracy on labelled predictions is below 0.9"},
+    {"name": "LowAccuracy", "metric": "accuracy", "worse_than_test": 0.1, "severity": "critical"},
+    {"name": "HighError", "metric": "rmse", "worse_than_test": 0.25, "severity": "critical"},
     {"name": "HighLatency", "metric": "p99_latency_ms", "above": 200, "for": "5m",
      "summary": "p99 request latency is above 200 ms"},
     {"name": "HighErrorRatio", "metric": "error_ratio", "above": 0.01, "for": "5m", "severity": "critical",
@@ -340,6 +373,12 @@ class Settings(_EnvironmentFirst):
         if task is not None and task not in PROMOTION_METRICS[self.promotion.metric][0]:
             raise ValueError(f"[promotion] metric {self.promotion.metric!r} does not fit [project] task {task!r}; "
                              f"use one of: {', '.join(metrics_for(task))}")
+        if task is not None and "alerts" in self.monitor.model_fields_set:  # rules written in mloop.toml
+            for rule in self.monitor.alerts:
+                if rule.metric in LIVE_SCORES and task not in PROMOTION_METRICS[rule.metric][0]:
+                    fitting = [m for m in LIVE_SCORES if task in PROMOTION_METRICS[m][0]]
+                    raise ValueError(f"[[monitor.alerts]] {rule.name!r}: metric {rule.metric!r} is not a live score "
+                                     f"of a {task} model; use one of: {', '.join(fitting)}")
         return self
 
 

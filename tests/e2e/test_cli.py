@@ -73,6 +73,14 @@ def test_init_run_cached_rerun_param_change_and_listings(new_project: Path):
     assert models.returncode == 0
     rows = {line.split()[1]: line for line in models.stdout.splitlines()[1:] if line.strip()}
     assert "champion" in rows["1"] and "challenger" in rows["2"] and "not promoted" in rows["2"]
+    shown = mloop("models", "show", "churn/2", cwd=root)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("churn v2  challenger") and "not promoted" in shown.stdout
+    assert any(line.startswith("test set   accuracy=") and "precision=" in line for line in lines)
+    assert any(line.split()[:3] == ["x1", "float", "no"] for line in lines)  # the input schema
+    missing = mloop("models", "show", "churn/9", cwd=root)
+    assert missing.returncode == 2 and "error: no models:/churn/9" in missing.stderr
 
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=root,
                            capture_output=True, text=True, timeout=120)

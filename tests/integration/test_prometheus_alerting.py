@@ -51,6 +51,11 @@ name = "HighLatency"
 metric = "p99_latency_ms"
 above = 200
 for = "1m"
+
+[[monitor.alerts]]
+name = "LowAccuracy"
+metric = "accuracy"
+worse_than_test = 0.1
 """
 
 
@@ -206,6 +211,16 @@ def test_drift_alert_fires_in_prometheus_reaches_mloop_through_alertmanager_and_
         shown = subprocess.run([MLOOP, "monitor", "alerts"], cwd=project, capture_output=True, text=True, timeout=60)
         assert shown.returncode == 0 and "no alert of breast_cancer is firing" in shown.stdout
         assert shown.stdout.count("DataDrift") >= 4  # fired and resolved, from both sources
+
+        # LowAccuracy is relative to the served version's test accuracy (mloop_test_score) in PromQL too
+        rows = data.sample(50, random_state=2)
+        _, answer = post(f"{url}/predict", json.dumps({"instances": rows.to_dict(orient="records")}).encode(),
+                         {"x-request-id": "wrong"})
+        status, _ = post(f"{url}/feedback", json.dumps({"id": "wrong", "labels": [
+            1 - p["label"] for p in answer["predictions"]]}).encode())
+        assert status == 200
+        _wait_for(lambda: any(a["labels"]["alertname"] == "LowAccuracy" and a["state"] == "firing"
+                              for a in _get(f"{prom}/api/v1/alerts")["data"]["alerts"]), "LowAccuracy to fire")
     finally:
         for proc in (prometheus, alertmanager):
             if proc is not None:

@@ -48,6 +48,7 @@ class BundleInfo:
     task: str = ""  # binary, multiclass or regression ("" in bundles written before it was recorded)
     classes: list[Any] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    test_scores: dict[str, float] = field(default_factory=dict)  # live scores on the test set (alert thresholds)
     lineage: Lineage = field(default_factory=Lineage)
     has_outlier_detector: bool = False
     class_counts: dict[str, int] = field(default_factory=dict)  # training labels per class (prediction drift)

@@ -210,6 +210,11 @@ class LoadedModel:
         return [f.name for f in self.features if f.allow_missing]
 
     @property
+    def test_scores(self) -> dict[str, float]:
+        """The live scores on the test set, recorded at registration (empty in older bundles)."""
+        return dict(self.info.test_scores)
+
+    @property
     def categories(self) -> dict[str, list[str]]:
         """The training categories of each categorical feature (monitoring decodes category indexes with them)."""
         return {self.features[i].name: list(self.features[i].categories) for i in self.categorical}

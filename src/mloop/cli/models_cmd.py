@@ -44,6 +44,8 @@ def show_model(model: str, *, project: Path | None) -> None:
     console.print(f"promotion  {v.promotion or '-'}", soft_wrap=True)
     if info.metrics:
         console.print("metrics    " + "  ".join(f"{k}={val:.4g}" for k, val in sorted(info.metrics.items())), soft_wrap=True)
+    if info.test_scores:  # what live scores and worse_than_test alert rules are compared with
+        console.print("test set   " + "  ".join(f"{k}={val:.4g}" for k, val in info.test_scores.items()), soft_wrap=True)
     lineage = info.lineage
     code = f"git {lineage.git_commit[:12]}" + (" (dirty)" if lineage.git_dirty else "") if lineage.git_commit else "-"
     console.print(f"lineage    pipeline {lineage.pipeline or '-'}, code {code}, data sha256 "

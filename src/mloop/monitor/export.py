@@ -21,16 +21,26 @@ PREDICT = f'route=~"{"|".join(PREDICT_ROUTES)}"'
 
 
 def alert_rules(model: str, settings: MonitorSection) -> dict[str, Any]:
+    """Each rule as PromQL. A rule relative to the test score compares with the ``mloop_test_score`` the
+    server exports, so it stays right when another version is served."""
     rules = []
+    job = job_name(model)
     for rule in settings.alerts:
+        value = ALERT_METRICS[rule.metric].promql(job, model, settings.rate_window)
+        if rule.worse_than_test is not None:
+            test = f'min(mloop_test_score{{job="{job}",model="{model}",metric="{rule.metric}"}})'
+            op, sign = ("<", "-") if rule.higher_is_better else (">", "+")
+            expr = f"{value} {op} ({test} {sign} {rule.worse_than_test:g} * abs({test}))"
+            summary = rule.summary or f"live {rule.metric} is more than {rule.worse_than_test:.0%} worse than on the test set"
+        else:
+            expr = f"{value} {rule.op} {rule.threshold:g}"
+            summary = rule.summary or f"{rule.metric} {rule.op} {rule.threshold:g}"
         rules.append({
             "alert": rule.name,
-            "expr": f"{ALERT_METRICS[rule.metric].promql(job_name(model), model, settings.rate_window)} "
-                    f"{rule.op} {rule.threshold:g}",
+            "expr": expr,
             "for": rule.for_,
             "labels": {"severity": rule.severity, "model": model, "source": "prometheus"},
-            "annotations": {"summary": rule.summary or f"{rule.metric} {rule.op} {rule.threshold:g}",
-                            "value": "{{ $value }}"},
+            "annotations": {"summary": summary, "value": "{{ $value }}"},
         })
     return {"groups": [{"name": f"mloop-{model}", "rules": rules}]}
 
@@ -102,8 +112,8 @@ def grafana_dashboard(model: str) -> dict[str, Any]:
             (f"mloop_drifted_features_share{{{m}}}", "drifted share"),
             (f"mloop_prediction_drift_detected{{{m}}}", "prediction drift")], 12, 28, unit="percentunit"),
         _panel(12, "Outlier ratio", [(f"mloop_outlier_ratio{{{m}}}", "outliers")], 0, 36, unit="percentunit"),
-        _panel(13, "Live accuracy, precision, recall", [(f"mloop_live_score{{{m}}}", "{{metric}}")], 12, 36,
-               unit="percentunit"),
+        _panel(13, "Live scores", [(f"mloop_live_score{{{m}}}", "{{metric}} {{of}}"),
+                                   (f"mloop_test_score{{{m}}}", "{{metric}} on the test set")], 12, 36),
         _panel(14, "Labelled predictions per second", [
             (f"rate(mloop_labelled_predictions_total{{{m}}}[{rate}])", "labelled")], 0, 44),
         _panel(15, "Monitoring window rows", [(f"mloop_monitor_window_rows{{{m}}}", "rows")], 12, 44),

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mloop.config import MonitorSection, duration_s
+from mloop.config import AlertRule, MonitorSection, duration_s
 from mloop.monitor.alerts import ALERT_LOG, Alerting
 from mloop.monitor.feedback import FeedbackJoiner
 from mloop.monitor.metrics import ALERT_METRICS, LATENCY_BUCKETS, ServerMetrics, histogram_quantile
@@ -76,10 +76,11 @@ class LiveMonitor:
         self.window = PredictionWindow(self.settings.window, len(model.feature_names))
         self.feedback = FeedbackJoiner(version=model.version)
         self.log = self._new_log(model)
-        self.alerting = Alerting(self.settings.alerts, model.name,
+        self.alerting = Alerting(self._rules(model), model.name,
                                  log_path=folder / ALERT_LOG if folder is not None else None,
                                  webhooks=self.settings.webhooks,
                                  webhook_token=self.settings.webhook_token.get_secret_value())
+        self._show_test_scores(model)
         self.status: MonitorStatus | None = None
         self._detector: Any = None
         self._detector_for: MonitoredModel | None = None
@@ -90,6 +91,20 @@ class LiveMonitor:
         self._score: Scorer | None = None
         self._scorer_for: MonitoredModel | None = None
         self.restore()
+
+    def _rules(self, model: MonitoredModel) -> list[AlertRule]:
+        """The alert rules with numbers for thresholds, for this model; a rule relative to a test score the
+        model does not have (another task's metric, or an older bundle) does not apply to it."""
+        rules = []
+        for rule in self.settings.alerts:
+            resolved = rule.for_model(model.test_scores)
+            if resolved is not None:
+                rules.append(resolved)
+        return rules
+
+    def _show_test_scores(self, model: MonitoredModel) -> None:
+        for metric, value in model.test_scores.items():
+            self.metrics.test_score.labels(model.name, model.version, metric).set(value)
 
     def _new_log(self, model: MonitoredModel) -> PredictionLog | None:
         if self.folder is None or not self.settings.log:
@@ -130,7 +145,9 @@ class LiveMonitor:
         self.model = model
         self._scorers = list(self.live_metrics(model))
         self.feedback.start_version(model.version)
+        self.alerting.rules = self._rules(model)  # relative thresholds follow the new version's test scores
         self.metrics.clear_monitoring()
+        self._show_test_scores(model)
         self.window = PredictionWindow(self.window.capacity, len(model.feature_names))
         self.log = self._new_log(model)
         self._recent_outliers = np.zeros(0, dtype=bool)
@@ -282,8 +299,9 @@ class LiveMonitor:
     def set_scores(self) -> dict[str, float]:
         """The live scores of the labelled window, also set on ``/metrics``."""
         scores = self.feedback.scores(self._scorers)
+        of = {scorer.name: scorer.of for scorer in self._scorers}
         for metric, value in scores.items():
-            self.metrics.live_score.labels(self.model.name, self.model.version, metric).set(value)
+            self.metrics.live_score.labels(self.model.name, self.model.version, metric, of[metric]).set(value)
         return scores
 
     def _operations(self, now: float) -> OperationsStatus:

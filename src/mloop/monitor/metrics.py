@@ -90,7 +90,10 @@ class ServerMetrics:
         self.labelled = Counter("mloop_labelled_predictions_total", "Predictions joined with their true label",
                                 MV, registry=self.registry)
         self.live_score = Gauge("mloop_live_score", "Live scores over the last labelled predictions (classification: "
-                                "accuracy, precision, recall, f1; regression: mae, rmse, r2)",
+                                "accuracy, precision, recall, f1 - 'of' the positive class or the macro average; "
+                                "regression: mae, rmse, r2)", [*MV, "metric", "of"], registry=self.registry)
+        self.test_score = Gauge("mloop_test_score", "The served version's live scores on its own test set, recorded "
+                                "at registration (what worse_than_test alert rules compare with)",
                                 [*MV, "metric"], registry=self.registry)
         self.outlier_ratio = Gauge("mloop_outlier_ratio", "Share of window rows the bundled detector calls outliers",
                                    MV, registry=self.registry)
@@ -133,7 +136,7 @@ class ServerMetrics:
     def clear_monitoring(self) -> None:
         """Forget the monitoring gauges of the version served before (a swap): its series end."""
         for gauge in (self.window_rows, self.drift_share, self.drift_detected, self.drift_psi, self.drift_p_value,
-                      self.live_score, self.outlier_ratio, self.prediction_drift_p_value,
+                      self.live_score, self.test_score, self.outlier_ratio, self.prediction_drift_p_value,
                       self.prediction_drift_detected):
             gauge.clear()
 

@@ -72,6 +72,8 @@ class MonitoredModel(Protocol):
     @property
     def outlier_detector(self) -> Any: ...
     @property
+    def test_scores(self) -> dict[str, float]: ...  # live scores on its test set (relative alert thresholds)
+    @property
     def categories(self) -> dict[str, list[str]]: ...  # per categorical feature: its training categories
     @property
     def needs_frame(self) -> bool: ...  # the model (and so its detector) takes a DataFrame, not the float rows
@@ -86,5 +88,7 @@ class LiveMetric(Protocol):
     def name(self) -> str: ...
     @property
     def definition(self) -> str: ...
+    @property
+    def of(self) -> str: ...  # what it is of: "class X", "macro average" ("" for accuracy and errors)
     @property
     def fn(self) -> Callable[[np.ndarray, np.ndarray], float]: ...

@@ -12,12 +12,13 @@ from mloop.errors import ConfigError
 
 METRIC = {"binary": "accuracy", "multiclass": "f1_macro", "regression": "rmse"}
 
-_CLASSIFICATION_ALERTS = """# Default alert rules: drifted-feature share > 0.3 for 5m, live accuracy < 0.9, p99 latency > 200 ms
-# for 5m, server-error ratio > 1% for 5m. Replace them with your own:
+_CLASSIFICATION_ALERTS = """# Default alert rules: drifted-feature share > 0.3 for 5m; live accuracy more than 10% below the
+# served version's own test accuracy; p99 latency > 200 ms for 5m; server-error ratio > 1% for 5m.
+# Replace them with your own:
 # [[monitor.alerts]]
-# name = "DataDrift"
-# metric = "drifted_features_share"   # or outlier_ratio, accuracy, precision, recall, f1, p99_latency_ms, error_ratio
-# above = 0.3                         # or below = ...
+# name = "LowRecall"
+# metric = "recall"                   # or drifted_features_share, outlier_ratio, accuracy, precision, f1, p99_latency_ms, error_ratio
+# worse_than_test = 0.05              # or above = ... / below = ... (a number)
 # for = "5m"
 """
 
@@ -42,10 +43,11 @@ above = 0.01
 for = "5m"
 severity = "critical"
 
-# [[monitor.alerts]]                  # e.g. once you know what error is too much for your data:
-# name = "HighError"
-# metric = "rmse"                     # or mae, r2 (below = ...)
-# above = 0.5
+[[monitor.alerts]]
+name = "HighError"
+metric = "rmse"                       # or mae, r2
+worse_than_test = 0.25                # live RMSE above 125% of the served version's test RMSE (or above = a number)
+severity = "critical"
 """
 
 

@@ -65,6 +65,7 @@ class BoundMetric:
     needs_proba: bool
     greater_is_better: bool
     fn: Fn
+    of: str = ""  # precision, recall, f1: "class X" (the positive class of two) or "macro average"
 
 
 def check_metric(name: str) -> None:
@@ -98,8 +99,9 @@ def bind(name: str, classes: Sequence[Any]) -> BoundMetric:
         if len(classes) == 2:
             positive = positive_class(classes)
             return BoundMetric(name, f"{name} of class {positive!r} (the positive class: the last of the sorted "
-                                     "classes)", False, better, per_class(positive))
-        return BoundMetric(name, f"{name} macro-averaged over the classes", False, better, _macro(per_class))
+                                     "classes)", False, better, per_class(positive), f"class {positive}")
+        return BoundMetric(name, f"{name} macro-averaged over the classes", False, better, _macro(per_class),
+                           "macro average")
     numpy_fns: dict[str, Fn] = {"accuracy": _accuracy, "mae": _mae, "rmse": _rmse, "r2": _r2}
     fn = numpy_fns.get(name) or _sklearn(name, classes)
     return BoundMetric(name, metric.description, metric.needs_proba, better, fn)

@@ -21,7 +21,7 @@ from mloop.bundle.profile import ReferenceProfile
 from mloop.bundle.schema import describe
 from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
 from mloop.registry.fetch import download_model, load_sklearn_model
-from mloop.registry.metrics import check_metric, score, task_of
+from mloop.registry.metrics import check_metric, live_metrics, score, task_of
 from mloop.registry.promotion import Decision, decide
 from mloop.tracking.client import experiment_id, mlflow_client, tracking_error
 from mloop.tracking.lineage import git_state, package_versions
@@ -132,6 +132,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
             class_counts=({str(k): int(v) for k, v in train[target].value_counts().sort_index().items()}
                           if hasattr(model, "classes_") else {}),
             metrics={k: float(v) for k, v in dict(metrics).items()} | {f"test_{promotion.metric}": candidate_score},
+            test_scores=_test_scores(model, x_test, y_test),
             lineage=lineage,
         )
         write_bundle(model_dir, info, ReferenceProfile().fit(train), result.value(candidate.outlier_detector))
@@ -232,6 +233,18 @@ def _version_with_digest(cfg: ProjectConfig, client: MlflowClient, name: str, mo
             if tags.get("mloop.model_digest") == model_digest and tags.get("mloop.test_digest") == test_digest:
                 return client.get_model_version(name, version.version)  # search results carry no aliases
     return None
+
+
+def _test_scores(model: Any, features: Any, target: Any) -> dict[str, float]:
+    """The live scores (as the monitor defines them from feedback) on the test set: what alert rules with
+    ``worse_than_test`` compare live scores with."""
+    import math
+
+    import numpy as np
+
+    predicted, truth = np.asarray(model.predict(features)), np.asarray(target)
+    found = {m.name: float(m.fn(truth, predicted)) for m in live_metrics(list(getattr(model, "classes_", [])))}
+    return {name: value for name, value in found.items() if not math.isnan(value)}
 
 
 def _check_classes(model: Any, target: str, truth: Any) -> None:

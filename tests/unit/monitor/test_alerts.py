@@ -113,7 +113,10 @@ def test_the_log_skips_lines_that_are_not_events(tmp_path):
 
 @pytest.mark.parametrize("alerts, message", [
     ([{"name": "A", "metric": "acuracy", "above": 1}], "monitor.alerts.0.metric"),
-    ([{"name": "A", "metric": "accuracy"}], "exactly one of 'above' or 'below'"),
+    ([{"name": "A", "metric": "accuracy"}], "exactly one of 'above', 'below' or 'worse_than_test'"),
+    ([{"name": "A", "metric": "accuracy", "below": 0.8, "worse_than_test": 0.1}], "exactly one of"),
+    ([{"name": "A", "metric": "p99_latency_ms", "worse_than_test": 0.1}], "worse_than_test needs a live score"),
+    ([{"name": "A", "metric": "accuracy", "worse_than_test": 0}], "monitor.alerts.0.worse_than_test"),
     ([{"name": "A", "metric": "accuracy", "below": 1, "for": "5 min"}], "duration such as 30s"),
     ([{"name": "A", "metric": "accuracy", "below": 1}, {"name": "A", "metric": "error_ratio", "above": 0}], "repeated: A"),
     ([{"name": "A b", "metric": "accuracy", "below": 1}], "monitor.alerts.0.name"),
@@ -123,8 +126,29 @@ def test_wrong_alert_rules_are_config_errors_naming_the_setting(alerts, message)
         parse_settings({"project": {"name": "p"}, "monitor": {"alerts": alerts}})
 
 
-def test_the_default_rules_are_the_documented_four():
+def test_the_default_rules_are_the_documented_ones_with_live_scores_relative_to_the_test_set():
     rules = parse_settings({"project": {"name": "p"}}).monitor.alerts
-    assert [(r.metric, r.op, r.threshold, r.for_) for r in rules] == [
-        ("drifted_features_share", ">", 0.3, "5m"), ("accuracy", "<", 0.9, "0s"),
-        ("p99_latency_ms", ">", 200, "5m"), ("error_ratio", ">", 0.01, "5m")]
+    assert [(r.name, r.metric, r.for_, r.severity) for r in rules] == [
+        ("DataDrift", "drifted_features_share", "5m", "warning"), ("LowAccuracy", "accuracy", "0s", "critical"),
+        ("HighError", "rmse", "0s", "critical"), ("HighLatency", "p99_latency_ms", "5m", "warning"),
+        ("HighErrorRatio", "error_ratio", "5m", "critical")]
+    classifier = {"accuracy": 0.85, "f1": 0.8}
+    resolved = [r.for_model(classifier) for r in rules]
+    assert [(r.op, round(r.threshold, 6)) for r in resolved if r is not None] == [
+        (">", 0.3), ("<", 0.765), (">", 200), (">", 0.01)]  # 10 % below its own 0.85; no rmse: no HighError
+    assert "more than 10% worse than on the test set (0.85)" in resolved[1].summary
+    high_error = rules[2].for_model({"rmse": 2.0, "r2": -0.5})
+    assert (high_error.op, high_error.threshold) == (">", 2.5)
+    r2 = parse_settings({"project": {"name": "p"}, "monitor": {"alerts": [
+        {"name": "LowR2", "metric": "r2", "worse_than_test": 0.5}]}}).monitor.alerts[0]
+    assert r2.for_model({"r2": -0.5}).threshold == -0.75  # below a negative score: worse still
+
+
+def test_an_alert_on_another_tasks_live_score_is_a_config_error():
+    with pytest.raises(ConfigError, match="metric 'accuracy' is not a live score of a regression model; "
+                                          "use one of: mae, rmse, r2"):
+        parse_settings({"project": {"name": "p", "task": "regression"}, "promotion": {"metric": "rmse"},
+                        "monitor": {"alerts": [{"name": "A", "metric": "accuracy", "below": 0.9}]}})
+    parse_settings({"project": {"name": "p", "task": "regression"}, "promotion": {"metric": "rmse"}})  # defaults fit
+
+

@@ -224,7 +224,7 @@ def test_feedback_gives_live_accuracy_on_the_metrics(app):
     answer = call(app, "POST", "/v2/models/toy/feedback", json={"id": "p-1", "labels": [predicted[0], wrong]})
     assert answer.status_code == 200 and answer.json()["labelled"] == 2 and answer.json()["accuracy"] == 0.5
     text = call(app, "GET", "/metrics").text
-    assert 'mloop_live_score{metric="accuracy",model="toy",version="3"} 0.5' in text
+    assert 'mloop_live_score{metric="accuracy",model="toy",of="",version="3"} 0.5' in text
     assert 'mloop_labelled_predictions_total{model="toy",version="3"} 2.0' in text
     v2 = call(app, "POST", "/v2/models/toy/infer", headers={"x-request-id": "v-1"},
               json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]})
@@ -311,3 +311,19 @@ def test_feedback_for_several_requests_is_all_or_nothing(app):
     twice = call(app, "POST", "/feedback", json={"items": [{"id": "one", "labels": [1]}, {"id": "one", "labels": [0]}]})
     assert twice.status_code == 422 and "appears twice" in twice.json()["error"]
     assert call(app, "POST", "/feedback", json={"id": "one", "labels": [1]}).status_code == 200  # nothing was applied
+
+
+def test_low_accuracy_fires_relative_to_the_served_versions_own_test_score(small_model):
+    from dataclasses import replace
+
+    scored = replace(small_model, info=replace(small_model.info, test_scores={"accuracy": 0.8}))
+    app = app_for(scored, monitor=MonitorSection(interval=0))
+    answer = call(app, "POST", "/predict", json={"instances": [ROW] * 10}, headers={"x-request-id": "r"}).json()
+    labels = [p["label"] for p in answer["predictions"]]
+    truth = [1 - label if i < 3 else label for i, label in enumerate(labels)]  # 70 %: worse than 0.8 - 10 %
+    assert call(app, "POST", "/feedback", json={"id": "r", "labels": truth}).json()["accuracy"] == 0.7
+    status = app.dataplane.update_monitoring()
+    assert status.alerts.firing == ["LowAccuracy"]
+    assert 'mloop_test_score{metric="accuracy",model="toy",version="3"} 0.8' in call(app, "GET", "/metrics").text
+    unscored = app_for(small_model, monitor=MonitorSection(interval=0))  # no test scores: the rule cannot apply
+    assert "LowAccuracy" not in [r.name for r in unscored.dataplane.monitor.alerting.rules]
