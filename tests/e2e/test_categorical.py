@@ -115,7 +115,8 @@ KINDS = {  # name: [params] of the project
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, mlflow_db_template: Path):
-    """kind -> (the registered model loaded as the server loads it, the test split with the training dtypes)."""
+    """kind -> (the registered model loaded as the server loads it, the test split with the training dtypes,
+    the project's root)."""
     import importlib.util
 
     found = {}
@@ -130,7 +131,7 @@ def served(tmp_path_factory, mlflow_db_template: Path):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         _, test = module.split(module.load_data(**params.get("load_data", {})))  # steps called outside a run
-        found[kind] = (load_registered(cfg, "models:/churn@champion"), test)
+        found[kind] = (load_registered(cfg, "models:/churn@champion"), test, root)
     return found
 
 
@@ -153,7 +154,7 @@ def v2_inputs(frame: pd.DataFrame) -> list[dict]:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_served_answers_equal_the_estimators_on_the_training_dtypes(served, kind):
-    model, test = served[kind]
+    model, test, _ = served[kind]
     features = test.drop(columns=["outcome"])
     assert [(f.name, f.type, f.allow_missing) for f in model.features] == [
         ("plan", "categorical", False), ("region", "categorical", True), ("age", "integer", False),
@@ -175,7 +176,7 @@ def test_served_answers_equal_the_estimators_on_the_training_dtypes(served, kind
 
 
 def test_categories_travel_as_v2_binary_bytes_both_ways(served):
-    model, test = served["onehot"]
+    model, test, _ = served["onehot"]
     features = test.drop(columns=["outcome"]).head(5)
     plan = b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in features["plan"])
     inputs = [i for i in v2_inputs(features) if i["name"] != "plan"]
@@ -204,7 +205,7 @@ def test_categories_travel_as_v2_binary_bytes_both_ways(served):
     ("plan", None, "is missing (null); the model was trained without missing values there"),
 ])
 def test_a_value_of_the_wrong_type_is_a_422_naming_the_feature(served, field, value, message):
-    model, _ = served["onehot"]
+    model, _, _ = served["onehot"]
     row = {"plan": "pro", "region": None, "age": 30, "spend": 10.0, "member": True} | {field: value}
     answer = call(app_for(model), "POST", "/predict", json={"instances": [row]})
     assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
@@ -212,7 +213,7 @@ def test_a_value_of_the_wrong_type_is_a_422_naming_the_feature(served, field, va
 
 
 def test_one_matrix_tensor_is_refused_for_a_model_with_categories_and_metadata_says_what_it_takes(served):
-    model, _ = served["lightgbm"]
+    model, _, _ = served["lightgbm"]
     app = app_for(model)
     answer = call(app, "POST", "/v2/models/churn/infer", json={"inputs": [
         {"name": "x", "shape": [1, 5], "datatype": "FP64", "data": [1, 2, 3, 4, 5]}]})
@@ -226,7 +227,7 @@ def test_one_matrix_tensor_is_refused_for_a_model_with_categories_and_metadata_s
 
 
 def test_unseen_categories_are_served_logged_and_drift_with_string_labels_scoring_live(served, tmp_path: Path):
-    model, test = served["onehot"]
+    model, test, _ = served["onehot"]
     features = test.drop(columns=["outcome"])
     app = app_for(model, monitor=MonitorSection(interval=0, min_samples=50), monitor_dir=tmp_path)
     shifted = features.assign(plan="pro", region="gold")  # one category only, and one training never saw
@@ -243,3 +244,60 @@ def test_unseen_categories_are_served_logged_and_drift_with_string_labels_scorin
     log = pd.read_parquet(tmp_path / "predictions")
     assert log["plan"].unique().tolist() == ["pro"] and log["region"].unique().tolist() == ["gold"]
     assert log["prediction"].isin(["churn", "stay"]).all() and len(log) == len(features)
+
+
+def test_the_openapi_document_types_each_feature_and_the_labels(served):
+    model, _, _ = served["onehot"]
+    document = call(app_for(model), "GET", "/openapi.json").json()
+    predict = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    row = predict["properties"]["instances"]["items"]["properties"]
+    assert row["plan"]["type"] == "string" and "'basic'" in row["plan"]["description"] and "nullable" not in row["plan"]
+    assert row["region"] == {**row["region"], "type": "string", "nullable": True}
+    assert (row["age"], row["spend"], row["member"]) == (
+        {"type": "integer"}, {"type": "number", "nullable": True}, {"type": "boolean"})
+    feedback = document["paths"]["/feedback"]["post"]
+    labels = feedback["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]["properties"]["labels"]
+    assert labels["items"] == {"type": "string", "enum": ["churn", "stay"]} and "409" in feedback["responses"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_file_of_categories_and_missing_values_is_scored_row_for_row(served, fmt):
+    import io
+
+    model, test, _ = served["onehot"]
+    features = test.drop(columns=["outcome"]).assign(customer=range(len(test)))
+    buffer = io.BytesIO()
+    features.to_csv(buffer, index=False) if fmt == "csv" else features.to_parquet(buffer)
+    answer = call(app_for(model), "POST", f"/predict/batch?format={fmt}", content=buffer.getvalue(),
+                  headers={"content-type": "text/csv" if fmt == "csv" else "application/octet-stream"})
+    assert answer.status_code == 200, answer.text
+    scored = pd.read_csv(io.BytesIO(answer.content)) if fmt == "csv" else pd.read_parquet(io.BytesIO(answer.content))
+    assert scored["customer"].tolist() == list(range(len(test)))
+    expected = model.estimator.predict(test.drop(columns=["outcome"]))
+    assert (scored["prediction"].to_numpy() == expected).mean() > 0.99  # (the CSV rounds floats at the last digit)
+    bad = features.assign(age=features["age"].astype(float) + 0.5).head(3)
+    refused = call(app_for(model), "POST", "/predict/batch", content=bad.to_csv(index=False).encode(),
+                   headers={"content-type": "text/csv"})
+    assert refused.status_code == 422 and refused.json()["field"] == "age" and "whole number" in refused.json()["error"]
+
+
+def test_fuzzing_the_categorical_models_openapi_document_finds_no_server_error(served, tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.support.servers import start_server, stop
+
+    proc, url = start_server(served["lightgbm"][2], "--no-access-log", "--max-body-mb", "1")
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("schemathesis")), "run", f"{url}/openapi.json", "--checks", "all",
+             "--exclude-checks", "positive_data_acceptance",
+             "--max-examples", "30", "--seed", "7", "--generation-deterministic"],
+            capture_output=True, text=True, timeout=280, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-4000:]
+        metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
+        assert not [line for line in metrics.splitlines() if line.startswith("mloop_requests_total") and 'code="5' in line]
+    finally:
+        err = stop(proc)
+    assert "Traceback" not in err

@@ -55,13 +55,18 @@ def test_a_new_project_of_each_task_runs_registers_and_serves(tmp_path: Path, ml
     v2 = call(app, "POST", f"/v2/models/p_{task}/infer", json={"inputs": [
         {"name": "x", "shape": [20, 4], "datatype": "FP64", "data": rows.to_numpy().ravel().tolist()}]}).json()
     assert [o["name"] for o in v2["outputs"]] == (["prediction"] if task == "regression" else ["label", "probabilities"])
+    document = call(app, "GET", "/openapi.json").json()
+    item = document["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]
+    assert item["properties"]["labels"]["items"] == (
+        {"type": "number"} if task == "regression" else {"type": "integer", "enum": model.classes})
     truth = data["target"].head(20).tolist()
     answer = call(app, "POST", "/feedback", json={"id": "r", "labels": truth})
     assert answer.status_code == 200 and scores <= set(answer.json()), answer.json()
     status = app.dataplane.update_monitoring()
     assert set(status.feedback.scores) == scores and set(status.feedback.definitions) == scores
     if task == "regression":
-        assert status.drift.predictions is None  # no class counts: prediction drift of values comes later
+        predictions = status.drift.predictions  # the predicted values against the training target (20 rows: no verdict)
+        assert predictions is not None and set(predictions.training) == {"mean", "p25", "p50", "p75"}
         assert np.isfinite(status.feedback.scores["rmse"])
 
 

@@ -220,6 +220,11 @@ class LoadedModel:
         return {self.features[i].name: list(self.features[i].categories) for i in self.categorical}
 
     @property
+    def target(self) -> str:
+        """The target column the model predicts (the training profile keeps its distribution)."""
+        return str(self.info.target)
+
+    @property
     def class_counts(self) -> dict[str, int]:
         """Training labels per class (empty for a regressor)."""
         return dict(self.info.class_counts)

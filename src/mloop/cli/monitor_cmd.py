@@ -101,7 +101,8 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
                       soft_wrap=True)
     predictions = drift.predictions
     if predictions is not None and predictions.drifted is not None:
-        console.print(styled("predicted classes: ", ("drifted", "bold red") if predictions.drifted else "stable",
+        console.print(styled("predicted classes: " if predictions.current and "mean" not in predictions.current
+                             else "predictions: ", ("drifted", "bold red") if predictions.drifted else "stable",
                              f" (now {predictions.current}, training {predictions.training})"), soft_wrap=True)
     if data.outliers.ratio is not None:
         console.print(f"outliers: {data.outliers.ratio:.1%} of {data.outliers.rows} rows")

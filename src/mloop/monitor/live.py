@@ -248,7 +248,9 @@ class LiveMonitor:
         else:
             drift.note = f"{rows.shape[0]} rows < min_samples {self.settings.min_samples}: no verdict yet"
         counts = model.class_counts
-        if counts:
+        if not model.classes:
+            self._value_drift(labels, drift)
+        elif counts:
             import pandas as pd
 
             predicted_labels = pd.Series(labels.astype(str))
@@ -262,6 +264,23 @@ class LiveMonitor:
                 predicted.drifted, predicted.p_value, predicted.reason,
                 {str(k): round(float(v), 4) for k, v in shares.items()},
                 {k: round(v / total, 4) for k, v in counts.items()})
+
+    def _value_drift(self, predicted: np.ndarray, drift: DriftStatus) -> None:
+        """A regressor's predicted values against the training target's distribution (KS, as for a feature)."""
+        import pandas as pd
+
+        model, metrics = self.model, self.metrics
+        reference = model.profile.features_.get(model.target) if model.profile is not None else None
+        if reference is None or reference.kind != "numeric" or not len(reference.sample):
+            return
+        values = np.asarray(predicted, dtype=np.float64)
+        found = self._detector.compare(pd.DataFrame({model.target: values}), missing_tested=()).features[model.target]
+        if found.p_value is not None:
+            metrics.prediction_drift_p_value.labels(model.name, model.version).set(found.p_value)
+            metrics.prediction_drift_detected.labels(model.name, model.version).set(1.0 if found.drifted else 0.0)
+        training = np.asarray(reference.sample, dtype=np.float64)
+        drift.predictions = PredictionDriftStatus(found.drifted, found.p_value, found.reason, _summary(values),
+                                                  _summary(training))
 
     def _decoded(self, rows: np.ndarray) -> Any:
         """The window as a DataFrame, a categorical feature's training category indexes as its categories
@@ -352,3 +371,12 @@ class LiveMonitor:
         if self.log is not None:
             self.log.flush(self._scorer())
         self.alerting.close()
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    """Where a regressor's values lie: mean and quartiles."""
+    if not values.size:
+        return {}
+    q1, median, q3 = np.quantile(values, [0.25, 0.5, 0.75])
+    return {"mean": round(float(values.mean()), 4), "p25": round(float(q1), 4), "p50": round(float(median), 4),
+            "p75": round(float(q3), 4)}

@@ -98,10 +98,11 @@ class ServerMetrics:
         self.outlier_ratio = Gauge("mloop_outlier_ratio", "Share of window rows the bundled detector calls outliers",
                                    MV, registry=self.registry)
         self.prediction_drift_p_value = Gauge(
-            "mloop_prediction_drift_p_value", "p-value of chi-square: predicted classes vs training labels",
+            "mloop_prediction_drift_p_value", "p-value of the prediction drift test: predicted classes vs training "
+            "labels (chi-square), or predicted values vs the training target (KS)",
             MV, registry=self.registry)
         self.prediction_drift_detected = Gauge("mloop_prediction_drift_detected",
-                                               "1 if the predicted class distribution drifted", MV,
+                                               "1 if the distribution of the predictions drifted", MV,
                                                registry=self.registry)
         self.alerts_firing = Gauge("mloop_alerts_firing", "1 while an mloop alert rule fires", ["model", "alertname"],
                                    registry=self.registry)

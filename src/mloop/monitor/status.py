@@ -30,7 +30,8 @@ class FeatureDriftStatus:
 
 @dataclass
 class PredictionDriftStatus:
-    """Predicted classes in the window against the training labels."""
+    """Predicted classes in the window against the training labels (a regressor: its predicted values
+    against the training target, KS; ``current`` and ``training`` then hold their mean and quartiles)."""
 
     drifted: bool | None
     p_value: float | None

@@ -42,7 +42,8 @@ def score_file(model: LoadedModel, source: Path, fmt: str, out: IO[bytes]) -> in
     write = _csv_writer(out) if fmt == "csv" else _parquet_writer(out)
     rows = 0
     try:
-        for chunk in _chunks(source, fmt):
+        text = [model.features[i].name for i in model.categorical]  # read as written ("007" stays a string)
+        for chunk in _chunks(source, fmt, text):
             if len(chunk):
                 scored = _score(model, chunk, first_row=rows)
                 write(scored)
@@ -84,12 +85,12 @@ def _parquet_writer(out: IO[bytes]) -> Any:
     return write
 
 
-def _chunks(source: Path, fmt: str) -> Iterator[Any]:
+def _chunks(source: Path, fmt: str, text_columns: list[str]) -> Iterator[Any]:
     import pandas as pd
 
     if fmt == "csv":
         try:
-            yield from pd.read_csv(source, chunksize=CHUNK_ROWS)
+            yield from pd.read_csv(source, chunksize=CHUNK_ROWS, dtype=dict.fromkeys(text_columns, str) or None)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
             raise RequestError(f"the CSV cannot be read: {str(err).splitlines()[0]}", field="file", status=400) from err
         return

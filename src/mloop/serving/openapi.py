@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mloop._version import __version__
-from mloop.bundle.loaded import LoadedModel
+from mloop.bundle.loaded import Feature, LoadedModel
 from mloop.serving.protocol import V2_DTYPES
 
 Operation = Callable[[LoadedModel], dict[str, Any]]
@@ -20,7 +20,8 @@ ERROR = {"type": "object", "required": ["error"],
          "properties": {"error": {"type": "string"}, "field": {"type": "string"}}}
 _ERRORS = {400: "malformed body", 401: "missing or wrong bearer token", 404: "unknown model or version",
            403: "the alert receiver is off: the server has no token", 405: "wrong method",
-           413: "body over the limit", 415: "unsupported media type", 422: "the body does not fit the model"}
+           409: "labelled already (labels are final)", 413: "body over the limit", 415: "unsupported media type",
+           422: "the body does not fit the model"}
 JSON_OK = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
@@ -58,24 +59,60 @@ def infer(model: LoadedModel) -> dict[str, Any]:
                           **_errors(400, 404, 413, 422)}}
 
 
+def _feature_schema(feature: Feature) -> dict[str, Any]:
+    """One feature's JSON type: a number, a whole number, true/false, or a string (a category)."""
+    schema: dict[str, Any] = {"type": {"float": "number", "integer": "integer", "boolean": "boolean",
+                                       "categorical": "string"}[feature.type]}
+    if feature.type == "categorical" and feature.categories:
+        shown = feature.categories[:20]
+        schema["description"] = ("a category, e.g. " + ", ".join(repr(c) for c in shown)
+                                 + (" ..." if len(feature.categories) > len(shown) else "")
+                                 + " (one training never saw is taken too)")
+    if feature.allow_missing:
+        schema["nullable"] = True
+    return schema
+
+
 def predict(model: LoadedModel) -> dict[str, Any]:
-    number = {"type": "number"}
     names = [f.name for f in model.features]
-    feature_props = {f.name: ({"type": "number", "nullable": True} if f.allow_missing else number)
-                     for f in model.features}
+    feature_props = {f.name: _feature_schema(f) for f in model.features}
+    numbers_only = all(f.type == "float" for f in model.features)
+    cell: dict[str, Any] = {"type": "number"} if numbers_only else {}  # a row of mixed types: each as its feature
     request = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
         "instances": {"type": "array", "minItems": 1,
                       "items": {"type": "object", "required": names, "properties": feature_props}},
-        "inputs": {"type": "object", "properties": {n: {"type": "array", "items": number} for n in names}},
+        "inputs": {"type": "object", "properties": {n: {"type": "array", "items": feature_props[n]} for n in names}},
         "columns": {"type": "array", "items": {"type": "string", "enum": names}},
-        "data": {"type": "array", "items": {"type": "array", "items": number}}}}
+        "data": {"type": "array", "items": {"type": "array", "items": cell}}}}
+    if model.classes:
+        answer = {"type": "object", "required": ["label"], "properties": {
+            "label": _label_schema(model), "probabilities": {"type": "object", "additionalProperties": {"type": "number"},
+                                                              "description": "per class name"}}}
+        what = "labels and probabilities"
+    else:
+        answer = {"type": "object", "required": ["prediction"], "properties": {"prediction": {"type": "number"}}}
+        what = "predicted values"
     response = {"type": "object", "required": ["model", "version", "predictions"], "properties": {
         "model": {"type": "string"}, "version": {"type": "string"},
-        "predictions": {"type": "array", "items": {"type": "object", "required": ["label"]}}}}
+        "predictions": {"type": "array", "items": answer}}}
     return {"summary": "Plain JSON prediction: instances, column inputs, or columns + data",
             "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
-            "responses": {"200": {"description": "labels and probabilities", "content": {
+            "responses": {"200": {"description": what, "content": {
                 "application/json": {"schema": response}}}, **_errors(400, 413, 422)}}
+
+
+def _label_schema(model: LoadedModel) -> dict[str, Any]:
+    """A class of the model (integers, strings), or a number for a regressor."""
+    classes = list(model.classes)
+    if not classes:
+        return {"type": "number"}
+    if all(isinstance(c, bool) for c in classes):
+        return {"type": "boolean"}
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return {"type": "integer", "enum": classes}
+    if all(isinstance(c, str) for c in classes):
+        return {"type": "string", "enum": classes}
+    return {"enum": classes}
 
 
 def predict_batch(model: LoadedModel) -> dict[str, Any]:
@@ -86,15 +123,16 @@ def predict_batch(model: LoadedModel) -> dict[str, Any]:
 
 
 def feedback(model: LoadedModel) -> dict[str, Any]:
-    label = {"type": "integer"} if all(isinstance(c, int) for c in model.classes) else {}
+    what = "one true class per predicted row" if model.classes else "one true value per predicted row"
     item = {"type": "object", "required": ["id", "labels"], "properties": {
-        "id": {"type": "string", "description": "the x-request-id of the prediction"},
-        "labels": {"type": "array", "items": label, "minItems": 1}}}
-    return {"summary": "True labels for served predictions (live accuracy, precision, recall)",
+        "id": {"type": "string", "description": "the x-request-id of the prediction (or a V2 request's own id)"},
+        "labels": {"type": "array", "items": _label_schema(model), "minItems": 1, "description": what}}}
+    scores = "accuracy, precision, recall, F1" if model.classes else "MAE, RMSE, R²"
+    return {"summary": f"True labels for served predictions (live {scores}); final: a second set is a 409",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
                 item, {"type": "object", "required": ["items"], "properties": {
                     "items": {"type": "array", "items": item, "minItems": 1}}}]}}}},
-            "responses": {"200": JSON_OK, **_errors(400, 404, 422)}}
+            "responses": {"200": JSON_OK, **_errors(400, 404, 409, 422)}}
 
 
 def alert_receiver(model: LoadedModel) -> dict[str, Any]:

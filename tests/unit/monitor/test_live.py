@@ -184,3 +184,16 @@ def test_a_swap_ends_the_old_versions_monitoring_series(model):
     stale = [line for line in text.splitlines() if 'version="3"' in line and not line.startswith("mloop_predictions_total")]
     assert stale == []  # counters of what v3 predicted stay; its gauges are gone
     assert 'mloop_drifted_features_share{model="toy",version="4"}' in text
+
+
+def test_a_regressors_predicted_values_drift_against_the_training_target(small_regressor):
+    app = app_for(small_regressor, monitor=settings())
+    call(app, "POST", "/predict", json={"instances": rows(400, seed=3)})
+    same = app.dataplane.update_monitoring().drift.predictions
+    assert same is not None and same.drifted is False and same.p_value > 0.01
+    assert abs(same.current["mean"] - same.training["mean"]) < 0.5
+    app.dataplane.monitor.window.clear()
+    call(app, "POST", "/predict", json={"instances": rows(400, shift=1.0, seed=4)})  # 3 * a: predictions up by 3
+    moved = app.dataplane.update_monitoring().drift.predictions
+    assert moved.drifted is True and moved.current["mean"] > moved.training["mean"] + 2
+    assert 'mloop_prediction_drift_detected{model="reg",version="1"} 1.0' in call(app, "GET", "/metrics").text
