@@ -82,6 +82,9 @@ class LoadedModel:
 
         self.categorical = [i for i, f in enumerate(self.features) if f.type == "categorical"]
         self.whole_columns = [i for i, f in enumerate(self.features) if f.type in ("integer", "boolean")]
+        # Requests of numbers go straight into the float matrix (no boolean or categorical feature to check).
+        self.numbers_only = all(f.type in ("float", "integer") for f in self.features)
+        self._names = [f.name for f in self.features]
         self.boolean_mask = np.asarray([self.features[i].type == "boolean" for i in self.whole_columns], dtype=bool)
         self._codes = [{c: j for j, c in enumerate(self.features[i].categories)} for i in self.categorical]
         # A model with categorical features, or one fitted on a DataFrame that picks columns by name, takes
@@ -202,7 +205,7 @@ class LoadedModel:
 
     @property
     def feature_names(self) -> list[str]:
-        return [f.name for f in self.features]
+        return self._names  # (read-only: shared)
 
     @property
     def nullable_features(self) -> list[str]:
