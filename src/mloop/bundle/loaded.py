@@ -38,7 +38,7 @@ _SIGNATURE_TYPES: dict[str, FeatureType] = {"double": "float", "float": "float",
                                             "integer": "integer", "boolean": "boolean", "string": "categorical"}
 
 
-@dataclass
+@dataclass(slots=True)
 class Rows:
     """Feature rows of requests, in feature order.
 
@@ -81,6 +81,8 @@ class LoadedModel:
         import numpy as np
 
         self.categorical = [i for i, f in enumerate(self.features) if f.type == "categorical"]
+        self._has_proba = hasattr(self.estimator, "predict_proba")
+        self._classes = getattr(self.estimator, "classes_", None)
         self.whole_columns = [i for i, f in enumerate(self.features) if f.type in ("integer", "boolean")]
         # Requests of numbers go straight into the float matrix (no boolean or categorical feature to check).
         self.numbers_only = all(f.type in ("float", "integer") for f in self.features)
@@ -236,17 +238,18 @@ class LoadedModel:
 
     def predict(self, rows: Rows | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels and, for classifiers, class probabilities of feature rows."""
-        data = self.model_input(rows if isinstance(rows, Rows) else Rows(rows))
-        return self._predict_input(data)
+        if not isinstance(rows, Rows):
+            rows = Rows(rows)
+        return self._predict_input(self.model_input(rows) if self.needs_frame else rows.values)
 
     def _predict_input(self, data: Any) -> tuple[np.ndarray, np.ndarray | None]:
         import numpy as np
 
-        if hasattr(self.estimator, "predict_proba"):
+        if self._has_proba:
             proba = self.estimator.predict_proba(data)
-            classes = getattr(self.estimator, "classes_", None)
+            classes = self._classes
             labels = classes[proba.argmax(axis=1)] if classes is not None else proba.argmax(axis=1)
-            return np.asarray(labels), proba
+            return labels if type(labels) is np.ndarray else np.asarray(labels), proba
         return np.asarray(self.estimator.predict(data)), None
 
 
