@@ -11,6 +11,7 @@ import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -144,11 +145,11 @@ class DataPlane:
                 raise RequestError(f"{where}: request {item['id']!r} appears twice in this feedback", field=f"{where}.id")
             truth = [float(v) for v in labels] if regression else [classes[str(label)] for label in labels]
             request_id: str = item["id"]
-            self._feedback_call(where, request_id, lambda: self.monitor.feedback.check(request_id, len(truth)))
+            self._feedback_call(where, request_id, partial(self.monitor.feedback.check, request_id, len(truth)))
             checked.append((where, item["id"], truth))
         matched = 0
         for where, request_id, truth in checked:  # (a concurrent request may have labelled one since: 409)
-            matched += self._feedback_call(where, request_id, lambda: self.monitor.add_feedback(request_id, truth))
+            matched += self._feedback_call(where, request_id, partial(self.monitor.add_feedback, request_id, truth))
         scores = self.monitor.set_scores()
         return {"labelled": matched, "version": self.model.version,
                 "total_labelled": self.monitor.feedback.labelled_total, **scores}

@@ -160,10 +160,12 @@ def test_a_regressor_is_answered_with_predictions_and_its_series_stay_few(small_
     answer = call(app, "POST", "/predict", json={"instances": rows(3)}, headers={"x-request-id": "r"}).json()
     assert set(answer["predictions"][0]) == {"prediction"} and isinstance(answer["predictions"][0]["prediction"], float)
     call(app, "POST", "/predict", json={"instances": rows(200, seed=9)})
+    app.dataplane.update_monitoring()
     call(app, "GET", "/metrics")  # every series this traffic makes exists now (the metrics route's own too)
     before = len(call(app, "GET", "/metrics").text.splitlines())
-    for seed in range(5):  # 1,000 more distinct predicted values
-        call(app, "POST", "/predict", json={"instances": rows(200, seed=seed + 10)})
+    for seed in range(10):  # 10,000 more distinct rows and predicted values
+        call(app, "POST", "/predict", json={"instances": rows(1000, seed=seed + 10)})
+    app.dataplane.update_monitoring()
     assert len(call(app, "GET", "/metrics").text.splitlines()) == before
     bad = call(app, "POST", "/feedback", json={"id": "r", "labels": [1.0, "2", 3.0]})
     assert bad.status_code == 422 and bad.json()["field"] == "body.labels" and "numbers" in bad.json()["error"]
