@@ -418,6 +418,10 @@ class ProjectConfig:
         """Where a served model's prediction log, alerts and status live."""
         return self.store / "monitor" / model
 
+    def lock_path(self, what: str) -> Path:
+        """The lock file that serializes ``what`` between processes (``_fs.file_lock``)."""
+        return self.store / "locks" / f"{what}.lock"
+
 
 def find_project_root(start: Path | None = None) -> Path:
     """The nearest folder at or above ``start`` holding ``mloop.toml``."""

@@ -13,10 +13,10 @@ from mloop.cli.output import console
 
 def ui(*, port: int, project: Path | None) -> None:
     from mloop.config import load_project
-    from mloop.tracking.client import ui_command
+    from mloop.tracking.client import mlflow_client, ui_command
 
     cfg = load_project(project)
-    cfg.store.mkdir(parents=True, exist_ok=True)
+    mlflow_client(cfg)  # the store is created (migrated) under the project's lock, not by the UI server
     console.print(f"MLflow UI for {cfg.name}: http://127.0.0.1:{port}  (Ctrl-C stops it)")
     # Its own process group, so that stopping `mloop ui` (Ctrl-C or SIGTERM) stops the MLflow server and
     # the web workers it starts too, instead of leaving them running.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mloop.bundle.format import BundleInfo, Lineage, write_bundle
 from mloop.bundle.profile import ReferenceProfile
 from mloop.bundle.schema import describe
+from mloop._fs import file_lock
 from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
 from mloop.registry.fetch import download_model, load_sklearn_model
 from mloop.registry.metrics import check_metric, live_metrics, score, task_of
@@ -67,7 +68,14 @@ def _mlflow(cfg: ProjectConfig, call: Callable[[], T]) -> T:
 
 
 def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
-    """Register the model the run's pipeline returned, unless this exact model is registered already."""
+    """Register the model the run's pipeline returned, unless this exact model is registered already.
+
+    The model is checked, scored and saved first; then, under the model's registry lock (so runs at
+    once, here or in CI, take turns), the gate compares it with the champion *of that moment*, the
+    version is created, and the aliases move. The version is marked ``mloop.decided`` last: a version
+    found without the mark (its run was killed on the way) has its gate decision made by the next run of
+    the same model, instead of being left with no alias for good.
+    """
     candidate = result.candidate
     if candidate is None:
         raise RegistryError("the pipeline returned no ModelCandidate", hint="return mloop.ModelCandidate(...)")
@@ -78,13 +86,11 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
     model_ref, test_ref = result.ref(candidate.model), result.ref(candidate.test)
     if model_ref is None:
         raise RegistryError("the pipeline's 'model' must be a step output", hint="return ModelCandidate(model=<step output>, ...)")
-    # An identical model on the same test set is registered already: nothing to load or score.
-    existing = _version_with_digest(cfg, client, name, model_ref.digest, test_ref.digest if test_ref else "")
-    if existing is not None:
-        _mlflow(cfg, lambda: client.set_tag(result.tracking_id, "mloop.model_version", str(existing.version)))
-        aliases = list(getattr(existing, "aliases", []) or [])
-        return Registration(name, str(existing.version), aliases,
-                            Decision(CHAMPION in aliases, "the same model is registered already", float("nan")), True)
+    test_digest = test_ref.digest if test_ref else ""
+    # An identical model on the same test set is registered (and decided) already: nothing to load or score.
+    existing = _version_with_digest(cfg, client, name, model_ref.digest, test_digest)
+    if existing is not None and _decided(existing):
+        return _reused(cfg, client, result, name, existing)
 
     target: str = candidate.target
     train, test = result.value(candidate.train), result.value(candidate.test)
@@ -111,9 +117,6 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
                          f"{type(err).__name__}: {err}",
                          hint="check that the model predicts from the test frame without the target column, and that "
                               "[promotion] metric fits the task") from err
-    champion_score, champion_version = _champion_score(cfg, client, name, promotion.metric, x_test, y_test)
-    decision = decide(promotion.metric, promotion.better, promotion.min_improvement,
-                      candidate_score, champion_score, champion_version)
 
     git = git_state(cfg.root)
     lineage = Lineage(run_id=result.tracking_id, pipeline=result.pipeline,
@@ -136,16 +139,54 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
             lineage=lineage,
         )
         write_bundle(model_dir, info, ReferenceProfile().fit(train), result.value(candidate.outlier_detector))
-        version = _create_version(client, cfg, name, result.tracking_id, model_dir, lineage, decision, test_ref)
-    with _store(cfg):
-        client.set_registered_model_alias(name, CHALLENGER, version)
-        aliases = [CHALLENGER]
-        if decision.promote:
-            client.set_registered_model_alias(name, CHAMPION, version)
-            aliases.append(CHAMPION)
-        client.set_tag(result.tracking_id, "mloop.model_version", version)
-        client.set_tag(result.tracking_id, "mloop.promotion", decision.reason)
+        with file_lock(cfg.lock_path(f"registry-{_lock_name(name)}")):
+            # Looked up again under the lock: another run may have registered or decided it meanwhile.
+            existing = _version_with_digest(cfg, client, name, model_ref.digest, test_digest)
+            if existing is not None and _decided(existing):
+                return _reused(cfg, client, result, name, existing)
+            champion_score, champion_version = _champion_score(cfg, client, name, promotion.metric, x_test, y_test,
+                                                               exclude=None if existing is None else str(existing.version))
+            decision = decide(promotion.metric, promotion.better, promotion.min_improvement,
+                              candidate_score, champion_score, champion_version)
+            if existing is None:
+                version = _create_version(client, cfg, name, result.tracking_id, model_dir, lineage, decision, test_ref)
+            else:  # registered by a run that was killed before its gate decision: decide it now
+                version = str(existing.version)
+                _mlflow(cfg, lambda: client.set_model_version_tag(name, version, "mloop.promotion", decision.reason))
+            with _store(cfg):
+                client.set_registered_model_alias(name, CHALLENGER, version)
+                aliases = [CHALLENGER]
+                if decision.promote:
+                    client.set_registered_model_alias(name, CHAMPION, version)
+                    aliases.append(CHAMPION)
+                client.set_model_version_tag(name, version, DECIDED, "true")  # last: the version is complete
+                client.set_tag(result.tracking_id, "mloop.model_version", version)
+                client.set_tag(result.tracking_id, "mloop.promotion", decision.reason)
     return Registration(name, version, aliases, decision)
+
+
+DECIDED = "mloop.decided"  # version tag: "false" at creation, "true" once its gate decision and aliases are done
+
+
+def _decided(version: Any) -> bool:
+    """Whether a version got its gate decision (versions registered before the tag existed did)."""
+    return bool((version.tags or {}).get(DECIDED, "true") == "true")
+
+
+def _reused(cfg: ProjectConfig, client: MlflowClient, result: RunResult, name: str, existing: Any) -> Registration:
+    _mlflow(cfg, lambda: client.set_tag(result.tracking_id, "mloop.model_version", str(existing.version)))
+    aliases = list(getattr(existing, "aliases", []) or [])
+    return Registration(name, str(existing.version), aliases,
+                        Decision(CHAMPION in aliases, "the same model is registered already", float("nan")), True)
+
+
+def _lock_name(name: str) -> str:
+    """A model name as a file name (registry names may hold characters a path should not)."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:60]
+    return safe if safe == name else f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
 def _plain(value: Any) -> Any:
@@ -214,6 +255,7 @@ def _create_version(client: MlflowClient, cfg: ProjectConfig, name: str, run_id:
             if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
                 raise
         tags = {
+            DECIDED: "false",  # until its aliases moved (register_candidate)
             "mloop.model_digest": lineage.model_digest,
             "mloop.test_digest": test_ref.digest if test_ref else "",
             "mloop.promotion": decision.reason,
@@ -264,8 +306,9 @@ def _check_classes(model: Any, target: str, truth: Any) -> None:
 
 
 def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric: str, features: Any,
-                    target: Any) -> tuple[float | None, str | None]:
-    """The champion's score on this run's test set, or (None, None) when there is no champion yet.
+                    target: Any, *, exclude: str | None = None) -> tuple[float | None, str | None]:
+    """The champion's score on this run's test set, or (None, None) when there is no champion yet (or the
+    champion is ``exclude``, the version being decided: it keeps the alias).
 
     A store that fails is a TrackingError (never taken for "no champion": that would skip the gate);
     a champion that cannot be loaded or scored is a RegistryError.
@@ -281,6 +324,8 @@ def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric:
     except Exception as err:
         raise tracking_error(cfg, err) from err
     version = str(champion.version)
+    if version == exclude:
+        return None, None
     with tempfile.TemporaryDirectory(prefix="mloop-champion-") as tmp:
         try:
             folder = download_model(cfg, f"models:/{name}/{version}", Path(tmp))  # RegistryError if it is gone

@@ -14,13 +14,25 @@ if TYPE_CHECKING:
 
 def mlflow_client(cfg: ProjectConfig) -> MlflowClient:
     """A client on the project's store; a tracking server is probed first so a dead one fails fast
-    (MLflow itself retries for minutes)."""
+    (MLflow itself retries for minutes).
+
+    A SQLite store is opened under the project's ``mlflow-db`` lock: opening a fresh database runs
+    MLflow's schema migrations, and two processes migrating at once corrupt it (``mloop run`` twice
+    at once on a new project). The first opener migrates; the others wait, then find it ready.
+    """
     if cfg.tracking_uri.startswith(("http://", "https://")):
         check_server(cfg.tracking_uri)
     from mlflow import MlflowClient
 
     cfg.store.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+    if not cfg.tracking_uri.startswith("sqlite:"):
+        return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+    from mloop._fs import file_lock
+
+    with file_lock(cfg.lock_path("mlflow-db")):
+        client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)  # the tracking store
+        client._get_registry_client().store  # type: ignore[no-untyped-call]  # the registry store, now
+    return client
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
