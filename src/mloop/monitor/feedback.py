@@ -42,12 +42,21 @@ class FeedbackJoiner:
         self.labelled_total = 0  # labelled rows of this version
         self._lock = threading.Lock()
 
-    def record(self, request_id: str, labels: list[Any], version: str | None = None) -> None:
-        """Remember what was predicted for a request, and by which version (once per request; O(1))."""
+    def record(self, request_id: str, labels: list[Any], version: str | None = None) -> bool:
+        """Remember what was predicted for a request, and by which version (O(1)). An id that names a
+        remembered or labelled request already is not taken again (False): a client's ``x-request-id``
+        never replaces another request's record."""
         with self._lock:
+            if request_id in self.predicted or request_id in self.labelled:
+                return False
             self.predicted[request_id] = (self.version if version is None else version, labels)
             if len(self.predicted) > self.capacity:
                 self.predicted.popitem(last=False)
+            return True
+
+    def knows(self, request_id: str) -> bool:
+        """Whether ``request_id`` names a remembered or labelled request."""
+        return request_id in self.predicted or request_id in self.labelled
 
     def check(self, request_id: str, count: int) -> None:
         """Raise what ``add`` would raise for these labels, without adding them."""

@@ -118,7 +118,8 @@ class LiveMonitor:
                text: np.ndarray | None = None) -> None:
         """One served request: its rows (categorical features as training category indexes) and, for a model
         with categorical features, their values as sent."""
-        self.feedback.record(request_id, labels.tolist(), model.version)
+        if not self.feedback.record(request_id, labels.tolist(), model.version):
+            return  # the id was taken meanwhile (the dataplane refuses a known one before predicting)
         if self.log is not None and model is self.model:
             self.log.record(request_id, model.version, rows, labels, text)
 

@@ -25,12 +25,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import hmac
-import itertools
+import os
 import sys
 import tempfile
 import time
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, TextIO
@@ -80,9 +79,10 @@ class Request:
     scope: Scope
     headers: dict[bytes, bytes]
     receive: Receive
-    request_id: str
+    request_id: str  # the client's x-request-id, or one the server made (a prediction may get another)
     model_name: str = ""
     model_version: str | None = None
+    client_id: str = ""  # the x-request-id the client sent, if any
 
 
 Handler = Callable[["ServerApp", Request], Awaitable[Response]]
@@ -133,8 +133,9 @@ async def model_metadata(app: ServerApp, request: Request) -> Response:
 
 async def infer(app: ServerApp, request: Request) -> Response:
     body = await app.read_body(request)
-    answer = await app.dataplane.infer(body, request.request_id,
+    answer = await app.dataplane.infer(body, request.client_id,
                                        _int_header(request.headers, b"inference-header-content-length"))
+    request.request_id = answer.request_id
     if answer.json_length is None:
         return Response(200, answer.body, rows=answer.rows)
     return Response(200, answer.body, b"application/octet-stream",
@@ -142,7 +143,8 @@ async def infer(app: ServerApp, request: Request) -> Response:
 
 
 async def predict(app: ServerApp, request: Request) -> Response:
-    answer = await app.dataplane.predict(await app.read_body(request), request.request_id)
+    answer = await app.dataplane.predict(await app.read_body(request), request.client_id)
+    request.request_id = answer.request_id
     return Response(200, answer.body, rows=answer.rows)
 
 
@@ -313,18 +315,25 @@ class ServerApp:
             return
         started = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = _request_id(headers.get(b"x-request-id"))
+        client_id = _client_id(headers.get(b"x-request-id"))
+        request_id = client_id or _new_id()
         route_name = "unknown"
         metrics = self.dataplane.metrics
         metrics.in_flight.inc()
         try:
             try:
-                route, name, version = self.router.match(scope["method"], scope["path"])
+                try:
+                    route, name, version = self.router.match(scope["method"], scope["path"])
+                except RequestError:
+                    self._authorize_any(headers)  # with a token, a stranger learns nothing, not even the routes
+                    raise
                 route_name = route.name
                 self._authorize(route, headers)
                 if name:
                     self.dataplane.check_model(name, version)
-                response = await route.handler(self, Request(scope, headers, receive, request_id, name, version))
+                request = Request(scope, headers, receive, request_id, name, version, client_id)
+                response = await route.handler(self, request)
+                request_id = request.request_id  # a prediction's id may differ from the one the client sent
             except RequestError as err:
                 response = Response(err.status, err.body(), headers=err.headers)
             except ClientGone:
@@ -368,6 +377,20 @@ class ServerApp:
             return
         assert self.admin_token is not None  # admin routes exist only with an admin token
         _check_token(headers.get(b"authorization", b""), self.admin_token)
+
+    def _authorize_any(self, headers: dict[bytes, bytes]) -> None:
+        """401 unless the request carries one of the server's tokens (when it has a client token)."""
+        if self.token is None:
+            return
+        header = headers.get(b"authorization", b"")
+        for token in (self.token, self.alert_token, self.admin_token):
+            if token is not None:
+                try:
+                    _check_token(header, token)
+                    return
+                except RequestError:
+                    continue
+        _check_token(header, self.token)  # raises: missing or wrong bearer token
 
     async def read_body(self, request: Request, *, into: IO[bytes] | None = None, limit: int | None = None) -> bytes:
         """The request body (or, with ``into``, written to that file as it arrives), at most ``limit`` bytes."""
@@ -449,12 +472,13 @@ def _int_header(headers: dict[bytes, bytes], name: bytes) -> int | None:
                            status=400) from err
 
 
-_ID_PREFIX = uuid.uuid4().hex[:12]
-_ID_COUNTER = itertools.count(1)
-
-
-def _request_id(given: bytes | None) -> str:
-    """The client's ``x-request-id`` if it is sane, else a process-unique id (random prefix + counter)."""
+def _client_id(given: bytes | None) -> str:
+    """The client's ``x-request-id`` if it is sane (printable ASCII, at most 128 bytes), else ""."""
     if given and len(given) <= 128 and given.isascii() and given.decode().isprintable():
         return given.decode()
-    return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
+    return ""
+
+
+def _new_id() -> str:
+    """128 random bits: one id never reveals another (feedback names a prediction by its id)."""
+    return os.urandom(16).hex()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -43,6 +44,7 @@ class Prediction:
     body: bytes
     rows: int
     json_length: int | None = None  # V2 binary outputs: the length of the JSON header before them
+    request_id: str = ""  # the id feedback names this prediction by (sent back in x-request-id)
 
 
 @dataclass
@@ -78,22 +80,36 @@ class DataPlane:
                                f"{self.model.version!r}", field="model_version", status=404)
 
     async def infer(self, body: bytes, request_id: str, header_length: int | None = None) -> Prediction:
-        """An Open Inference (V2) request, JSON or with binary tensors."""
+        """An Open Inference (V2) request, JSON or with binary tensors; ``request_id`` is the client's
+        ``x-request-id`` ("" if none)."""
         model = self.model  # parse, predict and answer with one version, even across a swap
         request = protocol.parse_v2(body, model, header_length)
-        request.request_id = request.request_id or request_id  # feedback names a V2 prediction by its own id
+        key = self._feedback_id(request_id, request.request_id)  # the client's x-request-id, else the body's id
+        request.request_id = request.request_id or key  # (the body's id is echoed as it came)
         labels, proba = await self.batcher.submit(request.rows, model.predict)
-        self.monitor.record(request.request_id, model, request.rows.values, labels, request.rows.text)
+        self.monitor.record(key, model, request.rows.values, labels, request.rows.text)
         payload, json_length = protocol.v2_response(model, request, labels, proba)
-        return Prediction(payload, len(labels), json_length)
+        return Prediction(payload, len(labels), json_length, key)
 
     async def predict(self, body: bytes, request_id: str) -> Prediction:
-        """A plain JSON request (instances, column inputs, or columns + data)."""
+        """A plain JSON request (instances, column inputs, or columns + data); ``request_id`` is the
+        client's ``x-request-id`` ("" if none)."""
         model = self.model
         rows = protocol.parse_plain(body, model)
+        key = self._feedback_id(request_id)
         labels, proba = await self.batcher.submit(rows, model.predict)
-        self.monitor.record(request_id, model, rows.values, labels, rows.text)
-        return Prediction(protocol.plain_response(model, labels, proba), len(labels))
+        self.monitor.record(key, model, rows.values, labels, rows.text)
+        return Prediction(protocol.plain_response(model, labels, proba), len(labels), request_id=key)
+
+    def _feedback_id(self, *ids: str) -> str:
+        """The first of ``ids`` that names no earlier prediction, else 128 new random bits: ids a client
+        chooses (``x-request-id``, a V2 request's ``id``) may repeat, but a prediction's record is never
+        replaced, so feedback is never joined to the wrong request. The response's ``x-request-id`` says
+        which id it got."""
+        for request_id in ids:
+            if request_id and not self.monitor.feedback.knows(request_id):
+                return request_id
+        return os.urandom(16).hex()  # (as the transport's own ids: serving/asgi.py:_new_id)
 
     def _on_batch(self, rows: Rows, labels: np.ndarray) -> None:
         """Per predict call, not per request: batch size, predictions by class (a regressor's in a histogram),

@@ -20,8 +20,8 @@ ERROR = {"type": "object", "required": ["error"],
          "properties": {"error": {"type": "string"}, "field": {"type": "string"}}}
 _ERRORS = {400: "malformed body", 401: "missing or wrong bearer token", 404: "unknown model or version",
            403: "the alert receiver is off: the server has no token", 405: "wrong method",
-           409: "labelled already (labels are final)", 413: "body over the limit", 415: "unsupported media type",
-           422: "the body does not fit the model"}
+           409: "the id names an earlier prediction (labelled already, for feedback)", 413: "body over the limit",
+           415: "unsupported media type", 422: "the body does not fit the model"}
 JSON_OK = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
@@ -56,7 +56,7 @@ def infer(model: LoadedModel) -> dict[str, Any]:
     return {"summary": "Inference (Open Inference / KServe V2)",
             "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
             "responses": {"200": {"description": "predictions", "content": {"application/json": {"schema": response}}},
-                          **_errors(400, 404, 413, 422)}}
+                          **_errors(400, 404, 409, 413, 422)}}
 
 
 def _feature_schema(feature: Feature) -> dict[str, Any]:
@@ -98,7 +98,7 @@ def predict(model: LoadedModel) -> dict[str, Any]:
     return {"summary": "Plain JSON prediction: instances, column inputs, or columns + data",
             "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
             "responses": {"200": {"description": what, "content": {
-                "application/json": {"schema": response}}}, **_errors(400, 413, 422)}}
+                "application/json": {"schema": response}}}, **_errors(400, 409, 413, 422)}}
 
 
 def _label_schema(model: LoadedModel) -> dict[str, Any]:

@@ -327,3 +327,36 @@ def test_low_accuracy_fires_relative_to_the_served_versions_own_test_score(small
     assert 'mloop_test_score{metric="accuracy",model="toy",version="3"} 0.8' in call(app, "GET", "/metrics").text
     unscored = app_for(small_model, monitor=MonitorSection(interval=0))  # no test scores: the rule cannot apply
     assert "LowAccuracy" not in [r.name for r in unscored.dataplane.monitor.alerting.rules]
+
+
+def test_request_ids_are_unguessable_and_a_clients_id_never_replaces_another_requests_record(app):
+    first = call(app, "POST", "/predict", json={"instances": [ROW]})
+    second = call(app, "POST", "/predict", json={"instances": [ROW]})
+    ids = [first.headers["x-request-id"], second.headers["x-request-id"]]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and ids[0][:8] != ids[1][:8]  # 128 random bits
+    mine = call(app, "POST", "/predict", json={"instances": [ROW, ROW]}, headers={"x-request-id": "mine"})
+    assert mine.headers["x-request-id"] == "mine"
+    # The same id again (a retry, or someone guessing): answered, but under an id of its own.
+    again = call(app, "POST", "/predict", json={"instances": [ROW]}, headers={"x-request-id": "mine"})
+    assert again.status_code == 200 and len(again.headers["x-request-id"]) == 32
+    v2 = call(app, "POST", "/v2/models/toy/infer", json={"id": ids[0], "inputs": [
+        {"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]})
+    assert v2.status_code == 200 and v2.json()["id"] == ids[0]  # echoed, as the protocol says
+    assert v2.headers["x-request-id"] not in ids  # but not recorded over the other request's prediction
+    labels = [p["label"] for p in mine.json()["predictions"]]
+    assert call(app, "POST", "/feedback", json={"id": "mine", "labels": labels}).json()["labelled"] == 2
+    assert call(app, "POST", "/feedback", json={"id": ids[0], "labels": [0]}).json()["labelled"] == 1
+    fixed = [call(app, "POST", "/v2/models/toy/infer", json={"id": "1", "inputs": [
+        {"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}) for _ in range(2)]
+    assert [r.status_code for r in fixed] == [200, 200]  # a client that always sends the same id still works
+    assert fixed[0].headers["x-request-id"] == "1" and fixed[1].headers["x-request-id"] != "1"
+
+
+def test_with_a_token_a_stranger_learns_nothing_not_even_which_routes_exist(small_model):
+    app = app_for(small_model, token="t")
+    for method, path in (("GET", "/nothing"), ("GET", "/v2/models/other"), ("DELETE", "/predict"),
+                         ("GET", "/v2/models/toy/versions/9")):
+        answer = call(app, method, path)
+        assert answer.status_code == 401 and "toy" not in answer.text, (path, answer.text)
+    assert call(app, "GET", "/nothing", headers={"authorization": "Bearer t"}).status_code == 404
+    assert call(app, "GET", "/v2/health/ready").status_code == 200  # health stays public
