@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 an unexpected internal error (a bug: please report it with --verbose
 output); 2 a problem with the input (config, data, parameters, a failing step); 3 drift above
-``mloop monitor report --fail-on-drift``; 130 interrupted.
+``mloop monitor report --fail-on-drift``; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -316,6 +316,29 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", module=module)
 
 
+_TERMINATED = [False]  # set when SIGTERM arrived (see _terminate_like_ctrl_c); one CLI run per process
+
+
+def _terminate_like_ctrl_c() -> None:
+    """SIGTERM (what ``timeout``, CI cancellation and ``docker stop`` send) is handled as Ctrl-C: a
+    running pipeline stops its workers and records the run as failed instead of vanishing. Commands
+    that serve (uvicorn) or wait on a child (``mloop ui``) install their own handlers over this one."""
+    import signal
+    import threading
+
+    def terminate(signum: int, frame: object) -> None:
+        _TERMINATED[0] = True
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminate)
+
+
+def _interrupted() -> int:
+    print("terminated" if _TERMINATED[0] else "interrupted", file=sys.stderr)
+    return 143 if _TERMINATED[0] else 130
+
+
 def _verbose_first(args: list[str]) -> list[str]:
     """--verbose (-v) is the app's own option and may come anywhere on the line: move it to the front, where
     the app parses it (a command's own --help must stay the command's)."""
@@ -329,13 +352,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _verbose_first(sys.argv[1:] if argv is None else argv)
     _VERBOSE[0] = False
     _quiet_libraries()
+    _TERMINATED[0] = False
+    _terminate_like_ctrl_c()
     try:
         app(args=args, prog_name="mloop")
     except SystemExit as done:
-        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if code != 130:
+            return code
+        # Typer turns a KeyboardInterrupt raised in a command into a silent exit 130
+        return _interrupted()
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as err:
         from mloop.cli.output import report_error
 

@@ -75,7 +75,7 @@ def _ago(ts: float) -> str:
 
 
 def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
-    from mloop.deploy.local import process_alive
+    from mloop._proc import process_alive
     from mloop.monitor import queries
 
     cfg, name = _model_name(model, project)

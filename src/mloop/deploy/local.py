@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mloop._fs import atomic_write_text
+from mloop._proc import process_alive
 from mloop.config import ProjectConfig
 from mloop.deploy import DeployOptions, DeployResult, DeployTarget
 from mloop.errors import DeployError, did_you_mean
@@ -75,22 +76,6 @@ def load_state(cfg: ProjectConfig, name: str) -> Deployment | None:
 def _save_state(cfg: ProjectConfig, deployment: Deployment) -> None:
     # 0600 from the start: it holds the admin token
     atomic_write_text(_state_path(cfg, deployment.name), json.dumps(asdict(deployment), indent=1), mode=0o600)
-
-
-def process_alive(pid: int, *, started_by: float | None = None) -> bool:
-    """Whether process ``pid`` runs, and (with ``started_by``) was started by then: a pid recycled by a
-    later process is not the one a deployment or a status file recorded."""
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started_by is None or process.create_time() <= started_by + 1.0
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    except psutil.AccessDenied:
-        return True
 
 
 def _alive(deployment: Deployment) -> bool:

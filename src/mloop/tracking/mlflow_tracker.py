@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mloop._proc import started_at
 from mloop.tracking.client import experiment_id, mlflow_client, short, tracking_error
 from mloop.tracking.lineage import environment, git_state, package_versions
 
@@ -47,6 +50,9 @@ class MlflowTracker:
                 "mloop.project": self.cfg.name,
                 "mloop.kind": "pipeline",
                 "mloop.local_run_id": result.id,
+                # whose run it is: a RUNNING run whose process is gone was killed (tracking/queries.py)
+                "mloop.host": socket.gethostname(), "mloop.pid": str(os.getpid()),
+                "mloop.pid_started": f"{started_at():.3f}",
                 **{f"mloop.env.{name}": version for name, version in package_versions().items()},
                 "mloop.env.python": str(environment()["python"]),
             }

@@ -88,15 +88,38 @@ def _pipeline_runs(client: Any, experiment: str, limit: int) -> list[Any]:
 
 
 def recent_runs(cfg: ProjectConfig, limit: int = 20) -> list[RunSummary]:
-    """The project's latest pipeline runs, newest first (none when nothing was tracked yet)."""
+    """The project's latest pipeline runs, newest first (none when nothing was tracked yet). A run still
+    RUNNING whose process is gone (killed) is recorded as FAILED on the way."""
     client = mlflow_client(cfg)
     experiment = experiment_id(client, cfg, create=False)
     if experiment is None:
         return []
     try:
-        return [_summary(run) for run in _pipeline_runs(client, experiment, limit)]
+        return [_summary(_settled(client, run)) for run in _pipeline_runs(client, experiment, limit)]
     except Exception as err:
         raise tracking_error(cfg, err) from err
+
+
+def _settled(client: Any, run: Any) -> Any:
+    """``run``, recorded as FAILED first if it is RUNNING but the process that ran it on this machine is
+    gone: a ``mloop run`` killed with SIGKILL (or a machine that went down) cannot say so itself."""
+    import socket
+
+    from mloop._proc import process_alive
+
+    tags = run.data.tags
+    if run.info.status != "RUNNING" or tags.get("mloop.host") != socket.gethostname() or "mloop.pid" not in tags:
+        return run
+    if process_alive(int(tags["mloop.pid"]), started_by=float(tags.get("mloop.pid_started", "0") or 0)):
+        return run
+    reason = f"its process ({tags['mloop.pid']}) ended without finishing the run: killed, or the machine stopped"
+    client.set_tag(run.info.run_id, "mloop.error", reason)
+    client.set_terminated(run.info.run_id, "FAILED")
+    for child in client.search_runs([run.info.experiment_id], max_results=1000,
+                                    filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}' and "
+                                                  "attributes.status = 'RUNNING'"):
+        client.set_terminated(child.info.run_id, "FAILED")
+    return client.get_run(run.info.run_id)
 
 
 def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
@@ -111,7 +134,7 @@ def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
             raise TrackingError(f"no run {prefix!r} in this project", hint="list runs with: mloop runs")
         if len(candidates) > 1:
             raise TrackingError(f"{prefix!r} matches {len(candidates)} runs", hint="give more characters of the run id")
-        run = candidates[0]
+        run = _settled(client, candidates[0])
         children = list(client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'",
                                            max_results=1000, order_by=["attributes.start_time ASC"]))
     except TrackingError:

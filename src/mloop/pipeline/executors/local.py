@@ -6,15 +6,35 @@ import multiprocessing
 import multiprocessing.context
 import os
 import sys
+from typing import Any
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from mloop._proc import die_with_parent
 from mloop.pipeline.executors import Executor
 from mloop.pipeline.executors.task import Task, TaskResult, execute
 
 
 # Libraries worth importing once in the fork server when the parent has them already.
 PRELOAD_IF_LOADED = ("numpy", "pandas", "pyarrow", "scipy", "sklearn")
+
+
+def _worker_start() -> None:
+    """Tie a worker's life to the run's: a run killed with SIGKILL leaves no worker behind.
+
+    The fork server exits when every holder of its "alive" pipe is gone, and it hands that pipe to each
+    worker it forks, so by default it outlives a killed parent as long as its workers run, and they run
+    as long as their step does. A worker never uses the inherited pipe (a worker that needs a fork server
+    starts its own), so it closes it: the server then exits with the run, and the kernel kills the
+    workers when their parent, the server, is gone.
+    """
+    from multiprocessing import forkserver
+
+    server: Any = getattr(forkserver, "_forkserver")  # noqa: B009 (private: CPython's one fork server)
+    if server._forkserver_alive_fd is not None and server._forkserver_pid is None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
+    die_with_parent()
 
 
 class LocalExecutor(Executor):
@@ -41,7 +61,7 @@ class LocalExecutor(Executor):
 
     def submit(self, task: Task) -> Future[TaskResult]:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context())
+            self._pool = ProcessPoolExecutor(self.max_workers, mp_context=self._context(), initializer=_worker_start)
         try:
             return self._pool.submit(execute, task)
         except BrokenProcessPool:
