@@ -105,3 +105,21 @@ def file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def hold_lock(path: Path) -> int | None:
+    """Take the exclusive lock on ``path`` without waiting and keep it: the open descriptor (the lock lasts
+    until it is closed or the process exits), or None when another process holds it. The holder writes its
+    pid into the file, so the one refused can say who holds it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd

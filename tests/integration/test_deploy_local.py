@@ -151,3 +151,154 @@ def test_monitor_export_scrapes_the_running_deployment_and_keeps_its_secrets_out
         assert set((out / ".gitignore").read_text().split()) >= {"alert-token", "scrape-token"}
     finally:
         local.undeploy(cfg, "breast_cancer")
+
+
+def mloop_cli(root: Path, *args: str, **popen):
+    import os
+    import subprocess
+
+    from tests.support.servers import MLOOP
+
+    return subprocess.Popen([MLOOP, *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"}, **popen)
+
+
+def servers_of(root: Path) -> list:
+    """The mloop servers of this project running on this machine (whatever state files say)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = process.info["cmdline"] or []
+        if "serve" in line and str(root) in line:
+            found.append(process)
+    return found
+
+
+def test_concurrent_deploys_of_one_name_start_exactly_one_server(project_with_two_versions):
+    root = project_with_two_versions
+    procs = [mloop_cli(root, "deploy", "breast_cancer/1", "--name", "race") for _ in range(3)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    try:
+        assert all(proc.returncode == 0 for proc in procs), outputs
+        said = [out for out, _ in outputs]
+        assert sum("started" in out for out in said) == 1 and sum("already serves" in out for out in said) == 2, said
+        assert len(servers_of(root)) == 1
+        [status] = [s for s in local.list_deployments(load_project(root)) if s.deployment.name == "race"]
+        assert status.healthy
+    finally:
+        local.undeploy(load_project(root), "race")
+    assert servers_of(root) == []
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_a_deploy_interrupted_while_waiting_leaves_a_managed_deployment_or_nothing(project_with_two_versions, sig):
+    import os
+    import signal
+
+    root = project_with_two_versions
+    cfg = load_project(root)
+    state = root / ".mloop" / "deployments" / "cut" / "state.json"
+    proc = mloop_cli(root, "deploy", "breast_cancer/1", "--name", "cut")
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    assert not local.status(local.load_state(cfg, "cut")).healthy, "killed while waiting for readiness"
+    os.kill(proc.pid, getattr(signal, sig))
+    out, err = proc.communicate(timeout=60)
+    if sig == "SIGTERM":  # handled like Ctrl-C: the server it started is stopped and forgotten
+        assert proc.returncode == 143 and "Traceback" not in err, err
+        assert local.load_state(cfg, "cut") is None and servers_of(root) == []
+        return
+    # killed outright: the server it started is a managed deployment, listed, and undeploy stops it
+    [status] = [s for s in local.list_deployments(cfg) if s.deployment.name == "cut"]
+    assert status.running and len(servers_of(root)) == 1
+    assert local.undeploy(cfg, "cut").action == "stopped"
+    assert servers_of(root) == []
+
+
+def test_names_must_be_plain_and_a_damaged_state_hides_no_other_deployment(project_with_two_versions, tmp_path):
+    import subprocess
+
+    from tests.support.servers import MLOOP
+
+    root = project_with_two_versions
+    for bad in ("../../x", "a/b", ".hidden", ""):
+        done = subprocess.run([MLOOP, "deploy", "breast_cancer/1", "--name", bad], cwd=root, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 2 and "not a plain deployment name" in done.stderr, (bad, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert not (root.parent / "x").exists() and not (root / ".mloop" / "x").exists()
+    done = subprocess.run([MLOOP, "undeploy", "../../x"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "not a plain deployment name" in done.stderr
+
+    cfg = load_project(root)
+    local.deploy(cfg, "models:/breast_cancer/1", name="good")
+    damaged = root / ".mloop" / "deployments" / "bad" / "state.json"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"\xff{not json")
+    try:
+        listed = subprocess.run([MLOOP, "deployments"], cwd=root, capture_output=True, text=True, timeout=120,
+                                env={**__import__("os").environ, "COLUMNS": "200"})
+        assert listed.returncode == 0, listed.stderr
+        assert "good" in listed.stdout and "healthy" in listed.stdout
+        assert str(damaged) in listed.stderr and "delete" in listed.stderr and "Traceback" not in listed.stderr
+    finally:
+        local.undeploy(cfg, "good")
+        shutil.rmtree(damaged.parent)
+
+
+def test_a_redeploy_after_a_crash_reuses_the_port_and_each_deployment_monitors_into_its_own_folder(
+        project_with_two_versions):
+    import os
+    import signal
+    import subprocess
+
+    from tests.support.servers import MLOOP, free_port
+
+    root = project_with_two_versions
+    cfg = load_project(root)
+    first = local.deploy(cfg, "models:/breast_cancer/1", name="crashy")
+    other = local.deploy(cfg, "models:/breast_cancer/2", name="other")
+    try:
+        # a second server of the model into a folder a running one holds is refused, with the fix
+        refused = subprocess.run([MLOOP, "serve", "breast_cancer/1", "--name", "crashy", "--port", str(free_port())],
+                                 cwd=root,
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 2, refused.stderr
+        assert f"(pid {first.pid})" in refused.stderr and "--name crashy-2" in refused.stderr
+        folders = {p.name for p in (root / ".mloop" / "monitor").iterdir()}
+        assert {"crashy", "other"} <= folders
+
+        os.kill(first.pid, signal.SIGKILL)  # the server crashes
+        deadline = time.time() + 10
+        while not local._port_free("127.0.0.1", int(first.url.rsplit(":", 1)[1])) and time.time() < deadline:  # its threads are gone
+            time.sleep(0.05)
+        again = local.deploy(cfg, "models:/breast_cancer/1", name="crashy")
+        assert again.action == "started" and again.url == first.url, (again.url, first.url)
+    finally:
+        local.undeploy(cfg, "crashy")
+        local.undeploy(cfg, "other")
+
+
+def test_a_recycled_pid_in_a_stale_state_is_not_killed(project_with_two_versions):
+    import dataclasses
+    import subprocess
+
+    root = project_with_two_versions
+    cfg = load_project(root)
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        stale = local.Deployment("stale", "breast_cancer", "1", "127.0.0.1", 1, bystander.pid, "t",
+                                 time.time() - 3600)  # recorded an hour before the bystander started
+        path = root / ".mloop" / "deployments" / "stale" / "state.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dataclasses.asdict(stale)))
+        [status] = [s for s in local.list_deployments(cfg) if s.deployment.name == "stale"]
+        assert not status.running
+        assert local.undeploy(cfg, "stale").action == "stopped"
+        assert bystander.poll() is None, "undeploy killed a process that was not the deployment's"
+    finally:
+        bystander.kill()
+        bystander.wait()

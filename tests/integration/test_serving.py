@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -124,8 +123,8 @@ def test_sigterm_shuts_down_gracefully(first_run):
     proc, url = start_server(root)
     post(f"{url}/predict", b'{"instances": [{}]}')
     err = stop(proc)
-    # uvicorn drains, then re-raises the signal so the exit status still says "terminated by SIGTERM"
-    assert proc.returncode == -signal.SIGTERM, err
+    # uvicorn drains, then re-raises the signal, which mloop handles as every command does: exit 143
+    assert proc.returncode == 143 and err.rstrip().endswith("terminated"), err
     assert "Traceback" not in err and '"status":422' in err, "the access log has the request"
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from mloop.cli.output import console
+from mloop.cli.output import console, err_console, styled
 from mloop.deploy import DeployOptions, DeployResult
+from mloop.errors import DeployError
 
 
 def describe(result: DeployResult) -> str:
@@ -48,9 +49,13 @@ def deployments(*, project: Path | None) -> None:
     from mloop.config import load_project
     from mloop.deploy import local
 
-    found = local.list_deployments(load_project(project))
+    problems: list[DeployError] = []
+    found = local.list_deployments(load_project(project), problems)
+    for problem in problems:
+        err_console.print(styled((f"{problem.message}; {problem.hint}", "yellow")), soft_wrap=True)
     if not found:
-        console.print("no deployments; start one with: mloop deploy")
+        if not problems:
+            console.print("no deployments; start one with: mloop deploy")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("name", "model", "version", "url", "pid", "state", "since", "previous"):

@@ -158,6 +158,7 @@ def serve(
     max_body_mb: Annotated[Optional[float], typer.Option(min=0.001, help="Largest request body; bigger gets 413. [default: 10]")] = None,
     access_log: Annotated[Optional[bool], typer.Option("--access-log/--no-access-log", help="One JSON line per request on stderr. [default: on]")] = None,
     monitor_interval: Annotated[Optional[float], typer.Option(min=0, help="Seconds between monitoring updates (0: off; default: [monitor] interval).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="This server's monitoring folder, .mloop/monitor/NAME; two servers of one model need two names. [default: the model's name]")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Serve a model over HTTP: Open Inference (KServe V2) protocol, plain JSON and Prometheus metrics.
@@ -166,7 +167,7 @@ def serve(
     """
     from mloop.cli import serve_cmd
 
-    serve_cmd.serve(model, project=project, monitor_interval=monitor_interval, host=host, port=port, token=token,
+    serve_cmd.serve(model, project=project, monitor_interval=monitor_interval, name=name, host=host, port=port, token=token,
                     max_batch_rows=max_batch_rows, max_wait_ms=max_wait_ms, max_body_mb=max_body_mb,
                     access_log=access_log)
 
@@ -246,7 +247,7 @@ def monitor_report(
 
 @monitor_app.command("status")
 def monitor_status(
-    model: Annotated[Optional[str], typer.Argument(help="Model name (default: the project's model).")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="The served model or deployment name: its monitoring folder .mloop/monitor/NAME (default: the project's model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
     project: ProjectOpt = None,
 ) -> None:
@@ -258,7 +259,7 @@ def monitor_status(
 
 @monitor_app.command("alerts")
 def monitor_alerts(
-    model: Annotated[Optional[str], typer.Argument(help="Model name (default: the project's model).")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="The served model or deployment name: its monitoring folder .mloop/monitor/NAME (default: the project's model).")] = None,
     since: Annotated[Optional[str], typer.Option(help="Events of this last while only (e.g. 1h, 2d).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many recent events.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,

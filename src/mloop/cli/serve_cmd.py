@@ -8,7 +8,7 @@ from typing import Any
 from mloop.cli.output import err_console
 
 
-def serve(model: str | None, *, project: Path | None, monitor_interval: float | None = None,
+def serve(model: str | None, *, project: Path | None, monitor_interval: float | None = None, name: str | None = None,
           **options: Any) -> None:
     """``options`` are ``[serving]`` settings given on the command line (None: not given)."""
     from pydantic import SecretStr
@@ -27,5 +27,9 @@ def serve(model: str | None, *, project: Path | None, monitor_interval: float | 
             raise
         cfg = None  # a model folder served on its own
     settings = cfg.settings.serving.updated(**given) if cfg is not None else serving_settings(**given)
-    serve_model(model, cfg, settings, monitor_interval=monitor_interval,
+    if name is not None:
+        from mloop.deploy.local import check_name
+
+        check_name(name)
+    serve_model(model, cfg, settings, monitor_interval=monitor_interval, name=name,
                 announce=lambda text: err_console.print(text, soft_wrap=True, markup=False))

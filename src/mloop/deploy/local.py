@@ -5,27 +5,37 @@ served and the ones before it, a per-deployment admin token; mode 0600) and ``se
 Changing the version of a running deployment asks the server to load and warm the new version
 while the old one keeps serving, then switch (``POST /admin/model``); a version that fails is
 refused and nothing changes.
+
+Operations on one deployment are serialized by a lock (``.mloop/locks/deploy-<name>.lock``): two
+``mloop deploy`` of one name at once start one server, the second finds it running. A server's state
+is saved the moment it is started, before it is ready, so a ``mloop deploy`` killed while waiting
+leaves a deployment that ``deployments`` lists and ``undeploy`` stops; one that fails or is
+interrupted stops its server and forgets it. Each deployment's server monitors into its own folder,
+``.mloop/monitor/<name>/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mloop._fs import atomic_write_text
-from mloop._proc import process_alive
+from mloop._fs import atomic_write_text, file_lock
+from mloop._proc import process_alive, started_at
 from mloop.config import ProjectConfig
 from mloop.deploy import DeployOptions, DeployResult, DeployTarget
 from mloop.errors import DeployError, did_you_mean
 
 READY_TIMEOUT_S = 180.0
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @dataclass
@@ -58,8 +68,21 @@ def deployments_dir(cfg: ProjectConfig) -> Path:
     return cfg.store / "deployments"
 
 
+def check_name(name: str) -> str:
+    """``name`` if it is a plain name (it names a folder under ``.mloop/``), else a DeployError."""
+    if not PLAIN_NAME.fullmatch(name):
+        raise DeployError(f"{name!r} is not a plain deployment name",
+                          hint="use up to 100 letters, digits, '.', '_' and '-', starting with a letter or digit: "
+                               "mloop deploy MODEL --name NAME")
+    return name
+
+
 def _state_path(cfg: ProjectConfig, name: str) -> Path:
-    return deployments_dir(cfg) / name / "state.json"
+    return deployments_dir(cfg) / check_name(name) / "state.json"
+
+
+def _lock(cfg: ProjectConfig, name: str) -> AbstractContextManager[None]:
+    return file_lock(cfg.lock_path(f"deploy-{check_name(name)}"))
 
 
 def load_state(cfg: ProjectConfig, name: str) -> Deployment | None:
@@ -68,9 +91,10 @@ def load_state(cfg: ProjectConfig, name: str) -> Deployment | None:
         return Deployment(**json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, UnicodeDecodeError) as err:
         raise DeployError(f"the state of deployment {name!r} ({path}) is unreadable: {err}",
-                          hint=f"stop its process by hand if it runs, then delete {path.parent}") from err
+                          hint=f"stop its process by hand if it runs (mloop doctor lists servers of this project), "
+                               f"then delete {path}") from err
 
 
 def _save_state(cfg: ProjectConfig, deployment: Deployment) -> None:
@@ -107,10 +131,22 @@ def running_address(cfg: ProjectConfig, model: str) -> str | None:
     return None
 
 
-def list_deployments(cfg: ProjectConfig) -> list[Status]:
+def list_deployments(cfg: ProjectConfig, problems: list[DeployError] | None = None) -> list[Status]:
+    """Every deployment of the project; one whose state is unreadable is left out (and added to
+    ``problems`` when given), so one damaged file does not hide the others."""
     root = deployments_dir(cfg)
     names = sorted(p.parent.name for p in root.glob("*/state.json")) if root.exists() else []
-    return [status(d) for d in (load_state(cfg, n) for n in names) if d is not None]
+    found = []
+    for name in names:
+        try:
+            deployment = load_state(cfg, name)
+        except DeployError as err:
+            if problems is not None:
+                problems.append(err)
+            continue
+        if deployment is not None:
+            found.append(status(deployment))
+    return found
 
 
 class LocalTarget(DeployTarget):
@@ -129,10 +165,19 @@ def _result(action: str, deployment: Deployment, previous: str | None = None) ->
 def deploy(cfg: ProjectConfig, uri: str, *, name: str | None = None, port: int | None = None,
            host: str = "127.0.0.1") -> DeployResult:
     """Start a deployment of ``uri``, or move a running one to it."""
-    from mloop.registry.fetch import parse_model_uri, resolve_version
+    from mloop.registry.fetch import parse_model_uri
 
     model, _, _ = parse_model_uri(uri)
-    name = name or model
+    if name is None and not PLAIN_NAME.fullmatch(model):
+        raise DeployError(f"model {model!r} needs a plain deployment name", hint=f"name it: mloop deploy {uri} --name NAME")
+    name = check_name(model if name is None else name)
+    with _lock(cfg, name):
+        return _deploy(cfg, uri, model, name, port, host)
+
+
+def _deploy(cfg: ProjectConfig, uri: str, model: str, name: str, port: int | None, host: str) -> DeployResult:
+    from mloop.registry.fetch import resolve_version
+
     current = load_state(cfg, name)
     running = current is not None and _alive(current)
     if current is not None and running and current.model != model:
@@ -148,11 +193,18 @@ def deploy(cfg: ProjectConfig, uri: str, *, name: str | None = None, port: int |
         current.version = version
         _save_state(cfg, current)
         return _result("swapped", current, previous)
+    if port is None and current is not None and current.host == host and _port_free(host, current.port):
+        port = current.port  # a redeploy after a crash keeps its address, so its clients find it again
     return _result("started", _start(cfg, name, model, version, host, port))
 
 
 def rollback(cfg: ProjectConfig, name: str) -> DeployResult:
     """Swap a running deployment back to the version it served before."""
+    with _lock(cfg, name):
+        return _rollback(cfg, name)
+
+
+def _rollback(cfg: ProjectConfig, name: str) -> DeployResult:
     current = _running(cfg, name)
     if not current.history:
         raise DeployError(f"deployment {name!r} has served only v{current.version}; there is nothing to roll back to",
@@ -168,19 +220,28 @@ def rollback(cfg: ProjectConfig, name: str) -> DeployResult:
 
 def undeploy(cfg: ProjectConfig, name: str, *, timeout: float = 30.0) -> DeployResult:
     """Stop a deployment (SIGTERM: in-flight requests are answered first) and forget it."""
-    current = load_state(cfg, name)
-    if current is None:
-        known = [s.deployment.name for s in list_deployments(cfg)]
-        raise DeployError(f"no deployment {name!r}; {did_you_mean(name, known)}", hint="list them with: mloop deployments")
-    if _alive(current):
-        os.kill(current.pid, signal.SIGTERM)
-        deadline = time.time() + timeout
-        while _alive(current) and time.time() < deadline:
-            time.sleep(0.1)
-        if _alive(current):
-            os.kill(current.pid, signal.SIGKILL)
-    _state_path(cfg, name).unlink(missing_ok=True)
-    return _result("stopped", current)
+    with _lock(cfg, name):
+        current = load_state(cfg, name)
+        if current is None:
+            known = [s.deployment.name for s in list_deployments(cfg)]
+            raise DeployError(f"no deployment {name!r}; {did_you_mean(name, known)}",
+                              hint="list them with: mloop deployments")
+        _stop(current, timeout)
+        _state_path(cfg, name).unlink(missing_ok=True)
+        return _result("stopped", current)
+
+
+def _stop(deployment: Deployment, timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; only the process the deployment started (a recycled pid is
+    someone else's)."""
+    if not _alive(deployment):
+        return
+    os.kill(deployment.pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while _alive(deployment) and time.time() < deadline:
+        time.sleep(0.1)
+    if _alive(deployment):
+        os.kill(deployment.pid, signal.SIGKILL)
 
 
 def _running(cfg: ProjectConfig, name: str) -> Deployment:
@@ -229,29 +290,52 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def _start(cfg: ProjectConfig, name: str, model: str, version: str, host: str, port: int | None) -> Deployment:
     folder = deployments_dir(cfg) / name
     folder.mkdir(parents=True, exist_ok=True)
     port = port or _free_port(host)
     token = secrets.token_urlsafe(24)
     log_path = folder / "server.log"
-    command = [sys.executable, "-m", "mloop.cli.main", "serve", f"models:/{model}/{version}",
+    command = [sys.executable, "-m", "mloop.cli.main", "serve", f"models:/{model}/{version}", "--name", name,
                "--host", host, "--port", str(port), "--project", str(cfg.root)]
     with log_path.open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cfg.root, start_new_session=True,
                                 env={**os.environ, "MLOOP_SERVING_ADMIN_TOKEN": token})
-    deployment = Deployment(name, model, version, host, port, proc.pid, token, time.time(), log=str(log_path))
-    deadline = time.time() + READY_TIMEOUT_S
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-            raise DeployError(f"the server for {model} v{version} exited with code {proc.returncode}: "
-                              + " | ".join(tail), hint=f"full log: {log_path}")
-        if _ready(deployment):
-            _save_state(cfg, deployment)
-            return deployment
-        time.sleep(0.2)
-    proc.kill()
-    raise DeployError(f"the server for {model} v{version} was not ready after {READY_TIMEOUT_S:.0f} s",
-                      hint=f"see {log_path}")
+    try:
+        started = started_at(proc.pid)
+    except Exception:  # noqa: BLE001 (psutil: it exited already; the loop below says why)
+        started = time.time()
+    deployment = Deployment(name, model, version, host, port, proc.pid, token, started, log=str(log_path))
+    ready = False
+    try:
+        _save_state(cfg, deployment)  # from now on it is managed, whatever happens to this process
+        deadline = time.time() + READY_TIMEOUT_S
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+                raise DeployError(f"the server for {model} v{version} exited with code {proc.returncode}: "
+                                  + " | ".join(tail), hint=f"full log: {log_path}")
+            if _ready(deployment):
+                ready = True
+                return deployment
+            time.sleep(0.2)
+        raise DeployError(f"the server for {model} v{version} was not ready after {READY_TIMEOUT_S:.0f} s",
+                          hint=f"see {log_path}")
+    finally:
+        if not ready:  # failed, timed out or interrupted (Ctrl-C, SIGTERM): nothing is left behind
+            proc.kill()
+            proc.wait()
+            _state_path(cfg, name).unlink(missing_ok=True)

@@ -2,7 +2,9 @@
 
 An object is stored once, by the SHA-256 of its serialized bytes. Every write goes to a temporary
 file in the store and is renamed into place, so a step killed mid-write never leaves a corrupt
-object. Materializers are looked up by the fully qualified names in the value's type MRO, so
+object; an object damaged later (a full disk, a bad sector) is found by its size at every cache lookup
+or by its digest when it does not load, moved to ``quarantine/``, and rewritten by the next run that
+makes it. Materializers are looked up by the fully qualified names in the value's type MRO, so
 checking a value never imports pandas or scikit-learn on its own.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -171,7 +174,34 @@ class ArtifactStore:
         return self.root / ref.digest[:2] / f"{ref.digest}{suffix}"
 
     def exists(self, ref: ArtifactRef) -> bool:
-        return self.path(ref).is_file()
+        """Whether the object is there whole: a file of the recorded size (a cheap check, made at every cache
+        lookup; a truncated object is a miss, so its step runs again and ``put`` rewrites it)."""
+        try:
+            return self.path(ref).stat().st_size == ref.size
+        except OSError:
+            return False
+
+    def intact(self, path: Path) -> bool:
+        """Whether a stored file's content still hashes to the digest it is named after (a full read)."""
+        try:
+            return file_digest(path) == path.name.split(".", 1)[0]
+        except OSError:
+            return False
+
+    def quarantine(self, path: Path) -> Path:
+        """Move a damaged object out of the store (into ``quarantine/``, for a look), so nothing reads it
+        again and the step that made it runs anew."""
+        target = self.root / "quarantine" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        return target
+
+    def _keep(self, tmp: Path, final: Path) -> None:
+        """``tmp`` (hashed already) becomes ``final`` unless an intact copy is there: an object damaged on disk
+        (truncated by a full disk, a bad sector) is rewritten by the next run that produces it."""
+        if final.exists() and final.stat().st_size == tmp.stat().st_size and self.intact(final):
+            return
+        commit(tmp, final)
 
     def put(self, value: Any) -> ArtifactRef:
         materializer = materializer_for(value)
@@ -188,7 +218,7 @@ class ArtifactStore:
                 ) from err
             digest = file_digest(tmp)
             ref = ArtifactRef(digest, materializer.name, _qualname(type(value)), tmp.stat().st_size)
-            commit(tmp, self.path(ref), replace=False)  # the same digest is the same bytes: keep the one there
+            self._keep(tmp, self.path(ref))
             return ref
 
     def put_file(self, source: Path) -> ArtifactRef:
@@ -196,10 +226,10 @@ class ArtifactStore:
         digest = file_digest(source)
         ref = ArtifactRef(digest, "file", source.suffix, source.stat().st_size)
         final = self.file_path(ref)
-        if not final.exists():
+        if not (final.exists() and self.intact(final)):
             with temporary_path(self.root / "tmp", prefix="") as tmp:
                 tmp.write_bytes(source.read_bytes())
-                commit(tmp, final, replace=False)
+                commit(tmp, final)
         return ref
 
     def file_path(self, ref: ArtifactRef) -> Path:
@@ -214,11 +244,21 @@ class ArtifactStore:
                 hint="import the module that registers it before running",
             )
         try:
+            if path.stat().st_size != ref.size:
+                raise ValueError(f"{path.stat().st_size} bytes instead of {ref.size}")
             return materializer.load(path)
         except FileNotFoundError as err:
             raise StoreError(
                 f"artifact {ref.digest[:12]} ({ref.type_name}) is missing from {self.root}",
-                hint="re-run the pipeline with --no-cache to rebuild it",
+                hint="run the pipeline again: the step that made it runs anew",
+            ) from err
+        except Exception as err:  # a materializer raises what its library raises on damaged bytes
+            if self.intact(path):
+                raise  # the file is what was written: the value itself does not load (a missing module...)
+            moved = self.quarantine(path)
+            raise StoreError(
+                f"artifact {ref.digest[:12]} ({ref.type_name}) was damaged on disk ({err}); moved to {moved}",
+                hint="run the pipeline again: the step that made it runs anew and rewrites it",
             ) from err
 
 

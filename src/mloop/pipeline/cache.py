@@ -175,7 +175,7 @@ class StepCache:
         refs = [*entry.outputs.values()]
         if not all(self.store.exists(ref) for ref in refs):
             return None
-        if not all(self.store.file_path(ref).is_file() for ref in entry.files.values()):
+        if not all(self.store.exists(ref) for ref in entry.files.values()):
             return None
         return entry
 

@@ -9,6 +9,7 @@ collector), warms the model up and runs uvicorn (uvloop + httptools) until SIGIN
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -64,9 +65,14 @@ def create_app(model: LoadedModel, settings: ServingSection | None = None, *, mo
 
 
 def serve_model(model: str | None, cfg: ProjectConfig | None, settings: ServingSection, *,
-                monitor_interval: float | None = None, announce: Callable[[str], None] = print) -> None:
+                monitor_interval: float | None = None, name: str | None = None,
+                announce: Callable[[str], None] = print) -> None:
     """Serve ``model`` — ``models:/NAME@ALIAS`` or ``/VERSION`` of the project (default: its champion), or a model
-    folder — with the project's ``[monitor]`` (or the defaults, for a folder served without a project)."""
+    folder — with the project's ``[monitor]`` (or the defaults, for a folder served without a project).
+
+    The server monitors into ``.mloop/monitor/<name>/`` (default: the model's name), and holds that folder
+    while it runs: a second server of the same model in the project is refused unless it gets its own
+    ``name``, so no two servers read each other's alerts and labels."""
     from mloop.bundle.loaded import load_model_dir
     from mloop.registry.fetch import is_model_name, load_registered, model_uri
 
@@ -87,10 +93,31 @@ def serve_model(model: str | None, cfg: ProjectConfig | None, settings: ServingS
     if monitor_interval is not None:
         monitor.interval = monitor_interval
     # Monitoring off (interval 0): nothing would write the prediction log, alerts or status, so keep none.
-    monitor_dir = cfg.monitor_dir(loaded.name) if cfg is not None and monitor.interval > 0 else None
+    monitor_dir = cfg.monitor_dir(name or loaded.name) if cfg is not None and monitor.interval > 0 else None
+    held = None if monitor_dir is None else _hold(monitor_dir, name or loaded.name)
     announce(f"serving {loaded.name} v{loaded.version} on http://{settings.host}:{settings.port}  "
              f"(V2: POST /v2/models/{loaded.name}/infer, JSON: POST /predict, metrics: /metrics; Ctrl-C stops)")
-    serve(loaded, settings, monitor=monitor, monitor_dir=monitor_dir, loader=loader)
+    try:
+        serve(loaded, settings, monitor=monitor, monitor_dir=monitor_dir, loader=loader)
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def _hold(folder: Path, name: str) -> int:
+    """The lock on a monitoring folder, for as long as this server runs; ConfigError if another server has it."""
+    from mloop._fs import hold_lock
+
+    lock = folder / "server.lock"
+    held = hold_lock(lock)
+    if held is None:
+        try:
+            holder = f" (pid {int(lock.read_text(encoding='ascii'))})"
+        except (OSError, ValueError):
+            holder = ""
+        raise ConfigError(f"another server{holder} of this project monitors into {folder}",
+                          hint=f"give this one its own monitoring folder: --name {name}-2 (or stop the other)")
+    return held
 
 
 def serve(model: LoadedModel, settings: ServingSection, *, monitor: MonitorSection | None = None,

@@ -147,6 +147,19 @@ def test_a_worker_killed_mid_write_leaves_no_entry_and_the_store_readable(tmp_pa
     assert again.steps["explode"].state == "failed"
 
 
+def test_a_truncated_store_object_is_rebuilt_by_the_next_run(tmp_path: Path):
+    params = {"slow_a": {"pause": 0.0}, "slow_b": {"pause": 0.0}}
+    first = run(fan_out.build(params), tmp_path, executor=InlineExecutor())
+    ref = first.steps["source"].outputs["output"]
+    path = tmp_path / ".mloop" / "objects" / ref.digest[:2] / f"{ref.digest}.json"
+    path.write_bytes(path.read_bytes()[:-2])
+    again = run(fan_out.build(params), tmp_path, executor=InlineExecutor())
+    assert again.ok and again.result("total") == 6
+    assert again.steps["source"].state == "done"  # its output was damaged: it ran again
+    assert again.steps["combine"].state == "cached"  # the rest was whole
+    assert path.read_text() == "[0, 1, 2]"
+
+
 def test_inline_executor_runs_the_same_graph_in_process(tmp_path: Path):
     result = run(fan_out.build({"slow_a": {"pause": 0.0}, "slow_b": {"pause": 0.0}}), tmp_path,
                  executor=InlineExecutor())
