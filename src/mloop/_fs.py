@@ -123,3 +123,13 @@ def hold_lock(path: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
+
+
+def private_folder(path: Path) -> None:
+    """Make ``path`` a folder only its owner can enter (0700), creating it if needed: what it holds (data,
+    tokens, models, logs) is then out of other users' reach whatever each file's own mode. Nothing happens
+    where that is not allowed (a read-only checkout): the command that needs to write says so itself."""
+    with contextlib.suppress(OSError):
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)

@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from mloop._fs import private_folder
 from mloop.errors import ConfigError, ProjectNotFound, did_you_mean
 
 CONFIG_FILE = "mloop.toml"
@@ -418,6 +419,13 @@ class ProjectConfig:
         """Where a served model's prediction log, alerts and status live."""
         return self.store / "monitor" / model
 
+    def scratch(self) -> Path:
+        """The project's folder for temporary files (``.mloop/tmp``), created if needed: on the store's disk,
+        private to its owner, and what a killed process leaves there ``mloop doctor`` removes."""
+        path = self.store / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def lock_path(self, what: str) -> Path:
         """The lock file that serializes ``what`` between processes (``_fs.file_lock``)."""
         return self.store / "locks" / f"{what}.lock"
@@ -445,7 +453,9 @@ def load_project(root: Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{path} is not valid TOML: {err}", hint="fix the line it names") from err
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror}") from err
-    return ProjectConfig(root, parse_settings(data, source=str(path)))
+    cfg = ProjectConfig(root, parse_settings(data, source=str(path)))
+    private_folder(cfg.store)
+    return cfg
 
 
 def parse_settings(data: dict[str, Any], *, source: str = CONFIG_FILE) -> Settings:

@@ -146,6 +146,8 @@ def test_a_killed_run_leaves_no_process_and_no_run_running(base: Path, tmp_path:
         assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, out + err
     # every process of the run is gone soon after it (none waits for a 60 s step to finish)
     wait_for(lambda: not running(processes), 15, f"the processes of the run to end: {running(processes)}")
+    if phase == "steps" and sig == signal.SIGKILL:  # what the killed steps left is where mloop doctor looks
+        assert list((root / ".mloop" / "tmp").glob("mloop-slow_*")), list(root.joinpath(".mloop").iterdir())
 
     listed = subprocess.run([MLOOP, "runs"], cwd=root, capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr

@@ -303,6 +303,20 @@ def init(
     init_cmd.init(name, parent=directory or Path.cwd(), task=task)
 
 
+@app.command(short_help="Check the project's stores and processes; repair what is safe.")
+def doctor(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only check: change nothing.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Check the project: stored objects against their digests, cache entries, the MLflow database, runs
+    left RUNNING by a killed process, versions without a gate decision, deployments whose server is gone,
+    servers and workers nothing owns, monitoring logs, temporary files, permissions. Repairs what it safely
+    can (damaged files are moved to a quarantine folder, never deleted); exits 2 if problems remain."""
+    from mloop.cli import doctor_cmd
+
+    doctor_cmd.doctor(project=project, repair=not dry_run)
+
+
 def _verbose() -> bool:
     return _VERBOSE[0] or os.environ.get("MLOOP_VERBOSE", "") not in ("", "0")
 

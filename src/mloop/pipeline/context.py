@@ -66,8 +66,12 @@ def log_file(path: str | Path, name: str | None = None) -> None:
     ctx.files[name or source.name] = source
 
 
-def new_context(step: str) -> StepContext:
-    return StepContext(step, Path(tempfile.mkdtemp(prefix=f"mloop-{step}-")))
+def new_context(step: str, scratch: Path | None = None) -> StepContext:
+    """A context with a fresh work folder in ``scratch`` (the project's ``.mloop/tmp``, where ``mloop doctor``
+    finds what a killed run left; the system's temporary folder if None)."""
+    if scratch is not None:
+        scratch.mkdir(parents=True, exist_ok=True)
+    return StepContext(step, Path(tempfile.mkdtemp(prefix=f"mloop-{step}-", dir=scratch)))
 
 
 def bind(ctx: StepContext) -> contextvars.Token[StepContext | None]:

@@ -123,7 +123,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
                       data_sha256=sorted({d for r in result.steps.values() for d in r.file_digests.values()}),
                       git_commit=git.commit if git else "", git_dirty=git.dirty if git else None,
                       model_digest=model_ref.digest, packages=package_versions())
-    with tempfile.TemporaryDirectory(prefix="mloop-bundle-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mloop-bundle-", dir=cfg.scratch()) as tmp:
         model_dir = Path(tmp) / "model"
         _save_model(model, train.drop(columns=[target]), model_dir)
         info = BundleInfo(
@@ -326,7 +326,7 @@ def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric:
     version = str(champion.version)
     if version == exclude:
         return None, None
-    with tempfile.TemporaryDirectory(prefix="mloop-champion-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mloop-champion-", dir=cfg.scratch()) as tmp:
         try:
             folder = download_model(cfg, f"models:/{name}/{version}", Path(tmp))  # RegistryError if it is gone
         except RegistryError:

@@ -113,7 +113,7 @@ class MlflowTracker:
             client.log_batch(self.run_id, metrics=[Metric(f"{record.name}.{k}", v, now, 0)
                                                    for k, v in record.metrics.items()])
         if record.files:
-            with tempfile.TemporaryDirectory(prefix="mloop-artifacts-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="mloop-artifacts-", dir=self.cfg.scratch()) as tmp:
                 for name, ref in record.files.items():
                     shutil.copyfile(result.store.file_path(ref), Path(tmp) / name)
                 client.log_artifacts(child_id, tmp)

@@ -100,6 +100,20 @@ def recent_runs(cfg: ProjectConfig, limit: int = 20) -> list[RunSummary]:
         raise tracking_error(cfg, err) from err
 
 
+def settle_stale_runs(cfg: ProjectConfig) -> list[str]:
+    """Record every RUNNING pipeline run whose process on this machine is gone as FAILED; their ids."""
+    client = mlflow_client(cfg)
+    experiment = experiment_id(client, cfg, create=False)
+    if experiment is None:
+        return []
+    try:
+        running = client.search_runs([experiment], max_results=10000,
+                                     filter_string="tags.`mloop.kind` = 'pipeline' and attributes.status = 'RUNNING'")
+        return [run.info.run_id for run in running if _settled(client, run).info.status != "RUNNING"]
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+
+
 def _settled(client: Any, run: Any) -> Any:
     """``run``, recorded as FAILED first if it is RUNNING but the process that ran it on this machine is
     gone: a ``mloop run`` killed with SIGKILL (or a machine that went down) cannot say so itself."""

@@ -53,7 +53,7 @@ def execute(task: Task) -> TaskResult:
     """Load the inputs, call the step, store its outputs. Never raises: failures come back as data."""
     started = time.time()
     store = ArtifactStore(Path(task.store_root))
-    ctx = context.new_context(task.step)
+    ctx = context.new_context(task.step, store.root.parent / "tmp")
     token = context.bind(ctx)
     log_path = Path(task.log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
