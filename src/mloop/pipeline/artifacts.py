@@ -210,6 +210,8 @@ class ArtifactStore:
                 materializer.save(value, tmp)
             except MaterializerError:
                 raise
+            except OSError as err:
+                raise _write_error(err, self.root) from err
             except Exception as err:
                 raise MaterializerError(
                     f"cannot store a {type(value).__name__} with the {materializer.name} materializer: {err}",
@@ -218,7 +220,10 @@ class ArtifactStore:
                 ) from err
             digest = file_digest(tmp)
             ref = ArtifactRef(digest, materializer.name, _qualname(type(value)), tmp.stat().st_size)
-            self._keep(tmp, self.path(ref))
+            try:
+                self._keep(tmp, self.path(ref))
+            except OSError as err:
+                raise _write_error(err, self.root) from err
             return ref
 
     def put_file(self, source: Path) -> ArtifactRef:
@@ -227,9 +232,12 @@ class ArtifactStore:
         ref = ArtifactRef(digest, "file", source.suffix, source.stat().st_size)
         final = self.file_path(ref)
         if not (final.exists() and self.intact(final)):
-            with temporary_path(self.root / "tmp", prefix="") as tmp:
-                tmp.write_bytes(source.read_bytes())
-                commit(tmp, final)
+            try:
+                with temporary_path(self.root / "tmp", prefix="") as tmp:
+                    tmp.write_bytes(source.read_bytes())
+                    commit(tmp, final)
+            except OSError as err:
+                raise _write_error(err, self.root) from err
         return ref
 
     def file_path(self, ref: ArtifactRef) -> Path:
@@ -260,6 +268,16 @@ class ArtifactStore:
                 f"artifact {ref.digest[:12]} ({ref.type_name}) was damaged on disk ({err}); moved to {moved}",
                 hint="run the pipeline again: the step that made it runs anew and rewrites it",
             ) from err
+
+
+def _write_error(err: OSError, root: Path) -> StoreError | OSError:
+    """A full disk said as such (the store's folder and what to do), any other OSError as it is."""
+    import errno
+
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"the disk holding the store {root} is full ({err.strerror})",
+                          hint=f"free space on it (df -h {root}), then run again: finished steps come from the cache")
+    return err
 
 
 def file_digest(path: Path, chunk: int = 1 << 20) -> str:

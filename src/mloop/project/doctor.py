@@ -37,6 +37,8 @@ def diagnose(cfg: ProjectConfig, *, repair: bool = True) -> list[Finding]:
     """Every check of the project, in order; with ``repair=False`` nothing is changed."""
     findings: list[Finding] = []
     for check in CHECKS:
+        if check in NEEDS_DATABASE and any(f.check == "mlflow database" and f.state == "problem" for f in findings):
+            continue  # each would fail with the database's own problem again
         try:
             findings.extend(check(cfg, repair))
         except Exception as err:  # noqa: BLE001 (one check that cannot run must not hide the others)
@@ -330,3 +332,4 @@ def _check_permissions(cfg: ProjectConfig, repair: bool) -> list[Finding]:
 CHECKS: tuple[Callable[[ProjectConfig, bool], list[Finding]], ...] = (
     _check_permissions, _check_store, _check_database, _check_runs, _check_registry, _check_deployments,
     _check_orphans, _check_monitoring)
+NEEDS_DATABASE = (_check_runs, _check_registry)

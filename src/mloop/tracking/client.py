@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.errors import TrackingError
@@ -30,8 +32,11 @@ def mlflow_client(cfg: ProjectConfig) -> MlflowClient:
     from mloop._fs import file_lock
 
     with file_lock(cfg.lock_path("mlflow-db")):
-        client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)  # the tracking store
-        client._get_registry_client().store  # type: ignore[no-untyped-call]  # the registry store, now
+        try:
+            client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)  # the tracking store
+            client._get_registry_client().store  # type: ignore[no-untyped-call]  # the registry store, now
+        except Exception as err:
+            raise tracking_error(cfg, err) from err
     return client
 
 
@@ -75,10 +80,39 @@ def tracking_error(cfg: ProjectConfig, err: BaseException) -> TrackingError:
     if isinstance(err, MloopError):
         return TrackingError(err.message, hint=err.hint)
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    said = " | ".join(str(e) for e in _chain(err)).lower()
+    if cfg.tracking_uri.startswith("sqlite:"):
+        path = cfg.tracking_uri.removeprefix("sqlite:///")
+        if "disk is full" in said or "no space left" in said or _errno(err) in (errno.ENOSPC, errno.EDQUOT):
+            return TrackingError(f"the disk holding the MLflow database {path} is full ({first[:200]})",
+                                 hint=f"free space on it (df -h {Path(path).parent}), then run the command again")
+        if "not a database" in said or "malformed" in said or "no such table" in said:
+            return TrackingError(f"the MLflow database {path} is damaged ({first[:200]})",
+                                 hint=f"restore it from a backup, or move it aside to start a new history (runs and "
+                                      f"versions are lost): mv {path} {path}.damaged; mloop doctor checks it")
+        if "database is locked" in said:
+            return TrackingError(f"the MLflow database {path} stayed locked by another process ({first[:200]})",
+                                 hint="run the command again when the other mloop command has finished")
+        return TrackingError(f"the MLflow database {path} failed: {first[:300]}",
+                             hint="mloop doctor checks it; --verbose shows the whole error")
     return TrackingError(
         f"tracking store {cfg.tracking_uri} failed: {first[:300]}",
         hint="check [tracking] uri in mloop.toml or MLOOP_TRACKING_URI, and that the server is up",
     )
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the errors it was raised from (SQLAlchemy wraps sqlite3's, MLflow wraps SQLAlchemy's)."""
+    found: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in found and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _errno(err: BaseException) -> int | None:
+    return next((e.errno for e in _chain(err) if isinstance(e, OSError)), None)
 
 
 def short(value: Any, limit: int = 6000) -> str:

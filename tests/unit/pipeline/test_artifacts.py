@@ -146,3 +146,25 @@ def test_custom_materializer_is_found_along_the_mro(tmp_path: Path):
     store = ArtifactStore(tmp_path)
     ref = store.put(SubPoint(7))
     assert ref.materializer == "point" and store.get(ref).x == 7
+
+
+def test_a_full_disk_is_a_store_error_naming_the_store_and_the_fix(tmp_path: Path, monkeypatch):
+    import errno
+
+    from mloop.pipeline import artifacts
+
+    store = ArtifactStore(tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(artifacts, "commit", full)
+    with pytest.raises(StoreError, match="the disk holding the store .* is full") as info:
+        store.put({"a": 1})
+    assert "df -h" in info.value.hint and "from the cache" in info.value.hint
+    source = tmp_path / "f.txt"
+    source.write_text("x")
+    with pytest.raises(StoreError, match="is full"):
+        store.put_file(source)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.parent.name != "" and p != source
+                and "tmp" not in p.parts]
