@@ -4,13 +4,19 @@ Every file mloop keeps (artifacts, cache entries, deployment state, monitoring l
 written through here: to a hidden temporary file beside the target, flushed and fsynced, then
 renamed over it, so a reader sees the old content or the new, never a mix, and a process killed
 mid-write leaves at most a stray ``.*.tmp`` file that no reader looks at.
+
+A long-running writer that retries (the model server's monitor, on a full disk) says what fails through
+``WriteTrouble``: one line on stderr when writing starts failing, one when it works again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,17 +84,64 @@ def append_synced(path: Path, data: bytes) -> None:
     """Append ``data`` (whole lines) to ``path`` and fsync it.
 
     If a crash left the file ending mid-line, a newline goes first, so the torn line stays one line
-    that readers skip and the new lines parse.
+    that readers skip and the new lines parse. An append that fails (a full disk) is cut off again,
+    so the file is as it was and appending the same lines later writes each of them once.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+b") as fh:
-        if fh.tell() > 0:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                data = b"\n" + data
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        if end > 0 and os.pread(fd, 1, end - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, end)
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_error(err: OSError) -> str:
+    """Why a write failed, in words: a full disk (or a used-up quota) says so; anything else its own strerror."""
+    if err.errno == errno.ENOSPC:
+        return "no space left on the device holding it"
+    if err.errno == errno.EDQUOT:
+        return "the disk quota on the device holding it is used up"
+    return err.strerror or str(err)
+
+
+class WriteTrouble:
+    """Says on stderr, once, that writing ``what`` starts failing, and once that it works again.
+
+    A writer that retries every few seconds (the prediction log on a full disk) calls ``failed`` or
+    ``worked`` after every attempt; only the changes are printed, as one JSON line each (the server's
+    stderr is JSON lines). ``error`` is the current failure's message, "" while writing works.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.error = ""
+
+    def failed(self, err: OSError, path: Path, meanwhile: str) -> None:
+        """A write to ``path`` failed; ``meanwhile`` says what happens to what was not written."""
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        message = f"cannot write {self.what} {path}: {write_error(err)}"
+        if not self.error:
+            advice = "; free space there" if full else ""
+            print(json.dumps({"path": str(path), "error": f"{message} ({meanwhile}{advice})"}),
+                  file=sys.stderr, flush=True)
+        self.error = message
+
+    def worked(self, path: Path, note: str = "") -> None:
+        """A write to ``path`` worked (``note``: what that brought, said if writing had been failing)."""
+        if self.error:
+            print(json.dumps({"path": str(path), "recovered": f"{self.what} {path} is written again"
+                              + (f" ({note})" if note else "")}), file=sys.stderr, flush=True)
+        self.error = ""
 
 
 @contextlib.contextmanager

@@ -238,6 +238,9 @@ class MonitorSection(_Section):
     rate_window: Duration = Field(default="5m", description="time window of latency and error ratios")
     log: bool = Field(default=True, description="keep the durable prediction log under .mloop/monitor/")
     log_max_mb: float = Field(default=512.0, gt=0, description="size budget of the prediction log")
+    log_waiting_rows: int = Field(default=200_000, ge=0, description=(
+        "rows of the prediction log, and as many of feedback, kept in memory while they cannot be written "
+        "(a full disk) and retried every update; beyond it the oldest are dropped (counted on /metrics)"))
     outlier_rows_per_s: int = Field(default=10_000, ge=0, description=(
         "rows a second scored by the outlier detector at most; above it a uniform random sample (0: every row)"))
     webhooks: list[str] = Field(default_factory=list, description="URLs that receive firing and resolved alerts")

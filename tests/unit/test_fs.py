@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from mloop._fs import (
+    WriteTrouble,
     append_synced,
     atomic_path,
     atomic_write_text,
     commit,
     temporary_path,
+    write_error,
 )
 
 
@@ -71,6 +73,39 @@ def test_append_after_a_torn_line_starts_on_a_new_line(tmp_path: Path):
     assert log.read_bytes().splitlines() == [b'{"a": 1}', b'{"torn": ', b'{"b": 2}']
     append_synced(tmp_path / "new" / "log.jsonl", b"x\n")
     assert (tmp_path / "new" / "log.jsonl").read_bytes() == b"x\n"
+
+
+def test_an_append_that_fails_leaves_the_file_as_it_was(tmp_path: Path, monkeypatch):
+    import errno
+
+    log = tmp_path / "alerts.jsonl"
+    log.write_bytes(b'{"a": 1}\n')
+
+    def no_space(fd: int) -> None:  # the data went in, but the disk refuses to keep it
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError):
+        append_synced(log, b'{"b": 2}\n')
+    assert log.read_bytes() == b'{"a": 1}\n'  # appending the same lines again writes them once
+
+
+def test_a_write_error_names_a_full_disk_and_anything_else_by_its_own_words(tmp_path: Path, capsys):
+    import errno
+    import json
+
+    assert write_error(OSError(errno.ENOSPC, "No space left on device")) == "no space left on the device holding it"
+    assert "quota" in write_error(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert write_error(OSError(errno.EACCES, "Permission denied")) == "Permission denied"
+    trouble = WriteTrouble("the alert log")
+    trouble.worked(tmp_path)  # nothing had failed: nothing to say
+    for _ in range(3):
+        trouble.failed(OSError(errno.EACCES, "Permission denied"), tmp_path, "skipped")
+    trouble.worked(tmp_path, "3 lines written")
+    said = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert said == [{"path": str(tmp_path), "error": f"cannot write the alert log {tmp_path}: Permission denied (skipped)"},
+                    {"path": str(tmp_path), "recovered": f"the alert log {tmp_path} is written again (3 lines written)"}]
+    assert trouble.error == ""
 
 
 def test_temporary_files_are_hidden_beside_the_target(tmp_path: Path):

@@ -120,6 +120,12 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
     console.print(f"last {ops.window_s:.0f} s: {ops.requests} requests, "
                   f"p99 {'-' if p99 is None else f'{p99:.1f} ms'}, "
                   f"server errors {'-' if ratio is None else f'{ratio:.2%}'}")
+    log = data.prediction_log
+    if log is not None and (log.rows_waiting or log.rows_dropped or log.error):
+        console.print(styled(("prediction log: ", "bold red"), f"{log.rows_waiting:,} rows waiting to be written",
+                             f": {log.error}" if log.error else "",
+                             f"; {log.rows_dropped:,} rows dropped since the server started" if log.rows_dropped
+                             else ""), soft_wrap=True)
     alerts = data.alerts
     console.print(styled("alerts: ", (f"firing {', '.join(alerts.firing)}", "bold red") if alerts.firing else "none firing",
                          f"; pending {', '.join(f'{k} ({v:.0f} s)' for k, v in alerts.pending.items())}"

@@ -7,6 +7,11 @@ Prometheus). Firing and resolved events (``AlertEvent``) — mloop's own and tho
 to the server's receiver — are appended to ``alerts.jsonl`` (one JSON object per line, synced) and
 posted to the configured webhooks in Alertmanager's webhook format, so a consumer handles both
 sources alike. Posting happens on a background thread with retries; it never blocks evaluation.
+
+Past ``ALERT_LOG_MAX_BYTES`` the log is renamed to ``alerts.jsonl.1`` (the one before to ``.2``; the
+oldest of ``ALERT_LOG_KEEP`` goes), and ``read_alert_log`` reads the renamed files too. Lines that
+cannot be written (a full disk) wait in memory (the newest ``UNWRITTEN_EVENTS``) and are appended
+with the next events or at the next evaluation, so every event reaches the log once.
 """
 
 from __future__ import annotations
@@ -14,22 +19,28 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import queue
+import re
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mloop._fs import append_synced
+from mloop._fs import WriteTrouble, append_synced
 from mloop.config import AlertRule
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
 ALERT_LOG = "alerts.jsonl"
+ALERT_LOG_MAX_BYTES = 8 * 1024 * 1024  # past this, alerts.jsonl is renamed to alerts.jsonl.1 and a new one begins
+ALERT_LOG_KEEP = 2  # renamed generations kept: alerts.jsonl.1 (newer) and .2
+UNWRITTEN_EVENTS = 10_000  # events kept in memory at most while the log cannot be written
 Status = Literal["firing", "resolved"]
 
 
@@ -71,22 +82,41 @@ def _event_adapter() -> TypeAdapter[AlertEvent]:
     return TypeAdapter(AlertEvent)
 
 
+def _generations(path: Path) -> list[Path]:
+    """The renamed generations of an alert log (``alerts.jsonl.1``, ``.2``, ...), oldest first."""
+    pattern = re.compile(re.escape(path.name) + r"\.(\d+)$")
+    found = [(int(m.group(1)), p) for p in path.parent.glob(f"{path.name}.*") if (m := pattern.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
 def read_alert_log(path: Path) -> list[AlertEvent]:
-    """Every event in an alert log, oldest first (a torn last line, from a crash mid-write, is skipped)."""
+    """Every event in an alert log and its renamed generations, oldest first (a torn line, from a crash
+    mid-write, is skipped)."""
     from pydantic import ValidationError
 
-    try:
-        lines = path.read_bytes().splitlines()
-    except FileNotFoundError:
-        return []
     adapter = _event_adapter()
     events = []
-    for line in lines:
+    for part in [*_generations(path), path]:
         try:
-            events.append(adapter.validate_json(line))
-        except ValidationError:
+            lines = part.read_bytes().splitlines()
+        except FileNotFoundError:  # renamed while we listed
             continue
+        for line in lines:
+            try:
+                events.append(adapter.validate_json(line))
+            except ValidationError:
+                continue
     return events
+
+
+def _rotate(path: Path, keep: int) -> None:
+    """``path`` becomes ``path.1``, ``path.1`` becomes ``path.2``, ... up to ``path.<keep>``, the oldest
+    replaced; each step is one rename, so no event is ever in no file."""
+    for generation in range(keep, 1, -1):
+        older = path.with_name(f"{path.name}.{generation - 1}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{generation}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
 
 
 def firing(events: list[AlertEvent]) -> dict[tuple[str, str], AlertEvent]:
@@ -138,16 +168,23 @@ def parse_alertmanager(payload: Any, model: str, now: float | None = None) -> li
 
 
 class Alerting:
+    """Evaluates ``rules`` for ``model``, receives Alertmanager's alerts, and logs (``log_path``, renamed past
+    ``log_max_bytes``) and posts the events of both."""
+
     def __init__(self, rules: list[AlertRule], model: str, *, log_path: Path | None = None,
-                 webhooks: list[str] | None = None, webhook_token: str = "") -> None:
+                 webhooks: list[str] | None = None, webhook_token: str = "",
+                 log_max_bytes: int = ALERT_LOG_MAX_BYTES) -> None:
         self.rules = rules
         self.model = model
         self.log_path = log_path
+        self.log_max_bytes = log_max_bytes
         self.pending: dict[str, float] = {}  # rule name -> when its condition began to hold
         self.active: dict[str, AlertEvent] = {}  # rule name -> its firing event
         self.webhooks = list(webhooks or [])
         self.webhook_token = webhook_token
         self._log_lock = threading.Lock()
+        self._unwritten: deque[str] = deque(maxlen=UNWRITTEN_EVENTS)  # lines of events a failed append left
+        self._log_trouble = WriteTrouble("the alert log")
         self._outbox: queue.Queue[AlertEvent | None] = queue.Queue()
         self._sender: threading.Thread | None = None
         if log_path is not None:  # alerts still firing when the server stopped go on firing (or resolve)
@@ -202,11 +239,10 @@ class Alerting:
     # ------------------------------------------------------------------------------ log and delivery
 
     def _emit(self, events: list[AlertEvent]) -> None:
+        if self.log_path is not None and (events or self._unwritten):
+            self._log(self.log_path, events)
         if not events:
             return
-        if self.log_path is not None:
-            with self._log_lock:
-                append_synced(self.log_path, "".join(event.to_json() + "\n" for event in events).encode())
         for event in events:
             print(json.dumps({"alert": event.alert, "status": event.status, "source": event.source,
                               "value": event.value}, default=str), file=sys.stderr, flush=True)
@@ -216,6 +252,21 @@ class Alerting:
                 self._sender.start()
             for event in events:
                 self._outbox.put(event)
+
+    def _log(self, path: Path, events: list[AlertEvent]) -> None:
+        """Append the lines that wait, then ``events``; on a full disk they all wait (said once on stderr)."""
+        with self._log_lock:
+            self._unwritten.extend(event.to_json() + "\n" for event in events)
+            try:
+                append_synced(path, "".join(self._unwritten).encode())
+            except OSError as err:
+                self._log_trouble.failed(err, path, f"{len(self._unwritten):,} events kept in memory (the newest "
+                                                    f"{UNWRITTEN_EVENTS:,} at most), retried every update")
+                return
+            self._unwritten.clear()
+            self._log_trouble.worked(path)
+            if path.stat().st_size > self.log_max_bytes:
+                _rotate(path, ALERT_LOG_KEEP)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (up to ``timeout``), then stop the sender."""

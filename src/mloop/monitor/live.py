@@ -6,11 +6,15 @@ predict call ``on_batch`` (the in-memory window). Every ``interval`` seconds a w
 scores, p99 latency and error ratio over ``rate_window``; it sets the gauges on ``/metrics``,
 evaluates the alert rules, writes the pending prediction log to Parquet (with each row's outlier
 score) and leaves the whole picture in ``status.json`` (a ``MonitorStatus``) for ``mloop monitor status``.
+On a full disk the update goes on: the log keeps what it could not write (``mloop_log_rows_waiting``),
+a status that cannot be written is skipped, and each says so once on stderr.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mloop._fs import WriteTrouble
 from mloop.config import AlertRule, MonitorSection, duration_s
 from mloop.monitor.alerts import ALERT_LOG, Alerting
 from mloop.monitor.feedback import FeedbackJoiner
@@ -38,6 +43,7 @@ from mloop.monitor.predlog import (
     read_newest,
 )
 from mloop.monitor.status import (
+    STATUS_FILE,
     AlertStatus,
     DriftStatus,
     FeatureDriftStatus,
@@ -76,6 +82,9 @@ class LiveMonitor:
         self.window = PredictionWindow(self.settings.window, len(model.feature_names))
         self.feedback = FeedbackJoiner(version=model.version)
         self.log = self._new_log(model)
+        self._log_totals: dict[str, tuple[int, int]] = {}  # per log: dropped rows, failed writes on /metrics
+        self._count_log()
+        self._status_trouble = WriteTrouble("the monitoring status")
         self.alerting = Alerting(self._rules(model), model.name,
                                  log_path=folder / ALERT_LOG if folder is not None else None,
                                  webhooks=self.settings.webhooks,
@@ -106,11 +115,13 @@ class LiveMonitor:
         for metric, value in model.test_scores.items():
             self.metrics.test_score.labels(model.name, model.version, metric).set(value)
 
-    def _new_log(self, model: MonitoredModel) -> PredictionLog | None:
+    def _new_log(self, model: MonitoredModel, previous: PredictionLog | None = None) -> PredictionLog | None:
         if self.folder is None or not self.settings.log:
             return None
+        if previous is not None:  # the same files, and what waits to be written there
+            return previous.successor(model.feature_names, list(model.categories))
         return PredictionLog(self.folder, model.feature_names, int(self.settings.log_max_mb * 1024 * 1024),
-                             categorical=list(model.categories))
+                             categorical=list(model.categories), max_waiting_rows=self.settings.log_waiting_rows)
 
     # ------------------------------------------------------------------------------ request path
 
@@ -150,7 +161,7 @@ class LiveMonitor:
         self.metrics.clear_monitoring()
         self._show_test_scores(model)
         self.window = PredictionWindow(self.window.capacity, len(model.feature_names))
-        self.log = self._new_log(model)
+        self.log = self._new_log(model, old_log)
         self._recent_outliers = np.zeros(0, dtype=bool)
 
         def write_out_old_log() -> None:
@@ -223,7 +234,12 @@ class LiveMonitor:
         status.alerts = AlertStatus(*self.alerting.state(now))
         self.status = status
         if self.folder is not None:
-            write_status(self.folder, status)
+            try:
+                write_status(self.folder, status)
+            except OSError as err:
+                self._status_trouble.failed(err, self.folder / STATUS_FILE, "skipped; written again every update")
+            else:
+                self._status_trouble.worked(self.folder / STATUS_FILE)
         return status
 
     def _drift(self, rows: np.ndarray, labels: np.ndarray, drift: DriftStatus) -> None:
@@ -347,17 +363,34 @@ class LiveMonitor:
         elapsed = max(now - self._flushed, self.settings.interval, 1.0)
         self._flushed = now
         budget = int(self.settings.outlier_rows_per_s * elapsed)  # 0 (no limit) stays 0
-        written, _ = self.log.flush(self._scorer(), budget)
-        scored = 0
-        if written is not None and OUTLIER in written.column_names:  # flags of the last `window` scored rows
-            was_scored = np.isfinite(written.column(OUTLIER_SCORE).to_numpy())
-            flags = np.asarray(written.column(OUTLIER).to_numpy(zero_copy_only=False)[was_scored], dtype=bool)
+        flushed = self.log.flush(self._scorer(), budget)
+        taken, scored = flushed.predictions, 0
+        if taken is not None and OUTLIER in taken.column_names:  # flags of the last `window` scored rows
+            was_scored = np.isfinite(taken.column(OUTLIER_SCORE).to_numpy())
+            flags = np.asarray(taken.column(OUTLIER).to_numpy(zero_copy_only=False)[was_scored], dtype=bool)
             self._recent_outliers = np.concatenate([self._recent_outliers, flags])[-self.settings.window:]
             scored = int(was_scored.sum())
         if now - self._rotated >= ROTATE_EVERY_S:
             self.log.rotate()
             self._rotated = now
-        return PredictionLogStatus(str(self.log.predictions.folder), 0 if written is None else written.num_rows, scored)
+        self._count_log()
+        predictions, feedback = self.log.predictions, self.log.feedback
+        return PredictionLogStatus(str(predictions.folder), flushed.rows_written, scored,
+                                   predictions.waiting_rows + feedback.waiting_rows,
+                                   predictions.dropped_rows + feedback.dropped_rows,
+                                   "; ".join(error for error in (predictions.error, feedback.error) if error))
+
+    def _count_log(self) -> None:
+        """Rows waiting, rows dropped and failed writes of the prediction and feedback logs, on /metrics."""
+        if self.log is None:
+            return
+        for name, log in (("predictions", self.log.predictions), ("feedback", self.log.feedback)):
+            waiting, dropped, failures = log.waiting_rows, log.dropped_rows, log.failed_writes
+            counted_dropped, counted_failures = self._log_totals.get(name, (0, 0))
+            self.metrics.log_rows_waiting.labels(self.model.name, name).set(waiting)
+            self.metrics.log_rows_dropped.labels(self.model.name, name).inc(dropped - counted_dropped)
+            self.metrics.log_write_failures.labels(self.model.name, name).inc(failures - counted_failures)
+            self._log_totals[name] = (dropped, failures)
 
     def _scorer(self) -> Scorer | None:
         """The bundled detector's per-row scorer, built once per served model."""
@@ -371,6 +404,10 @@ class LiveMonitor:
         """Write out what is pending and deliver queued alerts (server shutdown)."""
         if self.log is not None:
             self.log.flush(self._scorer())
+            for log in (self.log.predictions, self.log.feedback):
+                if log.waiting_rows:  # the disk is still full: say what is lost
+                    print(json.dumps({"path": str(log.folder), "error": f"{log.waiting_rows:,} rows are lost at "
+                                      f"shutdown: {log.error}"}), file=sys.stderr, flush=True)
         self.alerting.close()
 
 

@@ -106,6 +106,14 @@ class ServerMetrics:
                                                registry=self.registry)
         self.alerts_firing = Gauge("mloop_alerts_firing", "1 while an mloop alert rule fires", ["model", "alertname"],
                                    registry=self.registry)
+        # The durable logs (log: predictions or feedback): rows that could not be written yet (a full disk).
+        self.log_rows_waiting = Gauge("mloop_log_rows_waiting", "Rows kept in memory because writing them to the log "
+                                      "failed; retried every monitoring update", ["model", "log"], registry=self.registry)
+        self.log_rows_dropped = Counter("mloop_log_rows_dropped_total", "Rows never written to the log: the oldest of those "
+                                        "waiting, beyond [monitor] log_waiting_rows", ["model", "log"],
+                                        registry=self.registry)
+        self.log_write_failures = Counter("mloop_log_write_failures_total", "Writes of a log file that failed (OSError, "
+                                          "e.g. a full disk)", ["model", "log"], registry=self.registry)
         self.prediction_values: Histogram | None = None  # a regressor's predictions (see predicted_values)
         self._children: dict[tuple[str, int], tuple[Any, Any, bool, bool]] = {}
 

@@ -6,11 +6,17 @@ or a crash never sees half a file), folds the small files of each finished hour 
 ``hour-YYYYmmddTHH.parquet`` and deletes the oldest files once the log is over its size budget.
 Feedback (true labels joined later) is logged the same way beside it, so both survive a restart.
 
+A write that fails (a full disk, or any OSError) loses nothing at once: its table waits in memory and
+the next flush writes the waiting tables first, in order, then the new one, so every row reaches the
+disk exactly once. At most ``max_waiting_rows`` rows wait per log (``[monitor] log_waiting_rows``);
+beyond that the oldest are dropped and counted. The first failure and the recovery are said on stderr.
+A fold that cannot be written leaves its part files as they are (folded at a later rotation).
+
 Layout of a model's monitor folder (``.mloop/monitor/<model>/``)::
 
     predictions/part-<time>-<seq>.parquet, predictions/hour-<YYYYmmddTHH>.parquet
     feedback/...                              the same, for true labels
-    alerts.jsonl, status.json                 written by the alert evaluator and the monitor loop
+    alerts.jsonl (.1, .2), status.json        written by the alert evaluator and the monitor loop
 
 Columns of a prediction file: ``ts`` (UTC), ``request_id``, ``row`` (index within the request),
 ``version``, one column per feature, ``prediction``, ``outlier_score`` (the detector's
@@ -25,12 +31,14 @@ import os
 import re
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mloop._fs import atomic_path
+from mloop._fs import WriteTrouble, atomic_path
 from mloop.monitor.outliers import Scorer
 
 # The columns of the logs (the features of the model sit between VERSION and PREDICTION).
@@ -49,7 +57,7 @@ PART = re.compile(r"^part-(\d{8}T\d{6})-(\d+)\.parquet$")
 HOUR = re.compile(r"^hour-(\d{8}T\d{2})\.parquet$")
 
 FLUSH_CHUNK = 512  # requests per chunk of a flush (each chunk holds the interpreter a few ms at most)
-
+WAITING_ROWS = 200_000  # rows per log kept in memory while they cannot be written (``[monitor] log_waiting_rows``)
 
 
 def _write_parquet(table: Any, path: Path) -> None:
@@ -75,12 +83,73 @@ def _request_columns(stamps: Any, ids: Any, counts: np.ndarray) -> dict[str, Any
 
 
 class RotatingParquetLog:
-    """A folder of immutable Parquet files: small ones per flush, one per finished hour, bounded in size."""
+    """A folder of immutable Parquet files: small ones per flush, one per finished hour, bounded in size.
 
-    def __init__(self, folder: Path, max_bytes: int = 512 * 1024 * 1024) -> None:
+    ``save`` keeps the tables it could not write (``waiting_rows`` rows, at most ``max_waiting_rows``) and
+    writes them first the next time; ``dropped_rows`` and ``failed_writes`` count since the log was made.
+    ``what`` names the log in what it says on stderr.
+    """
+
+    def __init__(self, folder: Path, max_bytes: int = 512 * 1024 * 1024, *, what: str = "the log",
+                 max_waiting_rows: int = WAITING_ROWS) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
+        self.max_waiting_rows = max_waiting_rows
+        self.waiting_rows = 0
+        self.dropped_rows = 0
+        self.failed_writes = 0
+        self._waiting: deque[Any] = deque()  # Arrow tables not written yet, oldest first
+        self._writes = WriteTrouble(what)
+        self._folds = WriteTrouble(f"the hourly files of {what}")
+        self._lock = threading.Lock()  # the logs of two versions of a model share this one across a swap
         self._seq = 0
+
+    @property
+    def error(self) -> str:
+        """Why writing the log fails now ("" while it works)."""
+        return "; ".join(message for message in (self._writes.error, self._folds.error) if message)
+
+    def save(self, table: Any = None) -> int:
+        """Write the tables waiting from earlier saves, oldest first, then ``table``; returns the rows written.
+
+        The first write that fails with an OSError ends the save: that table and those after it wait for
+        the next save, and beyond ``max_waiting_rows`` the oldest waiting rows are dropped.
+        """
+        with self._lock:
+            waited = self.waiting_rows
+            if table is not None and table.num_rows:
+                self._waiting.append(table)
+                self.waiting_rows += table.num_rows
+            written = 0
+            while self._waiting:
+                try:
+                    self.write(self._waiting[0])
+                except OSError as err:
+                    self.failed_writes += 1
+                    self._drop_oldest()
+                    self._writes.failed(err, self.folder, f"{self.waiting_rows:,} rows kept in memory, "
+                                                          "retried every monitoring update")
+                    return written
+                rows = self._waiting.popleft().num_rows
+                self.waiting_rows -= rows
+                written += rows
+            self._writes.worked(self.folder, f"the {waited:,} rows kept in memory are written; "
+                                             f"{self.dropped_rows:,} were dropped")
+            return written
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest waiting rows until at most ``max_waiting_rows`` wait."""
+        while self.waiting_rows > self.max_waiting_rows:
+            excess = self.waiting_rows - self.max_waiting_rows
+            oldest = self._waiting[0]
+            if oldest.num_rows <= excess:
+                self._waiting.popleft()
+                dropped = oldest.num_rows
+            else:
+                self._waiting[0] = oldest.slice(excess)
+                dropped = excess
+            self.waiting_rows -= dropped
+            self.dropped_rows += dropped
 
     def write(self, table: Any, now: float | None = None) -> Path:
         """Add an Arrow table as a new part file."""
@@ -95,10 +164,24 @@ class RotatingParquetLog:
         if not self.folder.is_dir():
             return []
         return sorted((p for p in self.folder.iterdir() if PART.match(p.name) or HOUR.match(p.name)),
-                      key=lambda p: _sort_key(p.name))
+                      key=lambda p: (_sort_key(p.name), p.name))  # parts of one second: in the order written
 
     def rotate(self, now: float | None = None) -> None:
-        """Fold the part files of finished hours into one file per hour, then enforce the size budget."""
+        """Fold the part files of finished hours into one file per hour, then enforce the size budget.
+
+        A fold that cannot be written (a full disk) leaves that hour's part files as they are; the budget
+        is still enforced, which may free the space.
+        """
+        with self._lock:
+            try:
+                self._fold(now)
+            except OSError as err:
+                self._folds.failed(err, self.folder, "its part files stay as they are, folded at a later rotation")
+            else:
+                self._folds.worked(self.folder)
+            self._enforce_budget()
+
+    def _fold(self, now: float | None) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -116,6 +199,8 @@ class RotatingParquetLog:
             _write_parquet(pa.concat_tables(tables, promote_options="permissive"), target)
             for path in parts:  # after the rename: a crash in between leaves rows twice, never zero times
                 path.unlink(missing_ok=True)
+
+    def _enforce_budget(self) -> None:
         files = self.files()
         sizes = [p.stat().st_size for p in files]
         total = sum(sizes)
@@ -177,19 +262,41 @@ def read_newest(log: RotatingParquetLog, columns: list[str], limit: int | None, 
     return pd.concat(frames[::-1], ignore_index=True)
 
 
+@dataclass
+class Flushed:
+    """What a flush took in (Arrow tables; None where nothing came) and the prediction rows it wrote (those
+    that waited from earlier flushes included: on a full disk, fewer than it took in, or none)."""
+
+    predictions: Any = None
+    feedback: Any = None
+    rows_written: int = 0
+
+
 class PredictionLog:
-    """Served requests, recorded in memory per request and written in batches by the monitor thread."""
+    """Served requests, recorded in memory per request and written in batches by the monitor thread.
+
+    ``max_waiting_rows`` bounds, per log, the rows kept in memory while they cannot be written.
+    """
 
     def __init__(self, folder: Path, features: list[str], max_bytes: int = 512 * 1024 * 1024, *,
-                 categorical: list[str] | tuple[str, ...] = ()) -> None:
-        self.predictions = RotatingParquetLog(folder / "predictions", max_bytes)
-        self.feedback = RotatingParquetLog(folder / "feedback", max(max_bytes // 8, 1 << 20))
+                 categorical: list[str] | tuple[str, ...] = (), max_waiting_rows: int = WAITING_ROWS) -> None:
+        self.predictions = RotatingParquetLog(folder / "predictions", max_bytes, what="the prediction log",
+                                              max_waiting_rows=max_waiting_rows)
+        self.feedback = RotatingParquetLog(folder / "feedback", max(max_bytes // 8, 1 << 20), what="the feedback log",
+                                           max_waiting_rows=max_waiting_rows)
         self.features = features
         self.categorical = list(categorical)  # logged as the strings requests sent, in this order in ``text``
         self._pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._labels: list[tuple[float, str, list[Any]]] = []
         self._lock = threading.Lock()
         self._rng = np.random.default_rng()
+
+    def successor(self, features: list[str], categorical: list[str] | tuple[str, ...] = ()) -> PredictionLog:
+        """The log of the next version served (other features, maybe): the same files, and the same rows
+        waiting to be written."""
+        log = PredictionLog(self.predictions.folder.parent, features, categorical=categorical)
+        log.predictions, log.feedback = self.predictions, self.feedback
+        return log
 
     def record(self, request_id: str, version: str, rows: np.ndarray, labels: np.ndarray,
                text: np.ndarray | None = None) -> None:
@@ -199,8 +306,8 @@ class PredictionLog:
     def record_feedback(self, request_id: str, truth: list[Any]) -> None:
         self._labels.append((time.time(), request_id, truth))
 
-    def flush(self, score: Scorer | None = None, max_scored: int = 0) -> tuple[Any, Any]:
-        """Write what accumulated; returns the predictions and the feedback written (Arrow tables, or None).
+    def flush(self, score: Scorer | None = None, max_scored: int = 0) -> Flushed:
+        """Write what accumulated, after what waits from flushes that could not write (see ``RotatingParquetLog.save``).
 
         ``score`` gives each row's outlier score and flag (the bundled detector's), computed here, off
         the request path. With ``max_scored`` > 0 and more rows than that, a uniform random sample of
@@ -214,13 +321,15 @@ class PredictionLog:
             if max_scored > 0 and pending:
                 total = sum(len(p[4]) for p in pending)
                 rate = min(1.0, max_scored / total)
-            written = (self._write_predictions(pending, score, rate) if pending else None,
-                       self._write_feedback(labels) if labels else None)
-            return written
+            predictions = self._predictions_table(pending, score, rate) if pending else None
+            feedback = self._feedback_table(labels) if labels else None
+            written = self.predictions.save(predictions)
+            self.feedback.save(feedback)
+            return Flushed(predictions, feedback, written)
 
-    def _write_predictions(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]],
+    def _predictions_table(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]],
                            score: Scorer | None, rate: float = 1.0) -> Any:
-        """One Parquet file for all of ``pending``, built (and scored) in chunks of requests.
+        """One Arrow table (one Parquet file) for all of ``pending``, built (and scored) in chunks of requests.
 
         Between chunks the thread sleeps for a moment: the event loop gets the interpreter back within
         a chunk's time (a few ms), so a large flush never stalls requests for its whole length.
@@ -231,9 +340,7 @@ class PredictionLog:
         for start in range(0, len(pending), FLUSH_CHUNK):
             tables.append(self._chunk_table(pending[start:start + FLUSH_CHUNK], score, rate))
             time.sleep(0.0005)
-        table = pa.concat_tables(tables)
-        self.predictions.write(table)
-        return table
+        return pa.concat_tables(tables)
 
     def _chunk_table(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]],
                      score: Scorer | None, rate: float = 1.0) -> Any:
@@ -265,15 +372,13 @@ class PredictionLog:
             columns[OUTLIER] = pa.array(flags, mask=~chosen)  # null: not scored
         return pa.table(columns)
 
-    def _write_feedback(self, labels: list[tuple[float, str, list[Any]]]) -> Any:
+    def _feedback_table(self, labels: list[tuple[float, str, list[Any]]]) -> Any:
         import pyarrow as pa
 
         stamps, ids, truths = zip(*labels, strict=True)
         columns = _request_columns(stamps, ids, np.fromiter(map(len, truths), dtype=np.int64, count=len(labels)))
         columns[LABEL] = pa.array([label for truth in truths for label in truth])
-        table = pa.table(columns)
-        self.feedback.write(table)
-        return table
+        return pa.table(columns)
 
     def rotate(self) -> None:
         with self._lock:

@@ -91,9 +91,14 @@ class AlertStatus:
 
 @dataclass
 class PredictionLogStatus:
+    """The prediction log at this update: rows written and scored, and (on a full disk) what waits."""
+
     folder: str
     rows_written: int = 0
     rows_scored: int = 0
+    rows_waiting: int = 0  # predictions and feedback kept in memory: their write failed; retried every update
+    rows_dropped: int = 0  # since the server started: the oldest waiting rows, beyond [monitor] log_waiting_rows
+    error: str = ""  # why writing the log fails now ("" while it works)
 
 
 @dataclass

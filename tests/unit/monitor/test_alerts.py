@@ -152,3 +152,55 @@ def test_an_alert_on_another_tasks_live_score_is_a_config_error():
     parse_settings({"project": {"name": "p", "task": "regression"}, "promotion": {"metric": "rmse"}})  # defaults fit
 
 
+
+
+def _payload(count, status="firing"):
+    return {"alerts": [{"status": status, "labels": {"alertname": f"Am{i}", "model": "m"}} for i in range(count)]}
+
+
+def test_past_its_budget_the_log_is_renamed_and_readers_still_see_the_history(tmp_path):
+    from mloop.monitor.queries import alert_history
+
+    log = tmp_path / "alerts.jsonl"
+    alerting = Alerting([rule()], "m", log_path=log, log_max_bytes=3000)
+    alerting.evaluate({"drifted_features_share": 0.5}, now=10)  # fires; its event is the log's first line
+    alerting.receive(_payload(12))  # past the budget: renamed to alerts.jsonl.1
+    assert not log.exists() and log.with_name("alerts.jsonl.1").stat().st_size > 3000
+    alerting.receive(_payload(3, "resolved"))
+    history = alert_history(tmp_path)
+    assert len(history.events) == 16 and history.events[0].alert == "DataDrift"  # oldest first, across the files
+    assert set(history.firing) == {("mloop", "DataDrift")} | {("alertmanager", f"Am{i}") for i in range(3, 12)}
+    restarted = Alerting([rule()], "m", log_path=log, log_max_bytes=3000)
+    assert restarted.evaluate({"drifted_features_share": 0.6}, now=20) == []  # still firing, from the renamed file
+    for _ in range(6):  # the number of old files is bounded: .1 and .2
+        restarted.receive(_payload(12))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.jsonl.1", "alerts.jsonl.2"]
+    assert len(read_alert_log(log)) == 24 and alert_history(tmp_path, limit=5).events[-1].alert == "Am11"
+
+
+def test_events_a_full_disk_refuses_wait_and_are_logged_once_when_it_has_space(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from mloop.monitor import alerts
+
+    log = tmp_path / "alerts.jsonl"
+    append = alerts.append_synced
+
+    def no_space(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(alerts, "append_synced", no_space)
+    alerting = Alerting([rule()], "m", log_path=log)
+    assert len(alerting.receive(_payload(2))) == 2  # the receiver still answers
+    assert alerting.evaluate({"drifted_features_share": 0.5}, now=10)[0].status == "firing"
+    assert alerting.evaluate({}, now=20)[0].status == "resolved"
+    said = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith('{"path"')]
+    assert [line["error"] for line in said] == [(f"cannot write the alert log {log}: no space left on the device holding "
+                                                 "it (2 events kept in memory (the newest 10,000 at most), retried "
+                                                 "every update; free space there)")]
+    monkeypatch.setattr(alerts, "append_synced", append)
+    alerting.evaluate({}, now=30)  # no new event: the waiting ones are written at the next evaluation
+    assert [(e.alert, e.status) for e in read_alert_log(log)] == [("Am0", "firing"), ("Am1", "firing"),
+                                                                  ("DataDrift", "firing"), ("DataDrift", "resolved")]
+    alerting.evaluate({}, now=40)
+    assert len(read_alert_log(log)) == 4 and "is written again" in capsys.readouterr().err

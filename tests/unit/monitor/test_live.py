@@ -1,5 +1,6 @@
-"""The server's live monitor: status, prediction log, feedback across a restart, operations, alerts."""
+"""The server's live monitor: status, prediction log, feedback across a restart, operations, alerts, a full disk."""
 
+import errno
 import json
 from dataclasses import replace
 
@@ -132,13 +133,13 @@ def exported(app) -> dict[str, set[str]]:
     return labels
 
 
-def test_every_exported_metric_is_documented(model, small_regressor):
+def test_every_exported_metric_is_documented(model, small_regressor, tmp_path):
     import re
     from dataclasses import replace
     from pathlib import Path
 
     model = replace(model, info=replace(model.info, test_scores={"accuracy": 0.9}))  # as registration records
-    app = app_for(model, monitor=settings())
+    app = app_for(model, monitor=settings(), monitor_dir=tmp_path)  # with a prediction log
     call(app, "POST", "/predict", json={"instances": rows(60)}, headers={"x-request-id": "x"})
     app.dataplane.update_monitoring()
     app.dataplane.monitor.set_scores()
@@ -199,3 +200,45 @@ def test_a_regressors_predicted_values_drift_against_the_training_target(small_r
     moved = app.dataplane.update_monitoring().drift.predictions
     assert moved.drifted is True and moved.current["mean"] > moved.training["mean"] + 2
     assert 'mloop_prediction_drift_detected{model="reg",version="1"} 1.0' in call(app, "GET", "/metrics").text
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_on_a_full_disk_the_monitor_goes_on_and_metrics_and_status_say_what_waits(model, tmp_path, monkeypatch,
+                                                                                     capsys):
+    from mloop.monitor import live, predlog
+
+    write_parquet, write_status = predlog._write_parquet, live.write_status
+    monkeypatch.setattr(predlog, "_write_parquet", _no_space)
+    monkeypatch.setattr(live, "write_status", _no_space)
+    app = app_for(model, monitor=settings(log_waiting_rows=50), monitor_dir=tmp_path, admin_token="adm",
+                  loader=lambda uri: replace(model, version="4"))
+    for i in range(2):
+        assert call(app, "POST", "/predict", json={"instances": rows(40, seed=i)}).status_code == 200
+    logged = app.dataplane.update_monitoring().prediction_log
+    assert (logged.rows_written, logged.rows_waiting, logged.rows_dropped) == (0, 50, 30)
+    assert logged.error == f"cannot write the prediction log {tmp_path / 'predictions'}: no space left on the device " \
+                           "holding it"
+    app.dataplane.update_monitoring()  # fails again: counted, not said again
+    text = call(app, "GET", "/metrics").text
+    assert 'mloop_log_rows_waiting{log="predictions",model="toy"} 50.0' in text
+    assert 'mloop_log_rows_dropped_total{log="predictions",model="toy"} 30.0' in text
+    assert 'mloop_log_write_failures_total{log="predictions",model="toy"} 2.0' in text
+    assert 'mloop_log_rows_waiting{log="feedback",model="toy"} 0.0' in text
+    said = [json.loads(line)["error"] for line in capsys.readouterr().err.splitlines() if line.startswith('{"path"')]
+    assert said == [(f"cannot write the prediction log {tmp_path / 'predictions'}: no space left on the device "
+                     "holding it (50 rows kept in memory, retried every monitoring update; free space there)"),
+                    (f"cannot write the monitoring status {tmp_path / 'status.json'}: no space left on the device "
+                     "holding it (skipped; written again every update; free space there)")]
+    auth = {"authorization": "Bearer adm"}
+    assert call(app, "POST", "/admin/model", json={"uri": "models:/toy/4"}, headers=auth).status_code == 200
+    assert app.dataplane.monitor.log.predictions.waiting_rows == 50  # the next version's log writes them
+    monkeypatch.setattr(predlog, "_write_parquet", write_parquet)
+    monkeypatch.setattr(live, "write_status", write_status)
+    call(app, "POST", "/predict", json={"instances": rows(5)})
+    assert app.dataplane.update_monitoring().prediction_log.rows_written == 55
+    assert len(pd.read_parquet(tmp_path / "predictions")) == 55
+    assert json.loads((tmp_path / "status.json").read_text())["prediction_log"]["rows_dropped"] == 30
+    assert 'mloop_log_rows_waiting{log="predictions",model="toy"} 0.0' in call(app, "GET", "/metrics").text

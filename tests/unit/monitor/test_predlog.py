@@ -1,5 +1,7 @@
-"""The durable prediction log: batched Parquet writes, hourly folding, size budget, mixed schemas."""
+"""The durable prediction log: batched Parquet writes, hourly folding, size budget, mixed schemas, a full disk."""
 
+import errno
+import json
 import os
 import time
 
@@ -14,7 +16,8 @@ FEATURES = ["a", "b"]
 
 def test_flush_writes_one_parquet_file_pandas_reads_with_ids_rows_and_outlier_scores(tmp_path):
     log = PredictionLog(tmp_path, FEATURES)
-    assert log.flush() == (None, None) and not (tmp_path / "predictions").exists()
+    empty = log.flush()
+    assert empty.predictions is None and empty.feedback is None and not (tmp_path / "predictions").exists()
     log.record("r1", "3", np.array([[1.0, 2.0], [3.0, np.nan]]), np.array([0, 1]))
     log.record("r2", "3", np.array([[5.0, 6.0]]), np.array([1]))
     log.record_feedback("r1", [0, 0])
@@ -114,9 +117,95 @@ def test_over_the_budget_a_uniform_sample_of_rows_is_scored(tmp_path):
         calls.append(len(rows))
         return -rows[:, 0], rows[:, 0] > 1500
 
-    table, _ = log.flush(scorer, max_scored=500)
-    frame = table.to_pandas()
+    frame = log.flush(scorer, max_scored=500).predictions.to_pandas()
     scored = frame["outlier_score"].notna()
     assert len(frame) == 2000 and 350 < scored.sum() < 650 and sum(calls) == scored.sum()
     assert frame.loc[~scored, "outlier"].isna().all() and frame.loc[scored, "outlier"].notna().all()
     assert 200 < frame.loc[scored, "a"].median() < 800  # spread over the whole flush, not its start
+
+
+class _FullDisk:
+    """Stands in for ``_write_parquet`` while the disk is full: raises ENOSPC, as pyarrow does, until ``free``."""
+
+    def __init__(self, monkeypatch):
+        from mloop.monitor import predlog
+
+        self.write, self.full, self.attempts = predlog._write_parquet, True, 0
+        monkeypatch.setattr(predlog, "_write_parquet", self)
+
+    def __call__(self, table, path):
+        self.attempts += 1
+        if self.full:
+            raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+        self.write(table, path)
+
+
+def _request(log, request_id, n):
+    log.record(request_id, "1", np.arange(2.0 * n).reshape(n, 2), np.zeros(n, dtype=int))
+
+
+def test_rows_a_full_disk_could_not_take_are_written_once_in_order_when_space_returns(tmp_path, monkeypatch, capsys):
+    disk = _FullDisk(monkeypatch)
+    log = PredictionLog(tmp_path, FEATURES)
+    _request(log, "r1", 2)
+    log.record_feedback("r1", [0, 1])
+    first = log.flush()
+    assert first.predictions.num_rows == 2 and first.rows_written == 0  # taken in, not written
+    _request(log, "r2", 3)
+    assert log.flush().rows_written == 0 and log.flush().rows_written == 0  # retried every flush, nothing new needed
+    assert log.predictions.waiting_rows == 5 and log.feedback.waiting_rows == 2 and log.predictions.failed_writes == 3
+    assert f"cannot write the prediction log {tmp_path / 'predictions'}: no space left on the device" in \
+        log.predictions.error
+    said = capsys.readouterr().err.splitlines()  # once per log, not once per flush
+    assert len(said) == 2 and json.loads(said[0])["error"].endswith("retried every monitoring update; free space there)")
+    disk.full = False
+    _request(log, "r3", 1)
+    assert log.flush().rows_written == 6
+    frame = read_log(tmp_path / "predictions")
+    assert frame["request_id"].tolist() == ["r1"] * 2 + ["r2"] * 3 + ["r3"] and frame["row"].tolist() == [0, 1, 0, 1, 2, 0]
+    assert read_log(tmp_path / "feedback")["label"].tolist() == [0, 1]
+    assert log.predictions.waiting_rows == 0 and log.predictions.error == "" and log.predictions.dropped_rows == 0
+    recovered = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["path"] for line in recovered] == [str(tmp_path / "predictions"), str(tmp_path / "feedback")]
+    assert "is written again (the 5 rows kept in memory are written; 0 were dropped)" in recovered[0]["recovered"]
+    assert log.flush().rows_written == 0 and len(read_log(tmp_path / "predictions")) == 6  # nothing twice
+
+
+def test_beyond_the_bound_the_oldest_waiting_rows_are_dropped_and_counted(tmp_path, monkeypatch):
+    disk = _FullDisk(monkeypatch)
+    log = PredictionLog(tmp_path, FEATURES, max_waiting_rows=5)
+    _request(log, "a", 3)
+    log.flush()
+    _request(log, "b", 4)
+    log.flush()
+    assert log.predictions.waiting_rows == 5 and log.predictions.dropped_rows == 2  # a's first two rows
+    _request(log, "c", 9)  # more than the bound in one flush: only its newest rows stay
+    log.flush()
+    assert log.predictions.waiting_rows == 5 and log.predictions.dropped_rows == 11
+    disk.full = False
+    _request(log, "d", 1)
+    log.flush()
+    frame = read_log(tmp_path / "predictions")
+    assert list(zip(frame["request_id"], frame["row"], strict=True)) == [("c", 4), ("c", 5), ("c", 6), ("c", 7),
+                                                                         ("c", 8), ("d", 0)]
+    none_kept = PredictionLog(tmp_path / "zero", FEATURES, max_waiting_rows=0)
+    disk.full = True
+    _request(none_kept, "x", 2)
+    none_kept.flush()
+    assert none_kept.predictions.waiting_rows == 0 and none_kept.predictions.dropped_rows == 2
+
+
+def test_a_fold_a_full_disk_refuses_keeps_every_part_and_still_enforces_the_budget(tmp_path, monkeypatch, capsys):
+    log = RotatingParquetLog(tmp_path, what="the prediction log")
+    parts = [_part(log, -7200, 10) for _ in range(3)]
+    disk = _FullDisk(monkeypatch)
+    log.rotate()
+    assert log.files() == parts and len(read_log(tmp_path)) == 30  # nothing folded, nothing lost
+    assert "cannot write the hourly files of the prediction log" in log.error
+    assert "part files stay as they are" in capsys.readouterr().err
+    log.max_bytes = 1
+    log.rotate()  # the budget still deletes the oldest files, which may be what frees the disk
+    assert log.files() == parts[-1:]
+    disk.full, log.max_bytes = False, 1 << 30
+    log.rotate()
+    assert [p.name[:5] for p in log.files()] == ["hour-"] and len(read_log(tmp_path)) == 10 and log.error == ""
