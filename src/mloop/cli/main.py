@@ -322,11 +322,12 @@ def _verbose() -> bool:
 
 
 def _quiet_libraries() -> None:
-    """MLflow logs each database migration at INFO and its dependencies warn about their own internals:
+    """MLflow logs each database migration at INFO, a failing statement at ERROR with its traceback (which
+    mloop reports itself, as one line and a fix), and its dependencies warn about their own internals:
     none of it is the user's to act on (the CLI's entrypoint is where this may be decided)."""
     import warnings
 
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "CRITICAL")
     for module in ("mlflow", "sqlalchemy", "alembic", "pydantic"):
         warnings.filterwarnings("ignore", module=module)
 
