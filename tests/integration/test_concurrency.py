@@ -98,7 +98,7 @@ def check_the_gate_held(root: Path) -> None:
     assert len(set(digests)) == len(digests), "a model was registered twice"
 
 
-def test_four_runs_at_once_on_a_fresh_project_leave_one_consistent_store_and_the_best_champion(tmp_path: Path):
+def test_four_runs_at_once_on_a_fresh_then_a_populated_store_keep_one_store_and_the_best_champion(tmp_path: Path):
     root = project(tmp_path / "fresh")  # no database yet: the first run creates and migrates it, the others wait
     procs = [mloop_run(root, rows, c) for rows, c in SETTINGS]
     outputs = [proc.communicate(timeout=600) for proc in procs]
@@ -107,6 +107,14 @@ def test_four_runs_at_once_on_a_fresh_project_leave_one_consistent_store_and_the
     listed = subprocess.run([MLOOP, "runs"], cwd=root, capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and listed.stdout.count("FINISHED") == 4, listed.stdout + listed.stderr
     assert len(versions(root)) == 4
+    check_the_gate_held(root)
+
+    # again on the populated store, with a champion to beat: four new candidates at once
+    procs = [mloop_run(root, rows, c) for rows, c in [(30, 0.001), (60, 0.01), (200, 0.1), (300, 1.0)]]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out + err
+    assert len(versions(root)) == 8
     check_the_gate_held(root)
 
 
