@@ -17,8 +17,11 @@ serves N-1). Here, per connection (``[serving]`` settings):
 
 A late request gets a JSON 408 and the connection is closed (a connection that sent nothing is just
 closed). These 408s are answered here, below the app: the app sees the client gone, and they are not in
-the request metrics. The request path pays no timer and no task: one timer per connection checks the
-deadlines and sleeps until the next one; per chunk received the protocol only reads the clock.
+the request metrics. While the server itself is not reading (uvicorn's flow control), no client is
+late. The request path pays no timer and no task: one timer per connection checks the deadlines and
+sleeps until the next one; per chunk received the protocol only reads the clock. This reads the state
+of uvicorn's protocol and request cycle (written against uvicorn 0.54; the raw-socket tests in
+``tests/integration/test_serving_connections.py`` say if a new version changes it).
 """
 
 from __future__ import annotations
@@ -96,7 +99,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         now, limits, cycle = self.loop.time(), self.limits, self.cycle
-        if self._headers_since is not None:
+        if self.flow.read_paused:
+            # The server is not reading (the app is slow to take a body, or requests queue behind one being
+            # answered): the client is not the one late, so its clocks start again.
+            self._received_at = now
+            if self._headers_since is not None:
+                self._headers_since = now
+            due = now + self._period
+        elif self._headers_since is not None:
             due = self._headers_since + limits.header_timeout
             if now >= due:
                 self._close(f"the request's headers did not all arrive within {limits.header_timeout:g} s ([serving] "
@@ -104,8 +114,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                             answer=self._request_begun and (cycle is None or cycle.response_complete))
                 return
         elif cycle is not None and cycle.more_body and not cycle.response_started:
-            if self.flow.read_paused:  # the app is slow to read, not the client to send
-                self._received_at = now
             due = self._received_at + limits.body_timeout
             if now >= due:
                 cycle.disconnected = True  # the app waiting for the body sees the client gone, and sends nothing
