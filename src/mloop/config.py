@@ -295,6 +295,13 @@ class ServingSection(_EnvironmentFirst):
     max_batch_rows: int = Field(default=1024, ge=1, description="most rows in one predict call")
     max_wait_ms: float = Field(default=0.0, ge=0, description="extra wait to gather a batch (0: none)")
     access_log: bool = Field(default=True, description="one JSON line per request on stderr")
+    header_timeout: float = Field(default=10.0, gt=0, description=(
+        "seconds a client has to send a request's headers; then 408 and the connection is closed"))
+    body_timeout: float = Field(default=60.0, gt=0, description=(
+        "longest wait for the next part of a request body (idle time, not the whole upload); then 408 and close"))
+    keep_alive_timeout: float = Field(default=5.0, gt=0, description="an idle keep-alive connection is closed after it")
+    max_connections: int = Field(default=1000, ge=1, description=(
+        "open connections served at once; requests on one more are answered 503 and it is closed"))
     token: SecretStr = Field(default=SecretStr(""), description="bearer token clients must send")
     admin_token: SecretStr = Field(default=SecretStr(""), description=(
         "bearer token of POST /admin/model (hot swap); set by mloop deploy for each deployment"))

@@ -71,6 +71,18 @@ def test_serving_settings_come_from_the_file_and_one_variable_each(tmp_path: Pat
     assert serving.receiver_token == "s3cret"  # the alert receiver takes the server's token unless it has its own
 
 
+def test_connection_deadlines_and_limit_have_defaults_and_one_variable_each(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    write(tmp_path, '[project]\nname = "p"\n[serving]\nheader_timeout = 2.5\n')
+    monkeypatch.setenv("MLOOP_SERVING_MAX_CONNECTIONS", "50")
+    serving = load_project(tmp_path).settings.serving
+    assert (serving.header_timeout, serving.body_timeout, serving.keep_alive_timeout, serving.max_connections) == (
+        2.5, 60.0, 5.0, 50)
+    monkeypatch.setenv("MLOOP_SERVING_BODY_TIMEOUT", "0")
+    with pytest.raises(ConfigError, match="body_timeout"):
+        load_project(tmp_path)
+
+
 def test_a_server_without_a_project_reads_the_same_variables(monkeypatch: pytest.MonkeyPatch):
     from mloop.config import serving_settings
 

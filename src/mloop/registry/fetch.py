@@ -45,18 +45,18 @@ def is_model_name(ref: str) -> bool:
     return ref.startswith("models:/") or _SHORT.match(ref) is not None
 
 
-def download_model(cfg: ProjectConfig, uri: str, dst: Path | None = None) -> Path:
-    """Download ``models:/NAME@ALIAS`` (or ``/VERSION``) from the project's registry into a local folder."""
+def download_model(cfg: ProjectConfig, uri: str, dst: Path) -> Path:
+    """Download ``models:/NAME@ALIAS`` (or ``/VERSION``) from the project's registry into the folder ``dst``
+    (the caller's to remove: a ``TemporaryDirectory``, unless the copy is meant to stay)."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     name, _, _ = parse_model_uri(uri)
     version = resolve_version(cfg, uri)
     client = mlflow_client(cfg)
-    target = dst or Path(tempfile.mkdtemp(prefix="mloop-model-"))
     try:
         source = client.get_model_version_download_uri(name, version)
-        path = download_artifacts(artifact_uri=source, dst_path=str(target), tracking_uri=cfg.tracking_uri)
+        path = download_artifacts(artifact_uri=source, dst_path=str(dst), tracking_uri=cfg.tracking_uri)
     except MlflowException as err:
         raise RegistryError(f"cannot fetch {uri}: {err.message}", hint="list models with 'mloop models'") from err
     return Path(path)
@@ -90,7 +90,8 @@ def load_registered(cfg: ProjectConfig, uri: str) -> LoadedModel:
 
     name, _, _ = parse_model_uri(uri)
     version = resolve_version(cfg, uri)
-    return load_model_dir(download_model(cfg, f"models:/{name}/{version}"), name=name, version=version)
+    with tempfile.TemporaryDirectory(prefix="mloop-model-") as tmp:  # the model is loaded into memory: the copy goes
+        return load_model_dir(download_model(cfg, f"models:/{name}/{version}", Path(tmp)), name=name, version=version)
 
 
 def fetch_bundle(cfg: ProjectConfig, uri: str) -> Bundle:

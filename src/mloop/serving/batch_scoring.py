@@ -2,12 +2,17 @@
 
 The upload is spooled to a temporary file as it arrives; it is then read, validated and scored
 chunk by chunk into another temporary file, which is streamed back. Memory stays at a few chunks
-whatever the number of rows. Columns that are not features pass through unchanged.
+whatever the number of rows. Columns that are not features pass through unchanged (a Parquet file's
+with their Arrow types); the scores are added as ``prediction`` and ``probability_<class>`` columns,
+replacing columns of those names. A file that is not what it says, has two columns of one name, a CSV
+row with more values than the header has names, or a nested (list, struct, map) feature column is
+refused with a 4xx saying what to fix.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -39,73 +44,96 @@ def detect_format(content_type: str, query: str) -> str:
 
 def score_file(model: LoadedModel, source: Path, fmt: str, out: IO[bytes]) -> int:
     """Score ``source`` into ``out`` (same format); returns the number of rows. Raises RequestError."""
-    write = _csv_writer(out) if fmt == "csv" else _parquet_writer(out)
-    rows = 0
-    try:
-        text = [model.features[i].name for i in model.categorical]  # read as written ("007" stays a string)
-        for chunk in _chunks(source, fmt, text):
-            if len(chunk):
-                scored = _score(model, chunk, first_row=rows)
-                write(scored)
-                rows += len(scored)
-    finally:
-        write(None)
+    rows = _score_csv(model, source, out) if fmt == "csv" else _score_parquet(model, source, out)
     if rows == 0:
         raise RequestError("the file has no rows to score", field="file")
     return rows
 
 
-def _csv_writer(out: IO[bytes]) -> Any:
-    state = {"header": True}
+def _score_csv(model: LoadedModel, source: Path, out: IO[bytes]) -> int:
+    rows = 0
+    for chunk in _csv_chunks(model, source):
+        if len(chunk):
+            for name, values in _score(model, chunk, first_row=rows).items():
+                chunk[name] = values
+            chunk.to_csv(out, header=rows == 0, index=False)
+            rows += len(chunk)
+    return rows
 
-    def write(frame: Any) -> None:
-        if frame is not None:
-            frame.to_csv(out, header=state["header"], index=False)
-            state["header"] = False
 
-    return write
+def _csv_chunks(model: LoadedModel, source: Path) -> Iterator[Any]:
+    import pandas as pd
+
+    text = [model.features[i].name for i in model.categorical]  # read as written ("007" stays a string)
+    try:
+        header = pd.read_csv(source, header=None, nrows=1, dtype=str).iloc[0].tolist()  # the names as written
+        _check_names([name for name in header if isinstance(name, str)])
+        for chunk in pd.read_csv(source, chunksize=CHUNK_ROWS, dtype=dict.fromkeys(text, str) or None):
+            if not isinstance(chunk.index, pd.RangeIndex):  # pandas made the values beyond the names an index
+                raise RequestError(f"the CSV's rows have more values than its header has names ({len(header)}); "
+                                   "name every column in the first line", field="file", status=400)
+            yield chunk
+    except UnicodeDecodeError as err:
+        raise RequestError("the CSV is not UTF-8 text; save it as UTF-8", field="file", status=400) from err
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        raise RequestError(f"the CSV cannot be read: {str(err).splitlines()[0]}", field="file", status=400) from err
 
 
-def _parquet_writer(out: IO[bytes]) -> Any:
+def _score_parquet(model: LoadedModel, source: Path, out: IO[bytes]) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    state: dict[str, Any] = {"writer": None}
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch, chunk in _parquet_chunks(model, source):
+            if not len(chunk):
+                continue
+            table = pa.Table.from_batches([batch])
+            for name, values in _score(model, chunk, first_row=rows).items():
+                index, column = table.schema.get_field_index(name), pa.array(values)
+                table = table.set_column(index, name, column) if index >= 0 else table.append_column(name, column)
+            if writer is None:
+                writer = pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+            rows += len(chunk)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
 
-    def write(frame: Any) -> None:
-        if frame is None:  # the end: close the file
-            if state["writer"] is not None:
-                state["writer"].close()
-            return
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        if state["writer"] is None:
-            state["writer"] = pq.ParquetWriter(out, table.schema)
-        state["writer"].write_table(table)
 
-    return write
-
-
-def _chunks(source: Path, fmt: str, text_columns: list[str]) -> Iterator[Any]:
-    import pandas as pd
-
-    if fmt == "csv":
-        try:
-            yield from pd.read_csv(source, chunksize=CHUNK_ROWS, dtype=dict.fromkeys(text_columns, str) or None)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
-            raise RequestError(f"the CSV cannot be read: {str(err).splitlines()[0]}", field="file", status=400) from err
-        return
+def _parquet_chunks(model: LoadedModel, source: Path) -> Iterator[tuple[Any, Any]]:
+    """The file's record batches, each with its pandas frame."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(source)
+        schema = parquet.schema_arrow
+        _check_names(schema.names)
+        for feature in model.features:
+            kind = schema.field(feature.name).type if feature.name in schema.names else None
+            if kind is not None and pa.types.is_nested(kind):
+                raise RequestError(f"column {feature.name!r} holds {kind} values; a feature takes one value per row "
+                                   f"({feature.type})", field=feature.name)
         for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-            yield batch.to_pandas()
-    except (pa.ArrowInvalid, OSError) as err:
+            yield batch, batch.to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError) as err:
         raise RequestError(f"the Parquet file cannot be read: {err}", field="file", status=400) from err
 
 
-def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> Any:
+def _check_names(names: list[str]) -> None:
+    """Refuse a file with two columns of one name: which would be the feature, and what would come back?"""
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        listed = ", ".join(repr(name) for name in repeated)
+        raise RequestError(f"the file has more than one column named {listed}; every column needs a name of its "
+                           "own: rename or drop the duplicates and send it again", field=repeated[0])
+
+
+def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> dict[str, Any]:
+    """The scores of a chunk's rows by column name: ``prediction`` and, for a classifier, ``probability_<class>``."""
     import pandas as pd
 
     names = [f.name for f in model.features]
@@ -126,12 +154,11 @@ def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> Any:
                 raise RequestError(f"column {name!r} has a value that is not a number (row {row})", field=name)
         rows = check_values(Rows(features.to_numpy(dtype=np.float64)), model, first_row=first_row)
     labels, proba = model.predict(rows)
-    scored = chunk.copy()
-    scored["prediction"] = labels
+    scores: dict[str, Any] = {"prediction": labels}
     if proba is not None:
         for index, cls in enumerate(model.classes):
-            scored[f"probability_{cls}"] = proba[:, index]
-    return scored
+            scores[f"probability_{cls}"] = proba[:, index]
+    return scores
 
 
 def _missing(value: Any) -> bool:

@@ -3,7 +3,8 @@
 ``create_app`` assembles the parts (metrics, the live monitor, the dataplane, the ASGI app) for a
 loaded model and touches nothing global, so a process may hold several. ``serve`` is the entrypoint
 of ``mloop serve``: it configures the process (scikit-learn's finiteness check, warnings, the garbage
-collector), warms the model up and runs uvicorn (uvloop + httptools) until SIGINT/SIGTERM.
+collector), warms the model up and runs uvicorn (uvloop + httptools, with the connection deadlines and
+limit of ``serving.connection``) until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def serve(model: LoadedModel, settings: ServingSection, *, monitor: MonitorSecti
     """Serve until SIGINT/SIGTERM; in-flight requests are answered before the process exits."""
     import uvicorn
 
+    from mloop.serving.connection import http_protocol
+
     check_binding(settings.host, settings.token.get_secret_value())
     _configure_process()
     warm_up(model)
@@ -135,7 +138,8 @@ def serve(model: LoadedModel, settings: ServingSection, *, monitor: MonitorSecti
 
     gc.collect()
     gc.freeze()
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+    # httptools with the header deadline, keep-alive timeout and connection limit of [serving]
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http=http_protocol(settings),
                             lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             server_header=False, date_header=False, proxy_headers=False)
     uvicorn.Server(config).run()

@@ -1,6 +1,7 @@
 """The ASGI app in memory (httpx's ASGI transport): routes, status codes, auth, limits, metrics."""
 
 import orjson
+import pyarrow as pa
 import pytest
 
 from mloop.config import MonitorSection
@@ -145,6 +146,63 @@ def test_batch_mistakes_are_4xx(app, content, headers, status, message):
     assert response.status_code == status, response.text
     if message:
         assert message in response.json()["error"]
+
+
+def parquet(columns: dict, names: list[str] | None = None) -> bytes:
+    """A Parquet file of ``columns`` (Arrow arrays or lists), named ``names`` if given (duplicates allowed)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    table = pa.table(columns) if names is None else pa.table(list(columns.values()), names=names)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+PARQUET, CSV = {"content-type": "application/vnd.apache.parquet"}, {"content-type": "text/csv"}
+ONE_ROW = {"a": [1.0], "b": [2.0], "c": [3.0]}
+
+
+@pytest.mark.parametrize(("content", "headers", "status", "message"), [
+    (lambda: parquet({"a": [1.0], "b": [2.0], "c": [3.0], "a2": [4.0]}, ["a", "b", "c", "a"]), PARQUET, 422,
+     "more than one column named 'a'; every column needs a name of its own: rename or drop the duplicates"),
+    (lambda: parquet({**ONE_ROW, "x": [1], "x2": [2], "b2": [2.0]}, ["a", "b", "c", "x", "x", "b"]), PARQUET, 422,
+     "more than one column named 'b', 'x'"),
+    (lambda: b"a,b,c,a\n1,2,3,4\n", CSV, 422, "more than one column named 'a'"),
+    (lambda: b"", PARQUET, 400, "the Parquet file cannot be read"),
+    (lambda: b"", CSV, 400, "the CSV cannot be read"),
+    (lambda: parquet({name: pa.array([], pa.float64()) for name in "abc"}), PARQUET, 422, "no rows to score"),
+    (lambda: b"a,b,c\n1,2,3\n", PARQUET, 400, "the Parquet file cannot be read: Parquet magic bytes not found"),
+    (lambda: parquet({"a": [[1.0, 2.0]], "b": [2.0], "c": [3.0]}), PARQUET, 422,
+     "column 'a' holds list<element: double> values; a feature takes one value per row"),
+    (lambda: parquet({"a": [{"x": 1.0}], "b": [2.0], "c": [3.0]}), PARQUET, 422, "column 'a' holds struct<x: double>"),
+    (lambda: b"a,b,c\n1,2,3,4,5\n", CSV, 400, "rows have more values than its header has names (3)"),
+    (lambda: "a,b,c\n1,2,\u00e9\n".encode("latin-1"), CSV, 400, "not UTF-8 text"),
+], ids=["parquet-duplicate-feature", "parquet-duplicates", "csv-duplicate-header", "empty-parquet", "empty-csv",
+        "parquet-zero-rows", "csv-sent-as-parquet", "parquet-list-feature", "parquet-struct-feature", "csv-ragged",
+        "csv-latin-1"])
+def test_malformed_uploads_are_4xx_saying_what_to_fix(app, content, headers, status, message):
+    response = call(app, "POST", "/predict/batch", content=content(), headers=headers)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_batch_parquet_keeps_the_types_of_other_columns_across_chunks(app):
+    import io
+
+    import pyarrow.parquet as pq
+
+    rows = 25_000  # three chunks; the integer column has a null in the second only
+    ids = pa.array([None if i == 15_000 else i for i in range(rows)], pa.int64())
+    tags = pa.array([[i, i] for i in range(rows)], pa.list_(pa.int64()))  # nested, but not a feature: passes through
+    content = parquet({"id": ids, "tags": tags, "a": [1.0] * rows, "b": [-1.0] * rows, "c": [0.0] * rows})
+    response = call(app, "POST", "/predict/batch", content=content, headers=PARQUET)
+    assert response.status_code == 200, response.text
+    scored = pq.read_table(io.BytesIO(response.content))
+    assert scored.schema.field("id").type == pa.int64() and scored.column("id").null_count == 1
+    assert scored.column("tags").to_pylist()[7] == [7, 7]
+    assert scored.num_rows == rows and scored.column("prediction").null_count == 0
 
 
 def test_missing_values_are_refused_when_the_model_cannot_take_them(app, small_model):
