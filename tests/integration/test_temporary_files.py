@@ -39,6 +39,7 @@ def test_loading_a_registered_model_again_and_again_leaves_no_copy_behind(first_
     fetch_bundle(cfg, "models:/breast_cancer/1")
     version_detail(cfg, "breast_cancer")
     assert left_in(tmp) == []
+    assert left_in(cfg.scratch()) == []  # the project's own scratch space, where the copies are made, too
 
 
 def test_a_server_that_loads_swaps_and_scores_files_leaves_no_temporary_file(first_run, tmp_path):
@@ -62,6 +63,7 @@ def test_a_server_that_loads_swaps_and_scores_files_leaves_no_temporary_file(fir
                                    {"authorization": "Bearer adm"})
             assert status == 200 and swapped["serving"]["version"] == "1"
         assert left_in(tmp) == [], "while serving"
+        assert left_in(root / ".mloop" / "tmp") == [], "while serving"
     finally:
         stop(proc)
     assert left_in(tmp) == [], "after the server stopped"

@@ -90,7 +90,7 @@ def load_registered(cfg: ProjectConfig, uri: str) -> LoadedModel:
 
     name, _, _ = parse_model_uri(uri)
     version = resolve_version(cfg, uri)
-    with tempfile.TemporaryDirectory(prefix="mloop-model-") as tmp:  # the model is loaded into memory: the copy goes
+    with tempfile.TemporaryDirectory(prefix="mloop-model-", dir=cfg.scratch()) as tmp:  # loaded into memory: the copy goes
         return load_model_dir(download_model(cfg, f"models:/{name}/{version}", Path(tmp)), name=name, version=version)
 
 
@@ -98,5 +98,5 @@ def fetch_bundle(cfg: ProjectConfig, uri: str) -> Bundle:
     """The bundle (info, reference profile, outlier detector) of a registered model version."""
     from mloop.bundle.format import read_bundle
 
-    with tempfile.TemporaryDirectory(prefix="mloop-bundle-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mloop-bundle-", dir=cfg.scratch()) as tmp:
         return read_bundle(download_model(cfg, uri, Path(tmp)))
