@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def server(first_run):
     root, _ = first_run
-    proc, url = start_server(root)
+    proc, url = start_server(root, "--name", "module-server")  # other tests serve the model beside it
     yield url, root
     stop(proc)
 

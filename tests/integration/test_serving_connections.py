@@ -24,7 +24,7 @@ HEALTH = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
 @pytest.fixture(scope="module")
 def server(first_run):
     root, _ = first_run
-    proc, url = start_server(root, "--no-access-log", env=DEADLINES)
+    proc, url = start_server(root, "--no-access-log", "--name", "connections", env=DEADLINES)
     host, port = url.removeprefix("http://").split(":")
     yield host, int(port)
     stop(proc)
