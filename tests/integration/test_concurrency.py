@@ -184,4 +184,5 @@ def test_a_registration_cut_at_any_mlflow_call_is_completed_by_the_next_run(tmp_
         check_the_gate_held(root)
         assert {str(v.version) for v in versions(root) if "champion" in v.aliases} == {"2"}  # the better model won
         held += 1
+    print(f"registration cut at {cut} points, {held} completed by the next run")
     assert cut >= 10 and held == cut, (cut, held)  # every cut tried, and each left a state the next run completed
