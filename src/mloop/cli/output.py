@@ -35,6 +35,18 @@ def report_error(err: BaseException, *, verbose: bool) -> int:
         if err.hint:
             err_console.print(f"  hint: {err.hint}", soft_wrap=True, markup=False)
         return err.exit_code
+    if isinstance(err, OSError) and err.filename is not None:
+        # the file system refused: a path of the wrong kind, no permission, a full disk — not a bug of mloop
+        import errno
+
+        path = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        err_console.print(styled(("error:", "bold red"), f" {err.strerror or type(err).__name__}: {path}"),
+                          soft_wrap=True)
+        fix = ("free space on that disk" if err.errno in (errno.ENOSPC, errno.EDQUOT) else
+               "check that path (what it is, its permissions)")
+        err_console.print(f"  hint: {fix}; under .mloop/, mloop doctor checks the project", soft_wrap=True,
+                          markup=False)
+        return 2
     err_console.print(styled(("internal error:", "bold red"), f" {type(err).__name__}: {err}"), soft_wrap=True)
     if not verbose:
         err_console.print("  hint: re-run with --verbose (or MLOOP_VERBOSE=1) for the traceback, and report it if "

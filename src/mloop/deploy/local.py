@@ -91,7 +91,7 @@ def load_state(cfg: ProjectConfig, name: str) -> Deployment | None:
         return Deployment(**json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:
         return None
-    except (ValueError, TypeError, UnicodeDecodeError) as err:
+    except (ValueError, TypeError, UnicodeDecodeError, OSError) as err:
         raise DeployError(f"the state of deployment {name!r} ({path}) is unreadable: {err}",
                           hint=f"stop its process by hand if it runs (mloop doctor lists servers of this project), "
                                f"then delete {path}") from err
