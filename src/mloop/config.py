@@ -458,12 +458,18 @@ def load_project(root: Path | None = None) -> ProjectConfig:
     root = find_project_root(root)
     path = root / CONFIG_FILE
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}", hint="fix the line it names") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})",
+                          hint="restore it from version control, or save it as UTF-8") from err
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror}") from err
     cfg = ProjectConfig(root, parse_settings(data, source=str(path)))
+    if cfg.store.exists() and not cfg.store.is_dir():
+        raise ConfigError(f"{cfg.store} is not a folder: mloop keeps the project's runs, models and logs there",
+                          hint=f"move it aside (mloop makes a new store): mv {cfg.store} {cfg.store}.damaged")
     private_folder(cfg.store)
     return cfg
 

@@ -88,13 +88,24 @@ def _lock(cfg: ProjectConfig, name: str) -> AbstractContextManager[None]:
 def load_state(cfg: ProjectConfig, name: str) -> Deployment | None:
     path = _state_path(cfg, name)
     try:
-        return Deployment(**json.loads(path.read_text(encoding="utf-8")))
+        return _typed(Deployment(**json.loads(path.read_text(encoding="utf-8"))))
     except FileNotFoundError:
         return None
     except (ValueError, TypeError, UnicodeDecodeError, OSError) as err:
         raise DeployError(f"the state of deployment {name!r} ({path}) is unreadable: {err}",
                           hint=f"stop its process by hand if it runs (mloop doctor lists servers of this project), "
                                f"then delete {path}") from err
+
+
+def _typed(deployment: Deployment) -> Deployment:
+    """``deployment`` if each field has its type (TypeError otherwise: a state file edited or damaged)."""
+    kinds: dict[str, type | tuple[type, ...]] = {"name": str, "model": str, "version": str, "host": str, "port": int, "pid": int, "admin_token": str,
+             "started": (int, float), "history": list, "log": str}
+    wrong = [name for name, kind in kinds.items() if not isinstance(getattr(deployment, name), kind)
+             or isinstance(getattr(deployment, name), bool)]
+    if wrong or deployment.pid <= 0 or not all(isinstance(v, str) for v in deployment.history):
+        raise TypeError(f"wrong values for {', '.join(wrong) or 'pid or history'}")
+    return deployment
 
 
 def _save_state(cfg: ProjectConfig, deployment: Deployment) -> None:

@@ -101,6 +101,8 @@ def read_alert_log(path: Path) -> list[AlertEvent]:
             lines = part.read_bytes().splitlines()
         except FileNotFoundError:  # renamed while we listed
             continue
+        except OSError:  # not a file (a directory in its place): no history there; mloop doctor names it
+            continue
         for line in lines:
             try:
                 events.append(adapter.validate_json(line))

@@ -231,6 +231,12 @@ def read_log(folder: Path, since: float | None = None) -> Any:
             frames.append(pd.read_parquet(path))
         except FileNotFoundError:  # rotated away while we listed
             continue
+        except Exception as err:  # noqa: BLE001 (pyarrow raises many types for a damaged file)
+            import sys
+
+            print(f"warning: skipped the unreadable log file {path} ({type(err).__name__}); "
+                  "mloop doctor moves it aside", file=sys.stderr)
+            continue
     if not frames:
         return pd.DataFrame()
     frame = pd.concat(frames, ignore_index=True)
@@ -251,7 +257,7 @@ def read_newest(log: RotatingParquetLog, columns: list[str], limit: int | None, 
             frame = pd.read_parquet(path, columns=columns)
         except FileNotFoundError:  # rotated away while we listed
             continue
-        except (ValueError, KeyError):  # an old file without these columns
+        except (ValueError, KeyError, OSError):  # an old file without these columns, or a damaged one
             continue
         frames.append(frame)
         seen += frame[distinct].nunique() if distinct else len(frame)

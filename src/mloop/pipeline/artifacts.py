@@ -36,7 +36,12 @@ class ArtifactRef:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArtifactRef:
-        return cls(**data)
+        """TypeError unless ``data`` holds the four fields with their types (a damaged cache entry is a miss)."""
+        ref = cls(**data)
+        if not (isinstance(ref.digest, str) and len(ref.digest) == 64 and isinstance(ref.materializer, str)
+                and isinstance(ref.type_name, str) and isinstance(ref.size, int)):
+            raise TypeError(f"not an artifact reference: {data!r}")
+        return ref
 
 
 class Materializer(Protocol):
@@ -193,12 +198,18 @@ class ArtifactStore:
         again and the step that made it runs anew."""
         target = self.root / "quarantine" / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            import shutil
+
+            shutil.rmtree(target)  # an earlier quarantined copy of the same damage
         os.replace(path, target)
         return target
 
     def _keep(self, tmp: Path, final: Path) -> None:
         """``tmp`` (hashed already) becomes ``final`` unless an intact copy is there: an object damaged on disk
         (truncated by a full disk, a bad sector) is rewritten by the next run that produces it."""
+        if final.is_dir():  # something else's: out of the way, kept for a look
+            self.quarantine(final)
         if final.exists() and final.stat().st_size == tmp.stat().st_size and self.intact(final):
             return
         commit(tmp, final)
@@ -231,6 +242,8 @@ class ArtifactStore:
         digest = file_digest(source)
         ref = ArtifactRef(digest, "file", source.suffix, source.stat().st_size)
         final = self.file_path(ref)
+        if final.is_dir():
+            self.quarantine(final)
         if not (final.exists() and self.intact(final)):
             try:
                 with temporary_path(self.root / "tmp", prefix="") as tmp:

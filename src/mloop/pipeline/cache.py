@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,4 +181,10 @@ class StepCache:
         return entry
 
     def put(self, key: str, entry: CacheEntry) -> None:
-        atomic_write_text(self._path(key), entry.to_json())
+        path = self._path(key)
+        if path.is_dir():  # not an entry: moved aside (mloop doctor shows it), so the real one can be written
+            aside = self.root / "quarantine" / path.name
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            if not aside.exists():
+                os.replace(path, aside)
+        atomic_write_text(path, entry.to_json())

@@ -35,6 +35,9 @@ class Finding:
 
 def diagnose(cfg: ProjectConfig, *, repair: bool = True) -> list[Finding]:
     """Every check of the project, in order; with ``repair=False`` nothing is changed."""
+    if cfg.store.exists() and not cfg.store.is_dir():
+        return [Finding("layout", "problem", f"{cfg.store} is not a folder",
+                        f"move it aside (mloop makes a new store): mv {cfg.store} {cfg.store}.damaged")]
     findings: list[Finding] = []
     for check in CHECKS:
         if check in NEEDS_DATABASE and any(f.check == "mlflow database" and f.state == "problem" for f in findings):
@@ -64,12 +67,38 @@ def _files(folder: Path, skip: tuple[str, ...] = ()) -> Iterator[Path]:
 
 # ---------------------------------------------------------------------------------------------- checks
 
+FOLDERS = ("cache", "objects", "deployments", "monitor", "locks", "logs", "tmp", "mlartifacts")
+
+
+def _check_layout(cfg: ProjectConfig, repair: bool) -> list[Finding]:
+    """Files where folders belong and folders where files belong (what no reader can use): moved aside."""
+    wrong: list[Path] = [cfg.store / name for name in FOLDERS if (cfg.store / name).exists()
+                         and not (cfg.store / name).is_dir()]
+    expected_files = [*cfg.store.glob("objects/??/*"), *cfg.store.glob("cache/??/*"), *cfg.store.glob("locks/*"),
+                      *cfg.store.glob("deployments/*/state.json"), *cfg.store.glob("deployments/*/server.log"),
+                      *cfg.store.glob("monitor/*/status.json"), *cfg.store.glob("monitor/*/alerts.jsonl*"),
+                      *cfg.store.glob("monitor/*/server.lock"), *cfg.store.glob("monitor/*/*/*.parquet")]
+    wrong += [path for path in expected_files if path.is_dir() and path.name != "quarantine"]
+    wrong += [path for log in ("predictions", "feedback") for path in cfg.store.glob(f"monitor/*/{log}")
+              if not path.is_dir()]
+    if not wrong:
+        return [Finding("layout", "ok", "every file and folder of the store is of its kind")]
+    if repair:
+        moved = []
+        for path in wrong:
+            target = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            os.replace(path, target)
+            moved.append(target)
+        return [Finding("layout", "repaired", f"{len(wrong)} paths of the wrong kind moved aside: "
+                        + ", ".join(str(p) for p in moved[:4]))]
+    return [Finding("layout", "problem", f"{len(wrong)} paths of the wrong kind: " + ", ".join(str(p) for p in wrong[:4]),
+                    "mloop doctor (moves them aside)")]
+
 
 def _check_store(cfg: ProjectConfig, repair: bool) -> list[Finding]:
     """Every stored object still hashes to its name; cache entries parse; no old temporary files."""
-    import json
-
     from mloop.pipeline.artifacts import ArtifactStore
+    from mloop.pipeline.cache import CacheEntry
 
     store = ArtifactStore(cfg.store / "objects")
     checked, damaged = 0, []
@@ -89,13 +118,14 @@ def _check_store(cfg: ProjectConfig, repair: bool) -> list[Finding]:
     broken = []
     for path in _files(cfg.store / "cache", skip=("quarantine",)):
         try:
-            json.loads(path.read_text(encoding="utf-8"))["outputs"]
-        except (OSError, ValueError, KeyError, TypeError):
+            CacheEntry.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             broken.append(_quarantine(path, cfg.store / "cache" / "quarantine") if repair else path)
     if broken:
         findings.append(Finding("step cache", "repaired" if repair else "problem",
                                 f"{len(broken)} unreadable cache entries" + (" moved aside (their steps run again)"
-                                                                             if repair else ""),
+                                                                             if repair else "")
+                                + ": " + ", ".join(str(p) for p in broken[:3]),
                                 "" if repair else "mloop doctor"))
     temporary = [p for p in _files(cfg.store, skip=("tmp",)) if p.name.startswith(".") and p.name.endswith(".tmp")]
     for scratch in (cfg.store / "tmp", cfg.store / "objects" / "tmp"):  # whole folders of temporary things
@@ -169,22 +199,23 @@ def _check_registry(cfg: ProjectConfig, repair: bool) -> list[Finding]:
 
 def _check_deployments(cfg: ProjectConfig, repair: bool) -> list[Finding]:
     """Deployments whose state is unreadable or whose server is gone, and servers no deployment lists."""
-    import json
-
     from mloop.deploy import local
+    from mloop.errors import DeployError
 
     findings = []
     listed_pids = set()
     for state in sorted(local.deployments_dir(cfg).glob("*/state.json")):
         name = state.parent.name
         try:
-            deployment = local.Deployment(**json.loads(state.read_text(encoding="utf-8")))
-        except (ValueError, TypeError, UnicodeDecodeError) as err:
+            deployment = local.load_state(cfg, name)
+        except DeployError as err:
             if repair:
                 os.replace(state, state.with_name("state.json.damaged"))
             findings.append(Finding("deployments", "repaired" if repair else "problem",
-                                    f"{state} is unreadable ({err})" + ("; moved to state.json.damaged" if repair else ""),
+                                    f"{state} is unreadable" + ("; moved to state.json.damaged" if repair else ""),
                                     "" if repair else "mloop doctor"))
+            continue
+        if deployment is None:
             continue
         listed_pids.add(deployment.pid)
         if not local.status(deployment).running:
@@ -277,7 +308,8 @@ def _check_monitoring(cfg: ProjectConfig, repair: bool) -> list[Finding]:
                 findings.append(Finding("monitoring", "repaired" if repair else "problem",
                                         f"{folder.name}: {len(bad)} unreadable {log} files"
                                         + (f" moved to {folder / 'quarantine' / log}" if repair else
-                                           " (readers skip them)"), "" if repair else "mloop doctor"))
+                                           " (readers skip them): " + ", ".join(p.name for p in bad[:3])),
+                                        "" if repair else "mloop doctor"))
         alerts = folder / "alerts.jsonl"
         if alerts.exists():
             findings.extend(_check_alert_log(alerts, repair))
@@ -330,6 +362,6 @@ def _check_permissions(cfg: ProjectConfig, repair: bool) -> list[Finding]:
 
 
 CHECKS: tuple[Callable[[ProjectConfig, bool], list[Finding]], ...] = (
-    _check_permissions, _check_store, _check_database, _check_runs, _check_registry, _check_deployments,
+    _check_layout, _check_permissions, _check_store, _check_database, _check_runs, _check_registry, _check_deployments,
     _check_orphans, _check_monitoring)
 NEEDS_DATABASE = (_check_runs, _check_registry)

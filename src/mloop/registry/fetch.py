@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mloop.errors import RegistryError
+from mloop.errors import MloopError, ModelError, RegistryError
 from mloop.tracking.client import mlflow_client, tracking_error
 
 if TYPE_CHECKING:
@@ -91,12 +93,31 @@ def load_registered(cfg: ProjectConfig, uri: str) -> LoadedModel:
     name, _, _ = parse_model_uri(uri)
     version = resolve_version(cfg, uri)
     with tempfile.TemporaryDirectory(prefix="mloop-model-", dir=cfg.scratch()) as tmp:  # loaded into memory: the copy goes
-        return load_model_dir(download_model(cfg, f"models:/{name}/{version}", Path(tmp)), name=name, version=version)
+        folder = download_model(cfg, f"models:/{name}/{version}", Path(tmp))
+        with _damaged_files_said(name, version):
+            return load_model_dir(folder, name=name, version=version)
 
 
 def fetch_bundle(cfg: ProjectConfig, uri: str) -> Bundle:
     """The bundle (info, reference profile, outlier detector) of a registered model version."""
     from mloop.bundle.format import read_bundle
 
+    name, _, _ = parse_model_uri(uri)
     with tempfile.TemporaryDirectory(prefix="mloop-bundle-", dir=cfg.scratch()) as tmp:
-        return read_bundle(download_model(cfg, uri, Path(tmp)))
+        folder = download_model(cfg, uri, Path(tmp))
+        with _damaged_files_said(name, uri.rsplit("/", 1)[-1]):
+            return read_bundle(folder)
+
+
+@contextlib.contextmanager
+def _damaged_files_said(name: str, version: str) -> Iterator[None]:
+    """A registered model whose stored files no longer load (damaged on disk) is a ModelError naming it."""
+    try:
+        yield
+    except MloopError:
+        raise
+    except Exception as err:  # noqa: BLE001 (whatever the model's library raises on damaged bytes)
+        raise ModelError(f"the stored files of {name} v{version} are damaged and do not load: "
+                         f"{type(err).__name__}: {str(err)[:200]}",
+                         hint=f"serve another version (mloop deploy {name}/VERSION); to store this one again, "
+                              "delete it in the MLflow UI (mloop ui) and run the pipeline") from err

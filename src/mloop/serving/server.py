@@ -95,7 +95,14 @@ def serve_model(model: str | None, cfg: ProjectConfig | None, settings: ServingS
         monitor.interval = monitor_interval
     # Monitoring off (interval 0): nothing would write the prediction log, alerts or status, so keep none.
     monitor_dir = cfg.monitor_dir(name or loaded.name) if cfg is not None and monitor.interval > 0 else None
-    held = None if monitor_dir is None else _hold(monitor_dir, name or loaded.name)
+    held = None
+    if monitor_dir is not None:
+        try:
+            held = _hold(monitor_dir, name or loaded.name)
+        except OSError as err:  # a damaged folder: serving goes on, monitored in memory only, and says so
+            announce(f"warning: the monitoring folder {monitor_dir} is unusable ({err.strerror}: {err.filename}); "
+                     "serving without the prediction log, alert log and status file (mloop doctor repairs it)")
+            monitor_dir = None
     announce(f"serving {loaded.name} v{loaded.version} on http://{settings.host}:{settings.port}  "
              f"(V2: POST /v2/models/{loaded.name}/infer, JSON: POST /predict, metrics: /metrics; Ctrl-C stops)")
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,18 +28,49 @@ def mlflow_client(cfg: ProjectConfig) -> MlflowClient:
         check_server(cfg.tracking_uri)
     from mlflow import MlflowClient
 
-    cfg.store.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a read-only checkout has it, or the command that writes says why
+        cfg.store.mkdir(parents=True, exist_ok=True)
     if not cfg.tracking_uri.startswith("sqlite:"):
         return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
-    from mloop._fs import file_lock
-
-    with file_lock(cfg.lock_path("mlflow-db")):
+    _check_database_file(cfg)
+    with _lock_unless_read_only(cfg):
         try:
             client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)  # the tracking store
             client._get_registry_client().store  # type: ignore[no-untyped-call]  # the registry store, now
         except Exception as err:
             raise tracking_error(cfg, err) from err
     return client
+
+
+def _check_database_file(cfg: ProjectConfig) -> None:
+    """A database path that cannot be a database (a folder, a broken link, an empty file where a store was
+    created before) stops here, at once: SQLite would retry for minutes, or start a new, empty history."""
+    path = Path(cfg.tracking_uri.removeprefix("sqlite:///"))
+    fix = (f"restore it from a backup, or move it aside to start a new history (runs and versions are lost): "
+           f"mv {path} {path}.damaged")
+    if path.is_symlink() and not path.exists():
+        raise TrackingError(f"the MLflow database {path} is a link to nothing ({os.readlink(path)})", hint=fix)
+    if path.exists() and not path.is_file():
+        raise TrackingError(f"the MLflow database {path} is not a file", hint=fix)
+    if path.is_file() and path.stat().st_size == 0 and any(cfg.store.glob("mlartifacts/*")):
+        raise TrackingError(f"the MLflow database {path} is empty, but this project tracked runs before "
+                            "(.mloop/mlartifacts): it was truncated", hint=fix)
+
+
+def _lock_unless_read_only(cfg: ProjectConfig) -> contextlib.AbstractContextManager[None]:
+    """The ``mlflow-db`` lock; none where the store cannot be written (a read-only checkout), where no one
+    can create or migrate the database either, so reading needs no lock."""
+    from mloop._fs import file_lock
+
+    lock = cfg.lock_path("mlflow-db")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as err:
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return contextlib.nullcontext()
+        raise
+    return file_lock(lock)
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
