@@ -78,6 +78,7 @@ def serve_model(model: str | None, cfg: ProjectConfig | None, settings: ServingS
     from mloop.registry.fetch import is_model_name, load_registered, model_uri
 
     check_binding(settings.host, settings.token.get_secret_value())  # before the slow model load
+    _configure_process()  # before the load, which already predicts (the bundle's checks)
     loader: Loader | None = None
     if model and (Path(model).exists() or cfg is None or not is_model_name(model)):
         loaded = load_model_dir(Path(model))
