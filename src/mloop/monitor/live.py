@@ -94,6 +94,7 @@ class LiveMonitor:
         self._detector: Any = None
         self._detector_for: MonitoredModel | None = None
         self._rates: deque[tuple[float, np.ndarray, float, float]] = deque()
+        self._started = time.time()
         self._bounds = np.asarray([*LATENCY_BUCKETS, np.inf])
         self._rotated = self._flushed = time.time()
         self._recent_outliers = np.zeros(0, dtype=bool)
@@ -344,10 +345,12 @@ class LiveMonitor:
         """p99 latency of predictions and the server-error ratio over ``rate_window``, from the server's own counters."""
         buckets, requests, errors = self.metrics.traffic.snapshot()
         window_s = duration_s(self.settings.rate_window)
+        if not self._rates:  # the counters start at zero with the server: requests before the first update count
+            self._rates.append((self._started, np.zeros_like(buckets), 0.0, 0.0))
         self._rates.append((now, buckets, requests, errors))
         while len(self._rates) > 2 and self._rates[1][0] <= now - window_s:
             self._rates.popleft()
-        then = self._rates[0] if len(self._rates) > 1 else (now, np.zeros_like(buckets), 0.0, 0.0)
+        then = self._rates[0]
         d_buckets, d_requests, d_errors = buckets - then[1], requests - then[2], errors - then[3]
         ops = OperationsStatus(window_s, int(d_requests), int(d_errors))
         if d_requests > 0:

@@ -89,6 +89,16 @@ def test_p99_latency_and_error_ratio_come_from_the_servers_counters(model):
     assert ops.requests == 0 and ops.error_ratio is None  # nothing new within the window
 
 
+def test_requests_served_before_the_first_update_stay_in_the_window(model):
+    app = app_for(model, monitor=settings(rate_window="1m"))
+    start = app.dataplane.monitor._started
+    for _ in range(4):
+        app.dataplane.metrics.observe_request("predict", 200, 0.002)
+    assert app.dataplane.monitor.update(now=start + 10).operations.requests == 4
+    assert app.dataplane.monitor.update(now=start + 20).operations.requests == 4  # still within the minute
+    assert app.dataplane.monitor.update(now=start + 75).operations.requests == 0
+
+
 def test_histogram_quantile_matches_prometheus_semantics():
     bounds = np.array([0.1, 0.5, 1.0, np.inf])
     assert histogram_quantile(0.5, bounds, np.array([0.0, 10.0, 10.0, 10.0])) == pytest.approx(0.3)
