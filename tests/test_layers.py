@@ -11,7 +11,7 @@ SRC = REPO / "src" / "mloop"
 
 # Calls that change the whole process, and the places allowed to make them.
 PROCESS_WIDE = {"set_config", "filterwarnings", "simplefilter", "freeze", "disable_created_metrics",
-                "set_forkserver_preload"}
+                "set_forkserver_preload", "setrlimit"}
 MUTATORS = {"insert", "append", "extend", "remove", "pop", "clear", "update", "setdefault", "__setitem__"}
 ENTRYPOINTS = {
     "serving/server.py",  # mloop serve: scikit-learn's finiteness check, warnings, the collector

@@ -147,10 +147,26 @@ def serve(model: LoadedModel, settings: ServingSection, *, monitor: MonitorSecti
     gc.collect()
     gc.freeze()
     # httptools with the header deadline, keep-alive timeout and connection limit of [serving]
+    _allow_open_files(settings.max_connections)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, loop="uvloop", http=http_protocol(settings),
                             lifespan="on", access_log=False, log_level="warning", timeout_graceful_shutdown=30,
                             server_header=False, date_header=False, proxy_headers=False)
     uvicorn.Server(config).run()
+
+
+def _allow_open_files(connections: int, spare: int = 256) -> None:
+    """Raise this process's soft limit of open files (often 1024) toward the hard limit, so ``connections``
+    clients plus the files the server keeps open fit: beyond it, accepting a connection would fail."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + spare
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            print(f"warning: at most {target} open files (ulimit -Hn): fewer than [serving] max_connections "
+                  f"{connections} clients can connect at once", file=sys.stderr)
 
 
 def _configure_process() -> None:
