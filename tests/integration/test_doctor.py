@@ -88,7 +88,7 @@ def test_doctor_finds_and_repairs_a_damaged_project(tmp_path: Path, mlflow_db_te
         out = checked.stdout
         assert "2 of" in out and "did not match their digest" in out, out
         assert "unreadable cache entries" in out and "2 left by writes that died" in out
-        assert "race v1 registered without a gate decision" in out
+        assert "race v1 registered without a gate decision" in out and "1 runs RUNNING whose process is gone" in out
         assert f"{damaged_state} is unreadable" in out and "gone: its server" in out and "mloop deploy race/1 --name gone" in out
         assert "1 unreadable predictions files" in out and "2 lines are not alert events" in out
         assert f"{orphan_pid}" in out and "outlived their run" in out

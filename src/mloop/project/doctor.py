@@ -170,13 +170,13 @@ def _check_runs(cfg: ProjectConfig, repair: bool) -> list[Finding]:
     """Runs recorded RUNNING whose process is gone (killed: it could not say so itself)."""
     from mloop.tracking.queries import settle_stale_runs
 
-    if not repair:
-        return []  # telling needs the same lookup as settling; settling is always safe
-    settled = settle_stale_runs(cfg)
-    if not settled:
+    stale = settle_stale_runs(cfg, record=repair)
+    if not stale:
         return [Finding("runs", "ok", "no run is left RUNNING by a process that is gone")]
-    return [Finding("runs", "repaired", f"{len(settled)} runs whose process was gone recorded as FAILED: "
-                    + ", ".join(run[:8] for run in settled[:5]))]
+    listed = ", ".join(run[:8] for run in stale[:5])
+    if repair:
+        return [Finding("runs", "repaired", f"{len(stale)} runs whose process was gone recorded as FAILED: {listed}")]
+    return [Finding("runs", "problem", f"{len(stale)} runs RUNNING whose process is gone: {listed}", "mloop doctor")]
 
 
 def _check_registry(cfg: ProjectConfig, repair: bool) -> list[Finding]:

@@ -100,8 +100,9 @@ def recent_runs(cfg: ProjectConfig, limit: int = 20) -> list[RunSummary]:
         raise tracking_error(cfg, err) from err
 
 
-def settle_stale_runs(cfg: ProjectConfig) -> list[str]:
-    """Record every RUNNING pipeline run whose process on this machine is gone as FAILED; their ids."""
+def settle_stale_runs(cfg: ProjectConfig, *, record: bool = True) -> list[str]:
+    """The RUNNING pipeline runs whose process on this machine is gone, each recorded as FAILED first (unless
+    ``record`` is False); their ids."""
     client = mlflow_client(cfg)
     experiment = experiment_id(client, cfg, create=False)
     if experiment is None:
@@ -109,23 +110,35 @@ def settle_stale_runs(cfg: ProjectConfig) -> list[str]:
     try:
         running = client.search_runs([experiment], max_results=10000,
                                      filter_string="tags.`mloop.kind` = 'pipeline' and attributes.status = 'RUNNING'")
+        if not record:
+            return [run.info.run_id for run in running if _orphaned(run)]
         return [run.info.run_id for run in running if _settled(client, run).info.status != "RUNNING"]
     except Exception as err:
         raise tracking_error(cfg, err) from err
 
 
-def _settled(client: Any, run: Any) -> Any:
-    """``run``, recorded as FAILED first if it is RUNNING but the process that ran it on this machine is
-    gone: a ``mloop run`` killed with SIGKILL (or a machine that went down) cannot say so itself."""
+def _orphaned(run: Any) -> bool:
+    """Whether ``run`` is RUNNING but was started on this machine by a process that is gone."""
     import socket
 
     from mloop._proc import process_alive
 
     tags = run.data.tags
-    if run.info.status != "RUNNING" or tags.get("mloop.host") != socket.gethostname() or "mloop.pid" not in tags:
+    if run.info.status != "RUNNING" or tags.get("mloop.host") != socket.gethostname():
+        return False
+    try:
+        pid, started = int(tags["mloop.pid"]), float(tags.get("mloop.pid_started") or 0)
+    except (KeyError, ValueError):
+        return False  # not recorded (an older mloop) or not as mloop writes it: nothing to go by
+    return not process_alive(pid, started_by=started)
+
+
+def _settled(client: Any, run: Any) -> Any:
+    """``run``, recorded as FAILED first if it is RUNNING but the process that ran it on this machine is
+    gone: a ``mloop run`` killed with SIGKILL (or a machine that went down) cannot say so itself."""
+    if not _orphaned(run):
         return run
-    if process_alive(int(tags["mloop.pid"]), started_by=float(tags.get("mloop.pid_started", "0") or 0)):
-        return run
+    tags = run.data.tags
     reason = f"its process ({tags['mloop.pid']}) ended without finishing the run: killed, or the machine stopped"
     client.set_tag(run.info.run_id, "mloop.error", reason)
     client.set_terminated(run.info.run_id, "FAILED")
