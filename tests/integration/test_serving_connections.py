@@ -194,3 +194,25 @@ def test_a_connection_beyond_the_limit_gets_503_and_the_ones_within_it_are_serve
             sock.close()
     finally:
         stop(proc)
+
+
+def test_a_client_that_stops_reading_its_answer_is_cut_off_and_the_server_serves_on(server, first_run):
+    root, _ = first_run
+    features = pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["target"])
+    buffer = io.StringIO()
+    pd.concat([features] * 60, ignore_index=True).to_csv(buffer, index=False)
+    body = buffer.getvalue().encode()  # ~7 MB, and its scored answer more: far beyond the socket buffers
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connecting: the window stays small
+    sock.connect(server)
+    sock.sendall(b"POST /predict/batch HTTP/1.1\r\nHost: x\r\ncontent-type: text/csv\r\n"
+                 b"content-length: %d\r\n\r\n" % len(body) + body)
+    time.sleep(8)  # scored, then the answer stalls: nothing is read for far longer than the 1 s body timeout
+    received, _ = read_until_closed(sock)
+    sock.close()
+    assert received.startswith(b"HTTP/1.1 200")
+    assert len(received) < len(body), "the whole answer came: the connection was not cut off"
+    probe = socket.create_connection(server)
+    probe.sendall(HEALTH)
+    assert read_response(probe).startswith(b"HTTP/1.1 200")
+    probe.close()

@@ -12,6 +12,8 @@ serves N-1). Here, per connection (``[serving]`` settings):
 - body: while the app waits for a body, ``body_timeout`` seconds may pass between two parts of it:
   idle time, so a large upload on a slow link takes as long as it needs while it keeps coming.
 - keep-alive: uvicorn's timer, from a response until the next byte (``keep_alive_timeout``).
+- answer: a client that stops reading its answer (the server's send buffer full, writing paused) for
+  ``body_timeout`` seconds has its connection aborted, so the app sending to it is released.
 - limit: the requests of a connection opened beyond ``max_connections`` are answered 503 (JSON,
   ``Retry-After``) and it is closed.
 
@@ -60,6 +62,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._headers_since: float | None = None  # when the headers now awaited began (None: none awaited)
         self._request_begun = False  # part of those headers (or the request line) has come
         self._deadlines: asyncio.TimerHandle | None = None
+        self._write_paused_at: float | None = None  # since when the client has not taken what was sent
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -80,6 +83,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._headers_since = now  # not the body of a request being answered: the next request's start
         super().data_received(data)
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._write_paused_at = self.loop.time()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._write_paused_at = None
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._request_begun = True
@@ -99,6 +110,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         now, limits, cycle = self.loop.time(), self.limits, self.cycle
+        if self._write_paused_at is not None and now >= self._write_paused_at + limits.body_timeout:
+            self.transport.abort()  # it stopped reading its answer: the app's send is released (connection lost)
+            return
         if self.flow.read_paused:
             # The server is not reading (the app is slow to take a body, or requests queue behind one being
             # answered): the client is not the one late, so its clocks start again.
@@ -123,6 +137,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 return
         else:
             due = now + self._period
+        if self._write_paused_at is not None:
+            due = min(due, self._write_paused_at + limits.body_timeout)
         self._deadlines = self.loop.call_at(due, self._check_deadlines)
 
     def _close(self, error: str, *, answer: bool) -> None:
