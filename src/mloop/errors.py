@@ -94,6 +94,12 @@ class DriftFound(MloopError):
     exit_code = 3
 
 
+class GateFailed(MloopError):
+    """The latest run's candidate did not pass the promotion gate (``mloop models gate``): exit code 4."""
+
+    exit_code = 4
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or a list of the known names."""
     known = sorted(set(candidates))

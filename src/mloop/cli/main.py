@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 an unexpected internal error (a bug: please report it with --verbose
 output); 2 a problem with the input (config, data, parameters, a failing step); 3 drift above
-``mloop monitor report --fail-on-drift``; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+``mloop monitor report --fail-on-drift``; 4 the latest candidate did not pass the promotion gate
+(``mloop models gate``); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -133,6 +134,15 @@ def models_show(
     from mloop.cli import models_cmd
 
     models_cmd.show_model(model, project=project)
+
+
+@models_app.command("gate")
+def models_gate(project: ProjectOpt = None) -> None:
+    """Whether the latest run's candidate passed the promotion gate: exit 0 if it is the champion, 4 if not
+    (the gate's decision printed either way), 2 if the latest run registered nothing. For CI."""
+    from mloop.cli import models_cmd
+
+    models_cmd.gate(project=project)
 
 
 @app.command()

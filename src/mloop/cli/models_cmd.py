@@ -67,3 +67,32 @@ def show_model(model: str, *, project: Path | None) -> None:
     else:
         console.print(f"input      {', '.join(info.features)} (registered before mloop recorded feature types)",
                       soft_wrap=True)
+
+
+def gate(*, project: Path | None) -> None:
+    """The latest tracked run's candidate against the gate: its version champion, or GateFailed (exit 4)."""
+    from mloop.config import load_project
+    from mloop.errors import GateFailed, RegistryError
+    from mloop.registry.queries import registered_models
+    from mloop.tracking.queries import recent_runs
+
+    cfg = load_project(project)
+    runs = recent_runs(cfg, limit=1)
+    if not runs:
+        raise RegistryError("no tracked run yet: no candidate was put to the gate", hint="run the pipeline: mloop run")
+    run = runs[0]
+    if run.status != "FINISHED" or not run.model_version:
+        said = f": {run.error}" if run.error else ""
+        raise RegistryError(f"the latest run {run.id[:8]} ({run.status}) registered no candidate{said}",
+                            hint=f"see it with: mloop runs show {run.id[:8]}")
+    name = cfg.model_name
+    found = [v for m in registered_models(cfg) if m.name == name for v in m.versions if v.version == run.model_version]
+    if not found:
+        raise RegistryError(f"the latest run {run.id[:8]} registered {name} v{run.model_version}, which is gone",
+                            hint="list the versions: mloop models")
+    version = found[0]
+    what = f"{name} v{version.version} (run {run.id[:8]})"
+    if "champion" not in version.aliases:
+        raise GateFailed(f"{what} did not pass the promotion gate: {version.promotion or 'no decision recorded'}",
+                         hint=f"the champion keeps its place; compare them: mloop models show {name}/{version.version}")
+    console.print(f"{what} passed the promotion gate and is the champion: {version.promotion}", soft_wrap=True)
