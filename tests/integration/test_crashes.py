@@ -146,6 +146,9 @@ def test_a_killed_run_leaves_no_process_and_no_run_running(base: Path, tmp_path:
     out, err = proc.communicate(timeout=60)
     if phase == "start":  # still importing: SIGTERM's default action, or the handler if it is installed
         assert proc.returncode in (-signal.SIGTERM, 143, -signal.SIGKILL) and "Traceback" not in err, out + err
+    elif sig == signal.SIGTERM and phase == "registration" and proc.returncode in (0, -signal.SIGTERM):
+        # registering this small model takes well under a second: the signal may come as the run ends
+        assert "Traceback" not in err and "registered" in out, out + err
     elif sig == signal.SIGTERM:
         assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err, out + err
     # every process of the run is gone soon after it (none waits for a 60 s step to finish)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -345,10 +345,12 @@ def _quiet_libraries() -> None:
 _TERMINATED = [False]  # set when SIGTERM arrived (see _terminate_like_ctrl_c); one CLI run per process
 
 
-def _terminate_like_ctrl_c() -> None:
+def _terminate_like_ctrl_c() -> Any:
     """SIGTERM (what ``timeout``, CI cancellation and ``docker stop`` send) is handled as Ctrl-C: a
     running pipeline stops its workers and records the run as failed instead of vanishing. Commands
-    that serve (uvicorn) or wait on a child (``mloop ui``) install their own handlers over this one."""
+    that serve (uvicorn) or wait on a child (``mloop ui``) install their own handlers over this one.
+    Returns the handler it replaced (None off the main thread), for ``main`` to put back when the command
+    is done: a SIGTERM while the process exits then ends it plainly, never as an exception in a finalizer."""
     import signal
     import threading
 
@@ -356,8 +358,9 @@ def _terminate_like_ctrl_c() -> None:
         _TERMINATED[0] = True
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, terminate)
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 def _interrupted() -> int:
@@ -379,7 +382,17 @@ def main(argv: list[str] | None = None) -> int:
     _VERBOSE[0] = False
     _quiet_libraries()
     _TERMINATED[0] = False
-    _terminate_like_ctrl_c()
+    previous = _terminate_like_ctrl_c()
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, prog_name="mloop")
     except SystemExit as done:
