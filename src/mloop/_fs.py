@@ -186,3 +186,16 @@ def private_folder(path: Path) -> None:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         if path.stat().st_mode & 0o077:
             path.chmod(0o700)
+
+
+def move_aside(path: Path, folder: Path) -> Path:
+    """Move a damaged file or folder into ``folder`` (a ``quarantine/``), for a look: nothing reads it there.
+    An earlier copy of the same name there is replaced. Returns where it went."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(path, target)
+    return target

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mloop._fs import commit, temporary_path
+from mloop._fs import commit, move_aside, temporary_path
 from mloop.errors import MaterializerError, StoreError
 
 
@@ -196,14 +195,7 @@ class ArtifactStore:
     def quarantine(self, path: Path) -> Path:
         """Move a damaged object out of the store (into ``quarantine/``, for a look), so nothing reads it
         again and the step that made it runs anew."""
-        target = self.root / "quarantine" / path.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_dir():
-            import shutil
-
-            shutil.rmtree(target)  # an earlier quarantined copy of the same damage
-        os.replace(path, target)
-        return target
+        return move_aside(path, self.root / "quarantine")
 
     def _keep(self, tmp: Path, final: Path) -> None:
         """``tmp`` (hashed already) becomes ``final`` unless an intact copy is there: an object damaged on disk

@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mloop.errors import DataError
-from mloop._fs import atomic_write_text
+from mloop._fs import atomic_write_text, move_aside
 from mloop.pipeline.artifacts import ArtifactRef, ArtifactStore, file_digest
 
 CACHE_FORMAT = 1
@@ -182,9 +181,6 @@ class StepCache:
 
     def put(self, key: str, entry: CacheEntry) -> None:
         path = self._path(key)
-        if path.is_dir():  # not an entry: moved aside (mloop doctor shows it), so the real one can be written
-            aside = self.root / "quarantine" / path.name
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            if not aside.exists():
-                os.replace(path, aside)
+        if path.is_dir():  # not an entry: moved aside, so the real one can be written
+            move_aside(path, self.root / "quarantine")
         atomic_write_text(path, entry.to_json())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mloop._fs import move_aside
 from mloop.config import ProjectConfig
 
 STALE_TEMP_S = 3600.0  # a temporary file older than this belongs to a write that died
@@ -49,13 +50,6 @@ def diagnose(cfg: ProjectConfig, *, repair: bool = True) -> list[Finding]:
                                     f"the check could not run: {getattr(err, 'message', None) or err}",
                                     getattr(err, "hint", None) or "the other checks ran; please report this one"))
     return findings
-
-
-def _quarantine(path: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
-    os.replace(path, target)
-    return target
 
 
 def _files(folder: Path, skip: tuple[str, ...] = ()) -> Iterator[Path]:
@@ -120,7 +114,7 @@ def _check_store(cfg: ProjectConfig, repair: bool) -> list[Finding]:
         try:
             CacheEntry.from_json(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            broken.append(_quarantine(path, cfg.store / "cache" / "quarantine") if repair else path)
+            broken.append(move_aside(path, cfg.store / "cache" / "quarantine") if repair else path)
     if broken:
         findings.append(Finding("step cache", "repaired" if repair else "problem",
                                 f"{len(broken)} unreadable cache entries" + (" moved aside (their steps run again)"
@@ -303,7 +297,7 @@ def _check_monitoring(cfg: ProjectConfig, repair: bool) -> list[Finding]:
                 try:
                     pq.ParquetFile(path).metadata  # noqa: B018 (reads the footer: a damaged file fails here)
                 except Exception:  # noqa: BLE001 (pyarrow raises several types for damaged files)
-                    bad.append(_quarantine(path, folder / "quarantine" / log) if repair else path)
+                    bad.append(move_aside(path, folder / "quarantine" / log) if repair else path)
             if bad:
                 findings.append(Finding("monitoring", "repaired" if repair else "problem",
                                         f"{folder.name}: {len(bad)} unreadable {log} files"
