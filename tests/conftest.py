@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,11 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 for name in [n for n in os.environ if n.startswith("MLOOP_")]:
     del os.environ[name]  # the tests set what they need
+# git commits made by the tests, and the default DVC remote (under XDG_DATA_HOME) kept out of the home folder
+for name, value in {"GIT_AUTHOR_NAME": "mloop tests", "GIT_AUTHOR_EMAIL": "tests@mloop.invalid",
+                    "GIT_COMMITTER_NAME": "mloop tests", "GIT_COMMITTER_EMAIL": "tests@mloop.invalid"}.items():
+    os.environ.setdefault(name, value)
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="mloop-tests-xdg-")
 
 
 @pytest.fixture(scope="session")

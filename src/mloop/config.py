@@ -264,6 +264,14 @@ class MonitorSection(_Section):
         return self
 
 
+class DataSection(_Section):
+    """``[data]``: where DVC keeps the versions of the project's data."""
+
+    remote: str = Field(default="", description=(
+        "a DVC remote URL (s3://bucket/path, gs://..., a folder); credentials come from the environment. "
+        "Empty: a folder on this machine shared by every clone, $XDG_DATA_HOME/mloop/dvc-remote"))
+
+
 class _EnvironmentFirst(BaseSettings):
     """Settings where an environment variable wins over the file (the only two sources)."""
 
@@ -377,6 +385,7 @@ class Settings(_EnvironmentFirst):
     executor: ExecutorSection = Field(default_factory=ExecutorSection)
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    data: DataSection = Field(default_factory=DataSection)
 
     @model_validator(mode="after")
     def _metric_fits_the_task(self) -> Settings:

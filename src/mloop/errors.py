@@ -80,6 +80,10 @@ class ModelSerializationError(ModelError):
     """The model (or its outlier detector) cannot be saved in a format mloop can load back."""
 
 
+class DataVersionError(MloopError):
+    """A data-versioning (DVC) operation failed: no DVC repository, a missing remote, a version not found."""
+
+
 class DeployError(MloopError):
     """A deployment could not be started, changed or stopped; what was serving before still is."""
 

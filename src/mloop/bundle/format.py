@@ -37,6 +37,8 @@ class Lineage:
     git_dirty: bool | None = None
     model_digest: str = ""  # the model's digest in the artifact store
     packages: dict[str, str] = field(default_factory=dict)
+    # the DVC version of each input file (path, md5, tracked_by, version, commit, state, remote, object_url)
+    data_versions: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

@@ -306,11 +306,83 @@ def init(
     directory: Annotated[Optional[Path], typer.Option("--dir", help="Parent folder (default: here).")] = None,
     task: Annotated[str, typer.Option(help="binary, multiclass or regression: the pipeline, sample data, metric and "
                                            "alerts fit it.")] = "binary",
+    no_data: Annotated[bool, typer.Option("--no-data-versioning", help="Do not set up git and DVC.")] = False,
 ) -> None:
-    """Create a new project that 'mloop run' runs straight away."""
+    """Create a new project that 'mloop run' runs straight away: a git repository (unless inside one) with
+    its data versioned by DVC."""
     from mloop.cli import init_cmd
 
-    init_cmd.init(name, parent=directory or Path.cwd(), task=task)
+    init_cmd.init(name, parent=directory or Path.cwd(), task=task, version_data=not no_data)
+
+
+data_app = typer.Typer(help="The project's data, versioned with DVC: add, status, push, pull, versions.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("init")
+def data_init(project: ProjectOpt = None) -> None:
+    """Version the project's data: git (unless in a repository) and DVC, with a remote ([data] remote, or a
+    folder on this machine shared by every clone)."""
+    from mloop.cli import data_cmd
+
+    data_cmd.init(project=project)
+
+
+@data_app.command("add")
+def data_add(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to track.")],
+    project: ProjectOpt = None,
+) -> None:
+    """Track files or folders with DVC: a .dvc file each (staged in git) records the version."""
+    from mloop.cli import data_cmd
+
+    data_cmd.add(paths, project=project)
+
+
+@data_app.command("status")
+def data_status(
+    no_remote: Annotated[bool, typer.Option("--no-remote", help="Do not ask the remote what it lacks.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """What changed since it was added, what is not committed, not pulled, not pushed."""
+    from mloop.cli import data_cmd
+
+    data_cmd.status(remote=not no_remote, project=project)
+
+
+@data_app.command("push")
+def data_push(
+    targets: Annotated[Optional[list[str]], typer.Argument(help="Tracked paths (default: all).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Send the versions the remote lacks."""
+    from mloop.cli import data_cmd
+
+    data_cmd.push(targets or [], project=project)
+
+
+@data_app.command("pull")
+def data_pull(
+    targets: Annotated[Optional[list[str]], typer.Argument(help="Tracked paths (default: all).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Fetch the tracked versions from the remote into the working copy."""
+    from mloop.cli import data_cmd
+
+    data_cmd.pull(targets or [], project=project)
+
+
+@data_app.command("versions")
+def data_versions(
+    path: Annotated[Path, typer.Argument(help="A tracked file or folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Each version of a tracked file or folder: date, commit, size and the runs that trained on it."""
+    from mloop.cli import data_cmd
+
+    data_cmd.versions(path, as_json=as_json, project=project)
 
 
 @app.command(short_help="Check the project's stores and processes; repair what is safe.")

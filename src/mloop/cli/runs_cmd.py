@@ -60,7 +60,12 @@ def show_run(run_id: str, *, project: Path | None) -> None:
         "not in a git repository"
     console.print(f"code       {code}")
     for data in run.inputs:
-        console.print(f"data       {data.uri}  sha256 {data.sha256}")
+        console.print(f"data       {data.uri}  sha256 {data.sha256}", soft_wrap=True)
+        if data.dvc:
+            version = data.dvc
+            where = f"commit {version.get('commit', '')[:12]}" if version.get("commit") else version.get("state", "")
+            console.print(f"           DVC md5 {version.get('md5', '')} ({where}) in {version.get('tracked_by', '')}"
+                          + (f"; remote {version['object_url']}" if version.get("object_url") else ""), soft_wrap=True)
     console.print("env        " + "  ".join(f"{k} {v}" for k, v in sorted(run.environment.items())))
     if run.model_version:
         console.print(f"model      {cfg.model_name} v{run.model_version}  {run.promotion}")

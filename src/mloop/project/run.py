@@ -71,7 +71,7 @@ def run_project(cfg: ProjectConfig | None = None, *, pipe: Pipeline | None = Non
 
         assert tracker is not None
         try:
-            registration = register_candidate(cfg, result)
+            registration = register_candidate(cfg, result, [v.as_dict() for v in tracker.data_versions])
         except BaseException as err:
             with contextlib.suppress(MloopError):  # the registration's own error is the one to report
                 tracker.mark_failed(f"registration failed: {getattr(err, 'message', None) or err}")

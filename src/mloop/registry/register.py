@@ -67,7 +67,8 @@ def _mlflow(cfg: ProjectConfig, call: Callable[[], T]) -> T:
         return call()
 
 
-def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
+def register_candidate(cfg: ProjectConfig, result: RunResult,
+                       data_versions: list[dict[str, str]] | None = None) -> Registration:
     """Register the model the run's pipeline returned, unless this exact model is registered already.
 
     The model is checked, scored and saved first; then, under the model's registry lock (so runs at
@@ -122,7 +123,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult) -> Registration:
     lineage = Lineage(run_id=result.tracking_id, pipeline=result.pipeline,
                       data_sha256=sorted({d for r in result.steps.values() for d in r.file_digests.values()}),
                       git_commit=git.commit if git else "", git_dirty=git.dirty if git else None,
-                      model_digest=model_ref.digest, packages=package_versions())
+                      model_digest=model_ref.digest, packages=package_versions(), data_versions=data_versions or [])
     with tempfile.TemporaryDirectory(prefix="mloop-bundle-", dir=cfg.scratch()) as tmp:
         model_dir = Path(tmp) / "model"
         _save_model(model, train.drop(columns=[target]), model_dir)

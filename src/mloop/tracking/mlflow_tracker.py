@@ -17,6 +17,7 @@ from mloop.tracking.lineage import environment, git_state, package_versions
 
 if TYPE_CHECKING:
     from mloop.config import ProjectConfig
+    from mloop.data.versions import DataVersion
     from mloop.pipeline.runner import RunResult, StepRecord
 
 _STATUS = {"cached": "FINISHED", "done": "FINISHED", "failed": "FAILED", "skipped": "KILLED"}
@@ -35,9 +36,10 @@ class MlflowTracker:
         self.client: Any = None
         self.experiment_id = ""
         self.run_id = ""
+        self.data_versions: list[DataVersion] = []  # of the files the run read, when DVC tracks them
 
     def start(self, result: RunResult) -> str:
-        from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+        from mlflow.entities import Param
 
         try:
             self.client = mlflow_client(self.cfg)
@@ -65,24 +67,50 @@ class MlflowTracker:
             params = [Param(f"{node.name}.{k}", short(v)) for node in result.graph for k, v in node.params.items()]
             for i in range(0, len(params), 100):
                 self.client.log_batch(self.run_id, params=params[i:i + 100])
-            datasets = []
-            for node in result.graph:
-                for pname, digest in result.steps[node.name].file_digests.items():
-                    path = str(node.params[pname])
-                    datasets.append(DatasetInput(
-                        Dataset(name=Path(path).name, digest=digest[:32], source_type="local",
-                                source=json.dumps({"uri": path, "sha256": digest})),
-                        tags=[InputTag("mlflow.data.context", "training"), InputTag("mloop.step", node.name),
-                              InputTag("mloop.sha256", digest)],
-                    ))
+            datasets = self._datasets(result)
             if datasets:
                 self.client.log_inputs(self.run_id, datasets=datasets)
                 digests = [tag.value for d in datasets for tag in d.tags if tag.key == "mloop.sha256"]
                 self.client.set_tag(self.run_id, "mloop.data.sha256", ",".join(digests))
+                versions = [v for v in self.data_versions if v.md5]
+                if versions:  # searchable: mloop data versions finds the runs that read a version
+                    self.client.set_tag(self.run_id, "mloop.data.md5", ",".join(sorted({v.md5 for v in versions})))
+                    self.client.set_tag(self.run_id, "mloop.data.versions",
+                                        ",".join(sorted({v.version for v in versions if v.version})))
             self._log_json(self.run_id, "environment.json", environment())
         except Exception as err:
             raise tracking_error(self.cfg, err) from err
         return self.run_id
+
+    def _datasets(self, result: RunResult) -> list[Any]:
+        """One MLflow dataset input per file a step read, pointing at its DVC version when it has one."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from mloop.data.repo import configured_remote, dvc_root
+        from mloop.data.versions import version_of
+
+        root = dvc_root(self.cfg.root)
+        remote = configured_remote(root) if root is not None else ""
+        datasets = []
+        for node in result.graph:
+            for pname, digest in result.steps[node.name].file_digests.items():
+                path = str(node.params[pname])
+                version = version_of(self.cfg.root, Path(path), remote) if root is not None else None
+                source: dict[str, Any] = {"uri": path, "sha256": digest}
+                tags = [InputTag("mlflow.data.context", "training"), InputTag("mloop.step", node.name),
+                        InputTag("mloop.sha256", digest)]
+                if version is not None and version.md5:
+                    self.data_versions.append(version)
+                    source["dvc"] = version.as_dict()
+                    tags += [InputTag("mloop.dvc.md5", version.md5), InputTag("mloop.dvc.state", version.state)]
+                    if version.commit:
+                        tags.append(InputTag("mloop.dvc.commit", version.commit))
+                datasets.append(DatasetInput(
+                    Dataset(name=Path(path).name, digest=digest[:32], source_type="dvc" if "dvc" in source else "local",
+                            source=json.dumps(source)),
+                    tags=tags,
+                ))
+        return datasets
 
     def log_step(self, result: RunResult, record: StepRecord) -> None:
         from mlflow.entities import Metric, Param

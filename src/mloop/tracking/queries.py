@@ -23,6 +23,7 @@ SUMMARY_METRICS = ("steps_", "duration_s")  # metrics mloop records about the ru
 class InputFile:
     uri: str
     sha256: str
+    dvc: dict[str, str] = field(default_factory=dict)  # its DVC version (md5, commit, state, remote, ...) if tracked
 
 
 @dataclass
@@ -173,7 +174,8 @@ def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
     for dataset_input in (run.inputs.dataset_inputs if run.inputs else []):
         source = dataset_input.dataset.source
         parsed = json.loads(source) if source.startswith("{") else {"uri": source}
-        inputs.append(InputFile(str(parsed.get("uri", "")), str(parsed.get("sha256", dataset_input.dataset.digest))))
+        inputs.append(InputFile(str(parsed.get("uri", "")), str(parsed.get("sha256", dataset_input.dataset.digest)),
+                                dict(parsed.get("dvc") or {})))
     steps = [StepSummary(
         name=c.data.tags.get("mloop.step", c.info.run_name), state=c.data.tags.get("mloop.state", c.info.status),
         cache_hit=c.data.tags.get("mloop.cache_hit") == "true", duration_s=c.data.metrics.get("duration_s", 0.0),
@@ -185,3 +187,25 @@ def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
                      git_dirty=tags.get("mloop.git.dirty") == "true", inputs=inputs,
                      environment={k.removeprefix("mloop.env."): v for k, v in tags.items() if k.startswith("mloop.env.")},
                      promotion=tags.get("mloop.promotion", ""), steps=steps)
+
+
+def runs_reading(cfg: ProjectConfig, versions: list[str], limit: int = 10000) -> dict[str, list[RunSummary]]:
+    """For each DVC version (a tracked file's or folder's md5), the pipeline runs that read it, newest first."""
+    wanted: dict[str, list[RunSummary]] = {v: [] for v in versions if v}
+    if not wanted:
+        return wanted
+    client = mlflow_client(cfg)
+    experiment = experiment_id(client, cfg, create=False)
+    if experiment is None:
+        return wanted
+    try:
+        runs = client.search_runs([experiment], max_results=limit, order_by=["attributes.start_time DESC"],
+                                  filter_string="tags.`mloop.kind` = 'pipeline' and tags.`mloop.data.versions` LIKE '%'")
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+    for run in runs:
+        read = set(run.data.tags.get("mloop.data.versions", "").split(",")) | set(
+            run.data.tags.get("mloop.data.md5", "").split(","))
+        for version in read & wanted.keys():
+            wanted[version].append(_summary(run))
+    return wanted
