@@ -84,6 +84,12 @@ class DataVersionError(MloopError):
     """A data-versioning (DVC) operation failed: no DVC repository, a missing remote, a version not found."""
 
 
+class ReproductionDiffers(MloopError):
+    """``mloop reproduce``: the reproduced metrics differ from the recorded ones, or a step failed (exit 5)."""
+
+    exit_code = 5
+
+
 class DeployError(MloopError):
     """A deployment could not be started, changed or stopped; what was serving before still is."""
 

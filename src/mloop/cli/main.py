@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 an unexpected internal error (a bug: please report it with --verbose
 output); 2 a problem with the input (config, data, parameters, a failing step); 3 drift above
 ``mloop monitor report --fail-on-drift``; 4 the latest candidate did not pass the promotion gate
-(``mloop models gate``); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+(``mloop models gate``); 5 ``mloop reproduce`` got other metrics than the run; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -383,6 +383,21 @@ def data_versions(
     from mloop.cli import data_cmd
 
     data_cmd.versions(path, as_json=as_json, project=project)
+
+
+@app.command(short_help="Run a past run again from its commit and data version; compare the metrics.")
+def reproduce(
+    run: Annotated[str, typer.Argument(help="The run id (or its first characters), as 'mloop runs' lists it.")],
+    tolerance: Annotated[float, typer.Option(min=0, help="Relative difference still counted as equal.")] = 0.0,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary worktree (its path is printed).")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Check out the run's code commit and data version into a temporary worktree, run the pipeline there
+    (untracked, uncached, the recorded parameters) and compare each step's metrics with the recorded ones.
+    Exit 0 when they are equal, 5 when they differ (the differences and what may explain them listed)."""
+    from mloop.cli import reproduce_cmd
+
+    reproduce_cmd.reproduce(run, tolerance=tolerance, keep=keep, project=project)
 
 
 @app.command(short_help="Check the project's stores and processes; repair what is safe.")
