@@ -155,8 +155,6 @@ def metric_rows(candidate: BundleInfo, champion: BundleInfo | None, metric: str,
     if key in ours or gate_candidate is not None:
         value = gate_candidate if gate_candidate is not None else ours[key]
         other = gate_champion if gate_champion is not None else (theirs or {}).get(key)
-        if theirs is None and gate_champion is None:
-            other = None
         rows.append(MetricRow(key, value, other, direction(metric), promotion=True))
     names = sorted((n for n in ours if n != key and (theirs is None or n in theirs)),
                    key=lambda n: (not n.startswith("test_"), n))
