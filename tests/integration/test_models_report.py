@@ -51,7 +51,7 @@ def training() -> ModelCandidate:
 
 
 def report_cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([MLOOP, "models", "report", *args], cwd=root, capture_output=True, text=True, timeout=120,
+    return subprocess.run([MLOOP, "models", "report", *args], cwd=root, capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "COLUMNS": "200"})
 
 

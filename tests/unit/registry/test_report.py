@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -15,7 +16,8 @@ from mloop.tracking.queries import InputFile, LoggedFile
 
 
 def report(**changes: object) -> CandidateReport:
-    fields: dict = dict(
+    """A candidate (v3, a regressor) the gate kept out against champion v2; ``changes`` replace fields."""
+    kept = CandidateReport(
         model="churn", candidate="3", champion="2", current_champion="2", passed=False,
         reason="rmse 3.5000 vs champion v2 3.0000 on the same test set: not promoted (needs to be lower by at least 0.1)",
         metric="rmse", direction="minimize", min_improvement=0.1,
@@ -26,8 +28,7 @@ def report(**changes: object) -> CandidateReport:
                               [InputFile("data/train.csv", "ab" * 32)], ["ab" * 32]),
         plots=[ReportPlot("evaluate", "roc.png", "plots/evaluate/roc.png", LoggedFile("evaluate", "roc.png", "r1"))],
     )
-    fields.update(changes)
-    return CandidateReport(**fields)
+    return dataclasses.replace(kept, **changes)  # type: ignore[arg-type]
 
 
 def test_the_markdown_starts_with_a_marker_per_model_and_puts_the_versions_side_by_side():
