@@ -145,6 +145,23 @@ def models_gate(project: ProjectOpt = None) -> None:
     models_cmd.gate(project=project)
 
 
+@models_app.command("report")
+def models_report(
+    model: Annotated[Optional[str], typer.Argument(help="The model (default: the project's; its latest run's "
+                                                        "candidate), or NAME/VERSION.")] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Markdown, as a CI job posts on a pull request; it "
+                                                              "starts with <!-- mloop-report: NAME -->.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write report.md (with --markdown) or "
+                                                                     "report.txt and the run's plots into this folder.")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """The latest candidate next to the champion the gate compared it with: the gate's decision and rule,
+    the metrics side by side, the candidate's lineage and the plots its run logged."""
+    from mloop.cli import models_cmd
+
+    models_cmd.report(model, markdown=markdown, out=out, project=project)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
@@ -425,6 +442,7 @@ def _quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per download, on stderr, in CI logs
     for module in ("mlflow", "sqlalchemy", "alembic", "pydantic"):
         warnings.filterwarnings("ignore", module=module)
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
+from rich.text import Text
 
 from mloop.cli.output import console, styled
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from mloop.registry.report import CandidateReport
 
 
 def list_models(*, project: Path | None) -> None:
@@ -72,27 +80,92 @@ def show_model(model: str, *, project: Path | None) -> None:
 def gate(*, project: Path | None) -> None:
     """The latest tracked run's candidate against the gate: its version champion, or GateFailed (exit 4)."""
     from mloop.config import load_project
-    from mloop.errors import GateFailed, RegistryError
-    from mloop.registry.queries import registered_models
-    from mloop.tracking.queries import recent_runs
+    from mloop.errors import GateFailed
+    from mloop.registry.queries import latest_candidate
 
     cfg = load_project(project)
-    runs = recent_runs(cfg, limit=1)
-    if not runs:
-        raise RegistryError("no tracked run yet: no candidate was put to the gate", hint="run the pipeline: mloop run")
-    run = runs[0]
-    if run.status != "FINISHED" or not run.model_version:
-        said = f": {run.error}" if run.error else ""
-        raise RegistryError(f"the latest run {run.id[:8]} ({run.status}) registered no candidate{said}",
-                            hint=f"see it with: mloop runs show {run.id[:8]}")
-    name = cfg.model_name
-    found = [v for m in registered_models(cfg) if m.name == name for v in m.versions if v.version == run.model_version]
-    if not found:
-        raise RegistryError(f"the latest run {run.id[:8]} registered {name} v{run.model_version}, which is gone",
-                            hint="list the versions: mloop models")
-    version = found[0]
-    what = f"{name} v{version.version} (run {run.id[:8]})"
+    found = latest_candidate(cfg)
+    version = found.version
+    what = f"{version.model} v{version.version} (run {found.run.id[:8]})"
     if "champion" not in version.aliases:
         raise GateFailed(f"{what} did not pass the promotion gate: {version.promotion or 'no decision recorded'}",
-                         hint=f"the champion keeps its place; compare them: mloop models show {name}/{version.version}")
+                         hint="the champion keeps its place; compare them: mloop models report")
     console.print(f"{what} passed the promotion gate and is the champion: {version.promotion}", soft_wrap=True)
+
+
+def report(model: str | None, *, markdown: bool, out: Path | None, project: Path | None) -> None:
+    """The latest candidate next to the champion it was compared with: to the terminal, as Markdown, or
+    written with its plots into ``out``."""
+    from mloop.config import load_project
+    from mloop.registry.report import candidate_report, save_report
+    from mloop.registry.report_render import markdown as render_markdown
+
+    cfg = load_project(project)
+    found = candidate_report(cfg, model)
+    if out is None:
+        if markdown:
+            sys.stdout.write(render_markdown(found))
+        else:
+            for part in _report_parts(found):
+                console.print(part)
+        return
+    if markdown:
+        text, filename = render_markdown(found, linked_plots=True), "report.md"
+    else:
+        from io import StringIO
+
+        from rich.console import Console
+
+        buffer = StringIO()
+        plain = Console(file=buffer, width=120, color_system=None, highlight=False, markup=False)
+        for part in _report_parts(found, plot_files=True):
+            plain.print(part)
+        text, filename = buffer.getvalue(), "report.txt"
+    path = save_report(cfg, found, out, filename, text)
+    plots = f" and {len(found.plots)} plot{'s' if len(found.plots) != 1 else ''}" if found.plots else ""
+    console.print(f"wrote {path}{plots}", soft_wrap=True)
+
+
+def _report_parts(found: CandidateReport, *, plot_files: bool = False) -> list[RenderableType]:
+    """The report as rich renderables: headline, decision, metrics table, lineage, plots."""
+    from mloop.registry.report_render import (PROMOTION_MARK, better_word, code_version, direction_word, number,
+                                              rule, signed, title, verdict)
+
+    parts: list[RenderableType] = [styled((title(found), "bold"))]
+    parts.append(styled("gate     ", (verdict(found), "green" if found.passed else "yellow")))
+    parts.append(Text(f"reason   {found.reason}"))
+    parts.append(Text(f"rule     {rule(found)}"))
+    if found.champion_missing:
+        parts.append(Text(f"         champion v{found.champion} is no longer in the registry: its metrics are not shown"))
+    table = Table(title="metrics", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    compare = not found.first and not found.champion_missing
+    table.add_column("metric")
+    table.add_column(f"v{found.candidate} (candidate)", justify="right")
+    if compare:
+        table.add_column(f"v{found.champion} (champion)", justify="right")
+        table.add_column("delta", justify="right")
+        table.add_column("better")
+    else:
+        table.add_column("direction")
+    for row in found.metrics:
+        name = f"{row.name} {PROMOTION_MARK}" if row.promotion else row.name
+        if compare:
+            better = better_word(row)
+            table.add_row(name, number(row.candidate), number(row.champion), signed(row.delta),
+                          Text(better, style={"candidate": "green", "champion": "red"}.get(better, "")))
+        else:
+            table.add_row(name, number(row.candidate), direction_word(row.direction) or "-")
+    parts.append(table if found.metrics else Text("metrics  none recorded"))
+    if any(row.promotion for row in found.metrics):
+        parts.append(Text(f"{PROMOTION_MARK} the promotion metric"
+                          + ("" if found.first else " (both scored by the gate on the candidate's test set)")))
+    lineage = found.lineage
+    parts.append(Text(f"run      {lineage.run_id or '-'}" + (f" (pipeline {lineage.pipeline})" if lineage.pipeline else "")))
+    parts.append(Text(f"code     {'git ' if lineage.git_commit else ''}{code_version(found)}"))
+    if lineage.inputs:
+        parts += [Text(f"data     {f.uri} sha256 {f.sha256[:16]}") for f in lineage.inputs]
+    else:
+        parts.append(Text("data     " + (", ".join(f"sha256 {d[:16]}" for d in lineage.data_sha256) or "no input files recorded")))
+    for plot in found.plots:
+        parts.append(Text(f"plot     {plot.file if plot_files else f'{plot.step}: {plot.name}'}"))
+    return parts

@@ -203,3 +203,15 @@ def score(name: str, model: Any, features: Any, target: Any) -> float:
     truth = np.asarray(target)
     predicted = model.predict_proba(features) if metric.needs_proba else np.asarray(model.predict(features))
     return metric.fn(truth, np.asarray(predicted))
+
+
+def direction(name: str) -> str | None:
+    """``maximize`` or ``minimize`` for a metric mloop knows by name, also as a pipeline logs it
+    (``test_rmse``, ``logreg.accuracy``, ``val/roc_auc``); None for any other (``selected_knn``, ``n_rows``)."""
+    base = name.lower()
+    for sep in (".", "/"):
+        base = base.rsplit(sep, 1)[-1]
+    for prefix in ("test_", "val_", "validation_"):
+        base = base.removeprefix(prefix)
+    known = PROMOTION_METRICS.get(base)
+    return known[1] if known else None

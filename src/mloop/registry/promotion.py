@@ -26,8 +26,9 @@ def decide(metric: str, direction: str, min_improvement: float, candidate: float
     one is replaced by a candidate that has one.
     """
     if math.isnan(candidate):
-        return Decision(False, f"{metric} of the candidate is undefined on the test set: not promoted", candidate,
-                        champion, champion_version)
+        against = "" if champion is None else f" (vs champion v{champion_version} {champion:.4f})"
+        return Decision(False, f"{metric} of the candidate is undefined on the test set{against}: not promoted",
+                        candidate, champion, champion_version)
     if champion is None:
         return Decision(True, f"no champion yet; {metric} = {candidate:.4f}", candidate)
     verdict = f"{metric} {candidate:.4f} vs champion v{champion_version} {champion:.4f} on the same test set"

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mloop.errors import RegistryError
 from mloop.tracking.client import mlflow_client, tracking_error
 
 if TYPE_CHECKING:
     from mloop.bundle.format import BundleInfo
     from mloop.config import ProjectConfig
+    from mloop.tracking.queries import RunSummary
 
 
 @dataclass
@@ -65,3 +67,35 @@ def version_detail(cfg: ProjectConfig, model: str) -> VersionDetail:
     found = [v for m in registered_models(cfg) if m.name == name for v in m.versions if v.version == version]
     summary = found[0] if found else VersionSummary(name, version, [], 0, "", "")
     return VersionDetail(summary, fetch_bundle(cfg, f"models:/{name}/{version}").info)
+
+
+@dataclass
+class Candidate:
+    """The latest tracked run and the version it registered (or found registered already)."""
+
+    run: RunSummary
+    version: VersionSummary
+
+
+def latest_candidate(cfg: ProjectConfig) -> Candidate:
+    """The model version the project's latest tracked run put to the promotion gate.
+
+    Raises RegistryError (with the command to run) when nothing was tracked, the latest run registered
+    nothing (it failed, or its model was rejected), or its version is gone from the registry.
+    """
+    from mloop.tracking.queries import recent_runs
+
+    runs = recent_runs(cfg, limit=1)
+    if not runs:
+        raise RegistryError("no tracked run yet: no candidate was put to the gate", hint="run the pipeline: mloop run")
+    run = runs[0]
+    if run.status != "FINISHED" or not run.model_version:
+        said = f": {run.error}" if run.error else ""
+        raise RegistryError(f"the latest run {run.id[:8]} ({run.status}) registered no candidate{said}",
+                            hint=f"see it with: mloop runs show {run.id[:8]}")
+    name = cfg.model_name
+    found = [v for m in registered_models(cfg) if m.name == name for v in m.versions if v.version == run.model_version]
+    if not found:
+        raise RegistryError(f"the latest run {run.id[:8]} registered {name} v{run.model_version}, which is gone",
+                            hint="list the versions: mloop models")
+    return Candidate(run, found[0])

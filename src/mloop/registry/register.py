@@ -153,7 +153,12 @@ def register_candidate(cfg: ProjectConfig, result: RunResult,
                 version = _create_version(client, cfg, name, result.tracking_id, model_dir, lineage, decision, test_ref)
             else:  # registered by a run that was killed before its gate decision: decide it now
                 version = str(existing.version)
-                _mlflow(cfg, lambda: client.set_model_version_tag(name, version, "mloop.promotion", decision.reason))
+                with _store(cfg):
+                    tags = decision_tags(decision)
+                    for key, value in tags.items():
+                        client.set_model_version_tag(name, version, key, value)
+                    for key in ({COMPARED_WITH, CHAMPION_SCORE} - set(tags)) & set(existing.tags or {}):
+                        client.delete_model_version_tag(name, version, key)  # compared with a champion the first time
             with _store(cfg):
                 client.set_registered_model_alias(name, CHALLENGER, version)
                 aliases = [CHALLENGER]
@@ -167,6 +172,20 @@ def register_candidate(cfg: ProjectConfig, result: RunResult,
 
 
 DECIDED = "mloop.decided"  # version tag: "false" at creation, "true" once its gate decision and aliases are done
+# Version tags of the gate's decision: the reason in words, and what it compared (read by registry.report)
+PROMOTION, COMPARED_WITH = "mloop.promotion", "mloop.promotion.champion"
+CANDIDATE_SCORE, CHAMPION_SCORE = "mloop.promotion.candidate_score", "mloop.promotion.champion_score"
+
+
+def decision_tags(decision: Decision) -> dict[str, str]:
+    """The gate's decision as version tags: the reason, the champion it was compared with and both scores
+    (the champion's on the candidate's test set); no champion tags when there was none."""
+    tags = {PROMOTION: decision.reason, CANDIDATE_SCORE: repr(decision.candidate_score)}
+    if decision.champion_version is not None:
+        tags[COMPARED_WITH] = decision.champion_version
+        tags[CHAMPION_SCORE] = repr(decision.champion_score)
+    return tags
+
 
 
 def _decided(version: Any) -> bool:
@@ -259,7 +278,7 @@ def _create_version(client: MlflowClient, cfg: ProjectConfig, name: str, run_id:
             DECIDED: "false",  # until its aliases moved (register_candidate)
             "mloop.model_digest": lineage.model_digest,
             "mloop.test_digest": test_ref.digest if test_ref else "",
-            "mloop.promotion": decision.reason,
+            **decision_tags(decision),
             "mloop.data_sha256": ",".join(lineage.data_sha256),
             "mloop.git_commit": lineage.git_commit,
         }

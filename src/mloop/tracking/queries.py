@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop.errors import TrackingError
@@ -209,3 +210,53 @@ def runs_reading(cfg: ProjectConfig, versions: list[str], limit: int = 10000) ->
         for version in read & wanted.keys():
             wanted[version].append(_summary(run))
     return wanted
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
+
+
+@dataclass
+class LoggedFile:
+    """A file a step of a run logged (``mloop.log_figure``, ``mloop.log_file``), stored as an MLflow artifact."""
+
+    step: str
+    name: str  # its path among the step's artifacts
+    run_id: str  # the step's own run (a child of the pipeline run)
+
+
+def step_images(cfg: ProjectConfig, run_id: str) -> list[LoggedFile]:
+    """The images (plots) the steps of pipeline run ``run_id`` logged, in the order the steps started."""
+    client = mlflow_client(cfg)
+    try:
+        run = client.get_run(run_id)
+        children = client.search_runs([run.info.experiment_id], max_results=1000,
+                                      filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'",
+                                      order_by=["attributes.start_time ASC"])
+        found = []
+        for child in children:
+            step = child.data.tags.get("mloop.step", child.info.run_name or "")
+            for entry in _artifact_files(client, child.info.run_id):
+                if entry.lower().endswith(IMAGE_SUFFIXES):
+                    found.append(LoggedFile(step, entry, child.info.run_id))
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+    return found
+
+
+def _artifact_files(client: Any, run_id: str, folder: str | None = None) -> list[str]:
+    files: list[str] = []
+    for entry in client.list_artifacts(run_id, folder):
+        files.extend(_artifact_files(client, run_id, entry.path) if entry.is_dir else [entry.path])
+    return files
+
+
+def download_logged_file(cfg: ProjectConfig, logged: LoggedFile, folder: Path) -> Path:
+    """Copy a logged file into ``folder`` (created if needed); its path there."""
+    from mlflow.artifacts import download_artifacts
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(download_artifacts(run_id=logged.run_id, artifact_path=logged.name, dst_path=str(folder),
+                                       tracking_uri=cfg.tracking_uri))
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
