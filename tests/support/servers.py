@@ -94,3 +94,13 @@ def system_binary(name: str, package: str) -> str:
     if not found:
         pytest.fail(f"installing {package} did not give {name}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     return found
+
+
+def start_s3(root: Path) -> tuple[subprocess.Popen, str]:
+    """moto's standalone S3 API server on a free port of 127.0.0.1 (no MinIO here); returns it and its URL."""
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/moto-api/", proc, timeout=60)
+    return proc, url

@@ -204,10 +204,26 @@ def _dvc_error(err: Exception, doing: str, cfg: ProjectConfig, remote: str = "")
         return DataVersionError(f"{doing}: the remote {remote} refused access: {text}",
                                 hint="set the credentials in the environment (e.g. AWS_ACCESS_KEY_ID, "
                                      "AWS_SECRET_ACCESS_KEY for s3://)")
+    if name in ("UploadError", "DownloadError") and "://" in remote and not _container_exists(cfg, remote):
+        bucket = remote.split("://", 1)[1].split("/", 1)[0]
+        return DataVersionError(f"{doing}: the bucket {bucket!r} of the remote {remote} does not exist (or these "
+                                "credentials cannot see it)", hint="create it, or fix [data] remote in mloop.toml")
     if name in ("CheckoutError", "DownloadError") or "missing" in text.lower():
         return DataVersionError(f"{doing}: {text}",
                                 hint=f"push the data from the machine that added it (mloop data push); remote: {remote}")
     return DataVersionError(f"{doing}: {name}: {text}", hint=f"remote: {remote or 'none'}; dvc doctor tells more")
+
+
+def _container_exists(cfg: ProjectConfig, url: str) -> bool:
+    """Whether the bucket of a cloud remote exists (True when that cannot be told)."""
+    try:
+        import dvc.fs
+        from dvc.config import Config
+
+        cls, options, path = dvc.fs.get_cloud_fs(Config(dvc_dir=str(dvc_root(cfg.root) or cfg.root) + "/.dvc"), url=url)
+        return bool(cls(**options).exists(path.split("/", 1)[0]))
+    except Exception:  # noqa: BLE001 - no verdict: the original error stands
+        return True
 
 
 def _locked(cfg: ProjectConfig) -> Any:
