@@ -386,7 +386,7 @@ def data_versions(
     data_cmd.versions(path, as_json=as_json, project=project)
 
 
-@data_app.command("snapshot")
+@data_app.command("snapshot", short_help="Served predictions with their true labels, as a new data version.")
 def data_snapshot(
     model: Annotated[Optional[str], typer.Argument(help="The served model or deployment name: its monitoring folder .mloop/monitor/NAME (default: the project's model).")] = None,
     out: Annotated[Path, typer.Option(help="The Parquet file to write, inside the project (relative: to the current "
