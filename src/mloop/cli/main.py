@@ -317,6 +317,7 @@ def init(
 
 data_app = typer.Typer(help="The project's data, versioned with DVC: add, status, push, pull, versions, and "
                             "snapshots of production data.",
+                       short_help="The project's data, versioned with DVC; production snapshots.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
