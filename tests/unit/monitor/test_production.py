@@ -109,7 +109,7 @@ def test_rows_written_by_the_server_log_and_repeated_in_a_copied_file_join_the_s
     joined = join_labels(first.predictions, first.feedback, features=["a", "b"], target="y")
     for name in ("predictions", "feedback"):  # every file there twice
         for path in list((folder / name).iterdir()):
-            shutil.copyfile(path, path.with_name(path.name.replace("part-", "part-") .replace(".parquet", "9.parquet")))
+            shutil.copyfile(path, path.with_name(path.name.replace(".parquet", "9.parquet")))
     assert len(read_log(folder / "predictions")) == 6
     second = queries.served_log(folder, "toy")
     again = join_labels(second.predictions, second.feedback, features=["a", "b"], target="y")
