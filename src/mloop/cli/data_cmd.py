@@ -124,3 +124,33 @@ def versions(path: Path, *, as_json: bool, project: Path | None) -> None:
         table.add_row(when, e.commit[:10] if e.commit else styled(("not committed", "yellow")),
                       e.md5.removesuffix(".dir")[:12], size, runs or "-")
     console.print(table)
+
+
+def snapshot(model: str | None, *, out: Path, since: str | None, include_unlabelled: bool,
+             project: Path | None) -> None:
+    from mloop.config import load_project
+    from mloop.project.datasets import snapshot_production
+
+    cfg = load_project(project)
+    done = snapshot_production(cfg, out, model=model, since=since, include_unlabelled=include_unlabelled)
+    rows = done.rows
+    versions = ", ".join(f"v{v}" for v in rows.versions)
+    kept = len(rows.frame)
+    what = (f"{rows.labelled:,} labelled and {kept - rows.labelled:,} without a label (empty {rows.target})"
+            if done.included_unlabelled else f"{kept:,} labelled")
+    console.print(f"wrote {_relative(done.path)}: {kept:,} row{'s' if kept != 1 else ''} ({what}) served by "
+                  f"{done.model} {versions}" + (f" {done.window}" if done.window else "")
+                  + f"; label column {rows.target!r}", soft_wrap=True)
+    if not done.included_unlabelled and rows.unlabelled:
+        console.print(f"  left out: {rows.unlabelled:,} predictions without a label (--include-unlabelled keeps them)",
+                      soft_wrap=True)
+    repeats = [f"{n:,} {what}" for n, what in ((rows.repeated_predictions, "rows logged twice"),
+                                               (rows.repeated_labels, "repeated labels (the first counts)"),
+                                               (rows.unmatched_labels, "labels for predictions not read"))
+               if n]
+    if repeats:
+        console.print(f"  counted once or left out: {', '.join(repeats)}", soft_wrap=True)
+    console.print(f"tracking {done.path.name} with DVC: {_relative(done.dvc_file)} (md5 {done.md5})", soft_wrap=True)
+    gitignore = done.path.parent / ".gitignore"
+    staged = " ".join(_relative(p) for p in (done.dvc_file, gitignore) if p.exists())
+    console.print(f"  next: git commit -m 'production data' {staged} && mloop data push", soft_wrap=True)

@@ -332,7 +332,9 @@ def init(
     init_cmd.init(name, parent=directory or Path.cwd(), task=task, version_data=not no_data)
 
 
-data_app = typer.Typer(help="The project's data, versioned with DVC: add, status, push, pull, versions.",
+data_app = typer.Typer(help="The project's data, versioned with DVC: add, status, push, pull, versions, and "
+                            "snapshots of production data.",
+                       short_help="The project's data, versioned with DVC; production snapshots.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -400,6 +402,26 @@ def data_versions(
     from mloop.cli import data_cmd
 
     data_cmd.versions(path, as_json=as_json, project=project)
+
+
+@data_app.command("snapshot", short_help="Served predictions with their true labels, as a new data version.")
+def data_snapshot(
+    model: Annotated[Optional[str], typer.Argument(help="The served model or deployment name: its monitoring folder .mloop/monitor/NAME (default: the project's model).")] = None,
+    out: Annotated[Path, typer.Option(help="The Parquet file to write, inside the project (relative: to the current "
+                                           "folder, or to the project root when run from outside it).")] = Path("data/production.parquet"),
+    since: Annotated[Optional[str], typer.Option(help="Only the predictions served in this last while (e.g. 12h, 7d). [default: the whole log]")] = None,
+    labelled_only: Annotated[bool, typer.Option("--labelled-only/--include-unlabelled",
+                                                help="Keep only the predictions with a true label (the default), or "
+                                                     "also those without one (their label empty).")] = True,
+    project: ProjectOpt = None,
+) -> None:
+    """Production data back into training: the served model's predictions joined with the true labels sent as
+    feedback, one row per predicted row (the model's features as requests carried them, the label under the
+    target's name, served_version, request_id, served_at), written reproducibly and tracked with DVC as a new
+    data version. A request and a label count once, however often they were logged or sent."""
+    from mloop.cli import data_cmd
+
+    data_cmd.snapshot(model, out=out, since=since, include_unlabelled=not labelled_only, project=project)
 
 
 @app.command(short_help="Run a past run again from its commit and data version; compare the metrics.")

@@ -16,7 +16,7 @@ from mloop.errors import DataError
 from mloop.monitor.alerts import ALERT_LOG, AlertEvent, firing, read_alert_log
 from mloop.monitor.drift import DriftDetector, DriftReport
 from mloop.monitor.model import Reference
-from mloop.monitor.predlog import VERSION, feature_columns, read_log
+from mloop.monitor.predlog import TS, VERSION, RotatingParquetLog, feature_columns, read_log, read_newest
 from mloop.monitor.status import MonitorStatus, read_status
 
 
@@ -68,6 +68,40 @@ def served_rows(folder: Path, name: str, *, since: float, version: str | None = 
     feedback = read_log(folder / "feedback", since=since)
     accuracy = accuracy_over_time(frame, feedback) if len(feedback) else None
     return ServedRows(frame[feature_columns(frame)], version, accuracy)
+
+
+@dataclass
+class ServedLog:
+    """The prediction and feedback logs of a served model over a while, as read (repeats and all)."""
+
+    predictions: Any  # a DataFrame of the prediction log (``predlog`` columns)
+    feedback: Any  # a DataFrame of the feedback log (empty when no label came)
+
+    @property
+    def versions(self) -> list[str]:
+        """The versions that served the predictions, in the order they first appear in the log."""
+        return [str(v) for v in self.predictions[VERSION].astype(str).unique().tolist()]
+
+
+def served_log(folder: Path, name: str, *, since: float | None = None, window: str = "") -> ServedLog:
+    """The predictions of the served model (its monitoring folder ``folder``) since ``since`` (all without it)
+    and the labels sent for them; DataError when nothing was logged, or nothing in the window (``window``
+    says it in words, e.g. "in the last 7d")."""
+    log_folder = folder / "predictions"
+    if not RotatingParquetLog(log_folder).files():
+        where = f"{log_folder} does not exist" if not folder.is_dir() else f"nothing in {log_folder}"
+        raise DataError(f"no predictions of {name!r} were logged yet ({where})",
+                        hint="serve or deploy the model (mloop serve, mloop deploy) and send it requests; a server "
+                             "writes its log every [monitor] interval and when it stops. A deployment's or server's "
+                             "--name is its monitoring folder's name: mloop data snapshot NAME")
+    predictions = read_log(log_folder, since=since)
+    if not len(predictions):
+        newest = read_newest(RotatingParquetLog(log_folder), [TS], 1)
+        last = (f"; the newest was served at {newest[TS].max():%Y-%m-%d %H:%M:%S} UTC"
+                if len(newest) else "")
+        raise DataError(f"no predictions of {name!r} were served {window or 'in the window'}{last}",
+                        hint="ask for a longer while with --since (e.g. 30d), or leave it out for the whole log")
+    return ServedLog(predictions, read_log(folder / "feedback", since=since))
 
 
 def read_frame(path: Path) -> Any:
