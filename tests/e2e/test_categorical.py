@@ -122,7 +122,7 @@ def served(tmp_path_factory, mlflow_db_template: Path):
     found = {}
     for kind, params in KINDS.items():
         root = write_project(tmp_path_factory.mktemp(kind), "churn", PIPELINE)
-        (root / ".mloop").mkdir()
+        (root / ".mloop").mkdir(exist_ok=True)
         shutil.copyfile(mlflow_db_template, root / ".mloop" / "mlflow.db")
         cfg = load_project(root)
         outcome = run_project(cfg, params=params)

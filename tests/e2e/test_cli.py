@@ -27,15 +27,15 @@ def new_project(tmp_path: Path, mlflow_db_template: Path) -> Path:
     done = mloop("init", "churn", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     root = tmp_path / "churn"
-    (root / ".mloop").mkdir()
+    (root / ".mloop").mkdir(exist_ok=True)
     shutil.copyfile(mlflow_db_template, root / ".mloop" / "mlflow.db")  # skip the slow first migration
     return root
 
 
 def test_init_run_cached_rerun_param_change_and_listings(new_project: Path):
     root = new_project
-    assert sorted(p.name for p in root.iterdir()) == [".gitignore", ".mloop", "README.md", "data", "mloop.toml",
-                                                       "pipeline.py", "tests"]
+    assert sorted(p.name for p in root.iterdir()) == [".dvc", ".dvcignore", ".git", ".gitignore", ".mloop", "README.md",
+                                                       "data", "mloop.toml", "pipeline.py", "tests"]
     first = mloop("run", cwd=root)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "4 ran, 0 from cache" in first.stdout

@@ -202,7 +202,7 @@ def test_a_project_runs_deploys_answers_monitors_swaps_and_stops(kind, tmp_path:
         textwrap.dedent(build).strip("\n"), "    "))))
     (root / "mloop.toml").write_text(f'[project]\nname = "{kind}"\ntask = "{task}"\n\n[promotion]\nmetric = "{metric}"\n\n'
                                      "[monitor]\ninterval = 1\nmin_samples = 20\n")
-    (root / ".mloop").mkdir()
+    (root / ".mloop").mkdir(exist_ok=True)
     shutil.copyfile(mlflow_db_template, root / ".mloop" / "mlflow.db")
 
     first = mloop("run", cwd=root)

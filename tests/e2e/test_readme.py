@@ -21,7 +21,7 @@ def test_the_readme_pipeline_runs_and_registers_its_model(tmp_path: Path, mlflow
     [example] = re.findall(r"A pipeline is plain Python.*?```python\n(.*?)```", README.read_text(), re.S)
     root = create_project("readme", tmp_path)
     (root / "pipeline.py").write_text(example)
-    (root / ".mloop").mkdir()
+    (root / ".mloop").mkdir(exist_ok=True)
     shutil.copyfile(mlflow_db_template, root / ".mloop" / "mlflow.db")
     outcome = run_project(load_project(root))
     assert outcome.result.ok and set(outcome.result.steps) == {"load_data", "split", "train"}

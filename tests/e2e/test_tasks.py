@@ -28,7 +28,7 @@ def test_a_new_project_of_each_task_runs_registers_and_serves(tmp_path: Path, ml
     from mloop.config import MonitorSection
 
     root = create_project(f"p_{task}", tmp_path, task=task)
-    (root / ".mloop").mkdir()
+    (root / ".mloop").mkdir(exist_ok=True)
     shutil.copyfile(mlflow_db_template, root / ".mloop" / "mlflow.db")
     cfg = load_project(root)
     assert cfg.settings.project.task == task and cfg.settings.promotion.metric == metric

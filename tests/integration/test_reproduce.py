@@ -89,7 +89,7 @@ def test_data_found_nowhere_and_runs_outside_git_are_named(tmp_path: Path, mlflo
 
     plain = tmp_path / "plain"
     assert mloop(tmp_path, "init", "plain", "--no-data-versioning").returncode == 0
-    (plain / ".mloop").mkdir()
+    (plain / ".mloop").mkdir(exist_ok=True)
     (plain / ".mloop" / "mlflow.db").write_bytes(mlflow_db_template.read_bytes())
     untracked = run_id_of(mloop(plain, "run"))
     said = mloop(plain, "reproduce", untracked)

@@ -317,7 +317,7 @@ def monitor_export(
                        interval=interval, group_wait=group_wait)
 
 
-@app.command()
+@app.command(short_help="Create a project that runs straight away, under git and DVC.")
 def init(
     name: Annotated[str, typer.Argument(help="Name of the new project (also its folder).")],
     directory: Annotated[Optional[Path], typer.Option("--dir", help="Parent folder (default: here).")] = None,
@@ -424,7 +424,7 @@ def data_snapshot(
     data_cmd.snapshot(model, out=out, since=since, include_unlabelled=not labelled_only, project=project)
 
 
-@app.command(short_help="Run a past run again from its commit and data version; compare the metrics.")
+@app.command(short_help="Run a past run again from its commit and data; compare.")
 def reproduce(
     run: Annotated[str, typer.Argument(help="The run id (or its first characters), as 'mloop runs' lists it.")],
     tolerance: Annotated[float, typer.Option(min=0, help="Relative difference still counted as equal.")] = 0.0,
