@@ -148,3 +148,5 @@ def test_outside_a_git_repository_it_says_so(tmp_path: Path):
     assert done.returncode == 2
     assert "is not in a git repository" in done.stderr and "git init" in done.stderr
     assert not (tmp_path / "loose" / ".github").exists()
+    unknown = run([MLOOP, "ci", "init", "--provider", "jenkins"], tmp_path / "loose")
+    assert unknown.returncode == 2 and "unknown CI provider 'jenkins'; known: 'github', 'gitlab'" in unknown.stderr
