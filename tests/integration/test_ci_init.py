@@ -28,18 +28,22 @@ def run(args: list[str], cwd: Path, **kwargs: object) -> subprocess.CompletedPro
 
 
 def new_repository(tmp_path: Path, layout: str) -> tuple[Path, Path]:
-    """A git repository (main branch) with a project made by `mloop init`: at its root, or in a subfolder."""
+    """A git repository (branch main) with a project made by `mloop init` (data versioned with DVC): the
+    repository `mloop init` makes, or an existing one with the project in a subfolder."""
     if layout == "root":
-        assert run([MLOOP, "init", "churn"], tmp_path).returncode == 0
+        done = run([MLOOP, "init", "churn"], tmp_path)
+        assert done.returncode == 0, done.stderr
         repo = project = tmp_path / "churn"
-        run(["git", "init", "--quiet", "--initial-branch", "main"], repo)
+        run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], repo)  # before the first commit
     else:
         repo = tmp_path / "monorepo"
         repo.mkdir()
         run(["git", "init", "--quiet", "--initial-branch", "main"], repo)
         (repo / "README.md").write_text("other things live here too\n")
-        assert run([MLOOP, "init", "churn", "--dir", "models"], repo).returncode == 0
+        done = run([MLOOP, "init", "churn", "--dir", "models"], repo)
+        assert done.returncode == 0, done.stderr
         project = repo / "models" / "churn"
+    assert (project / "data" / "data.csv.dvc").is_file()
     return repo, project
 
 
@@ -107,6 +111,8 @@ def test_the_jobs_run_in_order_in_a_clean_clone(tmp_path: Path, provider: str):
     repo, project = new_repository(tmp_path, "subfolder")
     assert run([MLOOP, "ci", "init", "--provider", provider], project).returncode == 0
     commit(repo)
+    pushed = run([MLOOP, "data", "push"], project)  # to the default remote, a folder shared by this machine's clones
+    assert pushed.returncode == 0, pushed.stderr
     workflow = yaml.safe_load((repo / FILES[provider]).read_text())
     env = environment()
     sim = Simulation(origin=repo, workspace=tmp_path / "ci" / "workspace", env=env, missing=missing_commands(env))
@@ -121,6 +127,9 @@ def test_the_jobs_run_in_order_in_a_clean_clone(tmp_path: Path, provider: str):
     assert set(expected) <= set(ran), ran
     order = [c for c in ran if c in expected]
     assert order.index("python -m pytest tests") < order.index("mloop run") < order.index("mloop models gate")
+    if "mloop data pull" not in sim.missing:  # the data is in DVC, not in git: every job that reads it pulls it
+        assert [job for job, c in sim.ran if c == "mloop data pull"] == ["test", "train", "gate"]
+        assert order.index("mloop data pull") < order.index("python -m pytest tests")
     assert "passed the promotion gate" in sim.output["gate"]
     if "mloop models report" not in sim.missing:
         reports = list((sim.workspace / "models" / "churn" / "report").glob("*.md"))
@@ -143,7 +152,7 @@ def test_the_jobs_run_in_order_in_a_clean_clone(tmp_path: Path, provider: str):
 
 
 def test_outside_a_git_repository_it_says_so(tmp_path: Path):
-    assert run([MLOOP, "init", "loose"], tmp_path).returncode == 0
+    assert run([MLOOP, "init", "loose", "--no-data-versioning"], tmp_path).returncode == 0
     done = run([MLOOP, "ci", "init", "--provider", "github"], tmp_path / "loose")
     assert done.returncode == 2
     assert "is not in a git repository" in done.stderr and "git init" in done.stderr

@@ -16,9 +16,8 @@ def init(provider: str, *, force: bool, default_branch: str | None, project: Pat
     relative = written.path.relative_to(plan.repo_root)
     console.print(f"wrote {written.path}: test -> train -> gate -> report on pull/merge requests; publish -> deploy "
                   f"on {plan.default_branch}", soft_wrap=True)
-    if not plan.data_files:
-        console.print("  no data file (CSV, Parquet or .dvc) found in the project: the gate checks no data drift",
-                      soft_wrap=True)
+    for note in written.notes:
+        console.print(f"  note: {note}", soft_wrap=True)
     if not plan.requirements:
         console.print(f"  the jobs install with: {plan.install()} (a requirements.txt in the project replaces it)",
                       soft_wrap=True)

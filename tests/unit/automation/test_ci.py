@@ -128,3 +128,25 @@ def test_outside_a_git_repository_nothing_is_written(tmp_path: Path):
         write_workflow(cfg, "github")
     assert "git init" in (info.value.hint or "") and "mloop init" in (info.value.hint or "")
     assert not (tmp_path / ".github").exists() and not (cfg.root / ".github").exists()
+
+
+def test_jobs_pull_the_data_only_from_dvc_and_only_the_pull_gets_the_remote_credentials(cfg):
+    from dataclasses import replace
+
+    from mloop.automation.ci import notes
+
+    plain = describe_project(cfg)
+    assert not plain.dvc and "mloop data pull" not in get_provider("github").render(plain)
+    versioned = replace(plain, dvc=True, data_remote="s3://bucket/churn", dvc_files=("data/data.csv.dvc",))
+    workflow = yaml.safe_load(get_provider("github").render(versioned))
+    pulls = {name: [s for s in job["steps"] if s.get("run") == "mloop data pull"]
+             for name, job in workflow["jobs"].items()}
+    assert {name for name, steps in pulls.items() if steps} == {"test", "train", "gate"}
+    assert all(s["env"] == {"AWS_ACCESS_KEY_ID": "${{ secrets.AWS_ACCESS_KEY_ID }}",
+                            "AWS_SECRET_ACCESS_KEY": "${{ secrets.AWS_SECRET_ACCESS_KEY }}"}
+               for steps in pulls.values() for s in steps)
+    assert "AWS_" not in yaml.safe_dump({k: v for k, v in workflow.items() if k != "jobs"})
+    gitlab = yaml.safe_load(get_provider("gitlab").render(versioned))
+    assert [gitlab[job]["script"][0] for job in ("train", "gate")] == ["mloop data pull", "mloop data pull"]
+    assert notes(versioned) == []
+    assert "[data] remote is empty" in notes(replace(versioned, data_remote=""))[0]

@@ -51,12 +51,31 @@ class CIProvider(ABC):
         """The workflow file's text: a header comment (what it does, the secrets) and the YAML."""
         from mloop.automation.ci._yaml import dump
 
-        lines = [f"# mloop's CI/CD for the project {project.folder or '.'} ({self.name}), written by `mloop ci init`.",
+        where = f" in {project.folder}/" if project.folder else ""
+        lines = [f"# mloop's CI/CD for the project {project.model}{where} ({self.name}), written by `mloop ci init`.",
                  "# Jobs: test -> train -> gate -> report (on pull/merge requests: one comment, updated by later runs)",
                  f"#       -> publish (the serving image) -> deploy (kubectl apply): on {project.default_branch} only.",
                  "# Edit it freely; `mloop ci init --force` writes it anew. Secrets and variables it reads:"]
         lines += [f"#   {s.name}{'' if s.required else ' (optional)'}: {s.what}" for s in self.secrets(project)]
+        lines += [f"# Note: {note}" for note in notes(project)]
         return "\n".join(lines) + "\n\n" + dump(self.workflow(project))
+
+
+def data_secrets(project: CIProject) -> list[Secret]:
+    """The DVC remote's credentials, for the jobs that pull the data."""
+    return [Secret(name, f"for the DVC remote {project.data_remote} (mloop data pull)")
+            for name in project.remote_credentials]
+
+
+def notes(project: CIProject) -> list[str]:
+    """What the user should know about the generated workflow for this project."""
+    found = []
+    if project.dvc and not project.data_remote:
+        found.append("[data] remote is empty in mloop.toml: the data is on this machine only and CI cannot pull "
+                     "it; set it to a remote CI reaches (e.g. s3://bucket/path) and run mloop data push")
+    if not project.data_files:
+        found.append("no data file (CSV, Parquet or .dvc) was found in the project: the gate checks no data drift")
+    return found
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,7 @@ class WrittenWorkflow:
     path: Path
     secrets: list[Secret]
     project: CIProject
+    notes: list[str]
 
 
 def get_provider(name: str) -> CIProvider:
@@ -93,8 +113,8 @@ def write_workflow(cfg: ProjectConfig, provider: str, *, force: bool = False,
         raise ConfigError(f"{path} exists; mloop leaves it as it is",
                           hint=f"replace it with: mloop ci init --provider {provider} --force")
     atomic_write_text(path, chosen.render(project))
-    return WrittenWorkflow(provider, path, chosen.secrets(project), project)
+    return WrittenWorkflow(provider, path, chosen.secrets(project), project, notes(project))
 
 
-__all__ = ["PROVIDERS", "CIProject", "CIProvider", "Secret", "WrittenWorkflow", "describe_project", "get_provider",
-           "write_workflow"]
+__all__ = ["PROVIDERS", "CIProject", "CIProvider", "Secret", "WrittenWorkflow", "data_secrets", "describe_project",
+           "get_provider", "notes", "write_workflow"]

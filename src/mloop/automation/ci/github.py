@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mloop.automation.ci import CIProvider, Secret
+from mloop.automation.ci import CIProvider, Secret, data_secrets
 from mloop.automation.ci.plan import KUBERNETES_OUT, REPORT_DIR, REPORT_MARKER, STEP_CACHE, STORE, STORE_EXCLUDED, CIProject
 
 CHECKOUT = "actions/checkout@v5"
@@ -48,7 +48,7 @@ class GitHub(CIProvider):
     path = WORKFLOW_FILE
 
     def secrets(self, project: CIProject) -> list[Secret]:
-        found = [Secret(KUBECONFIG_SECRET, "the kubeconfig of the production cluster (a secret of the environment "
+        found = [*data_secrets(project), Secret(KUBECONFIG_SECRET, "the kubeconfig of the production cluster (a secret of the environment "
                                            "'production'), read by the deploy job")]
         if not project.tracking_uri_in_file:
             found.append(Secret(TRACKING_SECRET, "an MLflow tracking server shared by all runs, so the gate compares "
@@ -73,7 +73,7 @@ class GitHub(CIProvider):
         workflow["defaults"] = {"run": run_defaults}
         workflow["jobs"] = {
             "test": self._job(project, "Test the pipeline and its data", [
-                *self._setup(project, tests=True), *[_run(c) for c in project.checks()]]),
+                *self._setup(project, tests=True), *_steps(project, project.checks())]),
             "train": self._job(project, "Train (cached steps)", [
                 *self._setup(project),
                 {"name": "Restore the step cache", "uses": CACHE, "with": {
@@ -81,16 +81,14 @@ class GitHub(CIProvider):
                     "key": "mloop-steps-${{ runner.os }}-${{ hashFiles(" + _quoted(
                         [*project.cache_key_files, project.at("**/*.dvc")]) + ") }}",
                     "restore-keys": "mloop-steps-${{ runner.os }}-"}},
-                *[_run(c) for c in project.train()],
+                *_steps(project, project.train()),
                 {"name": "Keep the MLflow store for the next jobs", "uses": UPLOAD, "with": {
                     "name": STORE_ARTIFACT,
                     "path": "\n".join([project.at(STORE), *(f"!{project.at(p)}" for p in STORE_EXCLUDED)]),
                     "include-hidden-files": True, "if-no-files-found": "error", "retention-days": 7}},
             ], needs=["test"]),
             "gate": self._job(project, "Promotion gate and data drift", [
-                *self._setup(project), self._store(project),
-                *([_run("mloop data pull")] if project.gate_needs_data_pull else []),
-                *[_run(c) for c in project.gate()]], needs=["train"]),
+                *self._setup(project), self._store(project), *_steps(project, project.gate())], needs=["train"]),
             "report": self._job(project, "Report on the pull request", [
                 *self._setup(project), self._store(project), _run(project.report()),
                 {"name": "Comment on the pull request", "env": {
@@ -158,6 +156,15 @@ class GitHub(CIProvider):
     def _store(self, project: CIProject) -> dict[str, Any]:
         return {"name": "The MLflow store of the train job", "uses": DOWNLOAD,
                 "with": {"name": STORE_ARTIFACT, "path": project.at(STORE)}}
+
+
+def _steps(project: CIProject, commands: list[str]) -> list[dict[str, Any]]:
+    """A step per command; the data pull gets the remote's credentials (and only it)."""
+    steps = [_run(command) for command in commands]
+    for step in steps:
+        if step["run"] == "mloop data pull" and project.remote_credentials:
+            step["env"] = {name: f"${{{{ secrets.{name} }}}}" for name in project.remote_credentials}
+    return steps
 
 
 def _run(command: str, name: str | None = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mloop.automation.ci import CIProvider, Secret
+from mloop.automation.ci import CIProvider, Secret, data_secrets
 from mloop.automation.ci.plan import KUBERNETES_OUT, REPORT_DIR, REPORT_MARKER, STEP_CACHE, STORE, STORE_EXCLUDED, CIProject
 
 WORKFLOW_FILE = ".gitlab-ci.yml"
@@ -45,7 +45,7 @@ class GitLab(CIProvider):
     path = WORKFLOW_FILE
 
     def secrets(self, project: CIProject) -> list[Secret]:
-        found = [Secret(TOKEN_VARIABLE, "a project access token with the api scope (masked), to comment on merge requests"),
+        found = [*data_secrets(project), Secret(TOKEN_VARIABLE, "a project access token with the api scope (masked), to comment on merge requests"),
                  Secret(KUBECONFIG_VARIABLE, "a variable of type File holding the production cluster's kubeconfig "
                                              "(protected, environment production), read by the deploy job")]
         if not project.tracking_uri_in_file:
@@ -89,7 +89,7 @@ class GitLab(CIProvider):
             "gate": {
                 "stage": "gate",
                 "needs": ["train"],
-                "script": (["mloop data pull"] if project.gate_needs_data_pull else []) + project.gate(),
+                "script": project.gate(),
             },
             "report": {
                 "stage": "report",

@@ -36,6 +36,8 @@ class CIProject:
     data_files: tuple[str, ...]  # compared with the champion's training data by the gate
     dvc_files: tuple[str, ...]  # data versioned with DVC (`X.dvc` for `X`)
     has_tests: bool
+    dvc: bool  # the project is in a DVC repository: jobs that read the data pull it first
+    data_remote: str  # [data] remote ("" : a folder on the developer's machine, out of CI's reach)
     requirements: str | None  # the project's requirements file, if it has one
     python: str
     default_branch: str
@@ -57,16 +59,24 @@ class CIProject:
         project's own tests."""
         commands = ["mloop run --list"]
         if self.has_tests:
-            commands.append("python -m pytest tests")
+            commands += [*self._pull(), "python -m pytest tests"]  # tests may read the data
         return commands
 
     def train(self) -> list[str]:
-        return ["mloop data pull", "mloop run"]
+        return [*self._pull(), "mloop run"]
 
     def gate(self) -> list[str]:
-        commands = ["mloop models gate"]
+        commands = [*(self._pull() if self.gate_needs_data_pull else []), "mloop models gate"]
         commands += [f"mloop monitor report --from {path} --fail-on-drift {DRIFT_THRESHOLD}" for path in self.data_files]
         return commands
+
+    def _pull(self) -> list[str]:
+        return ["mloop data pull"] if self.dvc else []
+
+    @property
+    def remote_credentials(self) -> tuple[str, ...]:
+        """The environment variables DVC reads the remote's credentials from (secrets in CI)."""
+        return ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY") if self.data_remote.startswith("s3://") else ()
 
     @property
     def gate_needs_data_pull(self) -> bool:
@@ -103,12 +113,14 @@ def describe_project(cfg: ProjectConfig, *, default_branch: str | None = None) -
                   | {p.removesuffix(".dvc") for p in _files(root) if p.endswith(tuple(s + ".dvc" for s in DATA_SUFFIXES))})
     dvc = sorted(p for p in _files(root) if p.endswith(".dvc"))
     requirements = next((name for name in ("requirements.txt", "requirements-ci.txt") if (root / name).is_file()), None)
+    from mloop.data.repo import dvc_root
     from mloop.deploy.kubernetes import k8s_name
 
     return CIProject(
         repo_root=repo_root, folder="" if folder == "." else folder, model=cfg.model_name, label=k8s_name(cfg.model_name),
         pipeline_file=module.replace(".", "/") + ".py", data_files=tuple(data), dvc_files=tuple(dvc),
-        has_tests=(root / "tests").is_dir(), requirements=requirements,
+        has_tests=(root / "tests").is_dir(), dvc=dvc_root(root) is not None, data_remote=cfg.settings.data.remote,
+        requirements=requirements,
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
         default_branch=default_branch or _default_branch(repo_root),
         tracking_uri_in_file=bool(cfg.settings.tracking.uri),
