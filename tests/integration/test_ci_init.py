@@ -132,12 +132,12 @@ def test_the_jobs_run_in_order_in_a_clean_clone(tmp_path: Path, provider: str):
         assert order.index("mloop data pull") < order.index("python -m pytest tests")
     assert "passed the promotion gate" in sim.output["gate"]
     if "mloop models report" not in sim.missing:
-        reports = list((sim.workspace / "models" / "churn" / "report").glob("*.md"))
+        reports = list((sim.after("report") / "models" / "churn" / "report").glob("*.md"))
         assert reports and reports[0].read_text().startswith("<!-- mloop-report: churn -->")
     # publish: the build context and the manifests were written where the image build and kubectl look
     assert any("mloop deploy --target kubernetes" in c for c in ran)
     _check_cloud_commands(provider, workflow, sim.skipped)
-    manifests = sim.workspace / ("manifests" if provider == "github" else "models/churn/build/kubernetes")
+    manifests = sim.after("deploy") / ("manifests" if provider == "github" else "models/churn/build/kubernetes")
     deployment = yaml.safe_load_all((manifests / "deployment.yaml").read_text())
     image = next(iter(deployment))["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == ("ghcr.io/owner/repo/churn:0123abc" if provider == "github"

@@ -72,14 +72,24 @@ class Simulation:
     ran: list[tuple[str, str]] = field(default_factory=list)  # (job, command)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (job, command): install, cloud, missing
     output: dict[str, str] = field(default_factory=dict)  # job -> what its commands printed
+    current: str = ""  # the job checked out at the workspace
+
+    def after(self, job: str) -> Path:
+        """The workspace as ``job`` left it."""
+        return self.workspace if job == self.current else self.workspace.parent / f"after-{job}"
 
     @property
     def store(self) -> Path:
         return self.workspace.parent / "store"
 
-    def checkout(self) -> None:
+    def checkout(self, job: str) -> None:
+        """A fresh clone at the workspace; the previous job's workspace is kept beside it for the test."""
         if self.workspace.exists():
-            shutil.rmtree(self.workspace)
+            kept = self.workspace.parent / f"after-{self.current}"
+            if kept.exists():
+                shutil.rmtree(kept)
+            self.workspace.rename(kept)
+        self.current = job
         subprocess.run(["git", "clone", "--quiet", str(self.origin), str(self.workspace)], check=True, timeout=60)
 
     def bash(self, job: str, script: str, cwd: Path, env: dict[str, str]) -> None:
@@ -150,7 +160,7 @@ def run_github(sim: Simulation, workflow: dict[str, Any], jobs: list[str]) -> No
     top_env = {k: "" for k in workflow.get("env", {})}  # secrets not set: the expressions are empty
     for name in topological(all_jobs, jobs):
         job = all_jobs[name]
-        sim.checkout()
+        sim.checkout(name)
         defaults = {**workflow.get("defaults", {}).get("run", {}), **job.get("defaults", {}).get("run", {})}
         job_env: dict[str, str] = {**top_env, "GITHUB_REPOSITORY": "Owner/Repo", "GITHUB_SHA": "0123abc",
                                    "RUNNER_TEMP": str(sim.workspace.parent / "runner-temp")}
@@ -213,7 +223,7 @@ def run_gitlab(sim: Simulation, workflow: dict[str, Any], jobs: list[str]) -> No
                 ("workflow", "stages", "variables", "default", "include")}
     for name in topological(all_jobs, jobs):
         job = all_jobs[name]
-        sim.checkout()
+        sim.checkout(name)
         for needed in job.get("needs", []):
             needed_name, wanted = (needed, True) if isinstance(needed, str) else (needed["job"], needed.get("artifacts", True))
             if wanted and f"job-{needed_name}" in sim.artifacts:
