@@ -162,6 +162,27 @@ def models_report(
     models_cmd.report(model, markdown=markdown, out=out, project=project)
 
 
+ci_app = typer.Typer(help="CI/CD: generate the workflow that tests, trains, gates, reports, publishes and deploys.",
+                     no_args_is_help=True)
+app.add_typer(ci_app, name="ci")
+
+
+@ci_app.command("init")
+def ci_init(
+    provider: Annotated[str, typer.Option(help="github (.github/workflows/mloop.yml) or gitlab (.gitlab-ci.yml).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace the workflow file if it exists.")] = False,
+    default_branch: Annotated[Optional[str], typer.Option(help="The branch that publishes and deploys (default: "
+                                                               "origin's default branch, else main or master).")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Write a CI/CD workflow at the git repository's root: test, train (cached), the promotion gate and data
+    drift, a report comment on pull/merge requests; on the default branch, publish the serving image and
+    deploy it with kubectl. Prints the secrets to set."""
+    from mloop.cli import ci_cmd
+
+    ci_cmd.init(provider, force=force, default_branch=default_branch, project=project)
+
+
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
