@@ -164,7 +164,7 @@ def models_report(
 
 ci_app = typer.Typer(help="CI/CD: generate the workflow that tests, trains, gates, reports, publishes and deploys.",
                      no_args_is_help=True)
-app.add_typer(ci_app, name="ci")
+app.add_typer(ci_app, name="ci", short_help="CI/CD: generate the workflow for GitHub Actions or GitLab CI.")
 
 
 @ci_app.command("init")
