@@ -5,6 +5,8 @@ user's working copy untouched; a clean clone that pulls and reproduces."""
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,13 @@ def test_a_past_run_reproduces_from_its_commit_and_data_without_touching_the_wor
     assert (digest(root / "data" / "data.csv"), git(root, "status", "--porcelain"), git(root, "rev-parse", "HEAD")) == before
     assert len(git(root, "worktree", "list").splitlines()) == 1  # the temporary worktree is gone
     assert not list((root / ".mloop" / "tmp").glob("reproduce-*"))
-    assert mloop(root, "reproduce", second).returncode == 0
+    kept = mloop(root, "reproduce", second, "--keep")
+    assert kept.returncode == 0 and "the worktree is kept" in kept.stdout, kept.stdout + kept.stderr
+    leftover = next((root / ".mloop" / "tmp").glob("reproduce-*"))
+    assert len(git(root, "worktree", "list").splitlines()) == 2
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))  # as a killed reproduction leaves it, later
+    assert mloop(root, "doctor").returncode == 0
+    assert not leftover.exists() and len(git(root, "worktree", "list").splitlines()) == 1
 
     # a run on data added but not committed: its version comes from the DVC cache by its hash
     append_rows(root, "1,1,1,1,1\n" * 30)

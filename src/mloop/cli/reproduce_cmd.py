@@ -37,6 +37,9 @@ def reproduce(run: str, *, tolerance: float, keep: bool, project: Path | None) -
         console.print("  the run recorded no step metrics: nothing to compare beyond the steps running")
     for step, error in done.failed_steps.items():
         console.print(styled((f"  step {step} failed: {error}", "red")), soft_wrap=True)
+    if done.kept:
+        console.print(f"  the worktree is kept: {done.kept}  (remove it with git worktree remove --force, or let "
+                      "mloop doctor do it once it is an hour old)", soft_wrap=True)
     for reason in done.reasons:
         console.print(f"  note: {reason}", soft_wrap=True)
     if not done.identical:

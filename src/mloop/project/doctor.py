@@ -133,6 +133,10 @@ def _check_store(cfg: ProjectConfig, repair: bool) -> list[Finding]:
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
+            if any(p.name.startswith("reproduce-") for p in stale):  # git forgets the worktrees it lost
+                import subprocess
+
+                subprocess.run(["git", "-C", str(cfg.root), "worktree", "prune"], capture_output=True, timeout=60)
         findings.append(Finding("temporary files", "repaired" if repair else "problem",
                                 f"{len(stale)} left by writes that died ({size / 1e6:.1f} MB)"
                                 + (", removed" if repair else ""), "" if repair else "mloop doctor"))

@@ -50,6 +50,7 @@ class Reproduction:
     reasons: list[str] = field(default_factory=list)  # what may explain a difference
     failed_steps: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    kept: str = ""  # the worktree's project folder, when kept (--keep)
 
     @property
     def differences(self) -> list[MetricCheck]:
@@ -137,7 +138,7 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
     failed = {name: s["error"] for name, s in reproduced_steps.items() if s["state"] == "failed"}
     return Reproduction(run_id=run.id, commit=run.git_commit, inputs=[(r.path, r.source) for r in restored],
                         metrics=checks, tolerance=tolerance, reasons=reasons, failed_steps=failed,
-                        seconds=time.time() - started)
+                        seconds=time.time() - started, kept=str(where) if keep else "")
 
 
 def _remove(folder: Path) -> None:
