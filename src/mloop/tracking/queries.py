@@ -193,7 +193,10 @@ def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
 def runs_reading(cfg: ProjectConfig, versions: list[str], limit: int = 10000) -> dict[str, list[RunSummary]]:
     """For each DVC version (a tracked file's or folder's md5), the pipeline runs that read it, newest first."""
     wanted: dict[str, list[RunSummary]] = {v: [] for v in versions if v}
-    if not wanted:
+    from pathlib import Path
+
+    no_store = cfg.tracking_uri.startswith("sqlite:///") and not Path(cfg.tracking_uri.removeprefix("sqlite:///")).exists()
+    if not wanted or no_store:  # nothing tracked yet: no store is created (nor MLflow imported) to say so
         return wanted
     client = mlflow_client(cfg)
     experiment = experiment_id(client, cfg, create=False)
