@@ -31,6 +31,7 @@ def test_init_makes_a_git_repository_with_dvc_and_the_sample_data_tracked(tmp_pa
     assert "config.local" not in git(root, "ls-files", ".dvc")
     assert git(root, "ls-files", "data") == "data/.gitignore\ndata/data.csv.dvc"  # the data itself is DVC's
     assert "data.csv" in (root / "data" / ".gitignore").read_text()
+    assert ".mloop/" in (root / ".dvcignore").read_text().splitlines()  # DVC never walks the stores
 
     no_dvc = mloop(tmp_path, "init", "plain", "--no-data-versioning")
     assert no_dvc.returncode == 0 and not (tmp_path / "plain" / ".dvc").exists()
@@ -94,6 +95,9 @@ def test_a_run_records_the_dvc_version_it_read_and_versions_lists_the_runs(tmp_p
     second = mloop(root, "run")
     assert second.returncode == 0, second.stderr
     second_id = run_id_of(second)
+    # the same bytes as the dirty run read, now committed: this run's record says so (MLflow keeps one dataset
+    # per name and digest, so the digest covers the DVC state too)
+    assert f"(commit {git(root, 'rev-parse', 'HEAD')[:12]})" in mloop(root, "runs", "show", second_id).stdout
     pushed = mloop(root, "data", "push")
     assert pushed.returncode == 0 and "pushed" in pushed.stdout, pushed.stderr
     assert "data up to date" in mloop(root, "data", "status").stdout
@@ -119,6 +123,9 @@ def test_a_fresh_clone_pulls_its_data_from_the_default_remote_and_runs(tmp_path:
     assert not (clone / "data" / "data.csv").exists()
     status = mloop(clone, "data", "status")
     assert "not in the cache" in status.stdout and "mloop data pull" in status.stdout
+    assert "modified" not in status.stdout  # not pulled yet is not changed
+    early = mloop(clone, "run", "--no-track")
+    assert early.returncode == 2 and "not pulled yet: mloop data pull" in early.stderr
     pulled = mloop(clone, "data", "pull")
     assert pulled.returncode == 0 and "data/data.csv" in pulled.stdout, pulled.stderr
     assert (clone / "data" / "data.csv").read_bytes() == (root / "data" / "data.csv").read_bytes()
@@ -176,3 +183,32 @@ def test_concurrent_adds_take_turns_instead_of_failing_on_dvcs_lock(tmp_path: Pa
     assert all((root / "data" / f"part{i}.dvc").is_file() for i in range(4))
     status = mloop(root, "data", "status", "--no-remote")
     assert "modified" not in status.stdout
+
+
+def test_a_damaged_dvc_file_or_an_unusable_remote_url_is_named_and_repaired(tmp_path: Path, mlflow_db_template: Path):
+    root = versioned_project(tmp_path, "damaged", mlflow_db_template)
+    dvc_file = root / "data" / "data.csv.dvc"
+    dvc_file.write_text("outs: []\n")  # DVC itself would skip it silently
+    status = mloop(root, "data", "status")
+    assert "data/data.csv.dvc" in status.stdout and "damaged .dvc file" in status.stdout, status.stdout
+    dvc_file.write_text("garbage: [\n")
+    pushed = mloop(root, "data", "push")
+    assert pushed.returncode == 2 and "the DVC file data/data.csv.dvc is damaged" in pushed.stderr
+    assert "mloop data add data/data.csv" in pushed.stderr and "Traceback" not in pushed.stderr
+    ran = mloop(root, "run")  # a run still runs, its input recorded as not matching any version
+    assert ran.returncode == 0, ran.stderr
+    repaired = mloop(root, "data", "add", "data/data.csv")  # the fix the hint gives
+    assert repaired.returncode == 0, repaired.stderr
+    assert "md5:" in dvc_file.read_text() and (root / ".mloop" / "quarantine" / "data.csv.dvc.damaged").is_file()
+    assert "damaged" not in mloop(root, "data", "status").stdout
+
+    in_git = mloop(root, "data", "add", "pipeline.py")
+    assert in_git.returncode == 2 and "pipeline.py is committed to git" in in_git.stderr
+    assert "git rm -r --cached 'pipeline.py'" in in_git.stderr and len(in_git.stderr.strip().splitlines()) == 2
+    unknown = mloop(root, "data", "push", "nothere")
+    assert unknown.returncode == 2 and "nothere is not tracked by DVC" in unknown.stderr
+
+    (root / "mloop.toml").write_text((root / "mloop.toml").read_text() + '\n[data]\nremote = "foo://bar/baz"\n')
+    for command in (["data", "status"], ["data", "push"]):
+        bad = mloop(root, *command)
+        assert bad.returncode == 2 and "[data] remote = 'foo://bar/baz' is not a remote DVC can use" in bad.stderr

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -51,7 +53,9 @@ def test_a_past_run_reproduces_from_its_commit_and_data_without_touching_the_wor
     assert kept.returncode == 0 and "the worktree is kept" in kept.stdout, kept.stdout + kept.stderr
     leftover = next((root / ".mloop" / "tmp").glob("reproduce-*"))
     assert len(git(root, "worktree", "list").splitlines()) == 2
-    os.utime(leftover, (time.time() - 7200, time.time() - 7200))  # as a killed reproduction leaves it, later
+    assert mloop(root, "doctor").returncode == 0
+    assert leftover.exists()  # kept on purpose: doctor leaves it for an hour
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
     assert mloop(root, "doctor").returncode == 0
     assert not leftover.exists() and len(git(root, "worktree", "list").splitlines()) == 1
 
@@ -79,7 +83,7 @@ def test_a_non_deterministic_pipeline_is_reported_with_the_differences_and_exit_
     done = mloop(root, "reproduce", ran)
     assert done.returncode == 5, done.stdout + done.stderr
     assert "noise" in done.stdout and "DIFFERS" in done.stdout
-    assert "did not reproduce: 1 metric differ" in done.stderr
+    assert "did not reproduce: 1 metric differs" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -120,3 +124,25 @@ def test_a_clean_clone_pulls_the_data_from_the_remote_and_reproduces(tmp_path: P
     assert done.returncode == 0, done.stdout + done.stderr
     assert "from the DVC remote" in done.stdout and "reproduced: every metric equal" in done.stdout
     assert not (clone / "data" / "data.csv").exists()  # the clone's own working copy untouched
+
+
+def test_a_reproduction_killed_midway_leaves_nothing_doctor_does_not_clear(tmp_path: Path, mlflow_db_template: Path):
+    from tests.support.servers import MLOOP
+
+    root = versioned_project(tmp_path, "killed", mlflow_db_template)
+    ran = run_id_of(mloop(root, "run"))
+    proc = subprocess.Popen([MLOOP, "reproduce", ran], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((root / ".mloop" / "tmp").glob("reproduce-*/worktree/pipeline.py")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    time.sleep(1)  # the child running the pipeline dies with its parent (PR_SET_PDEATHSIG)
+    assert list((root / ".mloop" / "tmp").glob("reproduce-*"))
+    assert len(git(root, "worktree", "list").splitlines()) == 2
+    doctor = mloop(root, "doctor", "--dry-run")
+    assert "temporary files" in doctor.stdout, doctor.stdout
+    assert mloop(root, "doctor").returncode == 0  # its process is gone: removed at once, whatever its age
+    assert not list((root / ".mloop" / "tmp").glob("reproduce-*"))
+    assert len(git(root, "worktree", "list").splitlines()) == 1
+    assert mloop(root, "reproduce", ran).returncode == 0

@@ -60,6 +60,8 @@ def status(*, remote: bool, project: Path | None) -> None:
     rows += [(path, "added, not committed", "git commit", "yellow") for path in found.not_committed]
     rows += [(path, "not in the cache", "mloop data pull", "red") for path in found.not_in_cache]
     rows += [(path, "not pushed", "mloop data push", "yellow") for path in found.not_in_remote]
+    rows += [(path, "damaged .dvc file: no version recorded", "git checkout -- " + path, "bold red")
+             for path in found.damaged]
     where = found.remote if found.remote_checked else f"{found.remote} (not checked: --no-remote)"
     if not rows:
         tracked = len(found.unchanged)

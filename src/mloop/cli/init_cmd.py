@@ -15,13 +15,13 @@ def init(name: str, *, parent: Path, task: str = "binary", version_data: bool = 
     console.print(f"created a {task} project {name} in {root}", soft_wrap=True)
     if version_data:
         from mloop.config import load_project
-        from mloop.data.repo import add, git, init_repository
+        from mloop.data.repo import add, git, git_root, init_repository
 
         cfg = load_project(root)
         done = init_repository(cfg)
         add(cfg, [root / "data" / "data.csv"])
         git(root, "add", "--", ".")
-        made = "a git repository" if done.git_created else f"inside the git repository {done.root}"
+        made = "a git repository" if done.git_created else f"inside the git repository {git_root(root)}"
         console.print(f"  {made}, data versioned with DVC (remote {done.remote}); staged for the first commit",
                       soft_wrap=True)
         console.print(f"  next: cd {root} && git commit -m 'new mloop project' && mloop run", soft_wrap=True)

@@ -173,6 +173,10 @@ def ci_init(
     force: Annotated[bool, typer.Option("--force", help="Replace the workflow file if it exists.")] = False,
     default_branch: Annotated[Optional[str], typer.Option(help="The branch that publishes and deploys (default: "
                                                                "origin's default branch, else main or master).")] = None,
+    install: Annotated[Optional[str], typer.Option("--install", help="The pip requirement the jobs install mloop "
+                                                                      "from, e.g. 'mloop @ git+https://...' "
+                                                                      "[default: mloop==VERSION, or the project's "
+                                                                      "requirements.txt]")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Write a CI/CD workflow at the git repository's root: test, train (cached), the promotion gate and data
@@ -180,7 +184,7 @@ def ci_init(
     deploy it with kubectl. Prints the secrets to set."""
     from mloop.cli import ci_cmd
 
-    ci_cmd.init(provider, force=force, default_branch=default_branch, project=project)
+    ci_cmd.init(provider, force=force, default_branch=default_branch, project=project, mloop_requirement=install or "")
 
 
 @app.command()

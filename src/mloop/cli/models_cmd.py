@@ -58,6 +58,10 @@ def show_model(model: str, *, project: Path | None) -> None:
     code = f"git {lineage.git_commit[:12]}" + (" (dirty)" if lineage.git_dirty else "") if lineage.git_commit else "-"
     console.print(f"lineage    pipeline {lineage.pipeline or '-'}, code {code}, data sha256 "
                   f"{', '.join(d[:12] for d in lineage.data_sha256) or '-'}", soft_wrap=True)
+    from mloop.registry.report_render import dvc_note
+
+    for version in lineage.data_versions:
+        console.print(f"           {version.get('path', '')}{dvc_note(version)}", soft_wrap=True)
     table = Table(title="input", title_justify="left", box=None, header_style="bold", pad_edge=False)
     for column in ("feature", "type", "missing", "training range / categories"):
         table.add_column(column)
@@ -128,8 +132,8 @@ def report(model: str | None, *, markdown: bool, out: Path | None, project: Path
 
 def _report_parts(found: CandidateReport, *, plot_files: bool = False) -> list[RenderableType]:
     """The report as rich renderables: headline, decision, metrics table, lineage, plots."""
-    from mloop.registry.report_render import (PROMOTION_MARK, better_word, code_version, direction_word, number,
-                                              rule, signed, title, verdict)
+    from mloop.registry.report_render import (PROMOTION_MARK, better_word, code_version, direction_word, dvc_note,
+                                              number, rule, signed, title, verdict)
 
     parts: list[RenderableType] = [styled((title(found), "bold"))]
     parts.append(styled("gate     ", (verdict(found), "green" if found.passed else "yellow")))
@@ -163,7 +167,7 @@ def _report_parts(found: CandidateReport, *, plot_files: bool = False) -> list[R
     parts.append(Text(f"run      {lineage.run_id or '-'}" + (f" (pipeline {lineage.pipeline})" if lineage.pipeline else "")))
     parts.append(Text(f"code     {'git ' if lineage.git_commit else ''}{code_version(found)}"))
     if lineage.inputs:
-        parts += [Text(f"data     {f.uri} sha256 {f.sha256[:16]}") for f in lineage.inputs]
+        parts += [Text(f"data     {f.uri} sha256 {f.sha256[:16]}{dvc_note(f.dvc)}") for f in lineage.inputs]
     else:
         parts.append(Text("data     " + (", ".join(f"sha256 {d[:16]}" for d in lineage.data_sha256) or "no input files recorded")))
     for plot in found.plots:

@@ -44,7 +44,7 @@ def reproduce(run: str, *, tolerance: float, keep: bool, project: Path | None) -
         console.print(f"  note: {reason}", soft_wrap=True)
     if not done.identical:
         n = len(done.differences)
-        what = f"{n} metric{'s' if n != 1 else ''} differ" if n else "the reproduction failed"
+        what = (f"{n} metric{'s differ' if n != 1 else ' differs'}" if n else "a step failed")
         raise ReproductionDiffers(f"run {done.run_id[:8]} did not reproduce: {what}",
                                   hint=("; ".join(done.reasons) if done.reasons else
                                         "the pipeline is not deterministic: fix its random seeds"))

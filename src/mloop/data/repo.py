@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mloop.config import ProjectConfig
 
 REMOTE = "mloop"
+BUCKETS = ("s3://", "gs://", "azure://", "oss://")  # remotes whose first path part is a bucket (container)
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
@@ -95,9 +96,23 @@ def init_repository(cfg: ProjectConfig) -> InitResult:
             conf["core"]["check_update"] = False
             conf["core"]["autostage"] = True
         repo.close()
+        git(root, "add", "--", str(root / ".dvc" / "config"))  # staged as written, not as dvc init left it
+    _ignore_the_store(root)
+    git(root, "add", "--", *(str(root / n) for n in (".gitignore", ".dvcignore") if (root / n).is_file()), check=False)
+
     with open_repo(cfg) as repo:
         remote = remote_url(repo)
     return InitResult(root=existing or root, git_created=git_created, dvc_created=dvc_created, remote=remote)
+
+
+def _ignore_the_store(root: Path) -> None:
+    """``.mloop/`` (the stores, caches and locks of this machine) is neither git's nor DVC's to look into:
+    said in .gitignore and .dvcignore (DVC would otherwise walk every stored object at each status)."""
+    for name in (".gitignore", ".dvcignore"):
+        ignore = root / name
+        lines = ignore.read_text(encoding="utf-8").splitlines() if ignore.is_file() else []
+        if not any(line.strip().rstrip("/") in (".mloop", "/.mloop") for line in lines):
+            ignore.write_text("\n".join([*lines, ".mloop/"]) + "\n", encoding="utf-8")
 
 
 def _local_url(url: str, base: Path) -> str:
@@ -110,7 +125,22 @@ def _local_url(url: str, base: Path) -> str:
 
 def sync_remote(repo: Repo, cfg: ProjectConfig) -> None:
     """Bring DVC's remote configuration in line with ``[data] remote`` (only writes on a change; DVC's
-    ``Config.edit`` reloads the repository's configuration)."""
+    ``Config.edit`` reloads the repository's configuration). A URL DVC cannot use is a DataVersionError."""
+    try:
+        _sync_remote(repo, cfg)
+    except DataVersionError:
+        raise
+    except Exception as err:
+        text = " ".join(str(err).split())
+        if "requires 'dvc-" in text:
+            plugin = text.split("requires '", 1)[1].split("'", 1)[0]
+            raise DataVersionError(f"[data] remote = {cfg.settings.data.remote!r} needs DVC's plugin {plugin}",
+                                   hint=f"pip install {plugin}") from err
+        raise DataVersionError(f"[data] remote = {cfg.settings.data.remote!r} is not a remote DVC can use: {text}",
+                               hint="use s3://bucket/path, a folder, or another URL DVC supports, in mloop.toml") from err
+
+
+def _sync_remote(repo: Repo, cfg: ProjectConfig) -> None:
     wanted = cfg.settings.data.remote
     config = repo.config
     if wanted:
@@ -196,15 +226,23 @@ def quiet_dvc() -> Iterator[None]:
 
 def _dvc_error(err: Exception, doing: str, cfg: ProjectConfig, remote: str = "") -> DataVersionError:
     """A DVC exception as one message with the next step."""
-    text = str(err).strip() or type(err).__name__
+    text = " ".join(str(err).split()) or type(err).__name__  # DVC's messages span lines; one line here
     name = type(err).__name__
+    if "YAML file structure is corrupted" in text or "unable to read:" in text:
+        return _damaged(text)
+    if "requires 'dvc-" in text:
+        plugin = text.split("requires '", 1)[1].split("'", 1)[0]
+        return DataVersionError(f"{doing}: the remote {remote} needs DVC's plugin {plugin}", hint=f"pip install {plugin}")
     if name == "NoRemoteError" or "no remote" in text.lower():
         return DataVersionError(f"{doing}: no DVC remote is configured", hint="set [data] remote in mloop.toml")
     if "credentials" in text.lower() or "access denied" in text.lower() or "403" in text:
         return DataVersionError(f"{doing}: the remote {remote} refused access: {text}",
                                 hint="set the credentials in the environment (e.g. AWS_ACCESS_KEY_ID, "
                                      "AWS_SECRET_ACCESS_KEY for s3://)")
-    if name in ("UploadError", "DownloadError") and "://" in remote and not _container_exists(cfg, remote):
+    if name == "NoOutputOrStageError":
+        target = text.split("'", 2)[1] if text.count("'") >= 2 else text
+        return DataVersionError(f"{doing}: {target} is not tracked by DVC", hint="mloop data status lists what is tracked")
+    if name in ("UploadError", "DownloadError") and remote.startswith(BUCKETS) and not _container_exists(cfg, remote):
         bucket = remote.split("://", 1)[1].split("/", 1)[0]
         return DataVersionError(f"{doing}: the bucket {bucket!r} of the remote {remote} does not exist (or these "
                                 "credentials cannot see it)", hint="create it, or fix [data] remote in mloop.toml")
@@ -250,16 +288,63 @@ def add(cfg: ProjectConfig, paths: Sequence[Path | str]) -> list[Path]:
     missing = [str(p) for p in paths if not (Path(p).exists() or (cfg.root / p).exists())]
     if missing:
         raise DataVersionError(f"no such file or folder: {', '.join(missing)}", hint="check the path")
+    from mloop._fs import move_aside
+    from mloop.data.versions import read_dvc_file
+
     with _locked(cfg), open_repo(cfg) as repo:
         targets = _targets(cfg, paths, Path(repo.root_dir))
+        for target in targets:  # adding the data again is how a damaged .dvc file is repaired
+            own = Path(f"{target.rstrip('/')}.dvc")
+            if own.is_file() and not isinstance(read_dvc_file(own).get("md5"), str):
+                kept = move_aside(own, cfg.store / "quarantine")
+                kept.replace(kept.with_name(kept.name + ".damaged"))  # no longer a .dvc file DVC would read
         try:
             stages = repo.add(targets)
         except Exception as err:
-            hint = ""
-            if "tracked by git" in str(err) or "is git-tracked" in str(err).lower():
-                hint = "it is committed to git: git rm -r --cached PATH && git commit, then add it again"
-            raise DataVersionError(f"dvc add failed: {err}", hint=hint or None) from err
+            raise _add_error(err) from err
         return [Path(stage.path) for stage in stages]
+
+
+def _add_error(err: Exception) -> DataVersionError:
+    """DVC's refusals of ``dvc add`` as one line and the fix."""
+    text = " ".join(str(err).split())
+    if "already tracked by SCM" in text:
+        path = text.split("output '", 1)[-1].split("'", 1)[0]
+        return DataVersionError(f"{path} is committed to git: DVC versions data git does not hold",
+                                hint=f"git rm -r --cached '{path}' && git commit -m 'move {path} to DVC', then "
+                                     f"mloop data add {path}")
+    if "overlapping with other DVC tracked output" in text:
+        message, _, fix = text.partition(" To include ")
+        return DataVersionError(message.removeprefix("Cannot add ").strip(),
+                                hint=("to include it: " + fix.replace("'dvc add", "'mloop data add")) if fix else None)
+    if "is git-ignored" in text:
+        return DataVersionError(f"{text.removeprefix('bad DVC file name ')}: its .dvc file could not be committed",
+                                hint="move the data out of the folder .gitignore ignores, or stop ignoring it")
+    if "YAML file structure is corrupted" in text or "unable to read" in text:
+        return _damaged(text)
+    return DataVersionError(f"dvc add failed: {type(err).__name__}: {text}")
+
+
+def _damaged(text: str) -> DataVersionError:
+    """DVC could not read a .dvc file: name it and the two ways to repair it."""
+    name = text.split("unable to read: '", 1)[-1].split("'", 1)[0] if "unable to read: '" in text else "FILE.dvc"
+    return DataVersionError(f"the DVC file {name} is damaged (not a .dvc file DVC can read)",
+                            hint=f"restore it from git (git checkout -- {name}), or track the data again "
+                                 f"(mloop data add {name.removesuffix('.dvc')})")
+
+
+def damaged_dvc_files(root: Path) -> list[str]:
+    """The ``.dvc`` files below ``root`` that record no version (emptied, no outputs, no md5), DVC skips them."""
+    from mloop.data.versions import read_dvc_file
+
+    found = []
+    for path in root.rglob("*.dvc"):
+        inside = set(path.relative_to(root).parts[:-1])
+        if path.is_file() and not inside & {".dvc", ".git", ".mloop"}:
+            out = read_dvc_file(path)
+            if not isinstance(out.get("md5"), str) or not out.get("md5"):
+                found.append(path.relative_to(root).as_posix())
+    return sorted(found)
 
 
 @dataclass
@@ -273,28 +358,36 @@ class DataStatus:
     not_in_cache: list[str] = field(default_factory=list)  # tracked, not here: pull
     not_in_remote: list[str] = field(default_factory=list)  # here, not pushed
     unchanged: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # .dvc files that record no version
     remote_checked: bool = False
 
     @property
     def clean(self) -> bool:
-        return not (self.modified or self.not_committed or self.not_in_cache or self.not_in_remote)
+        return not (self.modified or self.not_committed or self.not_in_cache or self.not_in_remote or self.damaged)
 
 
 def status(cfg: ProjectConfig, *, remote: bool = True) -> DataStatus:
     """Each tracked path's state; with ``remote``, which versions the remote does not have yet."""
     with open_repo(cfg) as repo:
         url = remote_url(repo)
+        damaged = damaged_dvc_files(Path(repo.root_dir))
         try:
             found = repo.data_status(not_in_remote=remote and bool(url), remote_refresh=True, untracked_files="no")
         except Exception as err:
+            text = " ".join(str(err).split())
+            if "YAML file structure is corrupted" in text or "unable to read" in text:
+                raise _damaged(text) from err
             raise _dvc_error(err, "dvc status failed", cfg, url) from err
     uncommitted, committed = found.get("uncommitted", {}), found.get("committed", {})
+    not_in_cache = sorted(found.get("not_in_cache", []))
+    missing = {p.rstrip("/") for p in not_in_cache}  # not pulled yet (a fresh clone): not "modified"
     return DataStatus(
         root=Path(repo.root_dir), remote=url,
-        modified=sorted({*uncommitted.get("modified", []), *uncommitted.get("deleted", [])}),
+        modified=sorted({p for p in (*uncommitted.get("modified", []), *uncommitted.get("deleted", []))
+                         if p.rstrip("/") not in missing}),
         not_committed=sorted({p for kind in ("added", "modified", "renamed") for p in _paths(committed.get(kind, []))}),
-        not_in_cache=sorted(found.get("not_in_cache", [])), not_in_remote=sorted(found.get("not_in_remote", [])),
-        unchanged=sorted(found.get("unchanged", [])), remote_checked=remote and bool(url))
+        not_in_cache=not_in_cache, not_in_remote=sorted(found.get("not_in_remote", [])),
+        unchanged=sorted(found.get("unchanged", [])), damaged=damaged, remote_checked=remote and bool(url))
 
 
 def _paths(items: list[Any]) -> list[str]:

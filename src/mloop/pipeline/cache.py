@@ -94,9 +94,11 @@ def file_inputs(params: dict[str, Any], hints: dict[str, Any], root: Path, step:
             path = Path(value)
             path = path if path.is_absolute() else root / path
             if not path.exists():
+                versioned = any(Path(f"{p}.dvc").is_file() for p in (path, *path.parents))  # DVC has it: pull
                 raise DataError(
                     f"step {step!r}: input file {value} does not exist (looked in {path.parent})",
-                    hint=f"create it, or point the step elsewhere with -p {step}.{name}=PATH",
+                    hint="it is versioned with DVC and not pulled yet: mloop data pull" if versioned else
+                    f"create it, or point the step elsewhere with -p {step}.{name}=PATH",
                 )
             digests[name] = file_digest(path)
     return digests

@@ -76,7 +76,14 @@ def snapshot_production(cfg: ProjectConfig, out: Path, *, model: str | None = No
     log = queries.served_log(folder, served, since=start, window=window)
     status = queries.status(folder)
     registered = status.model if status is not None else served
-    features, target = _model_columns(cfg, served, registered, log.versions)
+    try:
+        features, target = _model_columns(cfg, served, registered, log.versions)
+    except DataError:
+        if status is not None or served == cfg.model_name:
+            raise
+        # a server stopped before its first status update: the project's own model is the likely one
+        registered = cfg.model_name
+        features, target = _model_columns(cfg, served, registered, log.versions)
     rows = join_labels(log.predictions, log.feedback, features=features, target=target,
                        include_unlabelled=include_unlabelled)
     if not include_unlabelled and not rows.labelled:
@@ -117,7 +124,8 @@ def _window(since: str | None) -> tuple[float | None, str]:
         seconds = duration_s(since)
     except ValueError as err:
         raise DataError(f"--since {since!r}: {err}", hint="e.g. --since 12h, 7d or 30d") from err
-    return time.time() - seconds, f"in the last {since}"
+    start = time.time() - seconds
+    return (start if start > 0 else None), f"in the last {since}"  # longer than the clock goes back: all of it
 
 
 def _model_columns(cfg: ProjectConfig, served: str, registered: str, versions: list[str]) -> tuple[list[str], str]:

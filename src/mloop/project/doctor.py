@@ -124,7 +124,7 @@ def _check_store(cfg: ProjectConfig, repair: bool) -> list[Finding]:
     temporary = [p for p in _files(cfg.store, skip=("tmp",)) if p.name.startswith(".") and p.name.endswith(".tmp")]
     for scratch in (cfg.store / "tmp", cfg.store / "objects" / "tmp"):  # whole folders of temporary things
         temporary += scratch.iterdir() if scratch.is_dir() else []
-    stale = [p for p in temporary if time.time() - p.stat().st_mtime > STALE_TEMP_S]
+    stale = [p for p in temporary if time.time() - p.stat().st_mtime > STALE_TEMP_S or _abandoned(p)]
     if stale:
         size = sum(_size(p) for p in stale)
         if repair:
@@ -141,6 +141,21 @@ def _check_store(cfg: ProjectConfig, repair: bool) -> list[Finding]:
                                 f"{len(stale)} left by writes that died ({size / 1e6:.1f} MB)"
                                 + (", removed" if repair else ""), "" if repair else "mloop doctor"))
     return findings
+
+
+def _abandoned(path: Path) -> bool:
+    """A ``mloop reproduce`` folder whose process is gone (killed before it could remove its worktree)."""
+    import json
+
+    from mloop._proc import process_alive
+
+    if not path.name.startswith("reproduce-"):
+        return False
+    try:
+        owner = json.loads((path / "owner.json").read_text(encoding="utf-8"))
+        return not process_alive(int(owner["pid"]), started_by=float(owner["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # not written yet (just started) or unreadable: the age rule applies
 
 
 def _size(path: Path) -> int:

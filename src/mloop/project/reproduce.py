@@ -75,7 +75,9 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
     from mloop.tracking.queries import find_run
 
     started = time.time()
-    run = find_run(cfg, run_prefix)
+    if not run_prefix.strip():
+        raise DataVersionError("no run given", hint="list the runs with: mloop runs")
+    run = find_run(cfg, run_prefix.strip())
     if not run.git_commit:
         raise DataVersionError(f"run {run.id[:8]} recorded no git commit: the project was not in a git repository then",
                                hint="only runs of a committed project can be reproduced (mloop data init, git commit)")
@@ -97,6 +99,9 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
 
     scratch = Path(tempfile.mkdtemp(prefix="reproduce-", dir=cfg.scratch()))
     worktree = scratch / "worktree"
+    from mloop._proc import started_at
+
+    (scratch / "owner.json").write_text(json.dumps({"pid": os.getpid(), "started": started_at()}), encoding="utf-8")
     try:
         _git(top, "worktree", "add", "--detach", "--quiet", str(worktree), run.git_commit)
         where = worktree / project
@@ -118,7 +123,9 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
         recorded_params = {s.name: s.params for s in run.steps}
         outcome = _run_in(where, scratch / "outcome.json", recorded_params)
     finally:
-        if not keep:
+        if keep:  # the user's now: mloop doctor removes it only once it is old
+            (scratch / "owner.json").unlink(missing_ok=True)
+        else:
             subprocess.run(["git", "-C", str(top), "worktree", "remove", "--force", str(worktree)],
                            capture_output=True, timeout=120)
             subprocess.run(["git", "-C", str(top), "worktree", "prune"], capture_output=True, timeout=120)
@@ -153,9 +160,22 @@ def _run_in(project: Path, out: Path, recorded_params: dict[str, dict[str, str]]
     spec = out.with_name("params.json")
     spec.write_text(json.dumps(recorded_params), encoding="utf-8")
     env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
-    done = subprocess.run([*args, str(spec)], capture_output=True, text=True, env=env, cwd=project)
-    if done.returncode != 0 or not out.is_file():
-        said = (done.stderr.strip() or done.stdout.strip()).splitlines()[-5:]
+    from mloop._proc import die_with_parent
+
+    child = subprocess.Popen([*args, str(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             cwd=project, preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl, before exec
+    try:
+        stdout, stderr = child.communicate()
+    except BaseException:  # Ctrl-C or SIGTERM: the child stops its workers (its own handler), then the worktree goes
+        child.terminate()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+    if child.returncode != 0 or not out.is_file():
+        said = (stderr.strip() or stdout.strip()).splitlines()[-5:]
         raise MloopError("the reproduction could not run the pipeline: " + " | ".join(said),
                          hint="run it yourself with --keep to look at the worktree")
     result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))

@@ -109,7 +109,7 @@ def markdown(report: CandidateReport, *, linked_plots: bool = False) -> str:
             f"- run: `{lineage.run_id or '-'}`" + (f" (pipeline `{lineage.pipeline}`)" if lineage.pipeline else ""),
             f"- code: {'git `' + code_version(report) + '`' if lineage.git_commit else code_version(report)}"]
     if lineage.inputs:
-        out += [f"- data: `{_cell(f.uri)}` sha256 `{f.sha256[:16]}`" for f in lineage.inputs]
+        out += [f"- data: `{_cell(f.uri)}` sha256 `{f.sha256[:16]}`{dvc_note(f.dvc)}" for f in lineage.inputs]
     elif lineage.data_sha256:
         out += [f"- data sha256: `{digest[:16]}`" for digest in lineage.data_sha256]
     else:
@@ -126,3 +126,11 @@ def markdown(report: CandidateReport, *, linked_plots: bool = False) -> str:
 
 def _name(row: MetricRow) -> str:
     return f"**{_cell(row.name)}** {PROMOTION_MARK}" if row.promotion else _cell(row.name)
+
+
+def dvc_note(version: dict[str, str]) -> str:
+    """A data file's DVC version, as a run recorded it ('' when DVC did not track it)."""
+    if not version.get("md5"):
+        return ""
+    where = f"commit {version['commit'][:12]}" if version.get("commit") else version.get("state", "")
+    return f", DVC md5 {version['md5'][:12]} ({where})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -105,9 +106,12 @@ class MlflowTracker:
                     tags += [InputTag("mloop.dvc.md5", version.md5), InputTag("mloop.dvc.state", version.state)]
                     if version.commit:
                         tags.append(InputTag("mloop.dvc.commit", version.commit))
+                # MLflow keeps one dataset per (name, digest) in an experiment, with the source it was first
+                # logged with: the digest covers the DVC version too, so a later state gets its own record
+                text = json.dumps(source, sort_keys=True)
                 datasets.append(DatasetInput(
-                    Dataset(name=Path(path).name, digest=digest[:32], source_type="dvc" if "dvc" in source else "local",
-                            source=json.dumps(source)),
+                    Dataset(name=Path(path).name, digest=hashlib.sha256(text.encode()).hexdigest()[:32],
+                            source_type="dvc" if "dvc" in source else "local", source=text),
                     tags=tags,
                 ))
         return datasets

@@ -59,9 +59,12 @@ def test_github_token_reads_only_except_where_a_job_needs_more(cfg):
                      "publish": {"contents": "read", "packages": "write"}}
 
 
-def test_github_runs_one_per_branch_and_a_newer_push_cancels_the_older(cfg):
+def test_github_runs_one_per_branch_and_a_newer_push_cancels_the_older_but_on_the_default_branch(cfg):
     _, workflow = generated(cfg, "github")
-    assert workflow["concurrency"] == {"group": "mloop-${{ github.ref }}", "cancel-in-progress": True}
+    # a pull request's newer push cancels the run in progress; on the default branch a publish or deploy is
+    # never cut in half: it finishes and the newest run waits
+    assert workflow["concurrency"] == {"group": "mloop-${{ github.ref }}",
+                                       "cancel-in-progress": "${{ github.ref != 'refs/heads/trunk' }}"}
     assert workflow["on"]["push"]["branches"] == ["trunk"] and "pull_request" in workflow["on"]
     assert workflow["jobs"]["deploy"]["environment"] == "production"
 
@@ -150,3 +153,22 @@ def test_jobs_pull_the_data_only_from_dvc_and_only_the_pull_gets_the_remote_cred
     assert [gitlab[job]["script"][0] for job in ("train", "gate")] == ["mloop data pull", "mloop data pull"]
     assert notes(versioned) == []
     assert "[data] remote is empty" in notes(replace(versioned, data_remote=""))[0]
+
+
+def test_gitlab_cache_key_names_two_files_at_most_and_only_files_git_has(cfg):
+    """GitLab refuses a cache:key:files of more than two; a file git ignores is not in CI's checkout."""
+    subprocess.run(["git", "-C", str(cfg.root), "add", "."], check=True)
+    (cfg.root / "data" / "more.csv").write_text("x1,x2,x3,x4,target\n")  # not in git
+    _, workflow = generated(cfg, "gitlab")
+    files = workflow["train"]["cache"][1]["key"]["files"]
+    assert len(files) <= 2 and all("more.csv" not in f for f in files)
+    _, github = generated(cfg, "github")
+    restore = next(s for s in github["jobs"]["train"]["steps"] if s.get("name") == "Restore the step cache")
+    assert "more.csv" not in restore["with"]["key"]
+
+
+def test_the_jobs_install_mloop_as_told(cfg):
+    from mloop.automation.ci import describe_project
+
+    project = describe_project(load_project(cfg.root), mloop_requirement="mloop @ git+https://example.org/mloop@v1")
+    assert project.install() == 'python -m pip install "mloop @ git+https://example.org/mloop@v1"'

@@ -101,13 +101,13 @@ def get_provider(name: str) -> CIProvider:
 
 
 def write_workflow(cfg: ProjectConfig, provider: str, *, force: bool = False,
-                   default_branch: str | None = None) -> WrittenWorkflow:
+                   default_branch: str | None = None, mloop_requirement: str = "") -> WrittenWorkflow:
     """Write ``provider``'s workflow for the project at its git repository's root. Refuses (ConfigError) to
     replace an existing file unless ``force``, and outside a git repository."""
     from mloop._fs import atomic_write_text
 
     chosen = get_provider(provider)
-    project = describe_project(cfg, default_branch=default_branch)
+    project = describe_project(cfg, default_branch=default_branch, mloop_requirement=mloop_requirement)
     path = project.repo_root / chosen.path
     if path.exists() and not force:
         raise ConfigError(f"{path} exists; mloop leaves it as it is",

@@ -66,7 +66,10 @@ class GitHub(CIProvider):
             "name": "mloop",
             "on": {"push": {"branches": [project.default_branch], **paths}, "pull_request": {**paths}},
             "permissions": {"contents": "read"},
-            "concurrency": {"group": "mloop-${{ github.ref }}", "cancel-in-progress": True},
+            # a newer run cancels an older one, except on the default branch: a publish or deploy is never cut
+            # in half there (one runs, the newest waits)
+            "concurrency": {"group": "mloop-${{ github.ref }}",
+                            "cancel-in-progress": f"${{{{ github.ref != 'refs/heads/{project.default_branch}' }}}}"},
         }
         if not project.tracking_uri_in_file:
             workflow["env"] = {TRACKING_SECRET: f"${{{{ secrets.{TRACKING_SECRET} }}}}"}

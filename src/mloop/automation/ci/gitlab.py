@@ -79,7 +79,7 @@ class GitLab(CIProvider):
                 "stage": "train",
                 "needs": ["test"],
                 "cache": [self._pip_cache(project),
-                          {"key": {"files": project.cache_key_files[:10], "prefix": "mloop-steps"},
+                          {"key": {"files": project.cache_key_files[:2], "prefix": "mloop-steps"},  # GitLab takes 2 at most
                            "paths": [project.at(p) + "/" for p in STEP_CACHE]}],
                 "script": project.train(),
                 "artifacts": {"paths": [project.at(STORE) + "/"],

@@ -42,6 +42,8 @@ class CIProject:
     python: str
     default_branch: str
     tracking_uri_in_file: bool  # mloop.toml names a tracking server: CI must not override it
+    in_git: frozenset[str] = frozenset()  # the project's files git tracks (project-relative)
+    mloop_requirement: str = ""  # how the jobs install mloop (pip's requirement syntax); "" : mloop==VERSION
 
     def at(self, path: str) -> str:
         """``path`` (relative to the project) relative to the repository's root."""
@@ -51,7 +53,7 @@ class CIProject:
 
     def install(self, *, tests: bool = False) -> str:
         """The packages of a job (pip's own cache is the provider's); ``tests``: the test job's, with pytest."""
-        packages = f"-r {self.requirements}" if self.requirements else f'"mloop=={__version__}"'
+        packages = f"-r {self.requirements}" if self.requirements else f'"{self.mloop_requirement or f"mloop=={__version__}"}"'
         return f"python -m pip install {packages}" + (" pytest" if tests and self.has_tests else "")
 
     def checks(self) -> list[str]:
@@ -92,15 +94,17 @@ class CIProject:
 
     @property
     def cache_key_files(self) -> list[str]:
-        """What the step cache's key hashes (repository-relative): the pipeline, its settings, the data."""
-        return [self.at(p) for p in (self.pipeline_file, "mloop.toml", *self.dvc_files, *self._data_in_git)]
+        """What the step cache's key hashes (repository-relative): the pipeline, its settings, the data's
+        versions (its .dvc files, or the data itself when git has it; files git ignores are not in CI)."""
+        return [self.at(p) for p in (self.pipeline_file, "mloop.toml", *self.dvc_files, *self._data_in_git)
+                if not self.in_git or p in self.in_git]
 
     @property
     def _data_in_git(self) -> list[str]:
         return [p for p in self.data_files if f"{p}.dvc" not in self.dvc_files]
 
 
-def describe_project(cfg: ProjectConfig, *, default_branch: str | None = None) -> CIProject:
+def describe_project(cfg: ProjectConfig, *, default_branch: str | None = None, mloop_requirement: str = "") -> CIProject:
     """The project as CI sees it; ConfigError when it is not inside a git repository."""
     root = cfg.root.resolve()
     repo_root = git_root(root)
@@ -123,8 +127,18 @@ def describe_project(cfg: ProjectConfig, *, default_branch: str | None = None) -
         requirements=requirements,
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
         default_branch=default_branch or _default_branch(repo_root),
-        tracking_uri_in_file=bool(cfg.settings.tracking.uri),
+        tracking_uri_in_file=bool(cfg.settings.tracking.uri), in_git=_git_files(root),
+        mloop_requirement=mloop_requirement,
     )
+
+
+def _git_files(root: Path) -> frozenset[str]:
+    """The files under ``root`` git tracks or has staged, relative to ``root``."""
+    import subprocess
+
+    out = subprocess.run(["git", "-C", str(root), "ls-files", "--cached", "--", "."], capture_output=True, text=True,
+                         timeout=60)
+    return frozenset(out.stdout.split("\n")) - {""} if out.returncode == 0 else frozenset()
 
 
 def git_root(start: Path) -> Path | None:
