@@ -93,8 +93,8 @@ def pull(targets: list[str], *, project: Path | None) -> None:
     cfg = load_project(project)
     done = dvc_pull(cfg, targets)
     if done.changed:
-        console.print(f"fetched {done.fetched} file{'s' if done.fetched != 1 else ''}; updated: {', '.join(done.changed)}",
-                      soft_wrap=True)
+        fetched = f"fetched {done.fetched} file{'s' if done.fetched != 1 else ''}; " if done.fetched else ""
+        console.print(f"{fetched}updated: {', '.join(done.changed)}", soft_wrap=True)
     else:
         console.print(f"fetched {done.fetched} file{'s' if done.fetched != 1 else ''}; the working copy was up to date")
 

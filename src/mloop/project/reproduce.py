@@ -132,7 +132,8 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
             _remove(scratch)
 
     if outcome["overridden"]:
-        reasons.append("parameters set on the run's command line, applied again: " + ", ".join(outcome["overridden"]))
+        reasons.append("parameters that differ from the commit's defaults (set with -p, or changed without a commit), "
+                       "applied as the run recorded them: " + ", ".join(outcome["overridden"]))
     if outcome["unmatched"]:
         reasons.append("parameters that could not be set as recorded (shortened in the record): "
                        + ", ".join(outcome["unmatched"]))
