@@ -38,6 +38,15 @@ def sh(cmd: list[str], cwd: Path) -> float:
     return took
 
 
+def sh_env(cmd: list[str], cwd: Path, extra: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env={**ENV, **extra}, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed in {cwd}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return took
+
+
 def project(parent: Path, name: str, files: int) -> tuple[Path, str]:
     """An mloop project under git + DVC (as `mloop init` makes it) with ``files`` CSV files to track."""
     sh([str(BIN / "mloop"), "init", name], parent)
@@ -83,6 +92,19 @@ def bench_size(work: Path, files: int, repeat: int) -> list[tuple[dict, dict]]:
     label = "1 file" if files == 1 else f"{files:,} files in a folder"
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-qm", "data"], root)
+    pushes: dict[str, list[float]] = {"mloop": [], "dvc": []}
+    for i in range(repeat + 1):  # into an empty remote each time (set outside the timing)
+        for tool in ("mloop", "dvc") if i % 2 == 0 else ("dvc", "mloop"):
+            empty = work / f"remote-{files}-{tool}-{i}"
+            if tool == "mloop":  # the remote set first (mloop.toml's change written to .dvc/config), as for dvc
+                sh_env([str(BIN / "mloop"), "data", "status", "--no-remote"], root, {"MLOOP_DATA_REMOTE": str(empty)})
+                took = sh_env([str(BIN / "mloop"), "data", "push"], root, {"MLOOP_DATA_REMOTE": str(empty)})
+            else:
+                sh([str(BIN / "dvc"), "remote", "add", "--local", f"r{i}", str(empty)], root)
+                took = sh([str(BIN / "dvc"), "push", "-q", "-r", f"r{i}"], root)
+            if i:
+                pushes[tool].append(took)
+            shutil.rmtree(empty, ignore_errors=True)
     pulls: dict[str, list[float]] = {"mloop": [], "dvc": []}
     remote = Path(ENV["XDG_DATA_HOME"]) / "mloop" / "dvc-remote"
     for i in range(repeat + 1):  # a fresh clone each, as CI pulls (the clone and its remote set outside the timing)
@@ -96,7 +118,8 @@ def bench_size(work: Path, files: int, repeat: int) -> list[tuple[dict, dict]]:
             if i:
                 pulls[tool].append(took)
             shutil.rmtree(clone)
-    return [(row(f"pull into a fresh clone, {label}: mloop data pull", pulls["mloop"]), row("dvc pull", pulls["dvc"])),
+    return [(row(f"push to an empty remote, {label}: mloop data push", pushes["mloop"]), row("dvc push", pushes["dvc"])),
+            (row(f"pull into a fresh clone, {label}: mloop data pull", pulls["mloop"]), row("dvc pull", pulls["dvc"])),
             (row(f"add, {label}: mloop data add", adds["mloop"]), row("dvc add", adds["dvc"])),
             (row(f"status, {label}, remote checked: mloop data status", status["mloop remote"]),
              row("dvc data status --not-in-remote", status["dvc remote"])),

@@ -125,7 +125,7 @@ def test_a_fresh_clone_pulls_its_data_from_the_default_remote_and_runs(tmp_path:
     assert "not in the cache" in status.stdout and "mloop data pull" in status.stdout
     assert "modified" not in status.stdout  # not pulled yet is not changed
     early = mloop(clone, "run", "--no-track")
-    assert early.returncode == 2 and "not pulled yet: mloop data pull" in early.stderr
+    assert early.returncode == 2 and "versioned with DVC: mloop data pull puts it back" in early.stderr
     pulled = mloop(clone, "data", "pull")
     assert pulled.returncode == 0 and "data/data.csv" in pulled.stdout, pulled.stderr
     assert (clone / "data" / "data.csv").read_bytes() == (root / "data" / "data.csv").read_bytes()

@@ -97,8 +97,9 @@ def file_inputs(params: dict[str, Any], hints: dict[str, Any], root: Path, step:
                 versioned = any(Path(f"{p}.dvc").is_file() for p in (path, *path.parents))  # DVC has it: pull
                 raise DataError(
                     f"step {step!r}: input file {value} does not exist (looked in {path.parent})",
-                    hint="it is versioned with DVC and not pulled yet: mloop data pull" if versioned else
-                    f"create it, or point the step elsewhere with -p {step}.{name}=PATH",
+                    hint=(f"it is versioned with DVC: mloop data pull puts it back (or point the step elsewhere "
+                          f"with -p {step}.{name}=PATH)" if versioned else
+                          f"create it, or point the step elsewhere with -p {step}.{name}=PATH"),
                 )
             digests[name] = file_digest(path)
     return digests

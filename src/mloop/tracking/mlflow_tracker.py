@@ -107,10 +107,13 @@ class MlflowTracker:
                     if version.commit:
                         tags.append(InputTag("mloop.dvc.commit", version.commit))
                 # MLflow keeps one dataset per (name, digest) in an experiment, with the source it was first
-                # logged with: the digest covers the DVC version too, so a later state gets its own record
+                # logged with: the digest is the content's, and for a DVC-tracked file ends with its DVC
+                # record's, so the same bytes in a later state (added, committed) get their own record
                 text = json.dumps(source, sort_keys=True)
+                versioned = "dvc" in source
+                digest_text = digest[:24] + hashlib.sha256(text.encode()).hexdigest()[:8] if versioned else digest[:32]
                 datasets.append(DatasetInput(
-                    Dataset(name=Path(path).name, digest=hashlib.sha256(text.encode()).hexdigest()[:32],
+                    Dataset(name=Path(path).name, digest=digest_text,
                             source_type="dvc" if "dvc" in source else "local", source=text),
                     tags=tags,
                 ))
