@@ -41,9 +41,13 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
-def git_root(path: Path) -> Path | None:
-    found = git(path, "rev-parse", "--show-toplevel", check=False)
-    return Path(found) if found else None
+def git_root(start: Path) -> Path | None:
+    """The git working tree's root at or above ``start`` (``.git`` is a folder, or a file in a worktree);
+    read from the file system, so a run's lookup of its data versions starts no process for it."""
+    for folder in (start.resolve(), *start.resolve().parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
 
 
 def default_remote() -> Path:
@@ -55,11 +59,10 @@ def default_remote() -> Path:
 
 def dvc_root(start: Path) -> Path | None:
     """The DVC repository holding ``start`` (the nearest folder with ``.dvc/``, not above the git root)."""
-    top = git_root(start) if start.exists() else None
     for folder in (start.resolve(), *start.resolve().parents):
         if (folder / ".dvc").is_dir():
             return folder
-        if top is not None and folder == top.resolve():
+        if (folder / ".git").exists():  # not above the git root
             return None
     return None
 

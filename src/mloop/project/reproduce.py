@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,15 +62,9 @@ class Reproduction:
         return not self.differences and not self.failed_steps
 
 
-def _git(cwd: Path, *args: str) -> str:
-    out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=300)
-    if out.returncode != 0:
-        raise DataVersionError(f"git {' '.join(args[:2])} failed: {out.stderr.strip()}")
-    return out.stdout.strip()
-
-
 def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, keep: bool = False) -> Reproduction:
     """Reproduce the run ``run_prefix`` in a temporary worktree and compare its step metrics."""
+    from mloop.data.repo import git
     from mloop.data.restore import RecordedInput, restore_inputs
     from mloop.tracking.lineage import package_versions
     from mloop.tracking.queries import find_run
@@ -81,9 +76,8 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
     if not run.git_commit:
         raise DataVersionError(f"run {run.id[:8]} recorded no git commit: the project was not in a git repository then",
                                hint="only runs of a committed project can be reproduced (mloop data init, git commit)")
-    top = Path(_git(cfg.root, "rev-parse", "--show-toplevel"))
-    if subprocess.run(["git", "-C", str(top), "cat-file", "-e", f"{run.git_commit}^{{commit}}"],
-                      capture_output=True, timeout=60).returncode != 0:
+    top = Path(git(cfg.root, "rev-parse", "--show-toplevel"))
+    if not git(top, "rev-parse", "--verify", "--quiet", f"{run.git_commit}^{{commit}}", check=False):
         raise DataVersionError(f"commit {run.git_commit[:12]} of run {run.id[:8]} is not in this repository",
                                hint="fetch it (git fetch --all) or reproduce from the clone that made the run")
     project = cfg.root.resolve().relative_to(top.resolve())
@@ -103,7 +97,7 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
 
     (scratch / "owner.json").write_text(json.dumps({"pid": os.getpid(), "started": started_at()}), encoding="utf-8")
     try:
-        _git(top, "worktree", "add", "--detach", "--quiet", str(worktree), run.git_commit)
+        git(top, "worktree", "add", "--detach", "--quiet", str(worktree), run.git_commit)
         where = worktree / project
         if not (where / "mloop.toml").is_file():
             raise DataVersionError(f"commit {run.git_commit[:12]} has no mloop.toml in {project}")
@@ -126,10 +120,9 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
         if keep:  # the user's now: mloop doctor removes it only once it is old
             (scratch / "owner.json").unlink(missing_ok=True)
         else:
-            subprocess.run(["git", "-C", str(top), "worktree", "remove", "--force", str(worktree)],
-                           capture_output=True, timeout=120)
-            subprocess.run(["git", "-C", str(top), "worktree", "prune"], capture_output=True, timeout=120)
-            _remove(scratch)
+            git(top, "worktree", "remove", "--force", str(worktree), check=False)
+            git(top, "worktree", "prune", check=False)
+            shutil.rmtree(scratch, ignore_errors=True)
 
     if outcome["overridden"]:
         reasons.append("parameters that differ from the commit's defaults (set with -p, or changed without a commit), "
@@ -147,12 +140,6 @@ def reproduce(cfg: ProjectConfig, run_prefix: str, *, tolerance: float = 0.0, ke
     return Reproduction(run_id=run.id, commit=run.git_commit, inputs=[(r.path, r.source) for r in restored],
                         metrics=checks, tolerance=tolerance, reasons=reasons, failed_steps=failed,
                         seconds=time.time() - started, kept=str(where) if keep else "")
-
-
-def _remove(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_in(project: Path, out: Path, recorded_params: dict[str, dict[str, str]]) -> dict[str, Any]:

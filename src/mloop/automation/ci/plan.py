@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from mloop._version import __version__
 from mloop.config import ProjectConfig
+from mloop.data.repo import dvc_root, git_root
 from mloop.errors import ConfigError
 
 DATA_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -117,7 +118,6 @@ def describe_project(cfg: ProjectConfig, *, default_branch: str | None = None, m
                   | {p.removesuffix(".dvc") for p in _files(root) if p.endswith(tuple(s + ".dvc" for s in DATA_SUFFIXES))})
     dvc = sorted(p for p in _files(root) if p.endswith(".dvc"))
     requirements = next((name for name in ("requirements.txt", "requirements-ci.txt") if (root / name).is_file()), None)
-    from mloop.data.repo import dvc_root
     from mloop.deploy.kubernetes import k8s_name
 
     return CIProject(
@@ -134,19 +134,9 @@ def describe_project(cfg: ProjectConfig, *, default_branch: str | None = None, m
 
 def _git_files(root: Path) -> frozenset[str]:
     """The files under ``root`` git tracks or has staged, relative to ``root``."""
-    import subprocess
-
     out = subprocess.run(["git", "-C", str(root), "ls-files", "--cached", "--", "."], capture_output=True, text=True,
                          timeout=60)
     return frozenset(out.stdout.split("\n")) - {""} if out.returncode == 0 else frozenset()
-
-
-def git_root(start: Path) -> Path | None:
-    """The working tree's root at or above ``start`` (``.git`` is a folder, or a file in a worktree)."""
-    for folder in (start, *start.parents):
-        if (folder / ".git").exists():
-            return folder
-    return None
 
 
 def _files(root: Path) -> list[str]:
