@@ -264,6 +264,106 @@ class MonitorSection(_Section):
         return self
 
 
+CRON_EXAMPLE = "'0 3 * * *' (03:00 every day) or '30 6 * * mon-fri'"
+
+
+def check_cron(expr: str) -> str:
+    """``expr`` if it is a cron schedule mloop accepts: five fields (minute hour day-of-month month
+    day-of-week) or a name such as ``@daily``, that comes at least once; ValueError naming the problem."""
+    from croniter import CroniterBadDateError, CroniterError, croniter
+
+    text = " ".join(expr.split())
+    fields = text.split(" ") if text else []
+    if text.startswith("@"):
+        if text == "@reboot" or not croniter.is_valid(text):
+            raise ValueError(f"{expr!r} is not a cron schedule: use five fields or one of @hourly, @daily, @weekly, "
+                             f"@monthly, @yearly, e.g. {CRON_EXAMPLE}")
+    elif len(fields) != 5:
+        raise ValueError(f"{expr!r} has {len(fields)} field(s): a cron schedule has five, minute hour day-of-month "
+                         f"month day-of-week, e.g. {CRON_EXAMPLE}")
+    try:
+        croniter(text).get_next(float)  # some valid expressions never come: '0 0 30 2 *' (30 February)
+    except CroniterBadDateError:
+        raise ValueError(f"{expr!r} never comes (no date matches it): check the day of month and the month, "
+                         f"e.g. {CRON_EXAMPLE}") from None
+    except (CroniterError, ValueError, KeyError) as err:
+        raise ValueError(f"{expr!r} is not a cron schedule ({err}): write minute hour day-of-month month "
+                         f"day-of-week, e.g. {CRON_EXAMPLE}") from None
+    return text
+
+
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone this machine knows (``Europe/Paris``, ``UTC``); ValueError naming
+    the closest one otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        known = available_timezones()
+        if not known:
+            raise ValueError(f"time zone {name!r} is unknown: this machine has no time zone database; "
+                             "install one (pip install tzdata, or apt-get install tzdata)") from None
+        raise ValueError(f"{name!r} is not a time zone; {did_you_mean(name, known)} (an IANA name such as "
+                         "'UTC' or 'Europe/Paris')") from None
+    return name
+
+
+class TriggerSection(_Section):
+    """What starts a continuous-training cycle of the agent, and how bursts of triggers are coalesced.
+
+    A ``schedule`` needs an explicit ``timezone`` (a cron time means nothing without one): a schedule
+    with the key left out is a config error. ``timezone`` also says in which zone ``mloop agent status``
+    prints its times.
+    """
+
+    alerts: list[str] | None = Field(default=None, description=(
+        "alert names that start a cycle; unset: every firing alert of the model's deployment; []: none"))
+    schedule: str = Field(default="", description=(
+        "cron schedule (minute hour day-of-month month day-of-week) in `timezone`; empty: none"))
+    timezone: str = Field(default="UTC", description="IANA time zone of the schedule, e.g. Europe/Paris")
+    data: bool = Field(default=True, description="a new version of a pipeline input file starts a cycle")
+    registry: bool = Field(default=True, description=(
+        "a model version registered by someone else (a plain mloop run, CI) starts a cycle"))
+    debounce: Duration = Field(default="10s", description=(
+        "a cycle starts once no new trigger came for this long (a burst of alerts is one cycle)"))
+    cooldown: Duration = Field(default="0s", description="least time between the end of a cycle and the next start")
+    max_cycles_per_day: int = Field(default=24, ge=1, description=(
+        "most cycles started automatically in any 24 hours (manual ones are not counted nor held)"))
+
+    @field_validator("alerts")
+    @classmethod
+    def _alert_names(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not name.strip() for name in value):
+            raise ValueError("alert names must not be empty")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        return check_cron(value) if value.strip() else ""
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @model_validator(mode="after")
+    def _schedule_has_a_zone(self) -> TriggerSection:
+        if self.schedule and "timezone" not in self.model_fields_set:
+            raise ValueError(f"schedule {self.schedule!r} needs an explicit time zone: add timezone = \"UTC\" "
+                             "(or yours, e.g. timezone = \"Europe/Paris\") next to it")
+        return self
+
+    @property
+    def debounce_s(self) -> float:
+        return duration_s(self.debounce)
+
+    @property
+    def cooldown_s(self) -> float:
+        return duration_s(self.cooldown)
+
+
 class DataSection(_Section):
     """``[data]``: where DVC keeps the versions of the project's data."""
 

@@ -140,6 +140,28 @@ def version_of(project_root: Path, path: Path, remote: str = "") -> DataVersion:
                        version=recorded, commit=commit, state=state, remote=remote)
 
 
+def recorded_md5(project_root: Path, path: Path) -> str:
+    """The md5 DVC's ``.dvc`` file records for ``path`` ('' when DVC does not track it): its entry in a tracked
+    folder's manifest (the folder's own hash when the manifest is not in the cache). Reads no data, runs no
+    git: cheap enough to poll."""
+    root = dvc_root(project_root)
+    if root is None:
+        return ""
+    root = root.resolve()
+    try:
+        rel = (path if path.is_absolute() else project_root / path).resolve().relative_to(root)
+    except ValueError:
+        return ""
+    found = _tracking_file(root, rel)
+    if found is None:
+        return ""
+    dvc_file, tracked = found
+    recorded = str(read_dvc_file(dvc_file).get("md5", ""))
+    if tracked == rel or not recorded:
+        return recorded
+    return _folder_entry_md5(root, recorded, rel.relative_to(tracked)) or recorded
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One committed (or, first, the working copy's not yet committed) version of a tracked path."""

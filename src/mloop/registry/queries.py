@@ -50,6 +50,30 @@ def registered_models(cfg: ProjectConfig) -> list[RegisteredModel]:
 
 
 @dataclass
+class TaggedVersion:
+    """A registered version with its tags: who made it (the agent tags its own) and what the gate decided."""
+
+    model: str
+    version: str
+    created_ms: int
+    run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def model_versions(cfg: ProjectConfig, model: str) -> list[TaggedVersion]:
+    """Every version of ``model`` with its tags, oldest first ([] when no such model is registered);
+    TrackingError when the store cannot be read."""
+    client = mlflow_client(cfg)
+    try:
+        found = client.search_model_versions(f"name = '{model}'")
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+    return sorted((TaggedVersion(model, str(v.version), int(v.creation_timestamp or 0), v.run_id or "",
+                                 {str(k): str(val) for k, val in (v.tags or {}).items()}) for v in found),
+                  key=lambda v: int(v.version))
+
+
+@dataclass
 class VersionDetail:
     """One registered version with what its bundle says: what it takes, how it scored, where it came from."""
 
