@@ -8,6 +8,7 @@ never printed, and are better kept in the environment than in the file.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -362,6 +363,97 @@ class TriggerSection(_Section):
     @property
     def cooldown_s(self) -> float:
         return duration_s(self.cooldown)
+def _promotion_metric(value: str) -> str:
+    if value not in PROMOTION_METRICS:
+        raise ValueError(f"{value!r} is not a metric mloop can score; {did_you_mean(value, PROMOTION_METRICS)}; "
+                         "one of " + ", ".join(PROMOTION_METRICS))
+    return value
+
+
+class GateRule(_Section):
+    """``[[automation.gate.rules]]``: what the candidate must score on one metric to pass the gate.
+
+    On the gate's holdout, with ``improvement`` the candidate's value minus the champion's for a
+    higher-is-better metric (the champion's minus the candidate's for a lower-is-better one):
+
+    - ``floor``: the candidate's value must be at least this (at most, lower-is-better), champion or not;
+    - with a champion, ``improvement >= max(min_improvement, min_relative_improvement * |champion's value|)``.
+      Both default to 0: a rule that sets neither means "not worse than the champion" (a tie meets it).
+    - Meeting the margin is not enough: the paired test must also find the difference significant
+      (``[automation.gate] alpha``), or the verdict is INCONCLUSIVE, which never promotes.
+    """
+
+    metric: Annotated[str, AfterValidator(_promotion_metric)]
+    floor: float | None = Field(default=None, description=(
+        "the candidate's value must be at least this (at most, for a lower-is-better metric)"))
+    min_improvement: float = Field(default=0.0, ge=0.0, description="over the champion, in the metric's units")
+    min_relative_improvement: float = Field(default=0.0, ge=0.0, description=(
+        "over the champion, as a fraction of the champion's value (0.01: 1 %)"))
+
+    @property
+    def better(self) -> Literal["maximize", "minimize"]:
+        """Which way is better for the metric."""
+        return PROMOTION_METRICS[self.metric][1]
+
+    def required_improvement(self, champion: float) -> float:
+        """The improvement over a champion scoring ``champion`` that this rule requires (0: not worse)."""
+        return max(self.min_improvement, self.min_relative_improvement * abs(champion))
+
+
+class GateSection(_Section):
+    """``[automation.gate]``: the statistical gate a retrained candidate passes before it may replace the champion.
+
+    Both models are scored on one frozen holdout; each rule's metric is checked (``GateRule``) and a
+    paired test on the per-row results says whether the difference is real. ``rules`` left out: one rule
+    from ``[promotion]`` (its metric and min_improvement, see ``effective_rules``); ``rules = []`` is an
+    error, a gate must check something.
+    """
+
+    rules: list[GateRule] = Field(default_factory=list, description="one per metric; left out: [promotion]'s metric")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description=(
+        "the paired test's p-value must be below this for a better candidate to pass (else INCONCLUSIVE)"))
+    test: Literal["auto", "mcnemar", "bootstrap", "wilcoxon"] = Field(default="auto", description=(
+        "the paired test: auto is McNemar for a classifier, a paired bootstrap of the metric for a regressor; "
+        "wilcoxon (regressors) compares per-row absolute errors"))
+    bootstrap_samples: int = Field(default=2000, ge=100, le=1_000_000, description="resamples of the paired bootstrap")
+    seed: int = Field(default=0, ge=0, description="seed of the bootstrap's resampling (the same seed, the same p-value)")
+    inconclusive: Literal["hold", "shadow", "fail"] = Field(default="hold", description=(
+        "what an INCONCLUSIVE verdict does: hold (keep the champion, candidate stays registered), shadow (serve "
+        "the candidate in shadow only), fail (as a FAIL); it never promotes"))
+    holdout: str = Field(default="", description=(
+        "a CSV or Parquet file, relative to the project root, with the features and the target column: the frozen "
+        "holdout both models are scored on. Empty: the candidate run's test frame"))
+
+    @field_validator("holdout")
+    @classmethod
+    def _csv_or_parquet(cls, value: str) -> str:
+        if value and not value.lower().endswith((".csv", ".parquet", ".pq")):
+            raise ValueError(f"the holdout {value!r} must be a .csv or .parquet file (or empty: the run's test frame)")
+        return value
+
+    @model_validator(mode="after")
+    def _rules_check_something(self) -> GateSection:
+        if "rules" in self.model_fields_set and not self.rules:
+            raise ValueError("[automation.gate] rules is empty: a gate must check at least one metric; add a rule "
+                             "such as [[automation.gate.rules]] metric = \"accuracy\", or leave 'rules' out to gate "
+                             "on [promotion] metric")
+        metrics = [rule.metric for rule in self.rules]
+        repeated = sorted({m for m in metrics if metrics.count(m) > 1})
+        if repeated:
+            raise ValueError(f"[automation.gate] has more than one rule for {', '.join(repeated)}: "
+                             "merge them into one rule per metric (floor and improvements together)")
+        if self.test in ("auto", "bootstrap") and 2 / (self.bootstrap_samples + 1) >= self.alpha:
+            # the bootstrap's smallest p-value is 2 / (B + 1)
+            raise ValueError(f"[automation.gate] bootstrap_samples = {self.bootstrap_samples} cannot give a p-value "
+                             f"below alpha = {self.alpha:g}: use at least {math.ceil(20 / self.alpha)} resamples")
+        return self
+
+    def effective_rules(self, promotion: PromotionSection) -> list[GateRule]:
+        """The rules the gate applies: the configured ones, or (none written) one rule on ``[promotion] metric``
+        with its ``min_improvement``."""
+        if self.rules:
+            return list(self.rules)
+        return [GateRule(metric=promotion.metric, min_improvement=promotion.min_improvement)]
 
 
 class DataSection(_Section):
