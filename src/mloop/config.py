@@ -456,6 +456,32 @@ class GateSection(_Section):
         return [GateRule(metric=promotion.metric, min_improvement=promotion.min_improvement)]
 
 
+class InfraSection(_Section):
+    """The infra check of a candidate, before any traffic reaches it: loaded in a separate server, it is sent
+    the signature's input example and a sample of recorded production requests, and must answer them all
+    within ``p99_ms`` and ``max_memory_mb`` (``mloop.automation.infra.check_can_serve``)."""
+
+    p99_ms: float = Field(default=500.0, gt=0, description=(
+        "the 99th percentile of the check's request latencies (measured by the client) must not exceed it"))
+    max_memory_mb: float = Field(default=2048.0, gt=0, description=(
+        "the candidate server's largest resident memory (RSS) while it answers must not exceed it"))
+    sample: int = Field(default=200, ge=0, description=(
+        "recorded production rows (the deployment's prediction log) sent at most; 0: only the input example"))
+    timeout: Duration = Field(default="120s", description="how long the candidate server may take to start")
+    enabled: bool = Field(default=True, description="off: candidates are not checked (the check passes, skipped)")
+
+    @field_validator("timeout")
+    @classmethod
+    def _some_time(cls, value: str) -> str:
+        if duration_s(value) <= 0:
+            raise ValueError(f"the server needs some time to start: give a timeout such as 120s, not {value!r}")
+        return value
+
+    @property
+    def timeout_s(self) -> float:
+        return duration_s(self.timeout)
+
+
 class DataSection(_Section):
     """``[data]``: where DVC keeps the versions of the project's data."""
 
