@@ -23,6 +23,8 @@ def describe(result: DeployResult) -> str:
         return f"{result.name} already serves {what}"
     if result.action == "rolled_back":
         return f"{result.name}: rolled back from v{result.previous_version} to v{result.version}"
+    if result.action == "promoted":
+        return f"{result.name}: promoted the roll-out's {what} (v{result.previous_version} before)"
     if result.action == "stopped":
         return f"{result.name}: stopped (log kept in {result.log})"
     folder = result.artifacts

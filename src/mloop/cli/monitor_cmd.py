@@ -6,12 +6,15 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from mloop.cli.output import console, seconds, styled
 from mloop.errors import DataError, DriftFound
+
+if TYPE_CHECKING:
+    from mloop.monitor.status import RolloutStatus
 
 
 def _duration(text: str, option: str) -> float:
@@ -74,6 +77,27 @@ def _ago(ts: float) -> str:
     return f"{seconds(max(time.time() - ts, 0.0))} ago"
 
 
+def _print_rollout(rollout: RolloutStatus) -> None:
+    """A roll-out in progress: both versions' figures since it started (a ``RolloutStatus``)."""
+    share = f" answering {rollout.weight:.0%} of requests" if rollout.strategy == "canary" else ""
+    console.print(styled(("roll-out: ", "bold"), f"{rollout.strategy} of v{rollout.candidate.version}{share}, "
+                         f"started {_ago(rollout.started_at)}"))
+    for version in (rollout.champion, rollout.candidate):
+        p99 = "-" if version.p99_latency_ms is None else f"{version.p99_latency_ms:.1f} ms"
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in version.scores.items())
+        console.print(f"  v{version.version} ({version.role}): {version.requests} requests, {version.rows} rows, "
+                      f"{version.server_errors} server errors, p99 {p99}"
+                      + (f"; live {scores} over {version.labelled} labelled rows" if scores else ""), soft_wrap=True)
+    shadow = rollout.shadow
+    if shadow is not None:
+        rate = "-" if shadow.disagreement_rate is None else f"{shadow.disagreement_rate:.1%}"
+        difference = ("" if shadow.mean_abs_difference is None else
+                      f", mean absolute difference {shadow.mean_abs_difference:.4g} (tolerance {shadow.tolerance:g})")
+        console.print(f"  shadow: disagreed on {shadow.disagreed_rows} of {shadow.compared_rows} rows ({rate}){difference}"
+                      + (f"; {shadow.dropped_rows} rows dropped, {shadow.failed_rows} failed"
+                         if shadow.dropped_rows or shadow.failed_rows else ""), soft_wrap=True)
+
+
 def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
     from mloop._proc import process_alive
     from mloop.monitor import queries
@@ -120,6 +144,8 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
     console.print(f"last {ops.window_s:.0f} s: {ops.requests} requests, "
                   f"p99 {'-' if p99 is None else f'{p99:.1f} ms'}, "
                   f"server errors {'-' if ratio is None else f'{ratio:.2%}'}")
+    if data.rollout is not None:
+        _print_rollout(data.rollout)
     log = data.prediction_log
     if log is not None and (log.rows_waiting or log.rows_dropped or log.error):
         console.print(styled(("prediction log: ", "bold red"), f"{log.rows_waiting:,} rows waiting to be written",

@@ -22,7 +22,7 @@ TARGETS: dict[str, str] = {
     "kubernetes": "mloop.deploy.kubernetes:KubernetesTarget",
 }
 
-Action = Literal["started", "swapped", "unchanged", "rolled_back", "stopped", "written"]
+Action = Literal["started", "swapped", "unchanged", "rolled_back", "stopped", "written", "promoted"]
 
 
 @dataclass
@@ -47,7 +47,7 @@ class DeployResult:
     name: str
     model: str
     version: str
-    previous_version: str | None = None  # swapped, rolled_back
+    previous_version: str | None = None  # swapped, rolled_back, promoted
     url: str = ""  # local: where it serves
     pid: int | None = None  # local
     log: Path | None = None  # local: the server's log

@@ -6,6 +6,12 @@ Changing the version of a running deployment asks the server to load and warm th
 while the old one keeps serving, then switch (``POST /admin/model``); a version that fails is
 refused and nothing changes.
 
+A roll-out (``start_rollout``: canary or shadow, then ``set_rollout_weight`` step by step, and
+``promote_rollout`` or ``abort_rollout``) is held by the running server (``/admin/rollout``); the
+state file changes only when a candidate is promoted, which is recorded as a deploy would be (so
+``rollback`` goes back to the version served before it). A server that restarts serves the recorded
+version alone: a roll-out does not survive it.
+
 Operations on one deployment are serialized by a lock (``.mloop/locks/deploy-<name>.lock``): two
 ``mloop deploy`` of one name at once start one server, the second finds it running. A server's state
 is saved the moment it is started, before it is ready, so a ``mloop deploy`` killed while waiting
@@ -27,6 +33,7 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mloop._fs import atomic_write_text, file_lock
 from mloop._proc import process_alive, started_at
@@ -263,23 +270,118 @@ def _running(cfg: ProjectConfig, name: str) -> Deployment:
 
 
 def _swap(deployment: Deployment, uri: str) -> None:
+    _admin(deployment, "POST", "/admin/model", {"uri": uri}, refused=f"refused {uri}",
+           hint="the previous version keeps serving; see its log in .mloop/deployments/")
+
+
+def _admin(deployment: Deployment, method: str, path: str, body: dict[str, Any] | None = None, *,
+           refused: str = "refused", hint: str = "", timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+    """A call to the deployment's admin API with its admin token; its JSON answer, or a DeployError with the
+    server's reason."""
     import httpx
 
     from mloop._http import client
 
     try:
-        with client(timeout=READY_TIMEOUT_S, token=deployment.admin_token) as http:
-            response = http.post(f"{deployment.url}/admin/model", json={"uri": uri})
+        with client(timeout=timeout, token=deployment.admin_token) as http:
+            response = http.request(method, f"{deployment.url}{path}", json=body)
     except httpx.HTTPError as err:
         raise DeployError(f"{deployment.name} did not answer on {deployment.url}: {err}",
                           hint=f"check it with: mloop deployments; restart with: mloop undeploy {deployment.name}") from err
-    if response.status_code >= 300:
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if response.status_code >= 300 or not isinstance(answer, dict):
+        message = answer.get("error", "") if isinstance(answer, dict) else f"HTTP {response.status_code}"
+        raise DeployError(f"{deployment.name} {refused}: {message}",
+                          hint=hint or f"see its log: {deployment.log or '.mloop/deployments/'}")
+    return answer
+
+
+# ------------------------------------------------------------------------------------------ roll-outs
+
+
+def start_rollout(cfg: ProjectConfig, name: str, uri: str, strategy: str, weight: float | None = None, *,
+                  tolerance: float | None = None) -> dict[str, Any]:
+    """Start a roll-out of ``uri`` (``models:/NAME/VERSION`` or ``@ALIAS``, a version of the deployment's model)
+    in the running deployment ``name``: ``strategy`` ``"canary"`` answers ``weight`` (0..1) of the requests with
+    it, ``"shadow"`` scores every request with it without answering any (``weight`` None or 0;
+    ``tolerance``: how far apart a regressor's answers may be and agree). The candidate is loaded while
+    the served version keeps serving; a roll-out in progress is replaced. Returns the roll-out's state
+    (as ``rollout_state``); DeployError if the deployment is not running or the server refuses."""
+    from mloop.registry.fetch import parse_model_uri, resolve_version
+
+    with _lock(cfg, name):
+        current = _running(cfg, name)
+        model, _, _ = parse_model_uri(uri)
+        if model != current.model:
+            raise DeployError(f"deployment {name!r} serves model {current.model!r}, not {model!r}",
+                              hint=f"roll out a version of {current.model}: models:/{current.model}/VERSION")
+        version = resolve_version(cfg, uri)  # a version that does not exist is refused before the server is asked
+        body: dict[str, Any] = {"uri": f"models:/{model}/{version}", "strategy": strategy}
+        if weight is not None:
+            body["weight"] = weight
+        if tolerance is not None:
+            body["tolerance"] = tolerance
+        return _admin(current, "POST", "/admin/rollout", body, refused=f"refused the {strategy} of v{version}",
+                      hint=f"v{current.version} keeps serving as before")
+
+
+def set_rollout_weight(cfg: ProjectConfig, name: str, weight: float) -> dict[str, Any]:
+    """The share of requests (0..1) the candidate of deployment ``name``'s canary answers from now on; returns
+    the roll-out's state. DeployError without a canary in progress."""
+    with _lock(cfg, name):
+        return _admin(_running(cfg, name), "POST", "/admin/rollout/weight", {"weight": weight},
+                      refused=f"refused weight {weight}")
+
+
+def promote_rollout(cfg: ProjectConfig, name: str) -> DeployResult:
+    """Make the candidate of deployment ``name``'s roll-out its only served version (no reload, no request
+    dropped), recorded as a deploy: ``rollback`` then goes back to the version served before."""
+    with _lock(cfg, name):
+        current = _running(cfg, name)
         try:
-            message = response.json().get("error", "")
-        except ValueError:
-            message = f"HTTP {response.status_code}"
-        raise DeployError(f"{deployment.name} refused {uri}: {message}",
-                          hint="the previous version keeps serving; see its log in .mloop/deployments/")
+            answer = _admin(current, "POST", "/admin/rollout/promote", refused="could not promote",
+                            hint="start a roll-out first: start_rollout (GET /admin/rollout shows the state)")
+        except DeployError:
+            _record_served(cfg, current)  # a promotion whose answer was lost is still recorded
+            raise
+        promoted, previous = str(answer["serving"]["version"]), str(answer["previous"]["version"])
+        _record(cfg, current, promoted, previous)
+        return _result("promoted", current, previous)
+
+
+def abort_rollout(cfg: ProjectConfig, name: str) -> dict[str, Any]:
+    """Drop the candidate of deployment ``name``'s roll-out: the served version answers every request. Without a
+    roll-out nothing changes (``"aborted": false``)."""
+    with _lock(cfg, name):
+        return _admin(_running(cfg, name), "POST", "/admin/rollout/abort", refused="could not abort its roll-out")
+
+
+def rollout_state(cfg: ProjectConfig, name: str) -> dict[str, Any]:
+    """The roll-out of deployment ``name`` (``GET /admin/rollout``): strategy, weight, versions, and per version
+    requests, rows, server errors, latency and live scores since it started; ``"active": false`` without one."""
+    return _admin(_running(cfg, name), "GET", "/admin/rollout", refused="could not say its roll-out", timeout=30.0)
+
+
+def _record(cfg: ProjectConfig, current: Deployment, version: str, previous: str) -> None:
+    """``version`` serves now, ``previous`` before it (state.json, as a deploy records a swap)."""
+    if version == current.version:
+        return
+    current.history.append(previous)
+    current.version = version
+    _save_state(cfg, current)
+
+
+def _record_served(cfg: ProjectConfig, current: Deployment) -> None:
+    """Record the version the server says it serves, if it differs from the state (best effort)."""
+    try:
+        served = _admin(current, "GET", "/admin/rollout", timeout=10.0).get("serving_version")
+    except DeployError:
+        return
+    if isinstance(served, str) and served != current.version:
+        _record(cfg, current, served, current.version)
 
 
 def _ready(deployment: Deployment) -> bool:

@@ -8,6 +8,12 @@ evaluates the alert rules, writes the pending prediction log to Parquet (with ea
 score) and leaves the whole picture in ``status.json`` (a ``MonitorStatus``) for ``mloop monitor status``.
 On a full disk the update goes on: the log keeps what it could not write (``mloop_log_rows_waiting``),
 a status that cannot be written is skipped, and each says so once on stderr.
+
+During a roll-out (``start_rollout``) a second version, the candidate, is watched beside the served one
+(``monitor.rollout.RolloutMonitor``): the requests it answered are logged with its version, labels for
+them score it (not the champion), and the status carries both versions' figures since the start.
+``promote`` makes it the served version (as ``swap`` would, keeping its labelled rows); ``end_rollout``
+forgets it. Drift and outliers are the served version's: its window holds only the rows it answered.
 """
 
 from __future__ import annotations
@@ -53,8 +59,10 @@ from mloop.monitor.status import (
     OutlierStatus,
     PredictionDriftStatus,
     PredictionLogStatus,
+    RolloutStatus,
     write_status,
 )
+from mloop.monitor.rollout import RolloutMonitor
 from mloop.monitor.window import PredictionWindow
 
 ROTATE_EVERY_S = 60.0
@@ -100,6 +108,10 @@ class LiveMonitor:
         self._recent_outliers = np.zeros(0, dtype=bool)
         self._score: Scorer | None = None
         self._scorer_for: MonitoredModel | None = None
+        self.rollout: RolloutMonitor | None = None
+        # Versions no longer watched whose last requests may still be recorded (answered a moment before a
+        # swap, promotion or abort) until their log is written out: (model, its log).
+        self._retired: list[tuple[MonitoredModel, PredictionLog]] = []
         self.restore()
 
     def _rules(self, model: MonitoredModel) -> list[AlertRule]:
@@ -132,8 +144,32 @@ class LiveMonitor:
         with categorical features, their values as sent."""
         if not self.feedback.record(request_id, labels.tolist(), model.version):
             return  # the id was taken meanwhile (the dataplane refuses a known one before predicting)
-        if self.log is not None and model is self.model:
+        if self.log is None:
+            return
+        if model is self.model:
             self.log.record(request_id, model.version, rows, labels, text)
+        else:  # the candidate of a canary, or a version a moment ago
+            log = self._log_of(model)
+            if log is not None:
+                log.record(request_id, model.version, rows, labels, text)
+
+    def _log_of(self, model: MonitoredModel) -> PredictionLog | None:
+        rollout = self.rollout
+        if rollout is not None and model is rollout.candidate:
+            return rollout.log
+        for retired, log in self._retired:
+            if retired is model:
+                return log
+        return None
+
+    def record_shadow(self, request_id: str, candidate: MonitoredModel, labels: np.ndarray, served_version: str,
+                      served: np.ndarray) -> None:
+        """A shadow candidate's answer for a request the served version answered (the shadow worker's thread):
+        logged beside the served answer, and scored when the request's labels come."""
+        self.feedback.record_shadow(request_id, labels.tolist(), candidate.version)
+        log = self.log
+        if log is not None:
+            log.record_shadow(request_id, candidate.version, labels, served_version, served)
 
     def on_batch(self, rows: np.ndarray, labels: np.ndarray) -> None:
         if rows.shape[1] == self.window.rows.shape[1]:
@@ -144,8 +180,9 @@ class LiveMonitor:
         matched, version = self.feedback.add(request_id, truth)
         if self.log is not None:
             self.log.record_feedback(request_id, truth)
-        if version == self.model.version:  # an earlier version's: logged, not scored as this one's
-            self.metrics.labelled.labels(self.model.name, version).inc(matched)
+        rollout = self.rollout
+        if version == self.model.version or (rollout is not None and version == rollout.candidate.version):
+            self.metrics.labelled.labels(self.model.name, version).inc(matched)  # (an earlier version's: not scored)
         return matched
 
     def swap(self, model: MonitoredModel) -> Callable[[], None]:
@@ -154,22 +191,90 @@ class LiveMonitor:
         Called on the event loop at the moment of the switch (so no request falls between the two
         versions); returns the slow part, writing out the old version's pending log, to run on a thread.
         """
-        old_log, old_score = self.log, self._scorer()
+        finish_rollout = self.end_rollout()  # a swap ends a roll-out in progress
+        self.feedback.start_version(model.version)
+        write_out_old_log = self._serve(model, self._new_log(model, self.log))
+
+        def write_out() -> None:
+            finish_rollout()
+            write_out_old_log()
+
+        return write_out
+
+    def _serve(self, model: MonitoredModel, log: PredictionLog | None) -> Callable[[], None]:
+        """Watch ``model`` as the served version from now on, logging into ``log``; returns the writing out of
+        the old version's pending log (to run on a thread)."""
+        old_model, old_log, old_score = self.model, self.log, self._scorer()
         self.model = model
         self._scorers = list(self.live_metrics(model))
-        self.feedback.start_version(model.version)
         self.alerting.rules = self._rules(model)  # relative thresholds follow the new version's test scores
         self.metrics.clear_monitoring()
         self._show_test_scores(model)
         self.window = PredictionWindow(self.window.capacity, len(model.feature_names))
-        self.log = self._new_log(model, old_log)
+        self.log = log
         self._recent_outliers = np.zeros(0, dtype=bool)
+        return self._retire(old_model, old_log, old_score)
 
-        def write_out_old_log() -> None:
-            if old_log is not None:
-                old_log.flush(old_score)
+    def _retire(self, model: MonitoredModel, log: PredictionLog | None, score: Scorer | None) -> Callable[[], None]:
+        """Keep recording ``model``'s last requests into ``log`` until the returned call writes it out."""
+        if log is None:
+            return lambda: None
+        retired = (model, log)
+        self._retired.append(retired)
 
-        return write_out_old_log
+        def write_out() -> None:
+            log.flush(score)
+            if retired in self._retired:
+                self._retired.remove(retired)
+
+        return write_out
+
+    # ------------------------------------------------------------------------------ roll-out
+
+    def start_rollout(self, candidate: MonitoredModel, strategy: str, weight: float, *,
+                      tolerance: float = 0.0) -> tuple[RolloutMonitor, Callable[[], None]]:
+        """Watch ``candidate`` beside the served version (called on the event loop); a roll-out in progress
+        ends. Returns the new roll-out and the writing out of the ended one's log (to run on a thread)."""
+        finish = self.end_rollout()
+        log = self.log.successor(candidate.feature_names, list(candidate.categories)) if self.log is not None else None
+        self.feedback.start_rollout([self.model.version, candidate.version])
+        self.rollout = RolloutMonitor(self.metrics, self.model, candidate, strategy, weight,
+                                      scorers=self.live_metrics(candidate), log=log if strategy == "canary" else None,
+                                      tolerance=tolerance)
+        return self.rollout, finish
+
+    def rollout_status(self) -> RolloutStatus | None:
+        """Both versions' figures since the roll-out in progress started (None: no roll-out)."""
+        rollout = self.rollout
+        return rollout.status(self.feedback, self._scorers) if rollout is not None else None
+
+    def end_rollout(self) -> Callable[[], None]:
+        """Forget the candidate (an abort): the served version is the only one watched. Returns the writing out
+        of the candidate's pending log (to run on a thread)."""
+        rollout = self.rollout
+        if rollout is None:
+            return lambda: None
+        self.rollout = None
+        rollout.close()
+        self.feedback.end_rollout()
+        self.metrics.live_score.clear()  # the candidate's scores end; the served version's are set again
+        self.set_scores()
+        return self._retire(rollout.candidate, rollout.log, rollout.scorer())
+
+    def promote(self) -> Callable[[], None]:
+        """The candidate becomes the served version (called on the event loop), keeping its labelled rows of the
+        roll-out; returns the writing out of the old version's pending log (to run on a thread)."""
+        rollout = self.rollout
+        if rollout is None:
+            raise ValueError("no roll-out in progress")
+        self.rollout = None
+        rollout.close()
+        candidate = rollout.candidate
+        self.feedback.end_rollout(promoted=candidate.version)
+        log = rollout.log or self._new_log(candidate, self.log)
+        write_out = self._serve(candidate, log)
+        self.set_scores()
+        return write_out
 
     # ------------------------------------------------------------------------------ restart
 
@@ -228,7 +333,8 @@ class LiveMonitor:
                                   {metric.name: metric.definition for metric in self._scorers})
         firing, pending = self.alerting.state(now)  # refreshed below, after the rules saw this status
         status = MonitorStatus(model.name, model.version, now, os.getpid(), drift, outliers, self._operations(now),
-                               feedback, AlertStatus(firing, pending), logged)
+                               feedback, AlertStatus(firing, pending), logged,
+                               self.rollout_status())
         self.alerting.evaluate({name: metric.value(status) for name, metric in ALERT_METRICS.items()}, now)
         for rule in self.alerting.rules:
             metrics.alerts_firing.labels(model.name, rule.name).set(1.0 if rule.name in self.alerting.active else 0.0)
@@ -334,11 +440,19 @@ class LiveMonitor:
         return OutlierStatus(ratio, int(flags.size))
 
     def set_scores(self) -> dict[str, float]:
-        """The live scores of the labelled window, also set on ``/metrics``."""
+        """The live scores of the labelled window, also set on ``/metrics`` (during a roll-out, the candidate's
+        too: over its labelled rows since the roll-out started)."""
         scores = self.feedback.scores(self._scorers)
         of = {scorer.name: scorer.of for scorer in self._scorers}
         for metric, value in scores.items():
             self.metrics.live_score.labels(self.model.name, self.model.version, metric, of[metric]).set(value)
+        rollout = self.rollout
+        if rollout is not None:
+            candidate = rollout.candidate
+            _, candidate_scores = self.feedback.rollout_scores(candidate.version, rollout.scorers)
+            of = {scorer.name: scorer.of for scorer in rollout.scorers}
+            for metric, value in candidate_scores.items():
+                self.metrics.live_score.labels(candidate.name, candidate.version, metric, of[metric]).set(value)
         return scores
 
     def _operations(self, now: float) -> OperationsStatus:
@@ -366,6 +480,9 @@ class LiveMonitor:
         elapsed = max(now - self._flushed, self.settings.interval, 1.0)
         self._flushed = now
         budget = int(self.settings.outlier_rows_per_s * elapsed)  # 0 (no limit) stays 0
+        rollout = self.rollout
+        if rollout is not None and rollout.log is not None:  # the rows the candidate answered (their own files)
+            rollout.log.flush(rollout.scorer(), budget)
         flushed = self.log.flush(self._scorer(), budget)
         taken, scored = flushed.predictions, 0
         if taken is not None and OUTLIER in taken.column_names:  # flags of the last `window` scored rows
@@ -377,17 +494,17 @@ class LiveMonitor:
             self.log.rotate()
             self._rotated = now
         self._count_log()
-        predictions, feedback = self.log.predictions, self.log.feedback
-        return PredictionLogStatus(str(predictions.folder), flushed.rows_written, scored,
-                                   predictions.waiting_rows + feedback.waiting_rows,
-                                   predictions.dropped_rows + feedback.dropped_rows,
-                                   "; ".join(error for error in (predictions.error, feedback.error) if error))
+        logs = (self.log.predictions, self.log.feedback, self.log.shadow)
+        return PredictionLogStatus(str(logs[0].folder), flushed.rows_written, scored,
+                                   sum(log.waiting_rows for log in logs), sum(log.dropped_rows for log in logs),
+                                   "; ".join(log.error for log in logs if log.error))
 
     def _count_log(self) -> None:
         """Rows waiting, rows dropped and failed writes of the prediction and feedback logs, on /metrics."""
         if self.log is None:
             return
-        for name, log in (("predictions", self.log.predictions), ("feedback", self.log.feedback)):
+        for name, log in (("predictions", self.log.predictions), ("feedback", self.log.feedback),
+                          ("shadow", self.log.shadow)):
             waiting, dropped, failures = log.waiting_rows, log.dropped_rows, log.failed_writes
             counted_dropped, counted_failures = self._log_totals.get(name, (0, 0))
             self.metrics.log_rows_waiting.labels(self.model.name, name).set(waiting)
@@ -405,9 +522,12 @@ class LiveMonitor:
 
     def close(self) -> None:
         """Write out what is pending and deliver queued alerts (server shutdown)."""
+        rollout = self.rollout
+        if rollout is not None and rollout.log is not None:
+            rollout.log.flush(rollout.scorer())
         if self.log is not None:
             self.log.flush(self._scorer())
-            for log in (self.log.predictions, self.log.feedback):
+            for log in (self.log.predictions, self.log.feedback, self.log.shadow):
                 if log.waiting_rows:  # the disk is still full: say what is lost
                     print(json.dumps({"path": str(log.folder), "error": f"{log.waiting_rows:,} rows are lost at "
                                       f"shutdown: {log.error}"}), file=sys.stderr, flush=True)

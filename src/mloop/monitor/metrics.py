@@ -114,6 +114,34 @@ class ServerMetrics:
                                         registry=self.registry)
         self.log_write_failures = Counter("mloop_log_write_failures_total", "Writes of a log file that failed (OSError, "
                                           "e.g. a full disk)", ["model", "log"], registry=self.registry)
+        # A roll-out (canary or shadow): what each version answered, and how a shadow candidate compares.
+        self.rollout_weight = Gauge("mloop_rollout_weight", "1 series while a roll-out runs: the share of requests "
+                                    "sent to the candidate (canary; 0 for a shadow, which answers none)",
+                                    ["model", "strategy", "champion", "candidate"], registry=self.registry)
+        self.rollout_requests = Counter("mloop_rollout_requests_total", "Prediction requests answered during the "
+                                        "roll-out, by the version (and its role) that answered and status code",
+                                        [*MV, "role", "code"], registry=self.registry)
+        self.rollout_latency = Histogram("mloop_rollout_request_duration_seconds", "Latency of the prediction "
+                                         "requests answered during the roll-out, by version", [*MV, "role"],
+                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.rollout_rows = Counter("mloop_rollout_rows_total", "Rows predicted during the roll-out by version: "
+                                    "answered, or scored in shadow", [*MV, "role"], registry=self.registry)
+        self.shadow_compared = Counter("mloop_rollout_shadow_compared_rows_total", "Rows the shadow candidate "
+                                       "scored and compared with the champion's answers", MV, registry=self.registry)
+        self.shadow_disagreed = Counter("mloop_rollout_shadow_disagreed_rows_total", "Compared rows on which the "
+                                        "shadow candidate disagreed with the champion (another class; a regressor: "
+                                        "further apart than the tolerance)", MV, registry=self.registry)
+        self.shadow_failed = Counter("mloop_rollout_shadow_failed_rows_total", "Rows the shadow candidate could not "
+                                     "score (its predict failed, or its schema refused the request)", MV,
+                                     registry=self.registry)
+        self.shadow_dropped = Counter("mloop_rollout_shadow_dropped_rows_total", "Rows never shadow-scored: the "
+                                      "candidate fell behind and its queue was full", MV, registry=self.registry)
+        self.shadow_disagreement = Gauge("mloop_rollout_shadow_disagreement_ratio", "Share of the compared rows "
+                                         "the shadow candidate disagreed on, since the roll-out started", MV,
+                                         registry=self.registry)
+        self.shadow_abs_difference = Gauge("mloop_rollout_shadow_mean_abs_difference", "A regressor in shadow: "
+                                           "mean absolute difference between its predictions and the champion's",
+                                           MV, registry=self.registry)
         self.prediction_values: Histogram | None = None  # a regressor's predictions (see predicted_values)
         self._children: dict[tuple[str, int], tuple[Any, Any, bool, bool]] = {}
 
@@ -148,6 +176,13 @@ class ServerMetrics:
                       self.live_score, self.test_score, self.outlier_ratio, self.prediction_drift_p_value,
                       self.prediction_drift_detected):
             gauge.clear()
+
+    def clear_rollout(self) -> None:
+        """A roll-out ended (promoted, aborted or replaced): its series end; the next one starts from zero."""
+        for series in (self.rollout_weight, self.rollout_requests, self.rollout_latency, self.rollout_rows,
+                       self.shadow_compared, self.shadow_disagreed, self.shadow_failed, self.shadow_dropped,
+                       self.shadow_disagreement, self.shadow_abs_difference):
+            series.clear()
 
     def serving(self, model: str, version: str) -> None:
         self.model_info.clear()

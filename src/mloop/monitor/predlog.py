@@ -16,13 +16,18 @@ Layout of a model's monitor folder (``.mloop/monitor/<model>/``)::
 
     predictions/part-<time>-<seq>.parquet, predictions/hour-<YYYYmmddTHH>.parquet
     feedback/...                              the same, for true labels
+    shadow/...                                the same, for a shadow candidate's answers (never returned)
     alerts.jsonl (.1, .2), status.json        written by the alert evaluator and the monitor loop
 
 Columns of a prediction file: ``ts`` (UTC), ``request_id``, ``row`` (index within the request),
 ``version``, one column per feature, ``prediction``, ``outlier_score`` (the detector's
 ``score_samples``: lower is more anomalous) and ``outlier``. ``pd.read_parquet(folder)`` reads a
 folder whose files share one schema; ``read_log`` reads any (a swap to a version with other features
-changes the schema) and can keep only the rows since a time.
+changes the schema) and can keep only the rows since a time. During a canary both versions' answers are
+in the prediction log, each row with the ``version`` that answered it. A shadow candidate's answers are
+in the shadow log: ``ts``, ``request_id``, ``row``, ``version`` (the candidate), ``prediction`` (its
+answer), ``served_version`` and ``served_prediction`` (the champion's answer, the one returned); the
+features are the prediction log's rows of the same ``request_id``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from mloop.monitor.outliers import Scorer
 TS, REQUEST_ID, ROW, VERSION, PREDICTION, OUTLIER_SCORE, OUTLIER = (
     "ts", "request_id", "row", "version", "prediction", "outlier_score", "outlier")
 LABEL = "label"  # the feedback log: TS, REQUEST_ID, ROW, LABEL
+SERVED_VERSION, SERVED_PREDICTION = "served_version", "served_prediction"  # the shadow log, beside VERSION, PREDICTION
 META_COLUMNS = (TS, REQUEST_ID, ROW, VERSION, PREDICTION, OUTLIER_SCORE, OUTLIER)
 
 
@@ -290,18 +296,22 @@ class PredictionLog:
                                               max_waiting_rows=max_waiting_rows)
         self.feedback = RotatingParquetLog(folder / "feedback", max(max_bytes // 8, 1 << 20), what="the feedback log",
                                            max_waiting_rows=max_waiting_rows)
+        self.shadow = RotatingParquetLog(folder / "shadow", max(max_bytes // 8, 1 << 20), what="the shadow log",
+                                         max_waiting_rows=max_waiting_rows)
         self.features = features
         self.categorical = list(categorical)  # logged as the strings requests sent, in this order in ``text``
         self._pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self._labels: list[tuple[float, str, list[Any]]] = []
+        self._shadow: list[tuple[float, str, str, np.ndarray, str, np.ndarray]] = []
         self._lock = threading.Lock()
+        self._shadow_lock = threading.Lock()  # the shadow worker appends; never held while writing
         self._rng = np.random.default_rng()
 
     def successor(self, features: list[str], categorical: list[str] | tuple[str, ...] = ()) -> PredictionLog:
         """The log of the next version served (other features, maybe): the same files, and the same rows
         waiting to be written."""
         log = PredictionLog(self.predictions.folder.parent, features, categorical=categorical)
-        log.predictions, log.feedback = self.predictions, self.feedback
+        log.predictions, log.feedback, log.shadow = self.predictions, self.feedback, self.shadow
         return log
 
     def record(self, request_id: str, version: str, rows: np.ndarray, labels: np.ndarray,
@@ -311,6 +321,13 @@ class PredictionLog:
 
     def record_feedback(self, request_id: str, truth: list[Any]) -> None:
         self._labels.append((time.time(), request_id, truth))
+
+    def record_shadow(self, request_id: str, version: str, labels: np.ndarray, served_version: str,
+                      served: np.ndarray) -> None:
+        """What a shadow candidate answered for a request, beside what the champion answered (the shadow
+        worker's thread)."""
+        with self._shadow_lock:
+            self._shadow.append((time.time(), request_id, version, labels, served_version, served))
 
     def flush(self, score: Scorer | None = None, max_scored: int = 0) -> Flushed:
         """Write what accumulated, after what waits from flushes that could not write (see ``RotatingParquetLog.save``).
@@ -323,6 +340,8 @@ class PredictionLog:
         with self._lock:
             pending, self._pending = self._pending, []
             labels, self._labels = self._labels, []
+            with self._shadow_lock:
+                shadow, self._shadow = self._shadow, []
             rate = 1.0
             if max_scored > 0 and pending:
                 total = sum(len(p[4]) for p in pending)
@@ -331,6 +350,8 @@ class PredictionLog:
             feedback = self._feedback_table(labels) if labels else None
             written = self.predictions.save(predictions)
             self.feedback.save(feedback)
+            if shadow or self.shadow.waiting_rows:
+                self.shadow.save(self._shadow_table(shadow) if shadow else None)
             return Flushed(predictions, feedback, written)
 
     def _predictions_table(self, pending: list[tuple[float, str, str, np.ndarray, np.ndarray, np.ndarray | None]],
@@ -386,7 +407,23 @@ class PredictionLog:
         columns[LABEL] = pa.array([label for truth in truths for label in truth])
         return pa.table(columns)
 
+    @staticmethod
+    def _shadow_table(shadow: list[tuple[float, str, str, np.ndarray, str, np.ndarray]]) -> Any:
+        import pyarrow as pa
+
+        stamps, ids, versions, answers, served_versions, served = zip(*shadow, strict=True)
+        counts = np.fromiter(map(len, answers), dtype=np.int64, count=len(shadow))
+        columns = _request_columns(stamps, ids, counts)
+        for name, values in ((VERSION, versions), (SERVED_VERSION, served_versions)):
+            columns[name] = pa.array(np.repeat(np.asarray(values, dtype=object), counts), type=pa.string())
+        for name, arrays in ((PREDICTION, answers), (SERVED_PREDICTION, served)):
+            joined = np.concatenate(arrays)
+            columns[name] = pa.array(joined if joined.dtype != object else joined.tolist())
+        return pa.table(columns)
+
     def rotate(self) -> None:
         with self._lock:
             self.predictions.rotate()
             self.feedback.rotate()
+            if self.shadow.folder.is_dir():
+                self.shadow.rotate()

@@ -104,6 +104,12 @@ def served_log(folder: Path, name: str, *, since: float | None = None, window: s
     return ServedLog(predictions, read_log(folder / "feedback", since=since))
 
 
+def shadow_answers(folder: Path, *, since: float | None = None) -> Any:
+    """What shadow candidates answered for the requests the served version answered, beside its answers (a
+    DataFrame of the shadow log's columns, ``predlog``; empty when no shadow ran)."""
+    return read_log(folder / "shadow", since=since)
+
+
 def read_frame(path: Path) -> Any:
     """A CSV or Parquet file as a DataFrame; DataError naming the problem if it cannot be read."""
     import pandas as pd

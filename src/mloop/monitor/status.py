@@ -102,6 +102,55 @@ class PredictionLogStatus:
 
 
 @dataclass
+class VersionStatus:
+    """What one version did since its roll-out started. A shadow candidate answers no request: its
+    ``requests`` and ``rows`` are those it scored, ``server_errors`` the requests it failed to score, and
+    its latency that of its predict calls on the shadow worker (one per batch)."""
+
+    version: str
+    role: str  # champion or candidate
+    requests: int = 0
+    rows: int = 0
+    server_errors: int = 0  # answered 5xx
+    error_ratio: float | None = None  # server_errors / requests
+    p50_latency_ms: float | None = None  # from the latency histogram's buckets, as Prometheus interpolates
+    p99_latency_ms: float | None = None
+    labelled: int = 0  # its rows labelled by feedback since the roll-out started
+    scores: dict[str, float] = field(default_factory=dict)  # live scores of those rows (the registry's metrics)
+
+
+@dataclass
+class ShadowStatus:
+    """How a shadow candidate's answers compare with the champion's, since the roll-out started.
+
+    A classifier disagrees on a row when its label differs; a regressor when the two predictions are
+    more than ``tolerance`` apart (``mean_abs_difference`` is over every compared row).
+    """
+
+    compared_rows: int = 0
+    disagreed_rows: int = 0
+    disagreement_rate: float | None = None  # disagreed_rows / compared_rows
+    mean_abs_difference: float | None = None  # a regressor only
+    tolerance: float | None = None  # a regressor only
+    failed_rows: int = 0  # the candidate could not score them (its predict failed, or its schema refused them)
+    dropped_rows: int = 0  # never scored: the candidate fell behind and its queue was full
+    queued_rows: int = 0  # waiting to be scored now
+
+
+@dataclass
+class RolloutStatus:
+    """A roll-out in progress: the candidate beside the champion (``canary``: it answers ``weight`` of the
+    requests; ``shadow``: it scores every request, answers none)."""
+
+    strategy: str
+    weight: float
+    started_at: float
+    champion: VersionStatus
+    candidate: VersionStatus
+    shadow: ShadowStatus | None = None
+
+
+@dataclass
 class MonitorStatus:
     model: str
     version: str
@@ -113,6 +162,7 @@ class MonitorStatus:
     feedback: FeedbackStatus
     alerts: AlertStatus
     prediction_log: PredictionLogStatus | None = None
+    rollout: RolloutStatus | None = None
 
 
 @functools.cache

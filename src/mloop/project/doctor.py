@@ -73,7 +73,7 @@ def _check_layout(cfg: ProjectConfig, repair: bool) -> list[Finding]:
                       *cfg.store.glob("monitor/*/status.json"), *cfg.store.glob("monitor/*/alerts.jsonl*"),
                       *cfg.store.glob("monitor/*/server.lock"), *cfg.store.glob("monitor/*/*/*.parquet")]
     wrong += [path for path in expected_files if path.is_dir() and path.name != "quarantine"]
-    wrong += [path for log in ("predictions", "feedback") for path in cfg.store.glob(f"monitor/*/{log}")
+    wrong += [path for log in ("predictions", "feedback", "shadow") for path in cfg.store.glob(f"monitor/*/{log}")
               if not path.is_dir()]
     if not wrong:
         return [Finding("layout", "ok", "every file and folder of the store is of its kind")]
@@ -308,7 +308,7 @@ def _check_monitoring(cfg: ProjectConfig, repair: bool) -> list[Finding]:
         except DataError as err:
             findings.append(Finding("monitoring", "problem", err.message,
                                     "the server rewrites it at its next update; if none runs, delete the file"))
-        for log in ("predictions", "feedback"):
+        for log in ("predictions", "feedback", "shadow"):
             bad = []
             for path in sorted((folder / log).glob("*.parquet")):
                 if not (PART.match(path.name) or HOUR.match(path.name)):

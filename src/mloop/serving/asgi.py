@@ -18,6 +18,13 @@ V2 plus plain JSON):
     GET  /metrics                                   Prometheus metrics
     GET  /openapi.json                              this API as OpenAPI 3
     POST /admin/model                               hot swap (managed deployments, admin token only)
+    POST /admin/rollout                             start a canary or shadow roll-out of a candidate (admin)
+    GET  /admin/rollout                             the roll-out's state and per-version figures (admin)
+    POST /admin/rollout/weight                      a canary's share of requests for the candidate (admin)
+    POST /admin/rollout/promote                     the candidate becomes the served version (admin)
+    POST /admin/rollout/abort                       drop the candidate (admin)
+
+Every prediction answer says which version answered in ``x-model-version``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import IO, Any, TextIO
 import orjson
 
 from mloop._version import __version__
+from mloop.bundle.loaded import LoadedModel
 from mloop.serving import openapi, protocol
 from mloop.serving.dataplane import DataPlane
 from mloop.serving.protocol import RequestError
@@ -83,6 +91,7 @@ class Request:
     model_name: str = ""
     model_version: str | None = None
     client_id: str = ""  # the x-request-id the client sent, if any
+    answered_by: LoadedModel | None = None  # during a roll-out: the version picked to answer
 
 
 Handler = Callable[["ServerApp", Request], Awaitable[Response]]
@@ -128,24 +137,40 @@ async def model_ready(app: ServerApp, request: Request) -> Response:
 
 
 async def model_metadata(app: ServerApp, request: Request) -> Response:
-    return Response(200, orjson.dumps(protocol.model_metadata(app.dataplane.model)))
+    dataplane = app.dataplane
+    rollout = dataplane.rollout
+    if rollout is None or not rollout.serves(rollout.candidate.version):
+        return Response(200, orjson.dumps(protocol.model_metadata(dataplane.model)))
+    # a canary answers with both versions; /versions/V describes that one
+    pinned = request.model_version is not None and rollout.serves(request.model_version)
+    metadata = protocol.model_metadata(rollout.candidate if pinned else dataplane.model)
+    metadata["versions"] = [dataplane.model.version, rollout.candidate.version]
+    return Response(200, orjson.dumps(metadata))
 
 
 async def infer(app: ServerApp, request: Request) -> Response:
     body = await app.read_body(request)
-    answer = await app.dataplane.infer(body, request.client_id,
-                                       _int_header(request.headers, b"inference-header-content-length"))
+    dataplane = app.dataplane
+    if dataplane.rollout is not None:
+        request.answered_by = dataplane.answering(request.model_version)
+    answer = await dataplane.infer(body, request.client_id,
+                                   _int_header(request.headers, b"inference-header-content-length"), request.answered_by)
     request.request_id = answer.request_id
+    version = (b"x-model-version", answer.version.encode())
     if answer.json_length is None:
-        return Response(200, answer.body, rows=answer.rows)
+        return Response(200, answer.body, headers=[version], rows=answer.rows)
     return Response(200, answer.body, b"application/octet-stream",
-                    [(b"inference-header-content-length", str(answer.json_length).encode())], rows=answer.rows)
+                    [(b"inference-header-content-length", str(answer.json_length).encode()), version], rows=answer.rows)
 
 
 async def predict(app: ServerApp, request: Request) -> Response:
-    answer = await app.dataplane.predict(await app.read_body(request), request.client_id)
+    body = await app.read_body(request)
+    dataplane = app.dataplane
+    if dataplane.rollout is not None:
+        request.answered_by = dataplane.answering(None)
+    answer = await dataplane.predict(body, request.client_id, request.answered_by)
     request.request_id = answer.request_id
-    return Response(200, answer.body, rows=answer.rows)
+    return Response(200, answer.body, headers=[(b"x-model-version", answer.version.encode())], rows=answer.rows)
 
 
 async def predict_batch(app: ServerApp, request: Request) -> Response:
@@ -160,7 +185,7 @@ async def predict_batch(app: ServerApp, request: Request) -> Response:
     try:
         await app.read_body(request, into=upload, limit=app.max_upload_bytes)
         upload.flush()
-        rows = await app.dataplane.score_file(Path(upload.name), fmt, result)
+        rows, version = await app.dataplane.score_file(Path(upload.name), fmt, result)
     except BaseException:
         result.close()
         raise
@@ -169,7 +194,7 @@ async def predict_batch(app: ServerApp, request: Request) -> Response:
     size = result.seek(0, 2)
     result.seek(0)
     return Response(200, StreamedFile(result, size), batch_scoring.FORMATS[fmt].encode(),
-                    [(b"x-rows-scored", str(rows).encode())], rows=rows)
+                    [(b"x-rows-scored", str(rows).encode()), (b"x-model-version", version.encode())], rows=rows)
 
 
 async def feedback(app: ServerApp, request: Request) -> Response:
@@ -201,6 +226,33 @@ async def admin_swap(app: ServerApp, request: Request) -> Response:
         "previous": {"name": swapped.previous.name, "version": swapped.previous.version}}))
 
 
+async def admin_rollout_start(app: ServerApp, request: Request) -> Response:
+    payload = protocol.parse_json(await app.read_body(request))
+    return Response(200, orjson.dumps(await app.dataplane.start_rollout(payload)))
+
+
+async def admin_rollout_state(app: ServerApp, request: Request) -> Response:
+    return Response(200, orjson.dumps(app.dataplane.rollout_state()))
+
+
+async def admin_rollout_weight(app: ServerApp, request: Request) -> Response:
+    payload = protocol.parse_json(await app.read_body(request))
+    return Response(200, orjson.dumps(app.dataplane.set_rollout_weight(payload)))
+
+
+async def admin_rollout_promote(app: ServerApp, request: Request) -> Response:
+    await app.read_body(request)
+    promoted = await app.dataplane.promote()
+    return Response(200, orjson.dumps({
+        "serving": {"name": promoted.serving.name, "version": promoted.serving.version},
+        "previous": {"name": promoted.previous.name, "version": promoted.previous.version}}))
+
+
+async def admin_rollout_abort(app: ServerApp, request: Request) -> Response:
+    await app.read_body(request)
+    return Response(200, orjson.dumps(await app.dataplane.abort_rollout()))
+
+
 _MODEL = "/v2/models/{model_name}"
 _VERSION = "/v2/models/{model_name}/versions/{model_version}"
 
@@ -223,7 +275,13 @@ ROUTES: tuple[Route, ...] = (
     Route("/alerts/webhook", "POST", "alert_receiver", alert_receiver, Auth.ALERTS, openapi.alert_receiver),
     Route("/metrics", "GET", "metrics", metrics, Auth.CLIENT, openapi.metrics),
     Route("/openapi.json", "GET", "openapi", openapi_document, Auth.CLIENT, openapi.get("This document")),
-    Route("/admin/model", "POST", "admin", admin_swap, Auth.ADMIN, None),  # internal: mloop deploy's hot swap
+    # internal, for mloop deploy and the automation agent: hot swap and roll-outs
+    Route("/admin/model", "POST", "admin", admin_swap, Auth.ADMIN, None),
+    Route("/admin/rollout", "POST", "admin", admin_rollout_start, Auth.ADMIN, None),
+    Route("/admin/rollout", "GET", "admin", admin_rollout_state, Auth.ADMIN, None),
+    Route("/admin/rollout/weight", "POST", "admin", admin_rollout_weight, Auth.ADMIN, None),
+    Route("/admin/rollout/promote", "POST", "admin", admin_rollout_promote, Auth.ADMIN, None),
+    Route("/admin/rollout/abort", "POST", "admin", admin_rollout_abort, Auth.ADMIN, None),
 )
 
 
@@ -275,7 +333,7 @@ class ServerApp:
     """The ASGI app serving a ``DataPlane`` (built by ``mloop.serving.server.create_app`` from ``[serving]``).
 
     ``token`` protects every client route (``Auth.CLIENT``); ``alert_token`` the alert receiver;
-    ``admin_token`` turns on the hot-swap route; an empty token is none. The monitoring loop runs every
+    ``admin_token`` turns on the admin routes (hot swap, roll-outs); an empty token is none. The monitoring loop runs every
     ``monitor_interval`` seconds while the app lives (0: never; the caller may update it by hand).
     """
 
@@ -318,8 +376,10 @@ class ServerApp:
         client_id = _client_id(headers.get(b"x-request-id"))
         request_id = client_id or _new_id()
         route_name = "unknown"
-        metrics = self.dataplane.metrics
+        dataplane = self.dataplane
+        metrics = dataplane.metrics
         metrics.in_flight.inc()
+        request: Request | None = None
         try:
             try:
                 try:
@@ -330,7 +390,7 @@ class ServerApp:
                 route_name = route.name
                 self._authorize(route, headers)
                 if name:
-                    self.dataplane.check_model(name, version)
+                    dataplane.check_model(name, version)
                 request = Request(scope, headers, receive, request_id, name, version, client_id)
                 response = await route.handler(self, request)
                 request_id = request.request_id  # a prediction's id may differ from the one the client sent
@@ -355,8 +415,11 @@ class ServerApp:
             metrics.in_flight.dec()
         took = time.perf_counter() - started
         metrics.observe_request(route_name, response.status, took)
+        rollout = dataplane.rollout
+        if rollout is not None and request is not None and request.answered_by is not None:
+            rollout.observe(request.answered_by, response.status, took, response.rows)
         if self.access_log is not None:
-            model = self.dataplane.model
+            model = request.answered_by if request is not None and request.answered_by is not None else dataplane.model
             self.access_log.write(orjson.dumps({
                 "ts": round(time.time(), 3), "id": request_id, "method": scope["method"], "path": scope["path"],
                 "status": response.status, "latency_ms": round(took * 1000, 3), "rows": response.rows,

@@ -1,8 +1,11 @@
-"""The dataplane: what a model server does, without HTTP — predict, take feedback, score files, swap versions.
+"""The dataplane: what a model server does, without HTTP — predict, take feedback, score files, swap versions,
+roll a candidate version out.
 
 The ASGI layer (``mloop.serving.asgi``) parses the transport and calls in here; a client mistake is a
 ``RequestError`` carrying the status it deserves. Requests that arrive together share one predict call
-(``microbatch``); every answer comes from one model version, even across a swap.
+(``microbatch``); every answer comes from one model version, even across a swap. During a roll-out
+(``serving.rollout``: canary or shadow) a candidate version is held beside the served one; without
+one, a request costs what it always did: the ASGI layer checks ``rollout`` (None) and passes no ``model``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import asyncio
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -22,10 +25,12 @@ from mloop.bundle.loaded import LoadedModel, Rows
 from mloop.monitor.feedback import AlreadyLabelled, UnknownRequest
 from mloop.monitor.live import LiveMonitor
 from mloop.monitor.metrics import ServerMetrics
+from mloop.monitor.rollout import STRATEGIES
 from mloop.monitor.status import MonitorStatus
 from mloop.serving import protocol
 from mloop.serving.microbatch import Batcher
 from mloop.serving.protocol import RequestError
+from mloop.serving.rollout import Rollout, ShadowScorer
 
 Loader = Callable[[str], LoadedModel]  # a models:/ URI -> the loaded model
 
@@ -45,6 +50,7 @@ class Prediction:
     rows: int
     json_length: int | None = None  # V2 binary outputs: the length of the JSON header before them
     request_id: str = ""  # the id feedback names this prediction by (sent back in x-request-id)
+    version: str = ""  # the model version that answered (sent back in x-model-version)
 
 
 @dataclass
@@ -54,7 +60,8 @@ class Swapped:
 
 
 class DataPlane:
-    """Serves one model at a time; ``swap`` changes it without dropping a request."""
+    """Serves one model at a time; ``swap`` changes it without dropping a request, and a roll-out
+    (``start_rollout``, then ``promote`` or ``abort_rollout``) holds a candidate version beside it."""
 
     def __init__(self, model: LoadedModel, metrics: ServerMetrics, monitor: LiveMonitor, *, max_batch_rows: int,
                  max_wait_s: float, loader: Loader | None = None) -> None:
@@ -65,7 +72,9 @@ class DataPlane:
         self.ready = True
         self.batcher = Batcher(max_rows=max_batch_rows, max_wait_s=max_wait_s, on_batch=self._on_batch,
                                concat=Rows.concat)
-        self._swap_lock: asyncio.Lock | None = None
+        self.rollout: Rollout | None = None
+        self._max_batch_rows, self._max_wait_s = max_batch_rows, max_wait_s
+        self._admin_lock: asyncio.Lock | None = None  # one model load at a time (swap, roll-out)
         metrics.serving(model.name, model.version)
 
     # ------------------------------------------------------------------------------ predictions
@@ -76,30 +85,65 @@ class DataPlane:
             raise RequestError(f"model {name!r} is not served here; this server serves {self.model.name!r}",
                                field="model_name", status=404)
         if version is not None and version != self.model.version:
-            raise RequestError(f"version {version!r} of {name!r} is not served here; the served version is "
-                               f"{self.model.version!r}", field="model_version", status=404)
+            rollout = self.rollout
+            if rollout is None or not rollout.serves(version):
+                raise RequestError(f"version {version!r} of {name!r} is not served here; the served version is "
+                                   f"{self.model.version!r}", field="model_version", status=404)
 
-    async def infer(self, body: bytes, request_id: str, header_length: int | None = None) -> Prediction:
+    def answering(self, version: str | None) -> LoadedModel:
+        """The version that answers a request during a roll-out (``version``: the one the request names)."""
+        rollout = self.rollout
+        return self.model if rollout is None else rollout.pick(version)
+
+    async def infer(self, body: bytes, request_id: str, header_length: int | None = None,
+                    model: LoadedModel | None = None) -> Prediction:
         """An Open Inference (V2) request, JSON or with binary tensors; ``request_id`` is the client's
-        ``x-request-id`` ("" if none)."""
-        model = self.model  # parse, predict and answer with one version, even across a swap
+        ``x-request-id`` ("" if none); ``model`` the version that answers, given during a roll-out
+        (``answering``; none: the served one, and no roll-out work is done for the request)."""
+        in_rollout = model is not None
+        if model is None:  # parse, predict and answer with one version, even across a swap
+            model, batcher = self.model, self.batcher
+        else:
+            batcher = self._batcher_of(model)
         request = protocol.parse_v2(body, model, header_length)
         key = self._feedback_id(request_id, request.request_id)  # the client's x-request-id, else the body's id
         request.request_id = request.request_id or key  # (the body's id is echoed as it came)
-        labels, proba = await self.batcher.submit(request.rows, model.predict)
+        labels, proba = await batcher.submit(request.rows, model.predict)
         self.monitor.record(key, model, request.rows.values, labels, request.rows.text)
+        if in_rollout:
+            self._offer_shadow(model, key, request.rows, labels, body, v2=True, header_length=header_length)
         payload, json_length = protocol.v2_response(model, request, labels, proba)
-        return Prediction(payload, len(labels), json_length, key)
+        return Prediction(payload, len(labels), json_length, key, model.version)
 
-    async def predict(self, body: bytes, request_id: str) -> Prediction:
+    async def predict(self, body: bytes, request_id: str, model: LoadedModel | None = None) -> Prediction:
         """A plain JSON request (instances, column inputs, or columns + data); ``request_id`` is the
-        client's ``x-request-id`` ("" if none)."""
-        model = self.model
+        client's ``x-request-id`` ("" if none); ``model`` as for ``infer``."""
+        in_rollout = model is not None
+        if model is None:
+            model, batcher = self.model, self.batcher
+        else:
+            batcher = self._batcher_of(model)
         rows = protocol.parse_plain(body, model)
         key = self._feedback_id(request_id)
-        labels, proba = await self.batcher.submit(rows, model.predict)
+        labels, proba = await batcher.submit(rows, model.predict)
         self.monitor.record(key, model, rows.values, labels, rows.text)
-        return Prediction(protocol.plain_response(model, labels, proba), len(labels), request_id=key)
+        if in_rollout:
+            self._offer_shadow(model, key, rows, labels, body, v2=False)
+        return Prediction(protocol.plain_response(model, labels, proba), len(labels), request_id=key,
+                          version=model.version)
+
+    def _batcher_of(self, model: LoadedModel) -> Batcher:
+        """The micro-batcher of ``model``: a canary's candidate has its own, so a batch holds one version."""
+        rollout = self.rollout
+        if rollout is not None and rollout.batcher is not None and model is rollout.candidate:
+            return rollout.batcher
+        return self.batcher
+
+    def _offer_shadow(self, model: LoadedModel, key: str, rows: Rows, labels: np.ndarray, body: bytes, *,
+                      v2: bool, header_length: int | None = None) -> None:
+        rollout = self.rollout
+        if rollout is not None and rollout.shadow is not None and model is rollout.champion:
+            rollout.shadow.offer(key, rows, labels, body, v2=v2, header_length=header_length)
 
     def _feedback_id(self, *ids: str) -> str:
         """The first of ``ids`` that names no earlier prediction, else 128 new random bits: ids a client
@@ -114,9 +158,15 @@ class DataPlane:
     def _on_batch(self, rows: Rows, labels: np.ndarray) -> None:
         """Per predict call, not per request: batch size, predictions by class (a regressor's in a histogram),
         the monitoring window."""
-        model = self.model
-        self.metrics.batch_rows.observe(len(rows))
         self.monitor.on_batch(rows.values, labels)
+        self._count_predictions(self.model, rows, labels)
+
+    def _on_candidate_batch(self, model: LoadedModel, rows: Rows, labels: np.ndarray) -> None:
+        """A canary candidate's predict call: counted under its version; the window is the served version's."""
+        self._count_predictions(model, rows, labels)
+
+    def _count_predictions(self, model: LoadedModel, rows: Rows, labels: np.ndarray) -> None:
+        self.metrics.batch_rows.observe(len(rows))
         if not model.classes:
             histogram = self.metrics.predicted_values(model.target_edges).labels(model.name, model.version)
             for value in np.asarray(labels, dtype=np.float64).tolist():
@@ -126,13 +176,15 @@ class DataPlane:
         for value, count in zip(values.tolist(), counts.tolist(), strict=True):
             self.metrics.predictions.labels(model.name, model.version, str(value)).inc(count)
 
-    async def score_file(self, upload: Path, fmt: str, out: IO[bytes]) -> int:
-        """Score a CSV or Parquet file into ``out`` on a worker thread (the event loop keeps serving)."""
+    async def score_file(self, upload: Path, fmt: str, out: IO[bytes]) -> tuple[int, str]:
+        """Score a CSV or Parquet file into ``out`` on a worker thread (the event loop keeps serving), with the
+        served version (a roll-out's candidate scores no file); returns the rows scored and that version."""
         from mloop.serving import batch_scoring
 
         model = self.model
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, batch_scoring.score_file, model, upload, fmt, out)
+        rows: int = await loop.run_in_executor(None, batch_scoring.score_file, model, upload, fmt, out)
+        return rows, model.version
 
     # ------------------------------------------------------------------------------ feedback and alerts
 
@@ -203,25 +255,148 @@ class DataPlane:
         The new version is loaded and warmed up on a worker thread while the current one keeps
         serving; then, on the event loop (so no request is half-way), the open batch is predicted by
         the old model and every later request goes to the new one. A version that fails to load or
-        warm up is refused (422) and the current one stays.
+        warm up is refused (422) and the current one stays. A roll-out in progress ends (as an abort).
         """
-        if self._swap_lock is None:
-            self._swap_lock = asyncio.Lock()
-        loop = asyncio.get_running_loop()
-        async with self._swap_lock:
-            try:
-                new = await loop.run_in_executor(None, self._load_and_warm, uri)
-            except Exception as err:
-                message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
-                raise RequestError(f"cannot load {uri}: {message}; still serving {self.model.name} "
-                                   f"v{self.model.version}", field="uri", status=422) from err
-            old = self.model
+        async with self._lock():
+            new = await self._load(uri)
+            old, rollout = self.model, self.rollout
+            self.rollout = None
             self.batcher.flush_now()
+            if rollout is not None:
+                rollout.stop()
             self.model = new
             self.metrics.serving(new.name, new.version)
             write_out_old_log = self.monitor.swap(new)  # logged and compared as the new version from now on
-        await loop.run_in_executor(None, write_out_old_log)
+        await self._finish(write_out_old_log, rollout)
         return Swapped(new, old)
+
+    def _lock(self) -> asyncio.Lock:
+        if self._admin_lock is None:
+            self._admin_lock = asyncio.Lock()
+        return self._admin_lock
+
+    async def _load(self, uri: str) -> LoadedModel:
+        """``uri`` loaded and warmed up on a worker thread; 422 naming the problem if it cannot be."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self._load_and_warm, uri)
+        except Exception as err:
+            message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+            raise RequestError(f"cannot load {uri}: {message}; still serving {self.model.name} "
+                               f"v{self.model.version}", field="uri", status=422) from err
+
+    async def _finish(self, write_out: Callable[[], None], ended: Rollout | None) -> None:
+        """After a switch: let the requests answered a moment before it record themselves (they resume on
+        this turn of the loop), then write out the old version's log and wait for an ended shadow worker."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)
+        await loop.run_in_executor(None, write_out)
+        if ended is not None:
+            await loop.run_in_executor(None, ended.join)
+
+    # ------------------------------------------------------------------------------ roll-out
+
+    async def start_rollout(self, payload: Any) -> dict[str, Any]:
+        """``{"uri": "models:/NAME/VERSION", "strategy": "canary" | "shadow", "weight": 0.1}``: load and warm
+        the candidate on a worker thread while the served version keeps serving, then hold it beside the
+        served one. A roll-out in progress is replaced (its figures restart). A candidate that fails to load,
+        is another model or the served version, or predicts another kind of target is refused (422) and
+        nothing changes. ``tolerance`` (a regressor in shadow) is how far apart two predictions may be and
+        still agree; by default the served version's MAE on its test set (else 0)."""
+        uri, strategy, weight, tolerance = _rollout_request(payload)
+        async with self._lock():
+            new = await self._load(uri)
+            served = self.model
+            if new.name != served.name:
+                raise RequestError(f"{uri} is model {new.name!r}; a roll-out's candidate is another version of "
+                                   f"{served.name!r}", field="uri", status=422)
+            if new.version == served.version:
+                raise RequestError(f"v{new.version} of {served.name} is the version served already; roll out "
+                                   "another one", field="uri", status=422)
+            if bool(new.classes) != bool(served.classes):
+                kinds = {True: "a classifier", False: "a regressor"}
+                raise RequestError(f"v{new.version} is {kinds[bool(new.classes)]} and the served v{served.version} "
+                                   f"{kinds[bool(served.classes)]}: their answers cannot stand in for each other",
+                                   field="uri", status=422)
+            if tolerance is None:
+                tolerance = float(served.test_scores.get("mae", 0.0))
+            ended = self.rollout
+            self.rollout = None
+            if ended is not None:
+                ended.stop()
+            watch, write_out = self.monitor.start_rollout(new, strategy, weight, tolerance=tolerance)
+            batcher = shadow = None
+            if strategy == "canary":
+                batcher = Batcher(max_rows=self._max_batch_rows, max_wait_s=self._max_wait_s, concat=Rows.concat,
+                                  on_batch=partial(self._on_candidate_batch, new))
+            else:
+                shadow = ShadowScorer(served, new, watch, self.monitor.record_shadow)
+            self.rollout = Rollout(served, new, watch, batcher=batcher, shadow=shadow)
+            if shadow is not None:
+                shadow.start()
+        await self._finish(write_out, ended)
+        return self.rollout_state()
+
+    def set_rollout_weight(self, payload: Any) -> dict[str, Any]:
+        """``{"weight": 0.5}``: the share of requests a canary's candidate answers from now on."""
+        if not isinstance(payload, dict) or set(payload) != {"weight"}:
+            raise RequestError('send {"weight": W} with W from 0 to 1', field="weight")
+        weight = _weight(payload["weight"])
+        rollout = self.rollout
+        if rollout is None:
+            raise RequestError(f"no roll-out in progress: v{self.model.version} answers every request; start one "
+                               "with POST /admin/rollout", status=409)
+        if rollout.batcher is None:
+            raise RequestError(f"the roll-out of v{rollout.candidate.version} is a shadow: it answers no request, so "
+                               "it has no weight; promote or abort it, or start a canary", status=409)
+        rollout.set_weight(weight)
+        return self.rollout_state()
+
+    async def promote(self) -> Swapped:
+        """The candidate becomes the only served version, without reloading it and without dropping a request
+        (as a swap): the open batches are answered by the versions they hold, every later request by it."""
+        rollout = self.rollout
+        if rollout is None:
+            raise RequestError(f"no roll-out in progress: nothing to promote (v{self.model.version} is served); "
+                               "start one with POST /admin/rollout", status=409)
+        old = self.model
+        self.rollout = None
+        self.batcher.flush_now()
+        rollout.stop()
+        self.model = new = rollout.candidate
+        self.metrics.serving(new.name, new.version)
+        write_out_old_log = self.monitor.promote()  # logged and compared as the new version from now on
+        await self._finish(write_out_old_log, rollout)
+        return Swapped(new, old)
+
+    async def abort_rollout(self) -> dict[str, Any]:
+        """Drop the candidate: the served version answers every request from now on (its open batch is
+        answered by it). Without a roll-out, nothing changes and the answer says so."""
+        rollout = self.rollout
+        served = {"name": self.model.name, "version": self.model.version}
+        if rollout is None:
+            return {"aborted": False, "serving": served, "candidate": None,
+                    "message": f"no roll-out in progress; v{self.model.version} answers every request"}
+        self.rollout = None
+        rollout.stop()
+        write_out = self.monitor.end_rollout()
+        await self._finish(write_out, rollout)
+        candidate = rollout.candidate
+        return {"aborted": True, "serving": served, "candidate": {"name": candidate.name, "version": candidate.version},
+                "message": f"the {rollout.strategy} of v{candidate.version} is aborted; v{self.model.version} answers "
+                           "every request"}
+
+    def rollout_state(self) -> dict[str, Any]:
+        """The roll-out in progress (see ``GET /admin/rollout`` in docs/architecture.md), or that there is none."""
+        served, rollout = self.model, self.rollout
+        status = self.monitor.rollout_status() if rollout is not None else None
+        if rollout is None or status is None:
+            return {"active": False, "model": served.name, "serving_version": served.version, "candidate_version": None,
+                    "strategy": None, "weight": 0.0, "started_at": None, "champion": None, "candidate": None,
+                    "shadow": None}
+        return {"active": True, "model": served.name, "serving_version": served.version,
+                "candidate_version": rollout.candidate.version, "strategy": status.strategy, "weight": status.weight,
+                "started_at": status.started_at, "champion": asdict(status.champion),
+                "candidate": asdict(status.candidate), "shadow": None if status.shadow is None else asdict(status.shadow)}
 
     def _load_and_warm(self, uri: str) -> LoadedModel:
         if self.loader is None:
@@ -238,4 +413,48 @@ class DataPlane:
 
     def close(self) -> None:
         self.ready = False
+        rollout, self.rollout = self.rollout, None
+        if rollout is not None and rollout.shadow is not None:  # (the server answered every request already)
+            rollout.shadow.stop()
+            rollout.shadow.join()
         self.monitor.close()
+
+
+def _weight(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise RequestError(f"weight must be a number from 0 to 1 (the share of requests the candidate answers), "
+                           f"got {value!r}", field="weight")
+    return float(value)
+
+
+def _rollout_request(payload: Any) -> tuple[str, str, float, float | None]:
+    """uri, strategy, weight and tolerance of a roll-out request, checked (422 naming the field)."""
+    usage = '{"uri": "models:/NAME/VERSION", "strategy": "canary", "weight": 0.1} (or "strategy": "shadow")'
+    if not isinstance(payload, dict):
+        raise RequestError(f"send {usage}", field="body")
+    unknown = sorted(set(payload) - {"uri", "strategy", "weight", "tolerance"})
+    if unknown:
+        raise RequestError(f"unknown field {unknown[0]!r}; send {usage}", field=unknown[0])
+    uri = payload.get("uri")
+    if not isinstance(uri, str) or not uri:
+        raise RequestError(f"send {usage}", field="uri")
+    strategy = payload.get("strategy")
+    if strategy not in STRATEGIES:
+        raise RequestError(f"strategy must be one of {', '.join(repr(s) for s in STRATEGIES)}, got {strategy!r}",
+                           field="strategy")
+    weight = payload.get("weight")
+    if strategy == "canary":
+        if weight is None:
+            raise RequestError("a canary needs a weight: the share of requests the candidate answers, from 0 to 1",
+                               field="weight")
+        weight = _weight(weight)
+    elif weight is not None and _weight(weight) != 0.0:
+        raise RequestError("a shadow answers no request: leave out weight (or start a canary)", field="weight")
+    tolerance = payload.get("tolerance")
+    if tolerance is not None:
+        if strategy != "shadow":
+            raise RequestError("tolerance is for a shadow (how far apart a regressor's answers may be)", field="tolerance")
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0.0 <= tolerance < math.inf:
+            raise RequestError(f"tolerance must be a number of at least 0, got {tolerance!r}", field="tolerance")
+        tolerance = float(tolerance)
+    return uri, strategy, float(weight or 0.0), tolerance

@@ -2,6 +2,7 @@
 
 import errno
 import json
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -157,9 +158,26 @@ def test_every_exported_metric_is_documented(model, small_regressor, tmp_path):
     regression = app_for(small_regressor, monitor=settings())
     call(regression, "POST", "/predict", json={"instances": rows(60)}, headers={"x-request-id": "y"})
     assert call(regression, "POST", "/feedback", json={"id": "y", "labels": [0.5] * 60}).status_code == 200
+    # a roll-out's series: a canary of the classifier, a shadow of the regressor
+    admin = {"authorization": "Bearer adm"}
+    canary = app_for(model, monitor=settings(), admin_token="adm", loader=lambda uri: replace(model, version="4"))
+    assert call(canary, "POST", "/admin/rollout", json={"uri": "models:/toy/4", "strategy": "canary", "weight": 1.0},
+                headers=admin).status_code == 200
+    call(canary, "POST", "/predict", json={"instances": rows(5)}, headers={"x-request-id": "z"})
+    assert call(canary, "POST", "/feedback", json={"id": "z", "labels": [0] * 5}).status_code == 200
+    shadow = app_for(small_regressor, monitor=settings(), admin_token="adm",
+                     loader=lambda uri: replace(small_regressor, version="2"))
+    assert call(shadow, "POST", "/admin/rollout", json={"uri": "models:/reg/2", "strategy": "shadow"},
+                headers=admin).status_code == 200
+    call(shadow, "POST", "/predict", json={"instances": rows(5)})
+    deadline = time.time() + 10
+    while shadow.dataplane.rollout_state()["shadow"]["compared_rows"] < 5 and time.time() < deadline:
+        time.sleep(0.02)
     labels = exported(app)
-    for name, names in exported(regression).items():
-        labels.setdefault(name, set()).update(names)
+    for other in (regression, canary, shadow):
+        for name, names in exported(other).items():
+            labels.setdefault(name, set()).update(names)
+    call(shadow, "POST", "/admin/rollout/abort", headers=admin)
     page = (Path(__file__).parents[3] / "docs" / "metrics.md").read_text()
     documented = {name: set(re.findall(r"`(\w+)`", columns)) for name, columns in
                   re.findall(r"^\| `(mloop_\w+)` \| \w+ \|([^|]*)\|", page, re.M)}
