@@ -363,6 +363,8 @@ class TriggerSection(_Section):
     @property
     def cooldown_s(self) -> float:
         return duration_s(self.cooldown)
+
+
 def _promotion_metric(value: str) -> str:
     if value not in PROMOTION_METRICS:
         raise ValueError(f"{value!r} is not a metric mloop can score; {did_you_mean(value, PROMOTION_METRICS)}; "
@@ -490,6 +492,91 @@ class DataSection(_Section):
         "Empty: a folder on this machine shared by every clone, $XDG_DATA_HOME/mloop/dvc-remote"))
 
 
+# What the agent's watch can measure on a roll-out: per version from the server (error ratio, p99 latency,
+# live scores from feedback, shadow disagreement) and, for the whole deployment, the drifted share.
+WATCH_METRICS = ("error_ratio", "p99_latency_ms", "drifted_features_share", "shadow_disagreement", *LIVE_SCORES)
+
+
+class WatchMetric(_Section):
+    """``[[automation.watch.metrics]]``: a measurement fails when ``metric`` is above (or below) a threshold."""
+
+    metric: Literal[WATCH_METRICS] = Field(description="one of " + ", ".join(WATCH_METRICS))  # type: ignore[valid-type]
+    above: float | None = None
+    below: float | None = None
+    min_samples: int = Field(default=20, ge=1, description=(
+        "requests (or, for a live score, labelled rows) the candidate must have answered for a verdict; "
+        "fewer make the measurement inconclusive"))
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> WatchMetric:
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"watch metric {self.metric!r}: give exactly one of 'above' or 'below'")
+        return self
+
+    def failed(self, value: float) -> bool:
+        return value > self.above if self.above is not None else value < float(self.below)  # type: ignore[arg-type]
+
+    @property
+    def condition(self) -> str:
+        return f"{self.metric} > {self.above:g}" if self.above is not None else f"{self.metric} < {self.below:g}"
+
+
+DEFAULT_WATCH = [WatchMetric(metric="error_ratio", above=0.01), WatchMetric(metric="p99_latency_ms", above=500.0)]
+
+
+class WatchSection(_Section):
+    """``[automation.watch]``: the analysis of a roll-out, with Argo Rollouts' semantics.
+
+    A measurement every ``interval``, ``count`` of them; the analysis fails once more than
+    ``failure_limit`` measurements failed, holds once more than ``inconclusive_limit`` were inconclusive
+    (too few samples), and fails after more than ``error_limit`` consecutive provider errors (the server
+    unreachable): a broken measurement is not a failing metric.
+    """
+
+    interval: Duration = "5s"
+    count: int = Field(default=6, ge=1)
+    failure_limit: int = Field(default=0, ge=0)
+    inconclusive_limit: int = Field(default=3, ge=0)
+    error_limit: int = Field(default=4, ge=0)
+    metrics: list[WatchMetric] = Field(default_factory=lambda: [m.model_copy() for m in DEFAULT_WATCH])
+
+    @property
+    def interval_s(self) -> float:
+        return duration_s(self.interval)
+
+
+class AutomationSection(_Section):
+    """``[automation]``: the continuous-training agent (``mloop agent``)."""
+
+    deployment: str = Field(default="", description="the local deployment it rolls out to (default: the model's name)")
+    strategy: Literal["swap", "canary", "shadow"] = "canary"
+    canary_steps: list[float] = Field(default_factory=lambda: [0.1, 0.5], description=(
+        "the candidate's share of requests at each canary step, rising; the watch's measurements are split "
+        "evenly among the steps"))
+    snapshot: bool = Field(default=False, description=(
+        "before training, add the served model's labelled production rows as a new data version (snapshot_to)"))
+    snapshot_to: str = "data/production.parquet"
+    port: int = Field(default=8790, ge=1, le=65535, description="where the agent takes alerts and triggers (127.0.0.1)")
+    poll: Duration = Field(default="5s", description="how often the agent looks for new data, versions and alerts")
+    max_rollbacks: int = Field(default=3, ge=1, description=(
+        "consecutive automatic rollbacks after which the agent stops and raises an alert"))
+    triggers: TriggerSection = Field(default_factory=TriggerSection)
+    gate: GateSection = Field(default_factory=GateSection)
+    infra: InfraSection = Field(default_factory=InfraSection)
+    watch: WatchSection = Field(default_factory=WatchSection)
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _rising_shares(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < v < 1 for v in value) or value != sorted(value):
+            raise ValueError(f"canary_steps {value} must be rising shares between 0 and 1 (exclusive), e.g. [0.1, 0.5]")
+        return value
+
+    @property
+    def poll_s(self) -> float:
+        return duration_s(self.poll)
+
+
 class _EnvironmentFirst(BaseSettings):
     """Settings where an environment variable wins over the file (the only two sources)."""
 
@@ -604,6 +691,7 @@ class Settings(_EnvironmentFirst):
     monitor: MonitorSection = Field(default_factory=MonitorSection)
     serving: ServingSection = Field(default_factory=ServingSection)
     data: DataSection = Field(default_factory=DataSection)
+    automation: AutomationSection = Field(default_factory=AutomationSection)
 
     @model_validator(mode="after")
     def _metric_fits_the_task(self) -> Settings:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from mloop.cli.output import console, err_console, styled
 from mloop.deploy import DeployOptions, DeployResult
 from mloop.errors import DeployError
+
+if TYPE_CHECKING:
+    from mloop.config import ProjectConfig
 
 
 def describe(result: DeployResult) -> str:
@@ -42,6 +46,7 @@ def deploy(model: str | None, *, target: str, project: Path | None, options: Dep
     check_renamed_variables()
     cfg = load_project(project)
     result = get_target(target, cfg).deploy(model_uri(model or cfg.model_name), options)
+    _audited(cfg, result)
     console.print(describe(result), soft_wrap=True)
     if result.applied:
         console.print(result.applied, soft_wrap=True)
@@ -76,11 +81,25 @@ def undeploy(name: str, *, project: Path | None) -> None:
     from mloop.config import load_project
     from mloop.deploy import local
 
-    console.print(describe(local.undeploy(load_project(project), name)), soft_wrap=True)
+    cfg = load_project(project)
+    result = local.undeploy(cfg, name)
+    _audited(cfg, result, "mloop undeploy")
+    console.print(describe(result), soft_wrap=True)
 
 
 def rollback(name: str, *, project: Path | None) -> None:
     from mloop.config import load_project
     from mloop.deploy import local
 
-    console.print(describe(local.rollback(load_project(project), name)), soft_wrap=True)
+    cfg = load_project(project)
+    result = local.rollback(cfg, name)
+    _audited(cfg, result, "mloop rollback")
+    console.print(describe(result), soft_wrap=True)
+
+
+def _audited(cfg: ProjectConfig, result: DeployResult, by: str = "mloop deploy") -> None:
+    """A local deployment's traffic change, in the audit log (``mloop history --at`` reads it)."""
+    from mloop.automation.history import record_deploy
+
+    if result.target == "local":
+        record_deploy(cfg, result, by=by)

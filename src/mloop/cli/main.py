@@ -145,6 +145,20 @@ def models_gate(project: ProjectOpt = None) -> None:
     models_cmd.gate(project=project)
 
 
+@models_app.command("promote", short_help="Make a version the champion (over its gate with --force --reason).")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The version (3 or v3).")],
+    force: Annotated[bool, typer.Option("--force", help="Promote a version that did not pass its gate (recorded).")] = False,
+    reason: Annotated[str, typer.Option(help="Why (required with --force; kept in the audit log and on the version).")] = "",
+    project: ProjectOpt = None,
+) -> None:
+    """Make a version the champion: a running deployment of the model serves it first, then the alias moves.
+    A version whose gate did not pass needs --force and --reason, recorded as an override. Exit 4 when refused."""
+    from mloop.cli import agent_cmd
+
+    agent_cmd.promote(version, force=force, reason=reason, project=project)
+
+
 @models_app.command("report")
 def models_report(
     model: Annotated[Optional[str], typer.Argument(help="The model (default: the project's; its latest run's "
@@ -447,6 +461,84 @@ def data_snapshot(
     from mloop.cli import data_cmd
 
     data_cmd.snapshot(model, out=out, since=since, include_unlabelled=not labelled_only, project=project)
+
+
+agent_app = typer.Typer(help="The continuous-training agent: it retrains on alerts, new data, new versions and a "
+                             "schedule, gates with statistics, rolls out by canary or shadow, watches and rolls back.",
+                        short_help="Continuous training: retrain, gate, roll out, watch, roll back.",
+                        no_args_is_help=True)
+app.add_typer(agent_app, name="agent")
+PortOpt = Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port on 127.0.0.1 for alerts and triggers "
+                                                                       "(default: [automation] port).")]
+
+
+@agent_app.command("run", short_help="Run the agent in the foreground.")
+def agent_run(port: PortOpt = None, project: ProjectOpt = None) -> None:
+    """Run the agent in the foreground (Ctrl-C stops it after the step under way)."""
+    from mloop.cli import agent_cmd
+
+    agent_cmd.run(port=port, project=project)
+
+
+@agent_app.command("start", short_help="Start the agent as a background service.")
+def agent_start(port: PortOpt = None, project: ProjectOpt = None) -> None:
+    """Start the agent as a background service (its log: .mloop/automation/agent.log)."""
+    from mloop.cli import agent_cmd
+
+    agent_cmd.start(port=port, project=project)
+
+
+@agent_app.command("stop", short_help="Stop the agent (the champion gets all traffic back).")
+def agent_stop(project: ProjectOpt = None) -> None:
+    """Stop the agent: a roll-out under way gives the champion all traffic back first."""
+    from mloop.cli import agent_cmd
+
+    agent_cmd.stop(project=project)
+
+
+@agent_app.command("status")
+def agent_status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+                 project: ProjectOpt = None) -> None:
+    """Whether the agent runs, its cycle under way, what waits and why."""
+    from mloop.cli import agent_cmd
+
+    agent_cmd.status(as_json=as_json, project=project)
+
+
+@agent_app.command("trigger")
+def agent_trigger(reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "by hand",
+                  project: ProjectOpt = None) -> None:
+    """Start a cycle by hand (queued when the agent is not running)."""
+    from mloop.cli import agent_cmd
+
+    agent_cmd.trigger(reason, project=project)
+
+
+@agent_app.command("history", short_help="The agent's cycles and their audit records.")
+def agent_history(
+    cycle: Annotated[Optional[str], typer.Argument(help="A cycle id (or its first characters): its audit records.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Newest cycles shown.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """The agent's cycles: triggers, run, gate, roll-out, watch, outcome."""
+    from mloop.cli import agent_cmd
+
+    agent_cmd.history(cycle, limit=limit, as_json=as_json, project=project)
+
+
+@app.command("history", short_help="Which version served at a moment, and why it was promoted.")
+def history_at(
+    at: Annotated[str, typer.Option("--at", help="ISO time (this machine's zone unless given), 'now', or a while ago "
+                                                 "(90m, 2h ago, 3d).")] = "now",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Which version was the champion and which served each deployment at that moment, and why it was promoted
+    (the gate's report, the watch, or a person's override)."""
+    from mloop.cli import agent_cmd
+
+    agent_cmd.at(at, as_json=as_json, project=project)
 
 
 @app.command(short_help="Run a past run again from its commit and data; compare.")

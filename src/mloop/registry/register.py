@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -67,8 +68,8 @@ def _mlflow(cfg: ProjectConfig, call: Callable[[], T]) -> T:
         return call()
 
 
-def register_candidate(cfg: ProjectConfig, result: RunResult,
-                       data_versions: list[dict[str, str]] | None = None) -> Registration:
+def register_candidate(cfg: ProjectConfig, result: RunResult, data_versions: list[dict[str, str]] | None = None,
+                       *, promote: bool = True, tags: dict[str, str] | None = None) -> Registration:
     """Register the model the run's pipeline returned, unless this exact model is registered already.
 
     The model is checked, scored and saved first; then, under the model's registry lock (so runs at
@@ -76,6 +77,10 @@ def register_candidate(cfg: ProjectConfig, result: RunResult,
     version is created, and the aliases move. The version is marked ``mloop.decided`` last: a version
     found without the mark (its run was killed on the way) has its gate decision made by the next run of
     the same model, instead of being left with no alias for good.
+
+    ``promote=False`` (the continuous-training agent, which gates, rolls out and watches before it moves
+    the champion) records the rule's decision but moves only ``challenger``; ``tags`` go on the version
+    when it is created, so that no one ever sees it without them.
     """
     candidate = result.candidate
     if candidate is None:
@@ -149,20 +154,26 @@ def register_candidate(cfg: ProjectConfig, result: RunResult,
                                                                exclude=None if existing is None else str(existing.version))
             decision = decide(promotion.metric, promotion.better, promotion.min_improvement,
                               candidate_score, champion_score, champion_version)
+            if not promote:
+                decision = replace(decision, promote=False,
+                                   reason=f"{decision.reason}; the champion alias is left to the agent's gate")
             if existing is None:
-                version = _create_version(client, cfg, name, result.tracking_id, model_dir, lineage, decision, test_ref)
+                version = _create_version(client, cfg, name, result.tracking_id, model_dir, lineage, decision, test_ref,
+                                          tags or {})
             else:  # registered by a run that was killed before its gate decision: decide it now
                 version = str(existing.version)
                 with _store(cfg):
-                    tags = decision_tags(decision)
-                    for key, value in tags.items():
+                    decided = decision_tags(decision)
+                    for key, value in {**(tags or {}), **decided}.items():
                         client.set_model_version_tag(name, version, key, value)
-                    for key in ({COMPARED_WITH, CHAMPION_SCORE} - set(tags)) & set(existing.tags or {}):
+                    for key in ({COMPARED_WITH, CHAMPION_SCORE} - set(decided)) & set(existing.tags or {}):
                         client.delete_model_version_tag(name, version, key)  # compared with a champion the first time
             with _store(cfg):
                 client.set_registered_model_alias(name, CHALLENGER, version)
                 aliases = [CHALLENGER]
                 if decision.promote:
+                    client.set_model_version_tag(name, version, "mloop.promoted.at", repr(time.time()))
+                    client.set_model_version_tag(name, version, "mloop.promoted.by", "registration")
                     client.set_registered_model_alias(name, CHAMPION, version)
                     aliases.append(CHAMPION)
                 client.set_model_version_tag(name, version, DECIDED, "true")  # last: the version is complete
@@ -260,7 +271,7 @@ def _save_model(model: Any, features: Any, model_dir: Path) -> None:
 
 
 def _create_version(client: MlflowClient, cfg: ProjectConfig, name: str, run_id: str, model_dir: Path,
-                    lineage: Lineage, decision: Decision, test_ref: ArtifactRef | None) -> str:
+                    lineage: Lineage, decision: Decision, test_ref: ArtifactRef | None, extra: dict[str, str]) -> str:
     from mlflow.exceptions import MlflowException
 
     with _store(cfg):
@@ -275,6 +286,7 @@ def _create_version(client: MlflowClient, cfg: ProjectConfig, name: str, run_id:
             if "already exists" not in str(err).lower() and "RESOURCE_ALREADY_EXISTS" not in str(err):
                 raise
         tags = {
+            **extra,
             DECIDED: "false",  # until its aliases moved (register_candidate)
             "mloop.model_digest": lineage.model_digest,
             "mloop.test_digest": test_ref.digest if test_ref else "",

@@ -1,0 +1,125 @@
+"""``mloop agent start|stop|status|trigger``: the agent as a managed background process.
+
+The process is ``mloop agent run`` in its own session, logging to ``.mloop/automation/agent.log``;
+``agent.json`` (written by the process itself once it listens) says where it is. Whether it runs is
+the kernel's answer for that pid *and* a start time no later than the file's (a recycled pid is not it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mloop._proc import process_alive
+from mloop.automation.agent import AgentState, automation_dir, open_journal, read_state, state_path
+from mloop.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mloop.config import ProjectConfig
+
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class AgentStatus:
+    running: bool
+    state: AgentState | None
+    live: dict[str, Any] | None  # what the agent says of itself (GET /status), when it answers
+    log: str
+
+
+def running_agent(cfg: ProjectConfig) -> AgentState | None:
+    state = read_state(cfg)
+    if state is not None and process_alive(state.pid, started_by=state.started):
+        return state
+    return None
+
+
+def agent_status(cfg: ProjectConfig) -> AgentStatus:
+    import httpx
+
+    from mloop._http import get_json
+
+    state = running_agent(cfg)
+    live = None
+    if state is not None:
+        try:
+            live = get_json(f"{state.url}/status", timeout=3.0)
+        except (httpx.HTTPError, ValueError):
+            live = None
+    return AgentStatus(state is not None, state, live, str(automation_dir(cfg) / "agent.log"))
+
+
+def start(cfg: ProjectConfig, *, port: int | None = None) -> tuple[AgentState, bool]:
+    """Start the agent in the background unless it runs: (its state, whether it was started now)."""
+    found = running_agent(cfg)
+    if found is not None:
+        return found, False
+    folder = automation_dir(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    state_path(cfg).unlink(missing_ok=True)
+    log_path = folder / "agent.log"
+    command = [sys.executable, "-m", "mloop.cli.main", "agent", "run", "--project", str(cfg.root)]
+    if port is not None:
+        command += ["--port", str(port)]
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=cfg.root, start_new_session=True)
+    deadline = time.time() + START_TIMEOUT_S
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            raise ConfigError(f"the agent exited at once (code {proc.returncode}): " + " | ".join(tail),
+                              hint=f"full log: {log_path}")
+        state = read_state(cfg)
+        if state is not None and state.pid == proc.pid:
+            return state, True
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise ConfigError(f"the agent did not start within {START_TIMEOUT_S:.0f} s", hint=f"see {log_path}")
+
+
+def stop(cfg: ProjectConfig, *, timeout: float = 90.0) -> AgentState | None:
+    """SIGTERM the agent (it finishes the step under way, gives the champion all traffic back if it was
+    watching) and wait; SIGKILL after ``timeout``. None when no agent ran."""
+    state = running_agent(cfg)
+    if state is None:
+        return None
+    os.kill(state.pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline and process_alive(state.pid, started_by=state.started):
+        time.sleep(0.1)
+    if process_alive(state.pid, started_by=state.started):
+        os.kill(state.pid, signal.SIGKILL)
+    state_path(cfg).unlink(missing_ok=True)
+    return state
+
+
+def trigger(cfg: ProjectConfig, reason: str) -> str:
+    """A manual trigger: into the journal's inbox (taken when the agent next looks, even if it is not
+    running now), and the running agent woken to take it at once."""
+    import httpx
+
+    from mloop.automation.triggers import manual_trigger
+
+    now = time.time()
+    state = running_agent(cfg)
+    if state is not None:
+        try:
+            response = httpx.post(f"{state.url}/trigger", json={"reason": reason}, timeout=5.0)
+            response.raise_for_status()
+            return str(response.json().get("offer", "taken"))
+        except (httpx.HTTPError, ValueError):
+            pass
+    journal = open_journal(cfg)
+    try:
+        journal.push(cfg.model_name, manual_trigger(reason, now).to_dict())
+    finally:
+        journal.close()
+    return "queued: the agent takes it when it " + ("next looks" if state else "starts (mloop agent start)")
