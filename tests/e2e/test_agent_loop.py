@@ -94,11 +94,11 @@ def serving_version(cfg, name: str) -> str:
     return str(answer["versions"][0])
 
 
-def send_feedback(url: str, answered: list, *, wrong_for: str | None = None) -> int:
-    """The true label of every answered request (the wrong one for requests ``wrong_for`` answered)."""
+def send_feedback(url: str, answered: list, *, wrong_for_all_but: str | None = None) -> int:
+    """The true label of every answered request (the wrong one for those not answered by ``wrong_for_all_but``)."""
     items = []
     for request_id, version, _, truth in answered:
-        label = 1 - truth if version == wrong_for else truth
+        label = 1 - truth if wrong_for_all_but is not None and version != wrong_for_all_but else truth
         items.append({"id": request_id, "labels": [label]})
     sent = 0
     for start in range(0, len(items), 200):
@@ -141,7 +141,6 @@ def test_drift_alert_retrains_gates_canaries_and_promotes_with_zero_failed_reque
             with traffic.lock:
                 answered, traffic.answered = traffic.answered, []
             labelled += send_feedback(deployment.url, answered)
-            cycles = wait_for_cycle(project, done=0, timeout=0.01) if False else None
             journal = open_journal(cfg)
             try:
                 found = journal.cycles("shifty")
@@ -188,3 +187,80 @@ def test_a_worse_model_is_registered_but_not_promoted_and_the_report_says_why(pr
     assert tags["mloop.agent.verdict"] == "FAIL" and tags["mloop.agent.outcome"] == "rejected"
     report = json.loads(tags["mloop.agent.gate"])
     assert report["verdict"] == "FAIL"
+
+
+def test_live_accuracy_below_its_floor_during_the_watch_rolls_back_with_zero_failed_requests(project):
+    cfg = load_project(project)
+    before = champion_version(cfg, "shifty")
+    deployment = local.load_state(cfg, "shifty")
+    toml = (project / "mloop.toml").read_text()
+    watch = toml.split("[automation.watch]")[0] + """[automation.watch]
+interval = "1s"
+count = 8
+inconclusive_limit = 8
+metrics = [
+  {metric = "error_ratio", above = 0.01, min_samples = 5},
+  {metric = "accuracy", below = 0.8, min_samples = 10},
+]
+"""
+    (project / "mloop.toml").write_text(watch)
+    more = data(400, shifted=True, seed=11)
+    more.to_csv(project / "data" / "data.csv", mode="a", header=False, index=False)  # a new version to train
+    try:
+        with Traffic(deployment.url, data(2000, shifted=True, seed=12), clients=3, pause=0.005) as traffic:
+            assert mloop(project, "agent", "trigger", "--reason", "new data").returncode == 0
+            deadline = time.time() + 180
+            while time.time() < deadline:
+                time.sleep(0.3)
+                with traffic.lock:
+                    answered, traffic.answered = traffic.answered, []
+                send_feedback(deployment.url, answered, wrong_for_all_but=before)  # the candidate is always wrong
+                journal = open_journal(cfg)
+                try:
+                    newest = journal.cycles("shifty")[0]
+                finally:
+                    journal.close()
+                if newest.final and newest.reason != "" and newest.triggers[0].get("reason") == "new data":
+                    break
+            time.sleep(0.5)
+    finally:
+        (project / "mloop.toml").write_text(toml)
+    cycle = wait_for_cycle(project, done=3)[0]
+    assert cycle.state == "rolled_back" and "accuracy < 0.8" in cycle.reason, cycle.reason
+    assert traffic.failed == 0, traffic.outcomes
+    assert traffic.versions[str(cycle.candidate)] > 0, traffic.versions  # it did serve, in the canary
+    assert champion_version(cfg, "shifty") == before == serving_version(cfg, "shifty")
+    assert local.rollout_state(cfg, "shifty")["active"] is False
+    kinds = [r.kind for r in open_audit(cfg).records(cycle=cycle.id)]
+    assert "rollback" in kinds and "promote" not in kinds
+
+
+def test_a_burst_of_100_alerts_in_10_seconds_gives_one_cycle_listing_them_all(project):
+    from mloop.automation.agent import read_state
+
+    cfg = load_project(project)
+    agent = read_state(cfg)
+    assert agent is not None
+    journal = open_journal(cfg)
+    known = {c.id for c in journal.cycles("shifty", limit=1000)}
+    journal.close()
+    started = time.time()
+    client = httpx.Client(timeout=5)
+    for n in range(100):
+        alert = {"status": "firing", "labels": {"alertname": "DataDrift", "model": "shifty", "instance": f"i{n}"},
+                 "annotations": {"summary": f"burst {n}"}, "startsAt": "2026-11-27T10:00:00Z",
+                 "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": f"{n:016x}"}
+        payload = {"version": "4", "status": "firing", "receiver": "agent", "groupKey": f"g{n}", "truncatedAlerts": 0,
+                   "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "", "alerts": [alert]}
+        answer = client.post(f"{agent.url}/alerts", json=payload)
+        assert answer.status_code == 200 and answer.json()["triggers"] == 1, answer.text
+        time.sleep(max(0.0, started + (n + 1) * 0.09 - time.time()))  # spread over 9 s
+    client.close()
+    assert time.time() - started < 10.5
+    cycles = wait_for_cycle(project, done=len(known) + 1)
+    new = [c for c in cycles if c.id not in known]
+    assert len(new) == 1, [(c.id, len(c.triggers)) for c in new]
+    reasons = {t["reason"] for t in new[0].triggers}
+    assert len(new[0].triggers) == 100 and len(reasons) == 100, len(new[0].triggers)
+    history = json.loads(mloop(project, "agent", "history", new[0].id, "--json").stdout)
+    assert len(history[0]["triggers"]) == 100

@@ -210,7 +210,17 @@ class Agent:
         self.worker.start()
 
     def _context(self) -> CycleContext:
-        return CycleContext(self.cfg, self.journal, self.audit, self.model, self.deployment, stop=self.stop,
+        """A cycle reads mloop.toml as it is when it starts (parameters, gate, roll-out and watch edited while the
+        agent runs apply to the next cycle); while the file does not read, cycles keep the settings the agent
+        started with, and the agent's log says why."""
+        from mloop.config import load_project
+
+        try:
+            cfg = load_project(self.cfg.root)
+        except MloopError as err:
+            self._say(f"mloop.toml does not read ({err.message}); this cycle uses the settings the agent started with")
+            cfg = self.cfg
+        return CycleContext(cfg, self.journal, self.audit, self.model, self.deployment, stop=self.stop,
                             own=self._own, on_alert=self._raise_alert)
 
     def _own(self, key: str) -> None:
