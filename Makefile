@@ -33,11 +33,15 @@ demo: $(VENV)/.installed-demo
 	cd $(EXAMPLE) && ../../$(BIN)/python query.py
 	cd $(EXAMPLE) && ../../$(BIN)/mloop monitor status
 	cd $(EXAMPLE) && ../../$(BIN)/mloop deployments
+	cd $(EXAMPLE) && ../../$(BIN)/mloop agent trigger --reason "make demo"
+	cd $(EXAMPLE) && ../../$(BIN)/mloop agent run --once
+	cd $(EXAMPLE) && ../../$(BIN)/mloop agent history
 	@echo
 	@echo "Next: cd $(EXAMPLE) && ../../$(BIN)/mloop runs               # recent runs"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop ui                 # MLflow UI on http://127.0.0.1:5000"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop monitor report --since 1h --out drift.html   # served traffic vs training"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop monitor export --out ops   # Prometheus, Alertmanager, Grafana configs"
+	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop agent start        # continuous training: retrain on alerts, canary, watch, roll back"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop undeploy breast_cancer   # stop the model server"
 
 test: $(VENV)/.installed-test

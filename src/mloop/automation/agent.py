@@ -254,7 +254,8 @@ class Agent:
         self.audit.append("agent", self.model, f"alert {name}: {summary}")
         self._say(f"ALERT {name}: {summary}")
 
-    def loop(self) -> None:
+    def loop(self, *, once: bool = False) -> None:
+        """Take triggers and run cycles until stopped (``once``: until nothing is pending or running)."""
         while not self.stop.is_set():
             if self.stopped_by_rollbacks() and not (self.worker and self.worker.is_alive()):
                 self._say(f"stopped: {self.stopped_by_rollbacks()}")
@@ -262,6 +263,9 @@ class Agent:
             now = time.time()
             self.poll(now)
             self.start_due_cycle(now)
+            busy = self.worker is not None and self.worker.is_alive()
+            if once and not busy and self.coalescer.pending is None:
+                return
             due = self.coalescer.next_due(now)
             waits = [self.settings.poll_s - (now - self.last_poll), 1.0]
             if due is not None:
@@ -341,8 +345,9 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def run_agent(cfg: ProjectConfig, *, port: int | None = None) -> None:
-    """The agent's process: one per project (a lock), SIGTERM stops it after the step under way."""
+def run_agent(cfg: ProjectConfig, *, port: int | None = None, once: bool = False) -> None:
+    """The agent's process: one per project (a lock), SIGTERM stops it after the step under way. ``once``:
+    the triggers waiting now (and those their cycles bring) are handled, then it returns."""
     folder = automation_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     held = hold_lock(folder / "agent.lock")
@@ -376,7 +381,7 @@ def run_agent(cfg: ProjectConfig, *, port: int | None = None) -> None:
         agent.journal.put("rollbacks_in_a_row", 0)
     try:
         agent.resume()
-        agent.loop()
+        agent.loop(once=once)
         if agent.worker is not None:
             agent.worker.join(timeout=60)
     finally:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mloop.automation.audit import AuditLog
 from mloop.automation.journal import Cycle, Journal
+from mloop.automation.triggers import AGENT_CYCLE_TAG as AGENT_CYCLE  # the version's cycle: its registration is no trigger
 from mloop.automation.watch import Analysis, Measurement, ProviderError, Reading, analyse
 from mloop.errors import MloopError
 from mloop.registry.aliases import PROMOTED_AT, PROMOTED_BY
@@ -31,7 +32,6 @@ from mloop.registry.aliases import PROMOTED_AT, PROMOTED_BY
 if TYPE_CHECKING:
     from mloop.config import ProjectConfig
 
-from mloop.automation.triggers import AGENT_CYCLE_TAG as AGENT_CYCLE  # noqa: E402 (the version's cycle)
 AGENT_VERDICT, AGENT_GATE, AGENT_OUTCOME = "mloop.agent.verdict", "mloop.agent.gate", "mloop.agent.outcome"
 # Fault injection for the crash tests: the agent SIGKILLs itself at this transition (a state, just after it is
 # journalled, or "STEP:done", after a step's side effect and before its result is journalled).

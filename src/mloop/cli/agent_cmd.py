@@ -16,14 +16,14 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def run(*, port: int | None, project: Path | None) -> None:
+def run(*, port: int | None, once: bool, project: Path | None) -> None:
     from mloop.automation.agent import run_agent
     from mloop.config import load_project
 
     cfg = load_project(project)
     console.print(f"agent for {cfg.model_name}: taking triggers on 127.0.0.1:{port or cfg.settings.automation.port} "
-                  "(Ctrl-C stops it)")
-    run_agent(cfg, port=port)
+                  + ("until none is left" if once else "(Ctrl-C stops it)"))
+    run_agent(cfg, port=port, once=once)
 
 
 def start(*, port: int | None, project: Path | None) -> None:

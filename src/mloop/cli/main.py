@@ -473,11 +473,13 @@ PortOpt = Annotated[Optional[int], typer.Option(min=1, max=65535, help="Port on 
 
 
 @agent_app.command("run", short_help="Run the agent in the foreground.")
-def agent_run(port: PortOpt = None, project: ProjectOpt = None) -> None:
+def agent_run(port: PortOpt = None,
+              once: Annotated[bool, typer.Option("--once", help="Handle the triggers waiting now, then exit.")] = False,
+              project: ProjectOpt = None) -> None:
     """Run the agent in the foreground (Ctrl-C stops it after the step under way)."""
     from mloop.cli import agent_cmd
 
-    agent_cmd.run(port=port, project=project)
+    agent_cmd.run(port=port, once=once, project=project)
 
 
 @agent_app.command("start", short_help="Start the agent as a background service.")
