@@ -264,3 +264,83 @@ def test_a_burst_of_100_alerts_in_10_seconds_gives_one_cycle_listing_them_all(pr
     assert len(new[0].triggers) == 100 and len(reasons) == 100, len(new[0].triggers)
     history = json.loads(mloop(project, "agent", "history", new[0].id, "--json").stdout)
     assert len(history[0]["triggers"]) == 100
+
+
+def test_status_and_a_person_overriding_the_gate_is_recorded_and_served(project):
+    cfg = load_project(project)
+    status = json.loads(mloop(project, "agent", "status", "--json").stdout)
+    assert status["running"] and status["status"]["model"] == "shifty" and status["status"]["running"] == []
+    champion = champion_version(cfg, "shifty")
+    journal = open_journal(cfg)
+    rejected = [c for c in journal.cycles("shifty", limit=100) if c.state == "rejected"][0]
+    journal.close()
+    refused = mloop(project, "models", "promote", str(rejected.candidate))
+    assert refused.returncode == 4 and "--force --reason" in refused.stderr, refused.stderr
+    no_reason = mloop(project, "models", "promote", str(rejected.candidate), "--force")
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    forced = mloop(project, "models", "promote", str(rejected.candidate), "--force", "--reason", "the auditors asked")
+    assert forced.returncode == 0 and "override recorded" in forced.stdout, forced.stderr
+    assert champion_version(cfg, "shifty") == rejected.candidate == serving_version(cfg, "shifty")
+    override = [r for r in open_audit(cfg).records() if r.kind == "override"][-1]
+    assert override.version == rejected.candidate and "the auditors asked" in override.summary
+    assert version_tags(cfg, "shifty", str(rejected.candidate))["mloop.override.reason"] == "the auditors asked"
+    back = mloop(project, "models", "promote", str(champion))  # it passed its gate: no --force needed
+    assert back.returncode == 0, back.stderr
+    assert champion_version(cfg, "shifty") == champion == serving_version(cfg, "shifty")
+    missing = mloop(project, "models", "promote", "99")
+    assert missing.returncode == 2 and "no version '99'" in missing.stderr
+
+
+def test_history_at_a_moment_names_the_champion_then_and_why(project):
+    cfg = load_project(project)
+    journal = open_journal(cfg)
+    promoted = [c for c in journal.cycles("shifty", limit=100) if c.state == "promoted"][-1]
+    journal.close()
+    after = promoted.updated + 0.5
+    found = json.loads(mloop(project, "history", "--at", str_time(after), "--json").stdout)
+    assert found["champion"] == promoted.candidate and "gate PASS" in found["why"], found
+    assert found["deployments"]["shifty"] == {promoted.candidate: 1.0}
+    before = json.loads(mloop(project, "history", "--at", str_time(promoted.created - 0.5), "--json").stdout)
+    assert before["champion"] == "1" and before["deployments"]["shifty"] == {"1": 1.0}, before
+    garbage = mloop(project, "history", "--at", "the day before yesterday")
+    assert garbage.returncode == 2 and "ISO time" in garbage.stderr
+
+
+def str_time(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+
+
+def test_too_many_rollbacks_in_a_row_stop_the_agent_and_raise_an_alert(project):
+    cfg = load_project(project)
+    toml = (project / "mloop.toml").read_text()
+    failing = toml.split("[automation.watch]")[0].replace("[automation]\n", "[automation]\nmax_rollbacks = 1\n") + """
+[automation.watch]
+interval = "300ms"
+count = 3
+metrics = [{metric = "p99_latency_ms", above = 0.0001, min_samples = 1}]
+"""
+    (project / "mloop.toml").write_text(failing)
+    deployment = local.load_state(cfg, "shifty")
+    data(300, shifted=True, seed=21).to_csv(project / "data" / "data.csv", mode="a", header=False, index=False)
+    journal = open_journal(cfg)
+    known = len(journal.cycles("shifty", limit=1000))
+    journal.close()
+    try:
+        with Traffic(deployment.url, data(500, shifted=True, seed=22), clients=2, pause=0.01) as traffic:
+            assert mloop(project, "agent", "trigger", "--reason", "will fail").returncode == 0
+            cycles = wait_for_cycle(project, done=known + 1)
+    finally:
+        (project / "mloop.toml").write_text(toml)
+    assert cycles[0].state == "rolled_back", cycles[0].reason
+    assert traffic.failed == 0, traffic.outcomes
+    deadline = time.time() + 30
+    while time.time() < deadline and json.loads(mloop(project, "agent", "status", "--json").stdout)["running"]:
+        time.sleep(0.5)
+    status = mloop(project, "agent", "status")
+    assert "no agent runs" in status.stdout
+    alerts = (cfg.store / "automation" / "alerts.jsonl").read_text()
+    assert "AgentStopped" in alerts and "2 automatic rollbacks in a row" in alerts  # this one and the accuracy one
+    restarted = mloop(project, "agent", "start")  # a person looked: the agent runs again
+    assert restarted.returncode == 0 and "started" in restarted.stdout
