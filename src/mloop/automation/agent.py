@@ -221,7 +221,16 @@ class Agent:
             self._say(f"mloop.toml does not read ({err.message}); this cycle uses the settings the agent started with")
             cfg = self.cfg
         return CycleContext(cfg, self.journal, self.audit, self.model, self.deployment, stop=self.stop,
-                            own=self._own, on_alert=self._raise_alert)
+                            own=self._own, on_alert=self._raise_alert, superseded=self._newer_candidate)
+
+    def _newer_candidate(self) -> str:
+        """A version registered outside the agent waiting for the next cycle ('' if none): the watch of the
+        cycle running gives way to it, as Argo Rollouts restarts an analysis for a new revision."""
+        pending = self.coalescer.pending
+        for trigger in pending.ordered() if pending else []:
+            if trigger.kind == "registry":
+                return trigger.reason
+        return ""
 
     def _own(self, key: str) -> None:
         self.coalescer.own(key)

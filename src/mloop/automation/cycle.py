@@ -26,6 +26,7 @@ from mloop.automation.audit import AuditLog
 from mloop.automation.journal import Cycle, Journal
 from mloop.automation.triggers import AGENT_CYCLE_TAG as AGENT_CYCLE  # the version's cycle: its registration is no trigger
 from mloop.automation.watch import Analysis, Measurement, ProviderError, Reading, analyse
+from mloop._proc import process_alive
 from mloop.errors import MloopError
 from mloop.registry.aliases import PROMOTED_AT, PROMOTED_BY
 
@@ -56,6 +57,7 @@ class CycleContext:
     own: Callable[[str], None] = lambda key: None  # tells the triggers a key this cycle produced
     sleep: Callable[[float], None] = time.sleep
     on_alert: Callable[[str, str], None] = lambda name, summary: None  # the agent raises an alert
+    superseded: Callable[[], str] = lambda: ""  # why the cycle's candidate is superseded ('' while it is not)
 
 
 class CycleFailed(Exception):
@@ -146,6 +148,10 @@ class CycleRunner:
             raise
         if analysis.verdict == "stopped":
             self._safe_traffic(cycle)
+            newer = self.ctx.superseded()
+            if newer and not self.ctx.stop.is_set():
+                raise CycleFailed("abandoned", f"superseded during the watch by {newer}: the champion serves everything "
+                                               "again, and the analysis starts over with the new candidate")
             raise CycleFailed("abandoned", "the agent stopped during the watch: the champion serves everything again")
         if shadow_only and analysis.verdict == "passed":
             self._safe_traffic(cycle)
@@ -184,6 +190,9 @@ class CycleRunner:
         from mloop.registry.aliases import champion_version
 
         cfg = self.ctx.cfg
+        registered = [t for t in cycle.triggers if t.get("kind") == "registry" and (t.get("detail") or {}).get("version")]
+        if registered:  # someone else (CI) trained it: that version is the candidate
+            return self._adopt(cycle, registered)
         champion = champion_version(cfg, self.ctx.model)
         run = run_project(cfg, promote=False, version_tags={AGENT_CYCLE: cycle.id})
         raise_for_failures(run.result)  # StepFailed: the cycle fails with the step's reason
@@ -210,6 +219,59 @@ class CycleRunner:
         return {**result, "holdout": str(path), "holdout_source": holdout.source, "holdout_digest": holdout.digest,
                 "target": holdout.target_name}
 
+    def _adopt(self, cycle: Cycle, registered: list[dict[str, Any]]) -> dict[str, Any]:
+        """A cycle started by versions registered outside the agent: the newest is the candidate, judged against
+        the version the deployment serves (CI's registration may have moved the alias already), on the
+        configured holdout, else the candidate's own test frame when this project's store holds it (a
+        registration made here), else the holdout the last cycle froze."""
+        import shutil
+
+        from mloop.errors import ConfigError
+        from mloop.registry.aliases import champion_version
+        from mloop.registry.fetch import fetch_bundle
+
+        cfg = self.ctx.cfg
+        newest = max(registered, key=lambda t: int(t["detail"]["version"]))
+        version = str(newest["detail"]["version"])
+        champion = self._served_version() or champion_version(cfg, self.ctx.model)
+        self._audit("run", cycle, f"v{version}, registered outside the agent, is the candidate (no training): "
+                    f"{newest.get('reason', '')}", version=version)
+        result: dict[str, Any] = {"version": version, "champion": champion, "adopted": True}
+        if version == champion:
+            return {**result, "unchanged": True, "reason": f"v{version} is the version serving already"}
+        target = fetch_bundle(cfg, f"models:/{self.ctx.model}/{version}").info.target
+        if self._gate_settings().holdout:
+            return {**result, "target": target}
+        from mloop.registry.aliases import version_tags
+
+        digest = version_tags(cfg, self.ctx.model, version).get("mloop.test_digest", "")
+        test_frame = cfg.store / "objects" / digest[:2] / f"{digest}.parquet"
+        frozen = sorted((cfg.store / "automation" / "holdouts").glob("*.parquet"), key=lambda f: f.stat().st_mtime)
+        if digest and test_frame.is_file():
+            frozen.append(test_frame)
+            source = f"the test frame v{version} was registered with"
+        elif frozen:
+            source = f"the holdout frozen by cycle {frozen[-1].stem}"
+        else:
+            raise ConfigError(f"v{version} was registered outside the agent, and there is no holdout to gate it on",
+                              hint="set [automation.gate] holdout = \"data/holdout.csv\" (a frozen file with the "
+                                   "features and the target), or let one cycle of the agent train first")
+        path = holdout_path(cfg, cycle.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(frozen[-1], path)
+        from mloop.automation.gate import file_digest
+
+        return {**result, "holdout": str(path), "holdout_source": source, "holdout_digest": file_digest(path),
+                "target": target}
+
+    def _served_version(self) -> str | None:
+        from mloop.deploy.local import load_state
+
+        deployment = load_state(self.ctx.cfg, self.ctx.deployment)
+        if deployment is None or not process_alive(deployment.pid, started_by=deployment.started):
+            return None
+        return deployment.version
+
     def _gate_settings(self) -> Any:
         return self.settings.gate
 
@@ -219,10 +281,10 @@ class CycleRunner:
 
         cfg, gate = self.ctx.cfg, self._gate_settings()
         trained = self.ctx.journal.step_result(cycle.id, "train")
-        frozen = gate if gate.holdout else gate.model_copy(update={
+        frozen = gate if gate.holdout or "holdout" not in trained else gate.model_copy(update={
             "holdout": str(Path(trained["holdout"]).relative_to(cfg.root))})
         holdout = load_holdout(cfg, frozen, None, target=trained["target"])
-        if not gate.holdout:  # the run's test frame, frozen by the train step: named as the run's
+        if not gate.holdout and "holdout" in trained:  # the run's test frame, frozen by the train step: named as the run's
             holdout.source, holdout.digest = trained["holdout_source"], trained["holdout_digest"]
         report = gate_versions(cfg, self.ctx.model, str(cycle.candidate), cycle.champion, holdout, gate,
                                gate.effective_rules(cfg.settings.promotion))
@@ -271,8 +333,8 @@ class CycleRunner:
         self.ctx.journal.begin(cycle.id, "watch")
         analysis = analyse(self.settings.watch, lambda: self._read(cycle, strategy),
                            weights=self.settings.canary_steps if strategy == "canary" else None,
-                           set_weight=set_weight, stopped=self.ctx.stop.is_set, sleep=self.ctx.sleep,
-                           on_measurement=measured)
+                           set_weight=set_weight, stopped=lambda: self.ctx.stop.is_set() or bool(self.ctx.superseded()),
+                           sleep=self.ctx.sleep, on_measurement=measured)
         self.ctx.journal.finish(cycle.id, "watch", analysis.to_dict())
         self._audit("watch", cycle, f"watch {analysis.verdict}: {analysis.reason}", version=str(cycle.candidate),
                     counts=analysis.counts(), measurements=[m.__dict__ for m in analysis.measurements[-20:]])
@@ -327,7 +389,11 @@ class CycleRunner:
             deploy(cfg, f"models:/{self.ctx.model}/{version}", name=name)
 
     def _rollback(self, cycle: Cycle, reason: str, outcome: str = "rolled_back") -> None:
+        from mloop.registry.aliases import champion_version, move_champion
+
         self._safe_traffic(cycle)
+        if cycle.champion and champion_version(self.ctx.cfg, self.ctx.model) != cycle.champion:
+            move_champion(self.ctx.cfg, self.ctx.model, cycle.champion)  # moved outside (CI): back to what serves
         count = int(self.ctx.journal.get("rollbacks_in_a_row") or 0) + (outcome == "rolled_back")
         self.ctx.journal.put("rollbacks_in_a_row", count)
         self._audit("rollback", cycle, f"v{cycle.candidate} rolled back, v{cycle.champion} serves everything: "
@@ -354,10 +420,7 @@ class CycleRunner:
     # ------------------------------------------------------------------------------------------ helpers
 
     def _deployment_running(self) -> bool:
-        from mloop.deploy.local import load_state, status
-
-        deployment = load_state(self.ctx.cfg, self.ctx.deployment)
-        return deployment is not None and status(deployment).running
+        return self._served_version() is not None
 
     def _step(self, cycle: Cycle, name: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         done = self.ctx.journal.begin(cycle.id, name)

@@ -470,7 +470,7 @@ def load_holdout(cfg: ProjectConfig, gate: GateSection, run_result: RunResult | 
                               hint="pass the run, or the target column's name (load_holdout(..., target=NAME))") from err
         name, features = info.target, info.features
     path = cfg.root / gate.holdout
-    return _holdout(_read_table(path, gate.holdout), name, features, _file_digest(path), gate.holdout)
+    return _holdout(_read_table(path, gate.holdout), name, features, file_digest(path), gate.holdout)
 
 
 def _read_table(path: Path, setting: str) -> DataFrame:
@@ -506,7 +506,7 @@ def _holdout(frame: DataFrame, target: str, features: list[str] | None, digest: 
     return Holdout(kept.reset_index(drop=True), frame[target].reset_index(drop=True), digest, source, target)
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
