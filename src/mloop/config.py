@@ -540,6 +540,13 @@ class WatchSection(_Section):
     error_limit: int = Field(default=4, ge=0)
     metrics: list[WatchMetric] = Field(default_factory=lambda: [m.model_copy() for m in DEFAULT_WATCH])
 
+    @field_validator("interval")
+    @classmethod
+    def _some_interval(cls, value: str) -> str:
+        if duration_s(value) <= 0:
+            raise ValueError(f"measurements need time between them: give an interval such as 10s, not {value!r}")
+        return value
+
     @property
     def interval_s(self) -> float:
         return duration_s(self.interval)
@@ -556,7 +563,9 @@ class AutomationSection(_Section):
     snapshot: bool = Field(default=False, description=(
         "before training, add the served model's labelled production rows as a new data version (snapshot_to)"))
     snapshot_to: str = "data/production.parquet"
-    port: int = Field(default=8790, ge=1, le=65535, description="where the agent takes alerts and triggers (127.0.0.1)")
+    port: int = Field(default=0, ge=0, le=65535, description=(
+        "where the agent takes alerts and triggers on 127.0.0.1 (0: a free port, named in agent.json and by "
+        "`mloop agent status`; give one for Alertmanager's webhook)"))
     poll: Duration = Field(default="5s", description="how often the agent looks for new data, versions and alerts")
     max_rollbacks: int = Field(default=3, ge=1, description=(
         "consecutive automatic rollbacks after which the agent stops and raises an alert"))
@@ -568,8 +577,22 @@ class AutomationSection(_Section):
     @field_validator("canary_steps")
     @classmethod
     def _rising_shares(cls, value: list[float]) -> list[float]:
-        if not value or any(not 0 < v < 1 for v in value) or value != sorted(value):
+        if not value or any(not 0 < v < 1 for v in value) or any(b <= a for a, b in zip(value, value[1:])):
             raise ValueError(f"canary_steps {value} must be rising shares between 0 and 1 (exclusive), e.g. [0.1, 0.5]")
+        return value
+
+    @field_validator("poll")
+    @classmethod
+    def _some_poll(cls, value: str) -> str:
+        if duration_s(value) <= 0:
+            raise ValueError(f"the agent needs time between its looks: give a poll such as 5s, not {value!r}")
+        return value
+
+    @field_validator("snapshot_to")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError(f"snapshot_to {value!r} must be a path inside the project, e.g. data/production.parquet")
         return value
 
     @property
@@ -693,12 +716,32 @@ class Settings(_EnvironmentFirst):
     data: DataSection = Field(default_factory=DataSection)
     automation: AutomationSection = Field(default_factory=AutomationSection)
 
+    @property
+    def agent_owns_champion(self) -> bool:
+        """With an ``[automation]`` table, the agent gates, rolls out and promotes: a plain ``mloop run`` (or CI)
+        registers a challenger and leaves the champion alias to it."""
+        return "automation" in self.model_fields_set
+
     @model_validator(mode="after")
     def _metric_fits_the_task(self) -> Settings:
         task = self.project.task
         if task is not None and task not in PROMOTION_METRICS[self.promotion.metric][0]:
             raise ValueError(f"[promotion] metric {self.promotion.metric!r} does not fit [project] task {task!r}; "
                              f"use one of: {', '.join(metrics_for(task))}")
+        if task is not None:
+            for gate_rule in self.automation.gate.rules:
+                if task not in PROMOTION_METRICS[gate_rule.metric][0]:
+                    raise ValueError(f"[automation.gate] rule on {gate_rule.metric!r} does not fit a {task} task; use one "
+                                     f"of: {', '.join(metrics_for(task))}")
+            for watched in self.automation.watch.metrics:
+                if watched.metric in LIVE_SCORES and task not in PROMOTION_METRICS[watched.metric][0]:
+                    fitting = [m for m in LIVE_SCORES if task in PROMOTION_METRICS[m][0]]
+                    raise ValueError(f"[automation.watch] metric {watched.metric!r} is not a live score of a {task} "
+                                     f"model; use one of: {', '.join(fitting)}")
+            test = self.automation.gate.test
+            if (test == "mcnemar" and task == "regression") or (test == "wilcoxon" and task != "regression"):
+                raise ValueError(f"[automation.gate] test {test!r} does not fit a {task} task; leave it 'auto' "
+                                 "(McNemar for classification, a paired bootstrap for regression)")
         if task is not None and "alerts" in self.monitor.model_fields_set:  # rules written in mloop.toml
             for rule in self.monitor.alerts:
                 if rule.metric in LIVE_SCORES and task not in PROMOTION_METRICS[rule.metric][0]:

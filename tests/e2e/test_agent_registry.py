@@ -80,9 +80,9 @@ def test_a_version_registered_outside_is_rolled_out_and_a_newer_one_mid_watch_re
                      pause=0.01) as traffic:
             time.sleep(1.0)  # the registry watcher's first look only records
             data(1000, shifted=True, seed=6).to_csv(root / "data" / "data.csv", index=False)
-            ci = mloop(root, "run")  # "CI": registers v2 and moves the alias itself
+            ci = mloop(root, "run")  # "CI": registers v2 as a challenger (the agent owns the champion)
             assert ci.returncode == 0, ci.stderr
-            assert champion_version(cfg, "shifty") == "2"
+            assert champion_version(cfg, "shifty") == "1"
             first = wait(cfg, lambda found: found and found[0].state == "watching")[0]
             assert first.candidate == "2" and first.champion == "1"  # judged against what serves
             (root / "mloop.toml").write_text((root / "mloop.toml").read_text().replace("count = 40", "count = 2"))

@@ -92,6 +92,11 @@ def read_state(cfg: ProjectConfig) -> AgentState | None:
         return None
 
 
+class _Intake(ThreadingHTTPServer):
+    request_queue_size = 128  # a burst of alerts is queued, not refused (the default backlog is 5)
+    daemon_threads = True
+
+
 class Agent:
     """The controller of one project's model; ``loop`` until ``stop`` is set."""
 
@@ -109,7 +114,12 @@ class Agent:
         self.wake = threading.Event()
         triggers = self.settings.triggers
         saved = self.journal.get(COALESCER_KEY)
-        self.coalescer: Coalescer = Coalescer.from_dict(saved, triggers) if saved else Coalescer.from_section(triggers)
+        try:
+            self.coalescer: Coalescer = (Coalescer.from_dict(saved, triggers) if saved
+                                         else Coalescer.from_section(triggers))
+        except (ValueError, TypeError, KeyError) as err:  # a damaged record: what was pending is lost, said so
+            self._say(f"the saved trigger state is damaged ({err}); starting with none pending")
+            self.coalescer = Coalescer.from_section(triggers)
         self.watchers: dict[str, Watcher] = {}
         if triggers.schedule:
             self.watchers["schedule"] = ScheduleWatcher(Schedule(triggers.schedule, triggers.timezone),
@@ -121,13 +131,37 @@ class Agent:
         self.alerts_seen = float(self.journal.get("watch/alerts") or time.time())
         self.worker: threading.Thread | None = None
         self.last_poll = 0.0
+        self.lock = threading.RLock()  # the coalescer and the journal's copy of it: HTTP threads, the loop, the cycle
+        self.problems: dict[str, str] = {}
+        self._check_deployment()
+
+    def _check_deployment(self) -> None:
+        """Say so when the deployment the agent rolls out to does not exist but others serve the model."""
+        from mloop.deploy.local import deployments_dir, load_state
+        from mloop.errors import DeployError
+
+        try:
+            if load_state(self.cfg, self.deployment) is not None:
+                return
+            folder = deployments_dir(self.cfg)
+            others = [] if not folder.is_dir() else [
+                d.name for d in folder.iterdir() if (d / "state.json").exists()
+                and (found := load_state(self.cfg, d.name)) is not None and found.model == self.model]
+        except DeployError:
+            return
+        if others:
+            self.problems["deployment"] = (f"no deployment {self.deployment!r}, but {', '.join(others)} serve "
+                                           f"{self.model}: cycles will move the alias without rolling out; set "
+                                           f"[automation] deployment = {others[0]!r}")
+            self._say(self.problems["deployment"])
 
     # ------------------------------------------------------------------------------------------ triggers
 
     def offer(self, trigger: Trigger, now: float | None = None) -> str:
         now = time.time() if now is None else now
-        offer = self.coalescer.offer(trigger, now)
-        self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
+        with self.lock:
+            offer = self.coalescer.offer(trigger, now)
+            self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
         if offer.accepted:
             self.audit.append("trigger", self.model, f"{trigger.kind}: {trigger.reason}", at=trigger.at,
                               key=trigger.key, detail=trigger.detail, offer=offer.why)
@@ -185,12 +219,13 @@ class Agent:
             return None
         if self.stopped_by_rollbacks():
             return None
-        triggers = self.coalescer.take(now)
-        if not triggers:
-            return None
-        cycle = self.journal.new_cycle(self.model, [t.to_dict() for t in triggers], now=now)
-        self.coalescer.started(cycle.id, now)
-        self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
+        with self.lock:
+            triggers = self.coalescer.take(now)
+            if not triggers:
+                return None
+            cycle = self.journal.new_cycle(self.model, [t.to_dict() for t in triggers], now=now)
+            self.coalescer.started(cycle.id, now)
+            self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
         self.audit.append("cycle", self.model, f"cycle started by {len(triggers)} trigger(s): "
                           + "; ".join(t.reason for t in triggers[:5]) + (" ..." if len(triggers) > 5 else ""),
                           cycle=cycle.id, triggers=len(triggers))
@@ -201,8 +236,9 @@ class Agent:
         def work() -> None:
             done = CycleRunner(self._context()).drive(cycle)
             if done.final:
-                self.coalescer.finished(cycle.id, time.time())
-                self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
+                with self.lock:
+                    self.coalescer.finished(cycle.id, time.time())
+                    self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
             self._say(f"cycle {cycle.id}: {done.state}: {done.reason}")
             self.wake.set()
 
@@ -226,15 +262,22 @@ class Agent:
     def _newer_candidate(self) -> str:
         """A version registered outside the agent waiting for the next cycle ('' if none): the watch of the
         cycle running gives way to it, as Argo Rollouts restarts an analysis for a new revision."""
-        pending = self.coalescer.pending
-        for trigger in pending.ordered() if pending else []:
+        with self.lock:
+            pending = self.coalescer.pending
+            ordered = pending.ordered() if pending else []
+        for trigger in ordered:
             if trigger.kind == "registry":
                 return trigger.reason
         return ""
 
     def _own(self, key: str) -> None:
-        self.coalescer.own(key)
-        self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
+        with self.lock:
+            self.coalescer.own(key)
+            self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
+
+    def _save_coalescer(self) -> None:
+        with self.lock:
+            self.journal.put(COALESCER_KEY, self.coalescer.to_dict())
 
     def resume(self) -> list[Cycle]:
         """Drive every unfinished cycle to a final state, oldest first (in this thread: before new triggers)."""
@@ -285,13 +328,15 @@ class Agent:
     def status(self) -> dict[str, Any]:
         now = time.time()
         running = [c.to_dict() for c in self.journal.cycles(self.model, open_only=True, limit=5)]
-        pending = self.coalescer.pending
+        with self.lock:
+            pending = self.coalescer.pending
+            waiting = self.coalescer.why_waiting(now)
         schedule = self.watchers.get("schedule")
         return {"model": self.model, "deployment": self.deployment, "running": running,
                 "pending": [t.to_dict() for t in pending.ordered()] if pending else [],
-                "waiting": self.coalescer.why_waiting(now),
+                "waiting": waiting,
                 "next_schedule": schedule.next_at(now) if isinstance(schedule, ScheduleWatcherLike) else None,
-                "problems": {name: w.problem for name, w in self.watchers.items() if w.problem},
+                "problems": {**self.problems, **{name: w.problem for name, w in self.watchers.items() if w.problem}},
                 "stopped": self.stopped_by_rollbacks()}
 
     @staticmethod
@@ -367,11 +412,13 @@ def run_agent(cfg: ProjectConfig, *, port: int | None = None, once: bool = False
     agent = Agent(cfg)
     port = cfg.settings.automation.port if port is None else port
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), _handler(agent))
+        server = _Intake(("127.0.0.1", port), _handler(agent))
     except OSError as err:
         raise ConfigError(f"the agent cannot listen on 127.0.0.1:{port}: {err.strerror}",
                           hint="set another [automation] port in mloop.toml, or --port") from err
     server.daemon_threads = True
+    agent._say(f"agent for {agent.model} (deployment {agent.deployment!r}) takes alerts and triggers on "
+               f"http://127.0.0.1:{server.server_address[1]}")
 
     def stop(signum: int, frame: FrameType | None) -> None:
         agent.stop.set()

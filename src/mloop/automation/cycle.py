@@ -60,6 +60,10 @@ class CycleContext:
     superseded: Callable[[], str] = lambda: ""  # why the cycle's candidate is superseded ('' while it is not)
 
 
+class AgentStopping(Exception):
+    """The agent stops: the cycle is left where it stands (journalled) for the next start to resume."""
+
+
 class CycleFailed(Exception):
     def __init__(self, outcome: str, reason: str) -> None:
         super().__init__(reason)
@@ -84,6 +88,8 @@ class CycleRunner:
             journal.reset(cycle.id, ("rollout", "watch"))
         try:
             self._run(cycle)
+        except AgentStopping:
+            self._audit("agent", cycle, f"the agent stopped during {cycle.state}: the next start resumes this cycle")
         except CycleFailed as done:
             self._final(cycle, done.outcome, done.reason)
         except MloopError as err:
@@ -152,7 +158,7 @@ class CycleRunner:
             if newer and not self.ctx.stop.is_set():
                 raise CycleFailed("abandoned", f"superseded during the watch by {newer}: the champion serves everything "
                                                "again, and the analysis starts over with the new candidate")
-            raise CycleFailed("abandoned", "the agent stopped during the watch: the champion serves everything again")
+            raise AgentStopping()  # the champion serves everything; the next start rolls out and watches again
         if shadow_only and analysis.verdict == "passed":
             self._safe_traffic(cycle)
             raise CycleFailed("held", f"gate INCONCLUSIVE: shadowed only, never promoted; watch: {analysis.reason}")
@@ -322,7 +328,13 @@ class CycleRunner:
     def _watch(self, cycle: Cycle, strategy: str) -> Analysis:
         from mloop.deploy.local import set_rollout_weight
 
+        started = self.settings.canary_steps[0]
+
         def set_weight(weight: float) -> None:
+            nonlocal started
+            if weight == started:  # the roll-out began at it
+                started = -1.0
+                return
             set_rollout_weight(self.ctx.cfg, self.ctx.deployment, weight)
             self._audit("traffic", cycle, f"canary: v{cycle.candidate} gets {weight:.0%} of the requests",
                         version=str(cycle.candidate), strategy=strategy, weight=weight)
@@ -365,7 +377,8 @@ class CycleRunner:
         from mloop.registry.aliases import move_champion
 
         cfg, candidate = self.ctx.cfg, str(cycle.candidate)
-        if self._deployment_running():
+        serving = self._deployment_running()
+        if serving:
             self._serve_alone(candidate)
         gate = self.ctx.journal.step_result(cycle.id, "gate").get("summary", "")
         before = move_champion(cfg, self.ctx.model, candidate, {
@@ -373,7 +386,8 @@ class CycleRunner:
         self.ctx.journal.put("rollbacks_in_a_row", 0)
         reason = (f"v{candidate} promoted (champion before: {'v' + before if before else 'none'}): gate {gate}"
                   + (f"; {note}" if note else ""))
-        self._audit("promote", cycle, reason, version=candidate, previous=before)
+        self.ctx.audit.append("promote", self.ctx.model, reason, cycle=cycle.id, version=candidate, previous=before,
+                              champion=cycle.champion or "", deployment=self.ctx.deployment if serving else "")
         raise CycleFailed("promoted", reason)
 
     def _serve_alone(self, version: str) -> None:
@@ -396,8 +410,9 @@ class CycleRunner:
             move_champion(self.ctx.cfg, self.ctx.model, cycle.champion)  # moved outside (CI): back to what serves
         count = int(self.ctx.journal.get("rollbacks_in_a_row") or 0) + (outcome == "rolled_back")
         self.ctx.journal.put("rollbacks_in_a_row", count)
-        self._audit("rollback", cycle, f"v{cycle.candidate} rolled back, v{cycle.champion} serves everything: "
-                    f"{reason}", version=str(cycle.candidate), rollbacks_in_a_row=count)
+        self._audit("rollback" if outcome == "rolled_back" else "watch", cycle,
+                    f"v{cycle.candidate} {'rolled back' if outcome == 'rolled_back' else 'held'}, v{cycle.champion} "
+                    f"serves everything: {reason}", version=str(cycle.candidate), rollbacks_in_a_row=count)
         if count >= self.settings.max_rollbacks:
             self.ctx.journal.put("stopped", {"at": time.time(), "reason": f"{count} automatic rollbacks in a row"})
             self.ctx.on_alert("AgentStopped", f"{count} automatic rollbacks in a row: the agent stopped; "
@@ -411,11 +426,15 @@ class CycleRunner:
         if not self._deployment_running():
             return
         try:
-            abort_rollout(self.ctx.cfg, self.ctx.deployment)
+            answer = abort_rollout(self.ctx.cfg, self.ctx.deployment)
         except MloopError as err:
             self._audit("rollback", cycle, f"could not abort the roll-out: {err.message}")
             raise
         self.ctx.journal.reset(cycle.id, ("rollout",))
+        if answer.get("aborted"):
+            served = str((answer.get("serving") or {}).get("version") or cycle.champion or "")
+            self._audit("traffic", cycle, f"roll-out of v{cycle.candidate} ended: v{served} serves everything",
+                        version=served, weight=1.0)
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -445,11 +464,12 @@ class CycleRunner:
 
     def _check_stop(self, cycle: Cycle) -> None:
         if self.ctx.stop.is_set():
-            raise CycleFailed("abandoned", f"the agent stopped before the cycle's {cycle.state} finished; "
-                                           "nothing reached the deployment")
+            raise AgentStopping()
 
     def _final(self, cycle: Cycle, outcome: str, reason: str) -> None:
         self.ctx.journal.set_state(cycle.id, outcome, outcome=outcome, reason=reason)
+        self.ctx.journal.put(f"watch/{cycle.id}", None)
+        prune_holdouts(self.ctx.cfg)
         cycle.state, cycle.outcome, cycle.reason = outcome, outcome, reason
         if cycle.candidate and outcome != "promoted":
             from mloop.registry.aliases import set_version_tags
@@ -463,6 +483,18 @@ class CycleRunner:
     def _audit(self, kind: str, cycle: Cycle, summary: str, *, version: str = "", **data: Any) -> None:
         self.ctx.audit.append(kind, self.ctx.model, summary, cycle=cycle.id, version=version,
                               deployment=self.ctx.deployment, champion=cycle.champion or "", **data)
+
+
+HOLDOUTS_KEPT = 10
+
+
+def prune_holdouts(cfg: ProjectConfig, keep: int = HOLDOUTS_KEPT) -> None:
+    """The frozen holdouts of the last ``keep`` cycles stay (the next adopted version may be gated on the
+    newest); older ones go."""
+    folder = cfg.store / "automation" / "holdouts"
+    frozen = sorted(folder.glob("*.parquet"), key=lambda f: f.stat().st_mtime) if folder.is_dir() else []
+    for old in frozen[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def reading_of(state: dict[str, Any], candidate: str, drift: tuple[float | None, int]) -> Reading:

@@ -239,6 +239,10 @@ class Journal:
         return json.loads(rows[0][0]) if rows else None
 
     def put(self, key: str, value: Any) -> None:
+        """Keep ``value`` (JSON) under ``key``; None forgets the key."""
         with self._transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM kv WHERE key = ?", (key,))
+                return
             db.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                        (key, json.dumps(value, default=str)))

@@ -50,15 +50,24 @@ def promote(cfg: ProjectConfig, version: str, *, force: bool = False, reason: st
     name = deployment_name(cfg)
     served = load_state(cfg, name)
     serving = served is not None and served.model == model and process_alive(served.pid, started_by=served.started)
-    if serving:  # it serves alone first, then the alias moves: the champion is always what serves
+    if serving:
+        from mloop.deploy.local import rollout_state
+
+        rolling = rollout_state(cfg, name)
+        if rolling.get("active"):
+            raise ConfigError(f"deployment {name!r} is rolling out v{rolling.get('candidate_version')} (the agent's "
+                              "cycle): promoting now would cut its watch short",
+                              hint="wait for the cycle to end (mloop agent status), or stop the agent first "
+                                   "(mloop agent stop gives the champion all traffic back)")  # it serves alone first, then the alias moves: the champion is always what serves
         deploy(cfg, f"models:/{model}/{version}", name=name)
     who = getpass.getuser()
     extra = {PROMOTED_AT: repr(time.time()), PROMOTED_BY: f"{who} (mloop models promote{' --force' if force else ''})"}
     if force:
         extra[OVERRIDE_REASON] = reason
     previous = move_champion(cfg, model, version, extra)
+    how = "its gate PASS" if tags.get(AGENT_VERDICT) == "PASS" else "its registration's rule passed"
     summary = (f"{who} promoted v{version} over its gate ({verdict or 'no verdict'}): {reason}" if force
-               else f"{who} promoted v{version} (gate PASS)" + (f": {reason}" if reason else ""))
+               else f"{who} promoted v{version} ({how})" + (f": {reason}" if reason else ""))
     open_audit(cfg).append("override" if force else "promote", model, summary, version=version, by=who,
                            champion=previous or "", deployment=name if serving else "", forced=force)
     return Promoted(model, version, previous, force, name if serving else None)

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mloop._proc import process_alive
@@ -31,12 +31,41 @@ class AgentStatus:
     state: AgentState | None
     live: dict[str, Any] | None  # what the agent says of itself (GET /status), when it answers
     log: str
+    unfinished: list[dict[str, Any]] = field(default_factory=list)  # cycles the journal shows under way
+    stopped: dict[str, Any] | None = None  # why the agent stopped itself (too many rollbacks), if it did
+    rollout: dict[str, Any] | None = None  # the deployment's roll-out in progress, if any
+
+
+def _lock_holder(cfg: ProjectConfig) -> int | None:
+    """The pid holding the agent's lock (an agent runs), or None: the lock file, not agent.json, is the truth."""
+    import fcntl
+
+    path = automation_dir(cfg) / "agent.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def running_agent(cfg: ProjectConfig) -> AgentState | None:
     state = read_state(cfg)
     if state is not None and process_alive(state.pid, started_by=state.started):
         return state
+    holder = _lock_holder(cfg)
+    if holder is not None and holder > 0 and process_alive(holder):  # running, its agent.json gone
+        from mloop._proc import started_at
+
+        return AgentState(holder, started_at(holder), "127.0.0.1", 0)
     return None
 
 
@@ -44,15 +73,37 @@ def agent_status(cfg: ProjectConfig) -> AgentStatus:
     import httpx
 
     from mloop._http import get_json
+    from mloop.automation.agent import deployment_name
 
     state = running_agent(cfg)
     live = None
-    if state is not None:
+    if state is not None and state.port:
         try:
             live = get_json(f"{state.url}/status", timeout=3.0)
         except (httpx.HTTPError, ValueError):
             live = None
-    return AgentStatus(state is not None, state, live, str(automation_dir(cfg) / "agent.log"))
+    found = AgentStatus(state is not None, state, live, str(automation_dir(cfg) / "agent.log"))
+    if not (automation_dir(cfg) / "journal.db").exists():
+        return found
+    journal = open_journal(cfg)
+    try:
+        found.unfinished = [c.to_dict() for c in journal.cycles(cfg.model_name, open_only=True, limit=5)]
+        stopped = journal.get("stopped")
+        found.stopped = stopped if isinstance(stopped, dict) else None
+    finally:
+        journal.close()
+    if found.unfinished or found.stopped:
+        from mloop.deploy.local import load_state, rollout_state
+        from mloop.errors import DeployError
+
+        deployment = load_state(cfg, deployment_name(cfg))
+        if deployment is not None and process_alive(deployment.pid, started_by=deployment.started):
+            try:
+                rolling = rollout_state(cfg, deployment.name)
+                found.rollout = rolling if rolling.get("active") else None
+            except DeployError:
+                pass
+    return found
 
 
 def start(cfg: ProjectConfig, *, port: int | None = None) -> tuple[AgentState, bool]:
@@ -91,7 +142,10 @@ def stop(cfg: ProjectConfig, *, timeout: float = 90.0) -> AgentState | None:
     state = running_agent(cfg)
     if state is None:
         return None
-    os.kill(state.pid, signal.SIGTERM)
+    try:
+        os.kill(state.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return None
     deadline = time.time() + timeout
     while time.time() < deadline and process_alive(state.pid, started_by=state.started):
         time.sleep(0.1)
@@ -110,7 +164,7 @@ def trigger(cfg: ProjectConfig, reason: str) -> str:
 
     now = time.time()
     state = running_agent(cfg)
-    if state is not None:
+    if state is not None and state.port:
         try:
             response = httpx.post(f"{state.url}/trigger", json={"reason": reason}, timeout=5.0)
             response.raise_for_status()

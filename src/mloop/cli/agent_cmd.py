@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
-from mloop.cli.output import console, styled
+from mloop.cli.output import console, err_console, styled
 
 
 def _when(ts: float | None) -> str:
@@ -20,10 +20,7 @@ def run(*, port: int | None, once: bool, project: Path | None) -> None:
     from mloop.automation.agent import run_agent
     from mloop.config import load_project
 
-    cfg = load_project(project)
-    console.print(f"agent for {cfg.model_name}: taking triggers on 127.0.0.1:{port or cfg.settings.automation.port} "
-                  + ("until none is left" if once else "(Ctrl-C stops it)"))
-    run_agent(cfg, port=port, once=once)
+    run_agent(load_project(project), port=port, once=once)
 
 
 def start(*, port: int | None, project: Path | None) -> None:
@@ -49,14 +46,33 @@ def status(*, as_json: bool, project: Path | None) -> None:
     found = service.agent_status(load_project(project))
     if as_json:
         print(json.dumps({"running": found.running, "pid": found.state.pid if found.state else None,
-                          "url": found.state.url if found.state else None, "status": found.live, "log": found.log},
+                          "url": found.state.url if found.state else None, "status": found.live, "log": found.log,
+                          "unfinished": found.unfinished, "stopped": found.stopped, "rollout": found.rollout},
                          default=str))
         return
+    if found.stopped:
+        console.print(styled(("the agent stopped itself: ", "bold red"), str(found.stopped.get("reason", "")),
+                             f" ({_when(found.stopped.get('at'))}); look at mloop agent history, then: mloop agent start"),
+                      soft_wrap=True)
+    if found.rollout:
+        candidate = found.rollout.get("candidate_version")
+        share = f"{float(found.rollout.get('weight') or 0):.0%}" if found.rollout.get("strategy") == "canary" else "shadow"
+        watched = "the agent watches it" if found.running else "NOTHING watches it: mloop agent start resumes the cycle"
+        console.print(styled(("roll-out in progress: ", "bold yellow"), f"v{candidate} ({share}); {watched}"),
+                      soft_wrap=True)
     if not found.running or found.state is None:
         console.print(f"no agent runs; start it with: mloop agent start (log: {found.log})")
+        for cycle in found.unfinished:
+            console.print(f"cycle {cycle['id']} is unfinished ({cycle['state']}): the next start resumes it")
+        return
+    if not found.state.port:
+        console.print(f"an agent runs (pid {found.state.pid}) but its agent.json is gone; restart it: "
+                      "mloop agent stop && mloop agent start")
         return
     console.print(f"agent runs: pid {found.state.pid}, {found.state.url}, since {_when(found.state.started)}")
     live: dict[str, Any] = found.live or {}
+    for name, problem in (live.get("problems") or {}).items():
+        console.print(styled((f"{name}: ", "yellow"), str(problem)), soft_wrap=True)
     if live.get("stopped"):
         console.print(styled(("stopped: ", "bold red"), str(live["stopped"].get("reason", ""))))
     for cycle in live.get("running", []):
@@ -80,9 +96,16 @@ def history(cycle_id: str | None, *, limit: int, as_json: bool, project: Path | 
     from mloop.config import load_project
     from mloop.errors import ConfigError
 
-    found = cycles(load_project(project), limit=limit if cycle_id is None else 10_000)
+    from mloop.automation.agent import open_audit
+
+    cfg = load_project(project)
+    broken = open_audit(cfg).verify()
+    for problem in broken[:5]:
+        err_console.print(styled(("audit log: ", "bold red"), problem, " — it was changed after it was written"),
+                          soft_wrap=True)
+    found = cycles(cfg, limit=limit if cycle_id is None else 10_000)
     if cycle_id is not None:
-        found = [(c, r) for c, r in found if c.id.startswith(cycle_id)]
+        found = [(c, r) for c, r in found if c.id.startswith(cycle_id) or c.id.endswith(cycle_id)]
         if not found:
             raise ConfigError(f"no cycle {cycle_id!r}", hint="list them with: mloop agent history")
     if as_json:

@@ -91,6 +91,11 @@ def gate(*, project: Path | None) -> None:
     found = latest_candidate(cfg)
     version = found.version
     what = f"{version.model} v{version.version} (run {found.run.id[:8]})"
+    deferred = "left to the agent's gate" in (version.promotion or "")
+    if deferred and "not promoted" not in version.promotion:  # the rule passed (its failures say "not promoted")
+        console.print(f"{what} passed the promotion rule; the agent gates, rolls out and promotes it: "
+                      f"{version.promotion}", soft_wrap=True)
+        return
     if "champion" not in version.aliases:
         raise GateFailed(f"{what} did not pass the promotion gate: {version.promotion or 'no decision recorded'}",
                          hint="the champion keeps its place; compare them: mloop models report")

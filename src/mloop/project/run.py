@@ -42,13 +42,14 @@ def merged_params(cfg: ProjectConfig, overrides: dict[str, dict[str, Any]] | Non
 
 def run_project(cfg: ProjectConfig | None = None, *, pipe: Pipeline | None = None,
                 params: dict[str, dict[str, Any]] | None = None, track: bool = True, use_cache: bool = True,
-                register: bool = True, listener: Listener | None = None, promote: bool = True,
+                register: bool = True, listener: Listener | None = None, promote: bool | None = None,
                 version_tags: dict[str, str] | None = None, **pipeline_kwargs: Any) -> ProjectRun:
     """Build, run, track and register. Step failures are in the result (see ``raise_for_failures``).
 
     A registration that fails raises its error (``ModelError``, ``RegistryError``, ``TrackingError``)
     after the tracked run is marked failed with the reason. ``promote`` and ``version_tags``: see
-    ``register_candidate`` (the agent registers without moving the champion).
+    ``register_candidate``; ``promote`` defaults to whether the project leaves the champion to its agent
+    (an ``[automation]`` table: then a run registers a challenger, which the agent gates and rolls out).
     """
     from mloop.pipeline.executors import get_executor
     from mloop.pipeline.runner import Runner
@@ -74,7 +75,8 @@ def run_project(cfg: ProjectConfig | None = None, *, pipe: Pipeline | None = Non
         assert tracker is not None
         try:
             registration = register_candidate(cfg, result, [v.as_dict() for v in tracker.data_versions],
-                                              promote=promote, tags=version_tags)
+                                              promote=promote is not False, tags=version_tags,
+                                              defer_to_agent=promote is None and cfg.settings.agent_owns_champion)
         except BaseException as err:
             with contextlib.suppress(MloopError):  # the registration's own error is the one to report
                 tracker.mark_failed(f"registration failed: {getattr(err, 'message', None) or err}")

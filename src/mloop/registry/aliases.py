@@ -17,6 +17,8 @@ from mloop.tracking.client import mlflow_client, tracking_error
 if TYPE_CHECKING:
     from mloop.config import ProjectConfig
 
+PROMOTED_AT, PROMOTED_BY = "mloop.promoted.at", "mloop.promoted.by"
+
 
 def champion_version(cfg: ProjectConfig, name: str) -> str | None:
     """The version the champion alias points at, or None (no model, or no champion yet)."""
@@ -56,15 +58,14 @@ def set_version_tags(cfg: ProjectConfig, name: str, version: str, tags: dict[str
 def move_champion(cfg: ProjectConfig, name: str, version: str, tags: dict[str, str] | None = None) -> str | None:
     """Point the champion alias at ``version`` (its ``tags`` set first); returns the version it left."""
     client = mlflow_client(cfg)
-    version_tags(cfg, name, version)  # it exists
+    existing = version_tags(cfg, name, version)  # it exists
+    if PROMOTED_AT in existing:  # when it first became champion stays (later ones are in the audit log)
+        tags = {k: v for k, v in (tags or {}).items() if k not in (PROMOTED_AT, PROMOTED_BY)}
     with file_lock(cfg.lock_path(f"registry-{_lock_name(name)}")):
         before = champion_version(cfg, name)
         set_version_tags(cfg, name, version, tags or {})
         _mlflow(cfg, lambda: client.set_registered_model_alias(name, CHAMPION, version))
     return before
-
-
-PROMOTED_AT, PROMOTED_BY = "mloop.promoted.at", "mloop.promoted.by"
 
 
 def promotions(cfg: ProjectConfig, name: str) -> list[tuple[str, float, str]]:

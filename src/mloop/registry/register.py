@@ -69,7 +69,8 @@ def _mlflow(cfg: ProjectConfig, call: Callable[[], T]) -> T:
 
 
 def register_candidate(cfg: ProjectConfig, result: RunResult, data_versions: list[dict[str, str]] | None = None,
-                       *, promote: bool = True, tags: dict[str, str] | None = None) -> Registration:
+                       *, promote: bool = True, defer_to_agent: bool = False,
+                       tags: dict[str, str] | None = None) -> Registration:
     """Register the model the run's pipeline returned, unless this exact model is registered already.
 
     The model is checked, scored and saved first; then, under the model's registry lock (so runs at
@@ -79,8 +80,10 @@ def register_candidate(cfg: ProjectConfig, result: RunResult, data_versions: lis
     the same model, instead of being left with no alias for good.
 
     ``promote=False`` (the continuous-training agent, which gates, rolls out and watches before it moves
-    the champion) records the rule's decision but moves only ``challenger``; ``tags`` go on the version
-    when it is created, so that no one ever sees it without them.
+    the champion) records the rule's decision but moves only ``challenger``; ``defer_to_agent`` (a run in a
+    project whose agent owns the champion) does the same once there is a champion (the first model
+    becomes champion, there is nothing to protect yet); ``tags`` go on the version when it is created, so
+    that no one ever sees it without them.
     """
     candidate = result.candidate
     if candidate is None:
@@ -154,7 +157,8 @@ def register_candidate(cfg: ProjectConfig, result: RunResult, data_versions: lis
                                                                exclude=None if existing is None else str(existing.version))
             decision = decide(promotion.metric, promotion.better, promotion.min_improvement,
                               candidate_score, champion_score, champion_version)
-            if not promote:
+            passed = decision.promote
+            if not promote or (defer_to_agent and champion_version is not None):
                 decision = replace(decision, promote=False,
                                    reason=f"{decision.reason}; the champion alias is left to the agent's gate")
             if existing is None:
@@ -176,6 +180,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult, data_versions: lis
                     client.set_model_version_tag(name, version, "mloop.promoted.by", "registration")
                     client.set_registered_model_alias(name, CHAMPION, version)
                     aliases.append(CHAMPION)
+                client.set_model_version_tag(name, version, RULE_PASSED, str(passed).lower())
                 client.set_model_version_tag(name, version, DECIDED, "true")  # last: the version is complete
                 client.set_tag(result.tracking_id, "mloop.model_version", version)
                 client.set_tag(result.tracking_id, "mloop.promotion", decision.reason)
@@ -183,6 +188,7 @@ def register_candidate(cfg: ProjectConfig, result: RunResult, data_versions: lis
 
 
 DECIDED = "mloop.decided"  # version tag: "false" at creation, "true" once its gate decision and aliases are done
+RULE_PASSED = "mloop.promotion.passed"  # version tag: whether the registration's rule passed (promoted or left to the agent)
 # Version tags of the gate's decision: the reason in words, and what it compared (read by registry.report)
 PROMOTION, COMPARED_WITH = "mloop.promotion", "mloop.promotion.champion"
 CANDIDATE_SCORE, CHAMPION_SCORE = "mloop.promotion.candidate_score", "mloop.promotion.champion_score"
