@@ -115,6 +115,9 @@ def killed_at_every_transition_then_resumed(project: Path, cfg):
         [cycle] = journal.cycles("shifty")
         journal.close()
         assert not cycle.final, (transition, cycle.state, cycle.reason)
+        if transition == "watching":  # killed mid-watch: the roll-out runs on, and status says nothing watches it
+            status = mloop(project, "agent", "status")
+            assert "NOTHING watches it" in status.stdout and "is unfinished (watching)" in status.stdout, status.stdout
         champion, served = consistent(cfg) if transition not in ("rollout:done", "watching", "promoting") else (None, None)
         if champion is not None:  # outside a roll-out: the champion serves everything
             assert champion == served, (transition, champion, served)

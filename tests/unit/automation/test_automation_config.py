@@ -59,6 +59,10 @@ def test_without_a_section_the_gate_is_the_promotion_metric(tmp_path: Path):
     ("[automation.triggers]\nschedule = \"61 * * * *\"\ntimezone = \"UTC\"\n", "schedule"),
     ("[automation.triggers]\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Pariss\"\n", "Europe/Paris"),
     ("[automation]\nstartegy = \"swap\"\n", "startegy"),
+    ("[automation]\ncanary_steps = [0.1, 0.1]\n", "rising shares"),
+    ("[automation]\npoll = \"0s\"\n", "poll such as 5s"),
+    ("[automation.watch]\ninterval = \"0s\"\n", "interval such as 10s"),
+    ("[automation]\nsnapshot_to = \"../elsewhere.parquet\"\n", "inside the project"),
 ])
 def test_mistakes_are_config_errors_naming_the_key(tmp_path: Path, text: str, said: str):
     with pytest.raises(ConfigError) as caught:
@@ -73,3 +77,15 @@ def test_moments_read_as_iso_times_or_a_while_ago():
     assert parse_moment("2026-11-27T10:00:00Z") == 1795773600.0
     with pytest.raises(ConfigError, match="not a moment"):
         parse_moment("yesterday-ish")
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("[automation.gate]\nrules = [{metric = \"mae\"}]\n", "'mae' does not fit a binary task"),
+    ("[automation.watch]\nmetrics = [{metric = \"rmse\", above = 1}]\n", "'rmse' is not a live score of a binary"),
+    ("[automation.gate]\ntest = \"wilcoxon\"\n", "'wilcoxon' does not fit a binary task"),
+])
+def test_automation_metrics_are_checked_against_the_declared_task(tmp_path: Path, text: str, said: str):
+    (tmp_path / "mloop.toml").write_text('[project]\nname = "p"\ntask = "binary"\n' + text)
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+    assert said in caught.value.message
