@@ -80,7 +80,7 @@ class PacedLoad:
     def __init__(self, url: str, bodies: list[bytes], rate: float, clients: int = 8) -> None:
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port, self.bodies, self.rate, self.clients = host, int(port), bodies, rate, clients
-        self.phase = "steady"
+        self.phase = "warm-up"
         self.stop = threading.Event()
         self.samples: dict[str, list[float]] = defaultdict(list)
         self.failures: dict[str, int] = defaultdict(int)
@@ -281,6 +281,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--parts", default="AB", help="A (transitions), B (the agent), or AB")
     args = parser.parse_args()
     from mlflow import MlflowClient
 
@@ -291,8 +292,13 @@ def main() -> None:
     phases: dict[str, list[dict[str, float]]] = defaultdict(list)
     runs: dict[str, list[dict[str, float]]] = defaultdict(list)
     for n in range(args.repeat):
-        for label, row in transitions(template, work, args.rate, f"a{n}").items():
-            phases[label].append(row)
+        if "A" in args.parts:
+            for label, row in transitions(template, work, args.rate, f"a{n}").items():
+                if label != "warm-up":
+                    phases[label].append(row)
+        if "B" not in args.parts:
+            print(f"repeat {n + 1} done", flush=True)
+            continue
         runs["1. alert -> candidate in shadow"].append(
             agent_cycle(template, work, f"b1-{n}", "shadow", GOOD_WATCH, args.rate, "rollout"))
         runs["2. alert -> 100 % (2-step canary, 15 s each)"].append(
@@ -307,7 +313,7 @@ def main() -> None:
              f"## A. Roll-out transitions under {args.rate:.0f} requests/s (open loop, 8 keep-alive clients)", "",
              "| phase | requests | failed | p50 ms | p99 ms | p99 / steady |", "|---|---:|---:|---:|---:|---:|"]
     # the steady state's p99: the median over the runs of the two steady phases (before and after the transitions)
-    steady = statistics.median(r["p99"] for r in phases["steady (before)"] + phases["steady (after)"])
+    steady = statistics.median(r["p99"] for r in phases["steady (before)"] + phases["steady (after)"]) if phases else 1.0
     for label, rows in phases.items():
         med = {k: statistics.median(r[k] for r in rows) for k in ("requests", "failed", "p50", "p99")}
         lines.append(f"| {label} | {med['requests']:.0f} | {sum(r['failed'] for r in rows):.0f} | {med['p50']:.2f} | "
@@ -320,7 +326,7 @@ def main() -> None:
             values = [r[key] for r in rows if key in r]
             lines.append(f"| {key} | {statistics.median(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
         lines.append("")
-    out = REPO / "benchmarks" / "agent" / "results.md"
+    out = REPO / "benchmarks" / "agent" / ("results.md" if args.parts == "AB" else f"results-{args.parts}.md")
     out.write_text("\n".join(lines) + "\n")
     print(out.read_text())
     shutil.rmtree(work, ignore_errors=True)

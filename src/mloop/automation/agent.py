@@ -305,6 +305,27 @@ class Agent:
         append_synced(automation_dir(self.cfg) / ALERT_LOG, (event.to_json() + "\n").encode())
         self.audit.append("agent", self.model, f"alert {name}: {summary}")
         self._say(f"ALERT {name}: {summary}")
+        self._notify([event])
+
+    def _notify(self, events: list[Any]) -> None:
+        """The agent's own alerts go where the monitor's go: ``[monitor] webhooks`` (Alertmanager's format)."""
+        import httpx
+
+        from mloop._http import post_with_retries
+        from mloop.monitor.alerts import webhook_payload
+
+        from mloop.config import load_project
+
+        try:
+            monitor = load_project(self.cfg.root).settings.monitor  # the webhooks as mloop.toml says now
+        except MloopError:
+            monitor = self.cfg.settings.monitor
+        body = json.dumps(webhook_payload(events)).encode()
+        for url in monitor.webhooks:
+            try:
+                post_with_retries(url, body, token=monitor.webhook_token.get_secret_value())
+            except httpx.HTTPError as err:
+                self._say(f"alert not delivered to {url}: {err}")
 
     def loop(self, *, once: bool = False) -> None:
         """Take triggers and run cycles until stopped (``once``: until nothing is pending or running)."""

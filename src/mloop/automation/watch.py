@@ -61,7 +61,10 @@ class Analysis:
 
 def judge(metrics: list[WatchMetric], reading: Reading) -> tuple[Phase, list[str], str]:
     """One measurement's phase: Failed if any condition holds (on enough samples), else Inconclusive if any
-    metric lacks samples, else Successful."""
+    metric lacks samples, else Successful; Error when no metric has a single sample (no data: the provider's
+    problem, such as a candidate no request reached, not the model's)."""
+    if metrics and all(reading.values.get(m.metric) is None or not reading.samples.get(m.metric, 0) for m in metrics):
+        return "Error", [], "no data: no metric has a sample yet (" + ", ".join(m.metric for m in metrics) + ")"
     failed, short = [], []
     for metric in metrics:
         value, samples = reading.values.get(metric.metric), reading.samples.get(metric.metric, 0)
@@ -102,7 +105,7 @@ def analyse(settings: WatchSection, read: Callable[[], Reading], *, weights: lis
         else:
             phase, failed, message = judge(settings.metrics, reading)
             measurement = Measurement(clock(), phase, weight, reading.values, failed, message)
-            errors_in_a_row = 0
+            errors_in_a_row = errors_in_a_row + 1 if phase == "Error" else 0
             failures += phase == "Failed"
             inconclusive += phase == "Inconclusive"
         measurements.append(measurement)

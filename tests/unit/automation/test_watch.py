@@ -72,9 +72,18 @@ def test_canary_weights_step_evenly_through_the_measurements():
 
 
 def test_a_watch_with_no_successful_measurement_never_passes():
-    empty = Reading({"error_ratio": None, "accuracy": None}, {})
-    analysis = analyse(settings(inconclusive_limit=10), readings(*[empty] * 4), sleep=lambda s: None)
+    few = Reading({"error_ratio": 0.0, "accuracy": None}, {"error_ratio": 100, "accuracy": 2})
+    analysis = analyse(settings(inconclusive_limit=10), readings(*[few] * 4), sleep=lambda s: None)
     assert analysis.verdict == "held" and "none of 4 measurements had enough samples" in analysis.reason
+
+
+def test_no_data_at_all_is_a_provider_error_not_a_failing_metric():
+    empty = Reading({"error_ratio": None, "accuracy": None}, {})
+    phase, _, message = judge(settings().metrics, empty)
+    assert phase == "Error" and message.startswith("no data")
+    analysis = analyse(settings(count=6, error_limit=4), readings(*[empty] * 6), sleep=lambda s: None)
+    assert analysis.verdict == "failed" and "5 measurements in a row could not be taken" in analysis.reason
+    assert analysis.counts()["Failed"] == 0 and analysis.counts()["Error"] == 5
 
 
 def test_stopping_ends_the_analysis_between_measurements():
