@@ -629,13 +629,28 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     _TERMINATED[0] = False
     previous = _terminate_like_ctrl_c()
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupts(unraisable)
     try:
         return _run(args)
     finally:
+        sys.unraisablehook = unraisable
         if previous is not None:
             import signal
 
             signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_interrupts(hook: Any) -> Any:
+    """The unraisable-exception hook, without the KeyboardInterrupt that SIGTERM or Ctrl-C raises when it lands
+    in a finalizer or a weakref callback (Python would print it as "Exception ignored" with a traceback; the
+    signal was recorded, and the command ends as the interrupt decides)."""
+    def quiet(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        hook(unraisable)
+
+    return quiet
 
 
 def _run(args: list[str]) -> int:
