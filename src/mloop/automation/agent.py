@@ -129,6 +129,7 @@ class Agent:
         if triggers.registry:
             self.watchers["registry"] = RegistryWatcher(cfg, self.model, state=self.journal.get("watch/registry"))
         self.alerts_seen = float(self.journal.get("watch/alerts") or time.time())
+        self.alert_log_seen: tuple[int, int] | None = None  # the alert log's size and mtime when last read
         self.worker: threading.Thread | None = None
         self.last_poll = 0.0
         self.lock = threading.RLock()  # the coalescer and the journal's copy of it: HTTP threads, the loop, the cycle
@@ -196,10 +197,18 @@ class Agent:
 
     def _alert_log_triggers(self, now: float) -> list[Trigger]:
         from mloop.automation.triggers import alert_triggers
-        from mloop.monitor.alerts import webhook_payload
+        from mloop.monitor.alerts import ALERT_LOG, webhook_payload
         from mloop.monitor.queries import alert_history
 
         folder = self.cfg.store / "monitor" / self.deployment
+        try:  # the log only grows (or rotates): unchanged since the last look, nothing to read
+            stat = (folder / ALERT_LOG).stat()
+            seen = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            return []
+        if seen == self.alert_log_seen:
+            return []
+        self.alert_log_seen = seen
         events = [e for e in alert_history(folder, since=self.alerts_seen).events
                   if e.ts > self.alerts_seen and e.status == "firing"]
         if not events:

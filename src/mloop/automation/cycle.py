@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from mloop.automation.audit import AuditLog
 from mloop.automation.journal import Cycle, Journal
 from mloop.automation.triggers import AGENT_CYCLE_TAG as AGENT_CYCLE  # the version's cycle: its registration is no trigger
-from mloop.automation.watch import Analysis, Measurement, ProviderError, Reading, analyse
+from mloop.automation.watch import Analysis, ProviderError, Reading, analyse
 from mloop._proc import process_alive
 from mloop.errors import MloopError
 from mloop.registry.aliases import PROMOTED_AT, PROMOTED_BY
@@ -339,14 +339,11 @@ class CycleRunner:
             self._audit("traffic", cycle, f"canary: v{cycle.candidate} gets {weight:.0%} of the requests",
                         version=str(cycle.candidate), strategy=strategy, weight=weight)
 
-        def measured(m: Measurement) -> None:
-            self.ctx.journal.put(f"watch/{cycle.id}", {"at": m.at, "phase": m.phase, "message": m.message})
-
         self.ctx.journal.begin(cycle.id, "watch")
         analysis = analyse(self.settings.watch, lambda: self._read(cycle, strategy),
                            weights=self.settings.canary_steps if strategy == "canary" else None,
                            set_weight=set_weight, stopped=lambda: self.ctx.stop.is_set() or bool(self.ctx.superseded()),
-                           sleep=self.ctx.sleep, on_measurement=measured)
+                           sleep=self.ctx.sleep)
         self.ctx.journal.finish(cycle.id, "watch", analysis.to_dict())
         self._audit("watch", cycle, f"watch {analysis.verdict}: {analysis.reason}", version=str(cycle.candidate),
                     counts=analysis.counts(), measurements=[m.__dict__ for m in analysis.measurements[-20:]])
@@ -468,7 +465,6 @@ class CycleRunner:
 
     def _final(self, cycle: Cycle, outcome: str, reason: str) -> None:
         self.ctx.journal.set_state(cycle.id, outcome, outcome=outcome, reason=reason)
-        self.ctx.journal.put(f"watch/{cycle.id}", None)
         prune_holdouts(self.ctx.cfg)
         cycle.state, cycle.outcome, cycle.reason = outcome, outcome, reason
         if cycle.candidate and outcome != "promoted":
