@@ -38,7 +38,8 @@ demo: $(VENV)/.installed-demo
 	cd $(EXAMPLE) && ../../$(BIN)/mloop agent history
 	@echo
 	@echo "Next: cd $(EXAMPLE) && ../../$(BIN)/mloop runs               # recent runs"
-	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop ui                 # MLflow UI on http://127.0.0.1:5000"
+	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop ui                 # the web app on http://127.0.0.1:8501"
+	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop mlflow-ui          # MLflow UI on http://127.0.0.1:5000"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop monitor report --since 1h --out drift.html   # served traffic vs training"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop monitor export --out ops   # Prometheus, Alertmanager, Grafana configs"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop agent start        # continuous training: retrain on alerts, canary, watch, roll back"

@@ -668,6 +668,19 @@ class ServingSection(_EnvironmentFirst):
         return self.alert_token.get_secret_value() or self.token.get_secret_value()
 
 
+class UISection(_EnvironmentFirst):
+    """``[ui]``: the web app of ``mloop ui`` (Streamlit). Bound beyond loopback it needs ``token``, like the server."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOOP_UI_", extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="address to bind; anything but loopback needs a token")
+    port: int = Field(default=8501, ge=1, le=65535)
+    token: SecretStr = Field(default=SecretStr(""), description="the token a visitor types in once per browser session")
+    mlflow_url: str = Field(default="http://127.0.0.1:5000", description=(
+        "where `mloop mlflow-ui` answers; the app links runs and model versions into it"))
+    refresh: float = Field(default=5.0, gt=0, description="seconds between updates of the monitoring page while open")
+
+
 # Names read before one name per setting; a server refuses to start while one is set, naming the new one.
 RENAMED_VARIABLES = {"MLOOP_TOKEN": "MLOOP_SERVING_TOKEN", "MLOOP_ADMIN_TOKEN": "MLOOP_SERVING_ADMIN_TOKEN",
                      "MLOOP_ALERT_TOKEN": "MLOOP_SERVING_ALERT_TOKEN",
@@ -715,6 +728,7 @@ class Settings(_EnvironmentFirst):
     serving: ServingSection = Field(default_factory=ServingSection)
     data: DataSection = Field(default_factory=DataSection)
     automation: AutomationSection = Field(default_factory=AutomationSection)
+    ui: UISection = Field(default_factory=UISection)
 
     @property
     def agent_owns_champion(self) -> bool:

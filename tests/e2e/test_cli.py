@@ -40,7 +40,7 @@ def test_init_run_cached_rerun_param_change_and_listings(new_project: Path):
     assert first.returncode == 0, first.stdout + first.stderr
     assert "4 ran, 0 from cache" in first.stdout
     assert "model churn v1 registered as challenger, champion" in first.stdout
-    assert "mloop runs show" in first.stdout and "mloop ui" in first.stdout
+    assert "mloop runs show" in first.stdout and "mloop mlflow-ui" in first.stdout
 
     again = mloop("run", cwd=root)
     assert again.returncode == 0, again.stderr
@@ -167,9 +167,9 @@ def test_init_refuses_a_bad_name_and_a_non_empty_folder(tmp_path: Path):
     assert "not empty" in one_error_line(mloop("init", "taken", cwd=tmp_path))
 
 
-def test_ui_serves_the_projects_store_on_loopback(new_project: Path):
+def test_mlflow_ui_serves_the_projects_store_on_loopback(new_project: Path):
     port = free_port()
-    proc = subprocess.Popen([MLOOP, "ui", "--port", str(port)], cwd=new_project,
+    proc = subprocess.Popen([MLOOP, "mlflow-ui", "--port", str(port)], cwd=new_project,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         body = wait_for_http(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5", proc)
@@ -184,13 +184,31 @@ def test_ui_serves_the_projects_store_on_loopback(new_project: Path):
         if not left:
             break
         time.sleep(0.3)
-    assert not left, "stopping mloop ui left the MLflow server running"
+    assert not left, "stopping mloop mlflow-ui left the MLflow server running"
+
+
+def test_ui_serves_the_app_on_loopback_and_refuses_a_public_address_without_a_token(new_project: Path):
+    refused = mloop("ui", "--host", "0.0.0.0", cwd=new_project)
+    assert refused.returncode == 2 and "has no token" in one_error_line(refused)
+    port = free_port()
+    proc = subprocess.Popen([MLOOP, "ui", "--port", str(port)], cwd=new_project, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", proc) == b"ok"
+        assert b"<title>Streamlit</title>" in wait_for_http(f"http://127.0.0.1:{port}/", proc)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}" in out
+    assert proc.returncode == 0, out
+    left = subprocess.run(["pgrep", "-f", f"--server.port {port}"], capture_output=True, text=True).stdout.split()
+    assert not left, "stopping mloop ui left Streamlit running"
 
 
 def test_help_lists_the_commands(tmp_path: Path):
     done = mloop("--help", cwd=tmp_path)
     assert done.returncode == 0
-    for command in ("run", "runs", "models", "ui", "init"):
+    for command in ("run", "runs", "models", "ui", "mlflow-ui", "init"):
         assert command in done.stdout
 
 

@@ -145,4 +145,4 @@ def test_a_registered_model_whose_files_do_not_load_is_named(first_run, monkeypa
     monkeypatch.setattr(loaded, "load_model_dir", damaged)
     with pytest.raises(ModelError, match="stored files of breast_cancer v1 are damaged") as info:
         load_registered(load_project(first_run[0]), "models:/breast_cancer/1")
-    assert "mloop ui" in info.value.hint
+    assert "mloop models promote" in info.value.hint

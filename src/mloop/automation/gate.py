@@ -547,7 +547,7 @@ def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, rol
     try:
         return load_sklearn_model(model_dir)
     except Exception as err:  # noqa: BLE001 (whatever the model's library raises)
-        hint = ("move the champion alias to a version this environment can load (mloop ui), or retrain it"
+        hint = ("move the champion alias to a version this environment can load (mloop models, mloop models promote), or retrain it"
                 if role == "champion" else "check this environment's packages against the version's (mloop models), "
                                            "or run the pipeline again")
         raise RegistryError(f"the {role}, {name} v{version}, cannot be loaded: {type(err).__name__}: {str(err)[:200]}",

@@ -201,15 +201,27 @@ def ci_init(
     ci_cmd.init(provider, force=force, default_branch=default_branch, project=project, mloop_requirement=install or "")
 
 
-@app.command()
+@app.command(short_help="The mloop web app: predict from a form, models, runs, deployments, monitoring.")
 def ui(
+    host: Annotated[Optional[str], typer.Option(help="Address to bind; anything but loopback needs [ui] token. [default: [ui] host, 127.0.0.1]")] = None,
+    port: Annotated[Optional[int], typer.Option(help="[default: [ui] port, 8501]", min=1, max=65535)] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Start the mloop web app (Streamlit): predict from a form, models, runs, deployments, monitoring, the agent."""
+    from mloop.cli import ui_cmd
+
+    ui_cmd.ui(host=host, port=port, project=project)
+
+
+@app.command("mlflow-ui", short_help="The MLflow UI on this project's store (127.0.0.1).")
+def mlflow_ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
     project: ProjectOpt = None,
 ) -> None:
-    """Start the MLflow UI on this project's store (127.0.0.1)."""
+    """Start the MLflow UI on this project's store (127.0.0.1); the mloop app links into it."""
     from mloop.cli import ui_cmd
 
-    ui_cmd.ui(port=port, project=project)
+    ui_cmd.mlflow_ui(port=port, project=project)
 
 
 @app.command(short_help="Serve a model: KServe V2, plain JSON, Prometheus metrics.")

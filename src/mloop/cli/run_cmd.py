@@ -117,5 +117,5 @@ def run(params: list[str], *, no_cache: bool, track: bool, list_steps: bool, pro
             console.print(f"  promotion: {reg.decision.reason}", soft_wrap=True)
     if track:
         remote = cfg.tracking_uri.startswith(("http://", "https://"))
-        ui = cfg.tracking_uri if remote else f"mloop ui  (or: mlflow ui --backend-store-uri {cfg.tracking_uri})"
+        ui = cfg.tracking_uri if remote else f"mloop mlflow-ui  (or: mlflow ui --backend-store-uri {cfg.tracking_uri}); the mloop app: mloop ui"
         console.print(f"details: mloop runs show {result.tracking_id[:8]}    MLflow UI: {ui}", soft_wrap=True)

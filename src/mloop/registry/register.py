@@ -376,7 +376,7 @@ def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric:
         except Exception as err:
             raise RegistryError(f"the champion, {name} v{version}, cannot be loaded: {type(err).__name__}: {err}",
                                 hint="move the champion alias to a version this environment can load "
-                                     "(mloop ui), or retrain it") from err
+                                     "(mloop models, mloop models promote), or retrain it") from err
     try:
         return score(metric, model, features, target), version
     except Exception as err:

@@ -1,0 +1,5 @@
+"""The Deployments page; its logic is in mloop.ui.deployments."""
+
+from mloop.ui import deployments
+
+deployments.page()

@@ -1,0 +1,5 @@
+"""The Monitoring page; its logic is in mloop.ui.monitoring."""
+
+from mloop.ui import monitoring
+
+monitoring.page()

@@ -1,0 +1,36 @@
+"""The web app as a whole: its pages are listed, a project that cannot be read says why, the token gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.ui import app_test, texts
+
+
+def test_app_opens_on_the_predict_page_with_the_project_in_the_sidebar(first_run):
+    root, _ = first_run
+    at = app_test(root).run()
+    assert not at.exception, at.exception
+    assert "Predict" in texts(at)
+    assert "breast_cancer" in "\n".join(str(m.value) for m in at.sidebar.markdown)
+
+
+def test_a_project_that_does_not_validate_shows_the_error_and_the_fix(tmp_path: Path):
+    (tmp_path / "mloop.toml").write_text('[project]\nname = "x"\n[serving]\nport = "many"\n')
+    at = app_test(tmp_path).run()
+    assert not at.exception
+    [error] = at.error
+    assert "serving.port" in error.value and "Fix:" in error.value
+
+
+def test_with_a_token_the_pages_open_only_after_it_is_typed(tmp_path: Path):
+    (tmp_path / "mloop.toml").write_text('[project]\nname = "x"\n[ui]\ntoken = "s3cret"\n')
+    at = app_test(tmp_path).run()
+    assert "Predict" not in texts(at)
+    at.text_input[0].input("wrong")
+    at.button[0].click().run()
+    assert "not the app's token" in texts(at) and "Predict" not in texts(at)
+    at.text_input[0].input("s3cret")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "Predict" in texts(at)
