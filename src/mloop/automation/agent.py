@@ -51,15 +51,23 @@ class ScheduleWatcherLike(Protocol):
 MAX_BODY = 1 << 20
 
 
-def automation_dir(cfg: ProjectConfig) -> Path:
+class Stored(Protocol):
+    """What finds the agent's files: a ``ProjectConfig``, or only the project's store (``service.AgentHome``,
+    while ``mloop.toml`` does not validate)."""
+
+    @property
+    def store(self) -> Path: ...
+
+
+def automation_dir(cfg: Stored) -> Path:
     return cfg.store / "automation"
 
 
-def open_journal(cfg: ProjectConfig) -> Journal:
+def open_journal(cfg: Stored) -> Journal:
     return Journal(automation_dir(cfg) / "journal.db")
 
 
-def open_audit(cfg: ProjectConfig) -> AuditLog:
+def open_audit(cfg: Stored) -> AuditLog:
     return AuditLog(automation_dir(cfg) / "audit.jsonl")
 
 
@@ -69,23 +77,26 @@ def deployment_name(cfg: ProjectConfig) -> str:
 
 @dataclass
 class AgentState:
-    """``agent.json``: the running agent's process and address."""
+    """``agent.json``: the running agent's process and address, and what it works on (so that stop, status
+    and trigger need no valid ``mloop.toml``)."""
 
     pid: int
     started: float
     host: str
     port: int
+    model: str = ""
+    deployment: str = ""
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
 
-def state_path(cfg: ProjectConfig) -> Path:
+def state_path(cfg: Stored) -> Path:
     return automation_dir(cfg) / "agent.json"
 
 
-def read_state(cfg: ProjectConfig) -> AgentState | None:
+def read_state(cfg: Stored) -> AgentState | None:
     try:
         return AgentState(**json.loads(state_path(cfg).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
@@ -134,6 +145,7 @@ class Agent:
         self.last_poll = 0.0
         self.lock = threading.RLock()  # the coalescer and the journal's copy of it: HTTP threads, the loop, the cycle
         self.problems: dict[str, str] = {}
+        self.said: dict[str, str] = {}  # each watcher's problem as last written to the log (said once, not per poll)
         self._check_deployment()
 
     def _check_deployment(self) -> None:
@@ -191,8 +203,9 @@ class Agent:
     def _poll_watcher(self, name: str, watcher: Watcher, now: float) -> None:
         for trigger in watcher.poll(now):
             self.offer(trigger, now)
-        if watcher.problem:
-            self._say(f"{name}: {watcher.problem}")
+        if watcher.problem != self.said.get(name, ""):
+            self._say(f"{name}: {watcher.problem}" if watcher.problem else f"{name}: problem gone")
+            self.said[name] = watcher.problem
         self.journal.put(f"watch/{name}", watcher.to_dict())
 
     def _alert_log_triggers(self, now: float) -> list[Trigger]:
@@ -366,6 +379,7 @@ class Agent:
                 "pending": [t.to_dict() for t in pending.ordered()] if pending else [],
                 "waiting": waiting,
                 "next_schedule": schedule.next_at(now) if isinstance(schedule, ScheduleWatcherLike) else None,
+                "timezone": self.settings.triggers.timezone,
                 "problems": {**self.problems, **{name: w.problem for name, w in self.watchers.items() if w.problem}},
                 "stopped": self.stopped_by_rollbacks()}
 
@@ -460,7 +474,8 @@ def run_agent(cfg: ProjectConfig, *, port: int | None = None, once: bool = False
     from mloop._proc import started_at
 
     atomic_write_text(state_path(cfg), json.dumps({"pid": os.getpid(), "started": started_at(), "host": "127.0.0.1",
-                                                   "port": server.server_address[1]}), mode=0o600)
+                                                   "port": server.server_address[1], "model": agent.model,
+                                                   "deployment": agent.deployment}), mode=0o600)
     agent.audit.append("agent", agent.model, f"agent started (pid {os.getpid()}, port {server.server_address[1]})")
     if agent.stopped_by_rollbacks():  # a person starts it again: the rollbacks were looked at
         agent.journal.put("stopped", None)
