@@ -1,6 +1,7 @@
-"""`mloop agent stop|status|trigger` as a user runs them against a real background agent: they reach it while
-mloop.toml does not validate (the agent tolerates that, so its commands must too), status says why, shows the
-watchers' problems in text, and prints the next scheduled cycle in the schedule's zone."""
+"""`mloop agent start|stop|status|trigger` as a user runs them against a real background agent: start rotates a
+big agent.log; the others reach the agent while mloop.toml does not validate (the agent tolerates that, so its
+commands must too), status says why, shows the watchers' problems in text, and prints the next scheduled cycle
+in the schedule's zone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from mloop.automation.agent import AGENT_LOG_MAX_BYTES
 from mloop.automation.journal import Journal
 from tests.support.agent_project import agent_project
 from tests.support.versioned import mloop
@@ -42,10 +44,16 @@ def until(check, what: str, timeout: float = 30.0):
 def test_stop_status_and_trigger_reach_the_agent_while_mloop_toml_does_not_validate(tmp_path: Path,
                                                                                      mlflow_db_template: Path):
     root = agent_project(tmp_path / "shifty", mlflow_db_template, AUTOMATION)
+    log = root / ".mloop" / "automation" / "agent.log"
+    log.parent.mkdir(parents=True)
+    with log.open("wb") as big:  # an earlier agent's log past the size where it rotates (sparse: no real writes)
+        big.truncate(AGENT_LOG_MAX_BYTES + 1)
     started = mloop(root, "agent", "start")
     assert started.returncode == 0, started.stderr
     pid = json.loads((root / ".mloop" / "automation" / "agent.json").read_text())["pid"]
     try:
+        assert log.with_name("agent.log.1").stat().st_size == AGENT_LOG_MAX_BYTES + 1
+        assert log.stat().st_size < 100_000 and "takes alerts and triggers" in log.read_text()
         idle = mloop(root, "agent", "status")
         assert idle.returncode == 0, idle.stderr
         # the schedule's zone, named (not the machine's): 1 January, 09:00 in Tokyo

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from mloop._fs import atomic_write_text, hold_lock
+from mloop._fs import atomic_write_text, hold_lock, rotate
 from mloop.automation.audit import AuditLog
 from mloop.automation.cycle import CycleContext, CycleRunner
 from mloop.automation.journal import Cycle, Journal
@@ -69,6 +70,44 @@ def open_journal(cfg: Stored) -> Journal:
 
 def open_audit(cfg: Stored) -> AuditLog:
     return AuditLog(automation_dir(cfg) / "audit.jsonl")
+
+
+AGENT_LOG_MAX_BYTES = 10 * 1024 * 1024  # agent.log is rotated past this size,
+AGENT_LOG_KEEP = 3  # and agent.log.1 (the newest) ... agent.log.3 kept
+LOG_CHECK_S = 10.0  # how often a running agent looks at its log's size
+
+
+def log_path(cfg: Stored) -> Path:
+    """The managed agent's output (``mloop agent start``)."""
+    return automation_dir(cfg) / "agent.log"
+
+
+def rotate_log(path: Path, *, max_bytes: int = AGENT_LOG_MAX_BYTES, fds: tuple[int, ...] = ()) -> bool:
+    """Rotate ``path`` (``_fs.rotate``, ``AGENT_LOG_KEEP`` kept) once it passed ``max_bytes``; the descriptors
+    ``fds`` (open on it: a running agent's stdout and stderr) then write to a new ``path``. Whether it rotated."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    rotate(path, AGENT_LOG_KEEP)
+    if fds:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            for target in fds:
+                os.dup2(fd, target)
+        finally:
+            os.close(fd)
+    return True
+
+
+def _open_on(path: Path, fds: tuple[int, ...]) -> tuple[int, ...]:
+    """Those of ``fds`` that write to the file ``path`` (none when the agent runs in a terminal)."""
+    try:
+        found = path.stat()
+        return tuple(fd for fd in fds if os.path.samestat(os.fstat(fd), found))
+    except OSError:
+        return ()
 
 
 def deployment_name(cfg: ProjectConfig) -> str:
@@ -471,6 +510,16 @@ def run_agent(cfg: ProjectConfig, *, port: int | None = None, once: bool = False
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=server.serve_forever, name="agent-http", daemon=True).start()
+
+    def keep_the_log_small() -> None:  # the process's stdout and stderr, when they are agent.log (mloop agent start)
+        while not agent.stop.wait(LOG_CHECK_S):
+            fds = _open_on(log_path(cfg), (1, 2))
+            if fds:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                rotate_log(log_path(cfg), fds=fds)
+
+    threading.Thread(target=keep_the_log_small, name="agent-log", daemon=True).start()
     from mloop._proc import started_at
 
     atomic_write_text(state_path(cfg), json.dumps({"pid": os.getpid(), "started": started_at(), "host": "127.0.0.1",

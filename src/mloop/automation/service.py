@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop._proc import process_alive
-from mloop.automation.agent import AgentState, Stored, automation_dir, open_journal, read_state, state_path
+from mloop.automation.agent import (
+    AgentState,
+    Stored,
+    automation_dir,
+    log_path,
+    open_journal,
+    read_state,
+    rotate_log,
+    state_path,
+)
 from mloop.errors import ConfigError, MloopError
 
 if TYPE_CHECKING:
@@ -117,7 +126,7 @@ def agent_status(home: AgentHome) -> AgentStatus:
             live = get_json(f"{state.url}/status", timeout=3.0)
         except (httpx.HTTPError, ValueError):
             live = None
-    found = AgentStatus(state is not None, state, live, str(automation_dir(home) / "agent.log"),
+    found = AgentStatus(state is not None, state, live, str(log_path(home)),
                         config_error=home.config_error)
     if not (automation_dir(home) / "journal.db").exists():
         return found
@@ -152,26 +161,27 @@ def start(cfg: ProjectConfig, *, port: int | None = None) -> tuple[AgentState, b
     folder = automation_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     state_path(cfg).unlink(missing_ok=True)
-    log_path = folder / "agent.log"
+    log = log_path(cfg)
+    rotate_log(log)  # the running agent rotates it too (past the same size)
     command = [sys.executable, "-m", "mloop.cli.main", "agent", "run", "--project", str(cfg.root)]
     if port is not None:
         command += ["--port", str(port)]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    with log.open("ab") as output:
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cfg.root, start_new_session=True)
     deadline = time.time() + START_TIMEOUT_S
     while time.time() < deadline:
         if proc.poll() is not None:
-            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
             raise ConfigError(f"the agent exited at once (code {proc.returncode}): " + " | ".join(tail),
-                              hint=f"full log: {log_path}")
+                              hint=f"full log: {log}")
         state = read_state(cfg)
         if state is not None and state.pid == proc.pid:
             return state, True
         time.sleep(0.1)
     proc.kill()
     proc.wait()
-    raise ConfigError(f"the agent did not start within {START_TIMEOUT_S:.0f} s", hint=f"see {log_path}")
+    raise ConfigError(f"the agent did not start within {START_TIMEOUT_S:.0f} s", hint=f"see {log}")
 
 
 def stop(cfg: Stored, *, timeout: float = 90.0) -> AgentState | None:

@@ -110,7 +110,7 @@ def test_the_cli_prints_a_config_warning_as_one_line(tmp_path: Path):
 
     write(tmp_path, '[automation.triggers]\nalerts = ["DataDrfit"]\n')
     shown = subprocess.run([sys.executable, "-m", "mloop.cli.main", "agent", "status"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, check=False)
     assert shown.returncode == 0, shown.stderr
     [line] = [line for line in shown.stderr.splitlines() if "DataDrfit" in line]
     assert line.startswith("warning: [automation.triggers] alerts: no [[monitor.alerts]] rule is named 'DataDrfit'")
