@@ -565,8 +565,9 @@ def doctor(
 ) -> None:
     """Check the project: stored objects against their digests, cache entries, the MLflow database, runs
     left RUNNING by a killed process, versions without a gate decision, deployments whose server is gone,
-    servers and workers nothing owns, monitoring logs, temporary files, permissions. Repairs what it safely
-    can (damaged files are moved to a quarantine folder, never deleted); exits 2 if problems remain."""
+    servers and workers nothing owns, monitoring logs, temporary files, permissions, the agent's journal, audit
+    chain and leftovers. Repairs what it safely can (damaged files are moved to a quarantine folder, never
+    deleted); exits 2 if problems remain."""
     from mloop.cli import doctor_cmd
 
     doctor_cmd.doctor(project=project, repair=not dry_run)
