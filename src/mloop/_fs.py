@@ -188,6 +188,16 @@ def private_folder(path: Path) -> None:
             path.chmod(0o700)
 
 
+def rotate(path: Path, keep: int) -> None:
+    """``path`` becomes ``path.1``, ``path.1`` becomes ``path.2``, ... up to ``path.<keep>``, the oldest
+    replaced; each step is one rename, so no line is ever in no file (the alert log, the agent's log)."""
+    for generation in range(keep, 1, -1):
+        older = path.with_name(f"{path.name}.{generation - 1}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{generation}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
+
+
 def move_aside(path: Path, folder: Path) -> Path:
     """Move a damaged file or folder into ``folder`` (a ``quarantine/``), for a look: nothing reads it there.
     An earlier copy of the same name there is replaced. Returns where it went."""

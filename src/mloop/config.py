@@ -12,6 +12,7 @@ import math
 import os
 import re
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,7 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mloop._fs import private_folder
-from mloop.errors import ConfigError, ProjectNotFound, did_you_mean
+from mloop.errors import ConfigError, ConfigWarning, ProjectNotFound, did_you_mean
 
 CONFIG_FILE = "mloop.toml"
 STORE_DIR = ".mloop"
@@ -762,6 +763,17 @@ class Settings(_EnvironmentFirst):
                     fitting = [m for m in LIVE_SCORES if task in PROMOTION_METRICS[m][0]]
                     raise ValueError(f"[[monitor.alerts]] {rule.name!r}: metric {rule.metric!r} is not a live score "
                                      f"of a {task} model; use one of: {', '.join(fitting)}")
+        return self
+
+    @model_validator(mode="after")
+    def _alert_names_are_defined(self) -> Settings:
+        """A warning, not an error: an Alertmanager rule of the user's own may fire an alert of any name."""
+        defined = [rule.name for rule in self.monitor.alerts]
+        for name in self.automation.triggers.alerts or []:
+            if name not in defined:
+                warnings.warn(f"[automation.triggers] alerts: no [[monitor.alerts]] rule is named {name!r} "
+                              f"({did_you_mean(name, defined)}); only an alert of that name from your own "
+                              "Alertmanager rules can start a cycle", ConfigWarning, stacklevel=1)
         return self
 
 

@@ -10,6 +10,10 @@ class MloopWarning(UserWarning):
     """A warning from mloop itself (the test suite turns these into errors)."""
 
 
+class ConfigWarning(MloopWarning):
+    """A setting mloop accepts that probably does not do what was meant (the CLI prints it as one line)."""
+
+
 class MloopError(Exception):
     """Root of every error mloop raises on purpose.
 

@@ -123,3 +123,57 @@ def test_doctor_finds_and_repairs_a_damaged_project(tmp_path: Path, mlflow_db_te
             psutil.Process(orphan_pid).kill()
         except psutil.Error:
             pass
+
+
+def test_doctor_checks_the_agents_files(tmp_path: Path, mlflow_db_template: Path):
+    from mloop.automation.audit import AuditLog
+    from mloop.automation.journal import Journal
+
+    root = write_project(tmp_path / "agent", "race", PIPELINE, toml='task = "binary"\n[automation]\n')
+    (root / ".mloop").mkdir()
+    shutil.copyfile(mlflow_db_template, root / ".mloop" / "mlflow.db")
+    folder = root / ".mloop" / "automation"
+    journal = Journal(folder / "journal.db")
+    unfinished = journal.new_cycle("race", [{"kind": "manual", "reason": "by hand"}])
+    journal.set_state(unfinished.id, "training")
+    journal.close()
+    holdouts = folder / "holdouts"
+    holdouts.mkdir()
+    (holdouts / f"{unfinished.id}.parquet").write_bytes(b"PAR1 kept")
+    orphan = holdouts / "20260101-000000-abcdef.parquet"  # its cycle went with a journal moved aside
+    orphan.write_bytes(b"PAR1 orphan")
+    audit = AuditLog(folder / "audit.jsonl")
+    for n in range(3):
+        audit.append("agent", "race", f"record {n}")
+    lines = audit.path.read_text().splitlines()
+    lines[1] = lines[1].replace("record 1", "record one")  # changed after it was written
+    audit.path.write_text("\n".join(lines) + "\n")
+    infra = root / ".mloop" / "tmp" / "mloop-infra-k1ll3d"  # an infra check killed with its agent, minutes ago
+    infra.mkdir(parents=True)
+    (infra / "server.log").write_text("serving")
+    (folder / "agent.json").write_text(json.dumps({"pid": dead_pid(), "started": time.time(), "host": "127.0.0.1",
+                                                   "port": 1}))
+
+    checked = cli(root, "doctor", "--dry-run")
+    out = checked.stdout
+    assert checked.returncode == 2, out + checked.stderr
+    assert "1 frozen holdouts of cycles the journal does not have" in out and orphan.name in out, out
+    assert "hash chain is broken" in out and "record 2: its content does not match its hash" in out
+    assert "1 infra check folders left by an agent that is gone" in out and "names an agent that is gone" in out
+    assert f"cycle {unfinished.id} is unfinished (training) and no agent runs" in out and "mloop agent start" in out
+    assert orphan.exists() and infra.exists() and (folder / "agent.json").exists()
+
+    repaired = cli(root, "doctor")
+    out = repaired.stdout
+    assert repaired.returncode == 2, out  # the audit chain and the unfinished cycle stay the user's to act on
+    assert "holdouts of cycles the journal does not have (0.0 MB), removed" in out, out
+    assert not orphan.exists() and (holdouts / f"{unfinished.id}.parquet").exists()
+    assert not infra.exists() and not (folder / "agent.json").exists()
+
+    (folder / "journal.db").write_bytes(b"not a database at all " * 500)
+    damaged = cli(root, "doctor", "--dry-run")
+    assert damaged.returncode == 2 and "journal" in damaged.stdout and "is damaged" in damaged.stdout, damaged.stdout
+    assert (folder / "journal.db").exists() and not (folder / "quarantine").exists()  # a dry run moves nothing
+    moved = cli(root, "doctor")
+    assert "moved to" in moved.stdout and (folder / "quarantine" / "journal.db").exists(), moved.stdout
+    assert not (folder / "journal.db").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from mloop._fs import atomic_write_text, hold_lock
+from mloop._fs import atomic_write_text, hold_lock, rotate
 from mloop.automation.audit import AuditLog
 from mloop.automation.cycle import CycleContext, CycleRunner
 from mloop.automation.journal import Cycle, Journal
@@ -51,16 +52,62 @@ class ScheduleWatcherLike(Protocol):
 MAX_BODY = 1 << 20
 
 
-def automation_dir(cfg: ProjectConfig) -> Path:
+class Stored(Protocol):
+    """What finds the agent's files: a ``ProjectConfig``, or only the project's store (``service.AgentHome``,
+    while ``mloop.toml`` does not validate)."""
+
+    @property
+    def store(self) -> Path: ...
+
+
+def automation_dir(cfg: Stored) -> Path:
     return cfg.store / "automation"
 
 
-def open_journal(cfg: ProjectConfig) -> Journal:
+def open_journal(cfg: Stored) -> Journal:
     return Journal(automation_dir(cfg) / "journal.db")
 
 
-def open_audit(cfg: ProjectConfig) -> AuditLog:
+def open_audit(cfg: Stored) -> AuditLog:
     return AuditLog(automation_dir(cfg) / "audit.jsonl")
+
+
+AGENT_LOG_MAX_BYTES = 10 * 1024 * 1024  # agent.log is rotated past this size,
+AGENT_LOG_KEEP = 3  # and agent.log.1 (the newest) ... agent.log.3 kept
+LOG_CHECK_S = 10.0  # how often a running agent looks at its log's size
+
+
+def log_path(cfg: Stored) -> Path:
+    """The managed agent's output (``mloop agent start``)."""
+    return automation_dir(cfg) / "agent.log"
+
+
+def rotate_log(path: Path, *, max_bytes: int = AGENT_LOG_MAX_BYTES, fds: tuple[int, ...] = ()) -> bool:
+    """Rotate ``path`` (``_fs.rotate``, ``AGENT_LOG_KEEP`` kept) once it passed ``max_bytes``; the descriptors
+    ``fds`` (open on it: a running agent's stdout and stderr) then write to a new ``path``. Whether it rotated."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    rotate(path, AGENT_LOG_KEEP)
+    if fds:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            for target in fds:
+                os.dup2(fd, target)
+        finally:
+            os.close(fd)
+    return True
+
+
+def _open_on(path: Path, fds: tuple[int, ...]) -> tuple[int, ...]:
+    """Those of ``fds`` that write to the file ``path`` (none when the agent runs in a terminal)."""
+    try:
+        found = path.stat()
+        return tuple(fd for fd in fds if os.path.samestat(os.fstat(fd), found))
+    except OSError:
+        return ()
 
 
 def deployment_name(cfg: ProjectConfig) -> str:
@@ -69,23 +116,26 @@ def deployment_name(cfg: ProjectConfig) -> str:
 
 @dataclass
 class AgentState:
-    """``agent.json``: the running agent's process and address."""
+    """``agent.json``: the running agent's process and address, and what it works on (so that stop, status
+    and trigger need no valid ``mloop.toml``)."""
 
     pid: int
     started: float
     host: str
     port: int
+    model: str = ""
+    deployment: str = ""
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
 
-def state_path(cfg: ProjectConfig) -> Path:
+def state_path(cfg: Stored) -> Path:
     return automation_dir(cfg) / "agent.json"
 
 
-def read_state(cfg: ProjectConfig) -> AgentState | None:
+def read_state(cfg: Stored) -> AgentState | None:
     try:
         return AgentState(**json.loads(state_path(cfg).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
@@ -134,6 +184,7 @@ class Agent:
         self.last_poll = 0.0
         self.lock = threading.RLock()  # the coalescer and the journal's copy of it: HTTP threads, the loop, the cycle
         self.problems: dict[str, str] = {}
+        self.said: dict[str, str] = {}  # each watcher's problem as last written to the log (said once, not per poll)
         self._check_deployment()
 
     def _check_deployment(self) -> None:
@@ -191,8 +242,9 @@ class Agent:
     def _poll_watcher(self, name: str, watcher: Watcher, now: float) -> None:
         for trigger in watcher.poll(now):
             self.offer(trigger, now)
-        if watcher.problem:
-            self._say(f"{name}: {watcher.problem}")
+        if watcher.problem != self.said.get(name, ""):
+            self._say(f"{name}: {watcher.problem}" if watcher.problem else f"{name}: problem gone")
+            self.said[name] = watcher.problem
         self.journal.put(f"watch/{name}", watcher.to_dict())
 
     def _alert_log_triggers(self, now: float) -> list[Trigger]:
@@ -366,6 +418,7 @@ class Agent:
                 "pending": [t.to_dict() for t in pending.ordered()] if pending else [],
                 "waiting": waiting,
                 "next_schedule": schedule.next_at(now) if isinstance(schedule, ScheduleWatcherLike) else None,
+                "timezone": self.settings.triggers.timezone,
                 "problems": {**self.problems, **{name: w.problem for name, w in self.watchers.items() if w.problem}},
                 "stopped": self.stopped_by_rollbacks()}
 
@@ -457,10 +510,21 @@ def run_agent(cfg: ProjectConfig, *, port: int | None = None, once: bool = False
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=server.serve_forever, name="agent-http", daemon=True).start()
+
+    def keep_the_log_small() -> None:  # the process's stdout and stderr, when they are agent.log (mloop agent start)
+        while not agent.stop.wait(LOG_CHECK_S):
+            fds = _open_on(log_path(cfg), (1, 2))
+            if fds:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                rotate_log(log_path(cfg), fds=fds)
+
+    threading.Thread(target=keep_the_log_small, name="agent-log", daemon=True).start()
     from mloop._proc import started_at
 
     atomic_write_text(state_path(cfg), json.dumps({"pid": os.getpid(), "started": started_at(), "host": "127.0.0.1",
-                                                   "port": server.server_address[1]}), mode=0o600)
+                                                   "port": server.server_address[1], "model": agent.model,
+                                                   "deployment": agent.deployment}), mode=0o600)
     agent.audit.append("agent", agent.model, f"agent started (pid {os.getpid()}, port {server.server_address[1]})")
     if agent.stopped_by_rollbacks():  # a person starts it again: the rollbacks were looked at
         agent.journal.put("stopped", None)

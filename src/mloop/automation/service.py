@@ -3,6 +3,8 @@
 The process is ``mloop agent run`` in its own session, logging to ``.mloop/automation/agent.log``;
 ``agent.json`` (written by the process itself once it listens) says where it is. Whether it runs is
 the kernel's answer for that pid *and* a start time no later than the file's (a recycled pid is not it).
+Stop, status and trigger need only the project's root and ``.mloop/`` (an ``AgentHome``): the running agent
+tolerates an ``mloop.toml`` that does not validate, so the commands that reach it must too.
 """
 
 from __future__ import annotations
@@ -13,16 +15,54 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop._proc import process_alive
-from mloop.automation.agent import AgentState, automation_dir, open_journal, read_state, state_path
-from mloop.errors import ConfigError
+from mloop.automation.agent import (
+    AgentState,
+    Stored,
+    automation_dir,
+    log_path,
+    open_journal,
+    read_state,
+    rotate_log,
+    state_path,
+)
+from mloop.errors import ConfigError, MloopError
 
 if TYPE_CHECKING:
     from mloop.config import ProjectConfig
 
 START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class AgentHome:
+    """A project's agent files, found from the project's root alone; ``cfg`` is None (and ``config_error``
+    says why) while ``mloop.toml`` does not validate."""
+
+    root: Path
+    cfg: ProjectConfig | None
+    config_error: str = ""
+
+    @property
+    def store(self) -> Path:
+        from mloop.config import STORE_DIR
+
+        return self.root / STORE_DIR
+
+
+def find_home(project: Path | None = None) -> AgentHome:
+    """The agent's home of the project at or above ``project`` (ProjectNotFound without an ``mloop.toml``),
+    with its settings when they validate."""
+    from mloop.config import find_project_root, load_project
+
+    root = find_project_root(project)
+    try:
+        return AgentHome(root, load_project(root))
+    except MloopError as err:
+        return AgentHome(root, None, err.message)
 
 
 @dataclass
@@ -34,9 +74,10 @@ class AgentStatus:
     unfinished: list[dict[str, Any]] = field(default_factory=list)  # cycles the journal shows under way
     stopped: dict[str, Any] | None = None  # why the agent stopped itself (too many rollbacks), if it did
     rollout: dict[str, Any] | None = None  # the deployment's roll-out in progress, if any
+    config_error: str = ""  # why mloop.toml does not validate ('' when it does)
 
 
-def _lock_holder(cfg: ProjectConfig) -> int | None:
+def _lock_holder(cfg: Stored) -> int | None:
     """The pid holding the agent's lock (an agent runs), or None: the lock file, not agent.json, is the truth."""
     import fcntl
 
@@ -57,7 +98,7 @@ def _lock_holder(cfg: ProjectConfig) -> int | None:
         os.close(fd)
 
 
-def running_agent(cfg: ProjectConfig) -> AgentState | None:
+def running_agent(cfg: Stored) -> AgentState | None:
     state = read_state(cfg)
     if state is not None and process_alive(state.pid, started_by=state.started):
         return state
@@ -69,30 +110,36 @@ def running_agent(cfg: ProjectConfig) -> AgentState | None:
     return None
 
 
-def agent_status(cfg: ProjectConfig) -> AgentStatus:
+def agent_status(home: AgentHome) -> AgentStatus:
+    """Whether the agent runs and what it says of itself; else the cycles it left unfinished, why it stopped
+    itself, and a roll-out that nothing watches. Reads only ``.mloop/`` when ``mloop.toml`` does not validate
+    (then the roll-out is looked for only in the deployment a running agent names)."""
     import httpx
 
     from mloop._http import get_json
     from mloop.automation.agent import deployment_name
 
-    state = running_agent(cfg)
+    state = running_agent(home)
     live = None
     if state is not None and state.port:
         try:
             live = get_json(f"{state.url}/status", timeout=3.0)
         except (httpx.HTTPError, ValueError):
             live = None
-    found = AgentStatus(state is not None, state, live, str(automation_dir(cfg) / "agent.log"))
-    if not (automation_dir(cfg) / "journal.db").exists():
+    found = AgentStatus(state is not None, state, live, str(log_path(home)),
+                        config_error=home.config_error)
+    if not (automation_dir(home) / "journal.db").exists():
         return found
-    journal = open_journal(cfg)
-    try:
-        found.unfinished = [c.to_dict() for c in journal.cycles(cfg.model_name, open_only=True, limit=5)]
+    cfg = home.cfg
+    journal = open_journal(home)
+    try:  # one model per project: without settings, the journal's cycles are that model's
+        found.unfinished = [c.to_dict() for c in journal.cycles(cfg.model_name if cfg else None, open_only=True,
+                                                                limit=5)]
         stopped = journal.get("stopped")
         found.stopped = stopped if isinstance(stopped, dict) else None
     finally:
         journal.close()
-    if found.unfinished or found.stopped:
+    if (found.unfinished or found.stopped) and cfg is not None:
         from mloop.deploy.local import load_state, rollout_state
         from mloop.errors import DeployError
 
@@ -114,29 +161,30 @@ def start(cfg: ProjectConfig, *, port: int | None = None) -> tuple[AgentState, b
     folder = automation_dir(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     state_path(cfg).unlink(missing_ok=True)
-    log_path = folder / "agent.log"
+    log = log_path(cfg)
+    rotate_log(log)  # the running agent rotates it too (past the same size)
     command = [sys.executable, "-m", "mloop.cli.main", "agent", "run", "--project", str(cfg.root)]
     if port is not None:
         command += ["--port", str(port)]
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    with log.open("ab") as output:
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cfg.root, start_new_session=True)
     deadline = time.time() + START_TIMEOUT_S
     while time.time() < deadline:
         if proc.poll() is not None:
-            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
             raise ConfigError(f"the agent exited at once (code {proc.returncode}): " + " | ".join(tail),
-                              hint=f"full log: {log_path}")
+                              hint=f"full log: {log}")
         state = read_state(cfg)
         if state is not None and state.pid == proc.pid:
             return state, True
         time.sleep(0.1)
     proc.kill()
     proc.wait()
-    raise ConfigError(f"the agent did not start within {START_TIMEOUT_S:.0f} s", hint=f"see {log_path}")
+    raise ConfigError(f"the agent did not start within {START_TIMEOUT_S:.0f} s", hint=f"see {log}")
 
 
-def stop(cfg: ProjectConfig, *, timeout: float = 90.0) -> AgentState | None:
+def stop(cfg: Stored, *, timeout: float = 90.0) -> AgentState | None:
     """SIGTERM the agent (it finishes the step under way, gives the champion all traffic back if it was
     watching) and wait; SIGKILL after ``timeout``. None when no agent ran."""
     state = running_agent(cfg)
@@ -155,15 +203,16 @@ def stop(cfg: ProjectConfig, *, timeout: float = 90.0) -> AgentState | None:
     return state
 
 
-def trigger(cfg: ProjectConfig, reason: str) -> str:
+def trigger(home: AgentHome, reason: str) -> str:
     """A manual trigger: into the journal's inbox (taken when the agent next looks, even if it is not
-    running now), and the running agent woken to take it at once."""
+    running now), and the running agent woken to take it at once. ConfigError when no agent runs to take it
+    and ``mloop.toml`` does not validate (no agent can start, and the model it would be for is unknown)."""
     import httpx
 
     from mloop.automation.triggers import manual_trigger
 
     now = time.time()
-    state = running_agent(cfg)
+    state = running_agent(home)
     if state is not None and state.port:
         try:
             response = httpx.post(f"{state.url}/trigger", json={"reason": reason}, timeout=5.0)
@@ -171,9 +220,13 @@ def trigger(cfg: ProjectConfig, reason: str) -> str:
             return str(response.json().get("offer", "taken"))
         except (httpx.HTTPError, ValueError):
             pass
-    journal = open_journal(cfg)
+    model = home.cfg.model_name if home.cfg is not None else (state.model if state is not None else "")
+    if not model:
+        raise ConfigError(f"no agent can take the trigger: {home.config_error}",
+                          hint="fix mloop.toml, then: mloop agent start; mloop agent trigger")
+    journal = open_journal(home)
     try:
-        journal.push(cfg.model_name, manual_trigger(reason, now).to_dict())
+        journal.push(model, manual_trigger(reason, now).to_dict())
     finally:
         journal.close()
     return "queued: the agent takes it when it " + ("next looks" if state else "starts (mloop agent start)")

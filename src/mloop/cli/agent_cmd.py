@@ -16,6 +16,16 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _zoned(ts: float, zone: str) -> str:
+    """``ts`` in the IANA zone ``zone``, named: 2026-11-28 09:00 Asia/Tokyo."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return f"{dt.datetime.fromtimestamp(ts, ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}"
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"{dt.datetime.fromtimestamp(ts, dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
 def run(*, port: int | None, once: bool, project: Path | None) -> None:
     from mloop.automation.agent import run_agent
     from mloop.config import load_project
@@ -33,23 +43,24 @@ def start(*, port: int | None, project: Path | None) -> None:
 
 def stop(*, project: Path | None) -> None:
     from mloop.automation import service
-    from mloop.config import load_project
 
-    state = service.stop(load_project(project))
+    state = service.stop(service.find_home(project))
     console.print("no agent was running" if state is None else f"agent stopped (pid {state.pid})")
 
 
 def status(*, as_json: bool, project: Path | None) -> None:
     from mloop.automation import service
-    from mloop.config import load_project
 
-    found = service.agent_status(load_project(project))
+    found = service.agent_status(service.find_home(project))
     if as_json:
         print(json.dumps({"running": found.running, "pid": found.state.pid if found.state else None,
                           "url": found.state.url if found.state else None, "status": found.live, "log": found.log,
-                          "unfinished": found.unfinished, "stopped": found.stopped, "rollout": found.rollout},
-                         default=str))
+                          "unfinished": found.unfinished, "stopped": found.stopped, "rollout": found.rollout,
+                          "config_error": found.config_error or None}, default=str))
         return
+    if found.config_error:
+        console.print(styled(("mloop.toml does not validate: ", "bold yellow"), found.config_error,
+                             "; a running agent keeps the settings it started with"), soft_wrap=True)
     if found.stopped:
         console.print(styled(("the agent stopped itself: ", "bold red"), str(found.stopped.get("reason", "")),
                              f" ({_when(found.stopped.get('at'))}); look at mloop agent history, then: mloop agent start"),
@@ -81,14 +92,14 @@ def status(*, as_json: bool, project: Path | None) -> None:
     if pending:
         console.print(f"pending: {len(pending)} trigger(s), newest: {pending[-1].get('reason', '')}; {live.get('waiting', '')}")
     elif not live.get("running"):
-        console.print("idle" + (f"; next scheduled cycle {_when(live['next_schedule'])}" if live.get("next_schedule") else ""))
+        console.print("idle" + (f"; next scheduled cycle {_zoned(live['next_schedule'], live.get('timezone') or 'UTC')}"
+                                if live.get("next_schedule") else ""))
 
 
 def trigger(reason: str, *, project: Path | None) -> None:
     from mloop.automation import service
-    from mloop.config import load_project
 
-    console.print(f"trigger: {service.trigger(load_project(project), reason)}")
+    console.print(f"trigger: {service.trigger(service.find_home(project), reason)}")
 
 
 def history(cycle_id: str | None, *, limit: int, as_json: bool, project: Path | None) -> None:

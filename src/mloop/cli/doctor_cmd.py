@@ -12,11 +12,12 @@ STYLE = {"ok": "green", "repaired": "yellow", "problem": "bold red"}
 def doctor(*, project: Path | None, repair: bool) -> None:
     import typer
 
+    from mloop.automation.doctor import check_agent
     from mloop.config import load_project
     from mloop.project.doctor import diagnose
 
     cfg = load_project(project)
-    findings = diagnose(cfg, repair=repair)
+    findings = diagnose(cfg, repair=repair, more=(check_agent,))
     for finding in findings:
         console.print(styled((f"{finding.state:<9}", STYLE[finding.state]), f"{finding.check:<16}", finding.detail),
                       soft_wrap=True)

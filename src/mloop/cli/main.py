@@ -577,8 +577,9 @@ def doctor(
 ) -> None:
     """Check the project: stored objects against their digests, cache entries, the MLflow database, runs
     left RUNNING by a killed process, versions without a gate decision, deployments whose server is gone,
-    servers and workers nothing owns, monitoring logs, temporary files, permissions. Repairs what it safely
-    can (damaged files are moved to a quarantine folder, never deleted); exits 2 if problems remain."""
+    servers and workers nothing owns, monitoring logs, temporary files, permissions, the agent's journal, audit
+    chain and leftovers. Repairs what it safely can (damaged files are moved to a quarantine folder, never
+    deleted); exits 2 if problems remain."""
     from mloop.cli import doctor_cmd
 
     doctor_cmd.doctor(project=project, repair=not dry_run)
@@ -643,14 +644,34 @@ def main(argv: list[str] | None = None) -> int:
     previous = _terminate_like_ctrl_c()
     unraisable = sys.unraisablehook
     sys.unraisablehook = _quiet_interrupts(unraisable)
+    import warnings
+
+    show = warnings.showwarning
+    warnings.showwarning = _own_warnings_as_one_line(show)
     try:
         return _run(args)
     finally:
         sys.unraisablehook = unraisable
+        warnings.showwarning = show
         if previous is not None:
             import signal
 
             signal.signal(signal.SIGTERM, previous)
+
+
+def _own_warnings_as_one_line(show: Any) -> Any:
+    """mloop's own warnings (``MloopWarning``) printed as ``warning: ...`` on stderr, without Python's file and
+    line; any other warning as Python prints it."""
+    from mloop.errors import MloopWarning
+
+    def one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, MloopWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+            return
+        show(message, category, filename, lineno, file, line)
+
+    return one_line
 
 
 def _quiet_interrupts(hook: Any) -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import queue
 import re
 import sys
@@ -31,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mloop._fs import WriteTrouble, append_synced
+from mloop._fs import WriteTrouble, append_synced, rotate
 from mloop.config import AlertRule
 
 if TYPE_CHECKING:
@@ -109,16 +108,6 @@ def read_alert_log(path: Path) -> list[AlertEvent]:
             except ValidationError:
                 continue
     return events
-
-
-def _rotate(path: Path, keep: int) -> None:
-    """``path`` becomes ``path.1``, ``path.1`` becomes ``path.2``, ... up to ``path.<keep>``, the oldest
-    replaced; each step is one rename, so no event is ever in no file."""
-    for generation in range(keep, 1, -1):
-        older = path.with_name(f"{path.name}.{generation - 1}")
-        if older.exists():
-            os.replace(older, path.with_name(f"{path.name}.{generation}"))
-    os.replace(path, path.with_name(f"{path.name}.1"))
 
 
 def firing(events: list[AlertEvent]) -> dict[tuple[str, str], AlertEvent]:
@@ -268,7 +257,7 @@ class Alerting:
             self._unwritten.clear()
             self._log_trouble.worked(path)
             if path.stat().st_size > self.log_max_bytes:
-                _rotate(path, ALERT_LOG_KEEP)
+                rotate(path, ALERT_LOG_KEEP)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (up to ``timeout``), then stop the sender."""

@@ -13,7 +13,7 @@ import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,19 +34,23 @@ class Finding:
     fix: str = ""
 
 
-def diagnose(cfg: ProjectConfig, *, repair: bool = True) -> list[Finding]:
-    """Every check of the project, in order; with ``repair=False`` nothing is changed."""
+Check = Callable[[ProjectConfig, bool], list[Finding]]
+
+
+def diagnose(cfg: ProjectConfig, *, repair: bool = True, more: Sequence[Check] = ()) -> list[Finding]:
+    """Every check of the project, in order, then ``more`` (checks of the layers above, passed in by the caller:
+    the agent's files); with ``repair=False`` nothing is changed."""
     if cfg.store.exists() and not cfg.store.is_dir():
         return [Finding("layout", "problem", f"{cfg.store} is not a folder",
                         f"move it aside (mloop makes a new store): mv {cfg.store} {cfg.store}.damaged")]
     findings: list[Finding] = []
-    for check in CHECKS:
+    for check in (*CHECKS, *more):
         if check in NEEDS_DATABASE and any(f.check == "mlflow database" and f.state == "problem" for f in findings):
             continue  # each would fail with the database's own problem again
         try:
             findings.extend(check(cfg, repair))
         except Exception as err:  # noqa: BLE001 (one check that cannot run must not hide the others)
-            findings.append(Finding(check.__name__.removeprefix("_check_").replace("_", " "), "problem",
+            findings.append(Finding(check.__name__.removeprefix("_").removeprefix("check_").replace("_", " "), "problem",
                                     f"the check could not run: {getattr(err, 'message', None) or err}",
                                     getattr(err, "hint", None) or "the other checks ran; please report this one"))
     return findings
@@ -374,7 +378,7 @@ def _check_permissions(cfg: ProjectConfig, repair: bool) -> list[Finding]:
                     "" if repair else f"chmod 700 {cfg.store}")]
 
 
-CHECKS: tuple[Callable[[ProjectConfig, bool], list[Finding]], ...] = (
+CHECKS: tuple[Check, ...] = (
     _check_layout, _check_permissions, _check_store, _check_database, _check_runs, _check_registry, _check_deployments,
     _check_orphans, _check_monitoring)
 NEEDS_DATABASE = (_check_runs, _check_registry)

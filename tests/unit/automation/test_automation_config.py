@@ -89,3 +89,29 @@ def test_automation_metrics_are_checked_against_the_declared_task(tmp_path: Path
     with pytest.raises(ConfigError) as caught:
         load_project(tmp_path)
     assert said in caught.value.message
+
+
+def test_alert_names_no_rule_defines_are_a_warning_with_the_closest_name(tmp_path: Path):
+    from mloop.errors import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match=r"no \[\[monitor.alerts\]\] rule is named 'DataDrfit' \(did you mean "
+                                           r"'DataDrift'\?\)"):
+        cfg = load_project(write(tmp_path, '[automation.triggers]\nalerts = ["DataDrfit"]\n'))
+    assert cfg.settings.automation.triggers.alerts == ["DataDrfit"]  # kept: Alertmanager rules may use any name
+    with pytest.warns(ConfigWarning, match=r"'NoSuchAlert' \(known: 'Slow'\)"):
+        load_project(write(tmp_path, '[[monitor.alerts]]\nname = "Slow"\nmetric = "p99_latency_ms"\nabove = 100\n'
+                                     '[automation.triggers]\nalerts = ["NoSuchAlert", "Slow"]\n'))
+    load_project(write(tmp_path, '[automation.triggers]\nalerts = ["DataDrift", "HighLatency"]\n'))  # no warning (-W error)
+
+
+def test_the_cli_prints_a_config_warning_as_one_line(tmp_path: Path):
+    import subprocess
+    import sys
+
+    write(tmp_path, '[automation.triggers]\nalerts = ["DataDrfit"]\n')
+    shown = subprocess.run([sys.executable, "-m", "mloop.cli.main", "agent", "status"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr
+    [line] = [line for line in shown.stderr.splitlines() if "DataDrfit" in line]
+    assert line.startswith("warning: [automation.triggers] alerts: no [[monitor.alerts]] rule is named 'DataDrfit'")
+    assert "ConfigWarning" not in shown.stderr and "config.py" not in shown.stderr
