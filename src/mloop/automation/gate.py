@@ -552,3 +552,30 @@ def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, rol
                                            "or run the pipeline again")
         raise RegistryError(f"the {role}, {name} v{version}, cannot be loaded: {type(err).__name__}: {str(err)[:200]}",
                             hint=hint) from err
+
+
+def recorded_report(cfg: ProjectConfig, model: str, version: str, tags: dict[str, str] | None = None) -> GateReport | None:
+    """The agent's gate report on ``version`` of ``model`` as it was recorded: the version's tag
+    ``mloop.agent.gate`` (``tags``, when the caller has them already), or, when that tag was cut at MLflow's
+    5000 characters, the gate record of the audit log. None when the agent never gated the version."""
+    import json
+
+    from mloop.automation.agent import open_audit
+    from mloop.automation.cycle import AGENT_GATE, AGENT_VERDICT
+    from mloop.registry.aliases import version_tags
+
+    tags = version_tags(cfg, model, version) if tags is None else tags
+    if AGENT_GATE not in tags and AGENT_VERDICT not in tags:
+        return None
+    try:
+        return GateReport.from_dict(json.loads(tags[AGENT_GATE]))
+    except (KeyError, ValueError, TypeError):
+        pass  # cut short (a report with many rules), or not written: the audit log has it whole
+    for record in reversed(open_audit(cfg).records(model=model)):
+        report = record.data.get("report")
+        if record.kind == "gate" and record.version == version and isinstance(report, dict):
+            try:
+                return GateReport.from_dict(report)
+            except (KeyError, TypeError):
+                continue
+    return None

@@ -100,20 +100,25 @@ def write_bundle(model_dir: Path, info: BundleInfo, profile: ReferenceProfile, o
 def read_bundle(model_dir: Path) -> Bundle:
     """The bundle of a downloaded model directory; FileNotFoundError names a missing file."""
     folder = model_dir / BUNDLE_DIR
-    data = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
-    data.pop("format", None)
-    lineage = data.pop("lineage", {}) or {}
-    if isinstance(lineage.get("git_dirty"), str):  # bundles written before it was a boolean
-        lineage["git_dirty"] = {"true": True, "false": False}.get(lineage["git_dirty"])
-    known = {f.name for f in fields(Lineage)}
-    schema = [FeatureSchema(**spec) for spec in data.pop("schema", None) or []]
-    info = BundleInfo(**data, lineage=Lineage(**{k: v for k, v in lineage.items() if k in known}), schema=schema)
+    info = read_info(folder / "bundle.json")
     profile = ReferenceProfile.load(folder / "profile.json")
     detector = None
     if info.has_outlier_detector:
         with (folder / "outlier_detector.pkl").open("rb") as fh:
             detector = pickle.load(fh)  # noqa: S301 - written by this project's own registry
     return Bundle(info, profile, detector)
+
+
+def read_info(path: Path) -> BundleInfo:
+    """``bundle.json`` alone (at ``path``): what a version takes, how it scored, where it came from."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.pop("format", None)
+    lineage = data.pop("lineage", {}) or {}
+    if isinstance(lineage.get("git_dirty"), str):  # bundles written before it was a boolean
+        lineage["git_dirty"] = {"true": True, "false": False}.get(lineage["git_dirty"])
+    known = {f.name for f in fields(Lineage)}
+    schema = [FeatureSchema(**spec) for spec in data.pop("schema", None) or []]
+    return BundleInfo(**data, lineage=Lineage(**{k: v for k, v in lineage.items() if k in known}), schema=schema)
 
 
 def write_served_as(model_dir: Path, served: ServedAs) -> None:

@@ -15,11 +15,10 @@ def _when(ms: int | None) -> str:
 
 
 def _key_metrics(metrics: dict[str, float], limit: int = 4) -> str:
-    """A step's own metrics (``select.accuracy``) over ones it logged per candidate (``evaluate.knn.f1``)."""
-    fewest_dots = min((k.count(".") for k in metrics), default=0)
-    ordered = sorted((kv for kv in metrics.items() if kv[0].count(".") == fewest_dots), key=lambda kv: kv[0])
-    more = len(metrics) - min(limit, len(ordered))
-    text = "  ".join(f"{k}={v:.4g}" for k, v in ordered[:limit])
+    from mloop.tracking.queries import key_metrics
+
+    shown, more = key_metrics(metrics, limit)
+    text = "  ".join(f"{k}={v:.4g}" for k, v in shown.items())
     return text + (f"  (+{more})" if more > 0 else "")
 
 
@@ -85,26 +84,18 @@ def compare_runs(run_ids: list[str], *, project: Path | None, all_rows: bool = F
     """Parameters and metrics of runs side by side; rows that differ first and marked (``all_rows``: also the same)."""
     from mloop.config import load_project
     from mloop.errors import TrackingError
-    from mloop.tracking.queries import find_run
+    from mloop.tracking.queries import compare_runs as compared
 
-    if len(run_ids) < 2:
+    if len(run_ids) < 2:  # said before the project is read
         raise TrackingError("compare needs two runs or more", hint="e.g. mloop runs compare 6f1c 0b9e")
-    cfg = load_project(project)
-    runs = [find_run(cfg, run_id) for run_id in run_ids]
-    params = [{f"{step.name}.{k}": v for step in run.steps for k, v in step.params.items()} for run in runs]
-    metrics = [{k: f"{v:.4g}" for k, v in run.metrics.items()} for run in runs]
+    found = compared(load_project(project), run_ids)
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("")
-    for run in runs:
+    for run in found.runs:
         table.add_column(f"{run.id[:8]}" + (f" (v{run.model_version})" if run.model_version else ""))
-    shown = 0
-    for kind, values in (("param", params), ("metric", metrics)):
-        names = sorted(set().union(*values))
-        differing = [n for n in names if len({v.get(n, "-") for v in values}) > 1]
-        for name in differing + ([n for n in names if n not in differing] if all_rows else []):
-            mark = "* " if name in differing else "  "
-            table.add_row(f"{mark}{kind} {name}", *[v.get(name, "-") for v in values])
-            shown += 1
-    console.print(table if shown else "the runs have the same parameters and metrics")
+    rows = [row for row in found.rows if all_rows or row.differs]
+    for row in rows:
+        table.add_row(f"{'* ' if row.differs else '  '}{row.kind} {row.name}", *row.values)
+    console.print(table if rows else "the runs have the same parameters and metrics")
     if not all_rows:
         console.print(styled(("* differs; --all shows the rows that are the same too", "dim")))

@@ -13,7 +13,7 @@ from mloop.errors import MloopError, ModelError, RegistryError
 from mloop.tracking.client import mlflow_client, tracking_error
 
 if TYPE_CHECKING:
-    from mloop.bundle.format import Bundle
+    from mloop.bundle.format import Bundle, BundleInfo
     from mloop.bundle.loaded import LoadedModel
     from mloop.config import ProjectConfig
 
@@ -107,6 +107,28 @@ def fetch_bundle(cfg: ProjectConfig, uri: str) -> Bundle:
         folder = download_model(cfg, uri, Path(tmp))
         with _damaged_files_said(name, uri.rsplit("/", 1)[-1]):
             return read_bundle(folder)
+
+
+def fetch_bundle_info(cfg: ProjectConfig, uri: str) -> BundleInfo:
+    """The bundle's ``bundle.json`` of a registered model version alone (its metrics, input schema and lineage):
+    a file read, where ``fetch_bundle`` copies the model and loads the profile and the outlier detector too."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    from mloop.bundle.format import BUNDLE_DIR, read_info
+
+    name, _, _ = parse_model_uri(uri)
+    version = resolve_version(cfg, uri)
+    client = mlflow_client(cfg)
+    with tempfile.TemporaryDirectory(prefix="mloop-bundle-", dir=cfg.scratch()) as tmp:
+        try:
+            source = client.get_model_version_download_uri(name, version)
+            path = download_artifacts(artifact_uri=f"{source.rstrip('/')}/{BUNDLE_DIR}/bundle.json", dst_path=tmp,
+                                      tracking_uri=cfg.tracking_uri)
+        except MlflowException as err:
+            raise RegistryError(f"cannot fetch {uri}: {err.message}", hint="list models with 'mloop models'") from err
+        with _damaged_files_said(name, version):
+            return read_info(Path(path))
 
 
 @contextlib.contextmanager

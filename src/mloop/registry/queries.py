@@ -32,6 +32,10 @@ class RegisteredModel:
 
 def registered_models(cfg: ProjectConfig) -> list[RegisteredModel]:
     """Every registered model of the project's registry with its versions, newest first."""
+    from mloop.tracking.queries import store_exists
+
+    if not store_exists(cfg):  # nothing tracked yet, and no store made to say so
+        return []
     client = mlflow_client(cfg)
     try:
         found = []
@@ -83,14 +87,14 @@ class VersionDetail:
 
 def version_detail(cfg: ProjectConfig, model: str) -> VersionDetail:
     """``NAME`` (its champion), ``NAME/VERSION``, or a ``models:/`` URI: the version and its bundle."""
-    from mloop.registry.fetch import fetch_bundle, model_uri, parse_model_uri, resolve_version
+    from mloop.registry.fetch import fetch_bundle_info, model_uri, parse_model_uri, resolve_version
 
     model = model_uri(model)
     name, _, _ = parse_model_uri(model)
     version = resolve_version(cfg, model)
     found = [v for m in registered_models(cfg) if m.name == name for v in m.versions if v.version == version]
     summary = found[0] if found else VersionSummary(name, version, [], 0, "", "")
-    return VersionDetail(summary, fetch_bundle(cfg, f"models:/{name}/{version}").info)
+    return VersionDetail(summary, fetch_bundle_info(cfg, f"models:/{name}/{version}"))
 
 
 @dataclass

@@ -103,7 +103,7 @@ def candidate_report(cfg: ProjectConfig, model: str | None = None) -> CandidateR
 
     Raises RegistryError (with the command to run) when there is no such candidate.
     """
-    from mloop.registry.fetch import fetch_bundle, model_uri, parse_model_uri, resolve_version
+    from mloop.registry.fetch import fetch_bundle_info, model_uri, parse_model_uri, resolve_version
     from mloop.registry.queries import latest_candidate, registered_models
 
     plain = model is None or not re.search(r"[/@]", model.removeprefix("models:/"))
@@ -124,11 +124,11 @@ def candidate_report(cfg: ProjectConfig, model: str | None = None) -> CandidateR
         summary, run_id = found[0], found[0].run_id
     tags = _version_tags(cfg, name, summary.version)
     compared = tags.get(COMPARED_WITH) or _parsed_champion(summary.promotion)
-    info = fetch_bundle(cfg, f"models:/{name}/{summary.version}").info
+    info = fetch_bundle_info(cfg, f"models:/{name}/{summary.version}")
     champion_info, missing = None, False
     if compared is not None:
         try:
-            champion_info = fetch_bundle(cfg, f"models:/{name}/{compared}").info
+            champion_info = fetch_bundle_info(cfg, f"models:/{name}/{compared}")
         except RegistryError:
             missing = True  # deleted since: the decision still says what it was compared with
     promotion = cfg.settings.promotion
@@ -148,8 +148,8 @@ def metric_rows(candidate: BundleInfo, champion: BundleInfo | None, metric: str,
     """The metrics both versions have (all the candidate's without a champion): the promotion metric first
     (the gate's scores when recorded: both on the candidate's test set), then mloop's test-set scores
     (``test_*``), then the pipeline's own metrics."""
-    ours = _metrics(candidate)
-    theirs = _metrics(champion) if champion is not None else None
+    ours = version_metrics(candidate)
+    theirs = version_metrics(champion) if champion is not None else None
     key = f"test_{metric}"
     rows = []
     if key in ours or gate_candidate is not None:
@@ -162,7 +162,8 @@ def metric_rows(candidate: BundleInfo, champion: BundleInfo | None, metric: str,
     return rows
 
 
-def _metrics(info: BundleInfo) -> dict[str, float]:
+def version_metrics(info: BundleInfo) -> dict[str, float]:
+    """A version's metrics as the report compares them: mloop's test-set scores (``test_*``) and the pipeline's own."""
     return {f"test_{k}": float(v) for k, v in info.test_scores.items()} | {k: float(v) for k, v in info.metrics.items()}
 
 

@@ -36,6 +36,8 @@ class StepSummary:
     params: dict[str, str]
     metrics: dict[str, float]
     error: str = ""
+    start_ms: int = 0  # when it started (a cached step: when the cache was looked up)
+    end_ms: int | None = None  # when it ended (a cached step: as it started); None while it runs
 
 
 @dataclass
@@ -53,10 +55,20 @@ class RunSummary:
     model_version: str | None
     metrics: dict[str, float]  # the pipeline's own metrics (``STEP.NAME``), not the run bookkeeping
     error: str = ""
+    params: dict[str, str] = field(default_factory=dict)  # every step's parameters (``STEP.PARAM``)
+    experiment_id: str = ""  # MLflow's (for links into the MLflow UI)
 
     @property
     def duration_s(self) -> float | None:
         return (self.end_ms - self.start_ms) / 1000 if self.end_ms else None
+
+
+def key_metrics(metrics: dict[str, float], limit: int = 4) -> tuple[dict[str, float], int]:
+    """The metrics worth showing first, by name, and how many others there are: a step's own metrics
+    (``select.accuracy``) over the ones it logged per candidate (``evaluate.knn.f1``)."""
+    fewest_dots = min((k.count(".") for k in metrics), default=0)
+    ordered = sorted((kv for kv in metrics.items() if kv[0].count(".") == fewest_dots), key=lambda kv: kv[0])
+    return dict(ordered[:limit]), len(metrics) - min(limit, len(ordered))
 
 
 @dataclass
@@ -81,7 +93,24 @@ def _summary(run: Any) -> RunSummary:
         steps_cached=int(metrics.get("steps_cached", 0)), steps_failed=int(metrics.get("steps_failed", 0)),
         model_version=tags.get("mloop.model_version"),
         metrics={k: v for k, v in metrics.items() if not k.startswith(SUMMARY_METRICS)},
-        error=tags.get("mloop.error", ""))
+        error=tags.get("mloop.error", ""), params=dict(run.data.params), experiment_id=str(run.info.experiment_id))
+
+
+def store_exists(cfg: ProjectConfig) -> bool:
+    """False when the project's local store was never created (nothing tracked yet): asking MLflow would create
+    and migrate one, seconds of work, to say that it is empty."""
+    import os
+
+    if not cfg.tracking_uri.startswith("sqlite:///"):
+        return True
+    return os.path.lexists(cfg.tracking_uri.removeprefix("sqlite:///"))  # a broken link is there: a damaged store
+
+
+def project_experiment(cfg: ProjectConfig) -> str | None:
+    """The MLflow id of the project's experiment (for links into the MLflow UI); None before the first run."""
+    if not store_exists(cfg):
+        return None
+    return experiment_id(mlflow_client(cfg), cfg, create=False)
 
 
 def _pipeline_runs(client: Any, experiment: str, limit: int) -> list[Any]:
@@ -92,6 +121,8 @@ def _pipeline_runs(client: Any, experiment: str, limit: int) -> list[Any]:
 def recent_runs(cfg: ProjectConfig, limit: int = 20) -> list[RunSummary]:
     """The project's latest pipeline runs, newest first (none when nothing was tracked yet). A run still
     RUNNING whose process is gone (killed) is recorded as FAILED on the way."""
+    if not store_exists(cfg):
+        return []
     client = mlflow_client(cfg)
     experiment = experiment_id(client, cfg, create=False)
     if experiment is None:
@@ -158,7 +189,8 @@ def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
     if experiment is None:
         raise TrackingError("no runs yet in this project", hint="start one with: mloop run")
     try:
-        candidates = [r for r in _pipeline_runs(client, experiment, 5000) if r.info.run_id.startswith(prefix.lower())]
+        candidates = _by_full_id(client, experiment, prefix.lower()) or [
+            r for r in _pipeline_runs(client, experiment, 5000) if r.info.run_id.startswith(prefix.lower())]
         if not candidates:
             raise TrackingError(f"no run {prefix!r} in this project", hint="list runs with: mloop runs")
         if len(candidates) > 1:
@@ -182,6 +214,7 @@ def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
         cache_hit=c.data.tags.get("mloop.cache_hit") == "true", duration_s=c.data.metrics.get("duration_s", 0.0),
         params={k: v for k, v in c.data.params.items() if not k.startswith("output.")},
         metrics={k: v for k, v in c.data.metrics.items() if k != "duration_s"}, error=c.data.tags.get("mloop.error", ""),
+        start_ms=int(c.info.start_time or 0), end_ms=c.info.end_time,
     ) for c in children]
     return RunDetail(**vars(_summary(run)), pipeline=tags.get("mloop.pipeline", ""),
                      source=tags.get("mlflow.source.name", ""), git_commit=tags.get("mloop.git.commit", ""),
@@ -190,13 +223,65 @@ def find_run(cfg: ProjectConfig, prefix: str) -> RunDetail:
                      promotion=tags.get("mloop.promotion", ""), steps=steps)
 
 
+def _by_full_id(client: Any, experiment: str, run_id: str) -> list[Any]:
+    """The pipeline run with exactly this id, fetched alone ([] when ``run_id`` is not a whole id, or not one of
+    the project's pipeline runs): the UI names runs by their whole id, and a store of many runs need not be listed."""
+    from mlflow.exceptions import MlflowException
+
+    if len(run_id) != 32:
+        return []
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return []
+    if run.info.experiment_id != experiment or run.data.tags.get("mloop.kind") != "pipeline":
+        return []
+    return [run]
+
+
+@dataclass
+class ComparedRow:
+    """One parameter (``STEP.PARAM``) or metric of the runs compared; ``values`` one per run, ``-`` where a run has
+    none, metrics to 4 significant digits (as they are compared)."""
+
+    kind: str  # param or metric
+    name: str
+    values: list[str]
+
+    @property
+    def differs(self) -> bool:
+        return len(set(self.values)) > 1
+
+
+@dataclass
+class RunComparison:
+    runs: list[RunDetail]
+    rows: list[ComparedRow]  # the parameters, then the metrics; of each, the rows that differ first, by name
+
+    @property
+    def differing(self) -> list[ComparedRow]:
+        return [row for row in self.rows if row.differs]
+
+
+def compare_runs(cfg: ProjectConfig, run_ids: list[str]) -> RunComparison:
+    """The parameters and metrics of two runs or more side by side (ids or unique prefixes); TrackingError for
+    fewer than two, or a run not found."""
+    if len(run_ids) < 2:
+        raise TrackingError("compare needs two runs or more", hint="e.g. mloop runs compare 6f1c 0b9e")
+    runs = [find_run(cfg, run_id) for run_id in run_ids]
+    params = [{f"{step.name}.{k}": v for step in run.steps for k, v in step.params.items()} for run in runs]
+    metrics = [{k: f"{v:.4g}" for k, v in run.metrics.items()} for run in runs]
+    rows: list[ComparedRow] = []
+    for kind, values in (("param", params), ("metric", metrics)):
+        found = [ComparedRow(kind, name, [v.get(name, "-") for v in values]) for name in sorted(set().union(*values))]
+        rows += [row for row in found if row.differs] + [row for row in found if not row.differs]
+    return RunComparison(runs, rows)
+
+
 def runs_reading(cfg: ProjectConfig, versions: list[str], limit: int = 10000) -> dict[str, list[RunSummary]]:
     """For each DVC version (a tracked file's or folder's md5), the pipeline runs that read it, newest first."""
     wanted: dict[str, list[RunSummary]] = {v: [] for v in versions if v}
-    from pathlib import Path
-
-    no_store = cfg.tracking_uri.startswith("sqlite:///") and not Path(cfg.tracking_uri.removeprefix("sqlite:///")).exists()
-    if not wanted or no_store:  # nothing tracked yet: no store is created (nor MLflow imported) to say so
+    if not wanted or not store_exists(cfg):  # nothing tracked yet: no store is created (nor MLflow imported) to say so
         return wanted
     client = mlflow_client(cfg)
     experiment = experiment_id(client, cfg, create=False)
