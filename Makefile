@@ -45,8 +45,9 @@ demo: $(VENV)/.installed-demo
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop agent start        # continuous training: retrain on alerts, canary, watch, roll back"
 	@echo "      cd $(EXAMPLE) && ../../$(BIN)/mloop undeploy breast_cancer   # stop the model server"
 
+# Two workers, a test file each at a time: most tests wait on servers and subprocesses, so the 2 cores stay busy.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(VENV)/.installed-test
 	bash benchmarks/run.sh

@@ -142,4 +142,5 @@ def _damaged_files_said(name: str, version: str) -> Iterator[None]:
         raise ModelError(f"the stored files of {name} v{version} are damaged and do not load: "
                          f"{type(err).__name__}: {str(err)[:200]}",
                          hint=f"serve another version (mloop deploy {name}/VERSION); to store this one again, "
-                              "delete it in the MLflow UI (mloop ui) and run the pipeline") from err
+                              "move the champion alias to another version (mloop models promote VERSION) or delete "
+                              "this one in the MLflow UI (mloop mlflow-ui), and run the pipeline") from err

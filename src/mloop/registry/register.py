@@ -382,5 +382,5 @@ def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric:
     except Exception as err:
         raise RegistryError(
             f"the champion, {name} v{version}, cannot be scored on this run's test set: {err}",
-            hint="if the features changed on purpose, move the alias by hand in the MLflow UI (mloop ui)",
+            hint="if the features changed on purpose, move the alias by hand: mloop models promote VERSION",
         ) from err
