@@ -3,7 +3,8 @@
 The audit log holds every traffic change the agent made and every deploy, rollback and override made
 by hand through the CLI; the registry holds, per version, when it became champion at registration
 (``mloop.promoted.at``) and the gate's reasons. Together they answer "which version served at that
-moment, and why was it promoted".
+moment, and why was it promoted". ``cycles`` and ``timeline`` give the agent's cycles with their records,
+each as phases in time (``mloop agent history``, the web app's Continuous training page).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mloop.automation.agent import open_audit, open_journal
+from mloop.automation.agent import automation_dir, open_audit, open_journal
 from mloop.automation.audit import AuditRecord
 from mloop.automation.journal import Cycle
 from mloop.errors import ConfigError
@@ -98,8 +99,78 @@ def served_at(cfg: ProjectConfig, at: float, model: str | None = None) -> Served
     return ServedAt(at, model, champion, since, why, shares, events)
 
 
+# The steps of a cycle as the journal names them, in the order they run (automation/cycle.py).
+CYCLE_STEPS = ("snapshot", "train", "gate", "infra", "rollout", "watch")
+
+
+@dataclass
+class Phase:
+    """One bar of a cycle's timeline: the trigger(s), a journalled step, or the outcome."""
+
+    name: str  # "trigger", one of CYCLE_STEPS, or "outcome"
+    start: float
+    end: float
+    state: str  # a step's "done", "failed" or "started" (under way); the trigger's "taken"; the cycle's state
+    detail: str  # what it did, in words
+
+
+def timeline(cycle: Cycle, *, now: float | None = None) -> list[Phase]:
+    """A cycle as phases in time order: trigger → snapshot → train → gate → infra → roll-out → watch → outcome
+    (the steps it reached; a step under way ends ``now``)."""
+    now = time.time() if now is None else now
+    moments = [float(t["at"]) for t in cycle.triggers if isinstance(t.get("at"), (int, float))]
+    said = "; ".join(f"{t.get('kind', '?')}: {t.get('reason', '')}" for t in cycle.triggers[:5])
+    more = f" (and {len(cycle.triggers) - 5} more)" if len(cycle.triggers) > 5 else ""
+    phases = [Phase("trigger", min(moments, default=cycle.created), cycle.created, "taken", said + more)]
+    for name in CYCLE_STEPS:
+        step = cycle.steps.get(name)
+        if step is None:
+            continue
+        end = step.ended if step.ended is not None else (cycle.updated if cycle.final else now)
+        phases.append(Phase(name, step.began, max(end, step.began), step.state, _step_detail(name, step.result)))
+    last = max((p.end for p in phases), default=cycle.created)
+    phases.append(Phase("outcome", last, max(cycle.updated, last) if cycle.final else now, cycle.state,
+                        cycle.reason if cycle.final else f"under way: {cycle.state}"))
+    return phases
+
+
+def _step_detail(name: str, result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"error: {result['error']}"
+    if result.get("outcome"):
+        return f"{result['outcome']}: {result.get('reason', '')}"
+    if name == "train" and result.get("version"):
+        return f"v{result['version']}" + (f" ({result['reason']})" if result.get("reason") else "")
+    if name == "rollout" and result.get("strategy"):
+        weight = result.get("weight")
+        return f"{result['strategy']}" + (f" at {float(weight):.0%}" if isinstance(weight, (int, float)) else "")
+    if name == "watch" and result.get("verdict"):
+        return f"{result['verdict']}: {result.get('reason', '')}"
+    for key in ("summary", "reason", "skipped", "path"):
+        if result.get(key):
+            return str(result[key])
+    return ""
+
+
+def _has_journal(cfg: ProjectConfig) -> bool:
+    return (automation_dir(cfg) / "journal.db").exists()  # as open_journal names it
+
+
+def queued_triggers(cfg: ProjectConfig) -> list[dict[str, Any]]:
+    """The triggers waiting for the agent to take them (``mloop agent trigger`` while no agent ran), oldest first."""
+    if not _has_journal(cfg):
+        return []
+    journal = open_journal(cfg)
+    try:
+        return journal.queued(cfg.model_name)
+    finally:
+        journal.close()
+
+
 def cycles(cfg: ProjectConfig, *, limit: int = 20) -> list[tuple[Cycle, list[AuditRecord]]]:
-    """The newest cycles first, each with its audit records."""
+    """The newest cycles first, each with its audit records; none when no agent ever ran (no journal is created)."""
+    if not _has_journal(cfg):
+        return []
     journal = open_journal(cfg)
     try:
         found = journal.cycles(cfg.model_name, limit=limit)
@@ -114,8 +185,9 @@ def cycles(cfg: ProjectConfig, *, limit: int = 20) -> list[tuple[Cycle, list[Aud
 
 
 def record_deploy(cfg: ProjectConfig, result: DeployResult, *, by: str = "mloop deploy") -> None:
-    """A deploy, rollback or undeploy made by hand, in the audit log (so ``history --at`` sees it)."""
-    if result.action not in ("started", "swapped", "rolled_back", "stopped") or not result.name:
+    """A deploy, rollback, undeploy or roll-out promotion made by hand, in the audit log (so ``history --at`` sees
+    it)."""
+    if result.action not in ("started", "swapped", "rolled_back", "promoted", "stopped") or not result.name:
         return
     model = result.model or cfg.model_name
     open_audit(cfg).append("traffic", model, f"{by}: {result.name} {result.action.replace('_', ' ')} "

@@ -234,6 +234,11 @@ class Journal:
                 db.execute("DELETE FROM inbox WHERE id <= ?", (rows[-1][0],))
         return [(model, json.loads(trigger)) for _, model, trigger in rows]
 
+    def queued(self, model: str | None = None) -> list[dict[str, Any]]:
+        """The triggers waiting in the inbox (of ``model``), oldest first, left there for the agent to take."""
+        rows = self._query("SELECT model, trigger FROM inbox ORDER BY id")
+        return [json.loads(trigger) for found, trigger in rows if model is None or found == model]
+
     def get(self, key: str) -> Any:
         rows = self._query("SELECT value FROM kv WHERE key = ?", (key,))
         return json.loads(rows[0][0]) if rows else None

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from mloop.cli.output import console, err_console, styled
 from mloop.deploy import DeployOptions, DeployResult
 from mloop.errors import DeployError
-
-if TYPE_CHECKING:
-    from mloop.config import ProjectConfig
 
 
 def describe(result: DeployResult) -> str:
@@ -39,14 +35,14 @@ def describe(result: DeployResult) -> str:
 
 
 def deploy(model: str | None, *, target: str, project: Path | None, options: DeployOptions) -> None:
+    from mloop.automation import manual
     from mloop.config import check_renamed_variables, load_project
     from mloop.deploy import get_target
     from mloop.registry.fetch import model_uri
 
     check_renamed_variables()
     cfg = load_project(project)
-    result = get_target(target, cfg).deploy(model_uri(model or cfg.model_name), options)
-    _audited(cfg, result)
+    result = manual.audited(cfg, get_target(target, cfg).deploy(model_uri(model or cfg.model_name), options))
     console.print(describe(result), soft_wrap=True)
     if result.applied:
         console.print(result.applied, soft_wrap=True)
@@ -69,37 +65,26 @@ def deployments(*, project: Path | None) -> None:
         table.add_column(column)
     for item in found:
         d = item.deployment
-        state = "healthy" if item.healthy else ("running, not ready" if item.running else "stopped")
         version = item.served_version or d.version
-        table.add_row(d.name, d.model, f"v{version}", d.url, str(d.pid), state,
+        table.add_row(d.name, d.model, f"v{version}", d.url, str(d.pid), item.state,
                       dt.datetime.fromtimestamp(d.started).strftime("%Y-%m-%d %H:%M"),
                       ", ".join(f"v{v}" for v in d.history[-3:]) or "-")
     console.print(table)
 
 
 def undeploy(name: str, *, project: Path | None) -> None:
+    from mloop.automation import manual
     from mloop.config import load_project
     from mloop.deploy import local
 
     cfg = load_project(project)
-    result = local.undeploy(cfg, name)
-    _audited(cfg, result, "mloop undeploy")
+    result = manual.audited(cfg, local.undeploy(cfg, name), by="mloop undeploy")
     console.print(describe(result), soft_wrap=True)
 
 
 def rollback(name: str, *, project: Path | None) -> None:
+    from mloop.automation import manual
     from mloop.config import load_project
-    from mloop.deploy import local
 
-    cfg = load_project(project)
-    result = local.rollback(cfg, name)
-    _audited(cfg, result, "mloop rollback")
+    result = manual.rollback(load_project(project), name, by="mloop rollback")
     console.print(describe(result), soft_wrap=True)
-
-
-def _audited(cfg: ProjectConfig, result: DeployResult, by: str = "mloop deploy") -> None:
-    """A local deployment's traffic change, in the audit log (``mloop history --at`` reads it)."""
-    from mloop.automation.history import record_deploy
-
-    if result.target == "local":
-        record_deploy(cfg, result, by=by)

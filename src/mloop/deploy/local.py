@@ -70,6 +70,11 @@ class Status:
     healthy: bool
     served_version: str | None
 
+    @property
+    def state(self) -> str:
+        """``healthy`` (alive and ready), ``running, not ready`` or ``stopped``."""
+        return "healthy" if self.healthy else ("running, not ready" if self.running else "stopped")
+
 
 def deployments_dir(cfg: ProjectConfig) -> Path:
     return cfg.store / "deployments"

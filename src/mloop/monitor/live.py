@@ -456,7 +456,8 @@ class LiveMonitor:
         return scores
 
     def _operations(self, now: float) -> OperationsStatus:
-        """p99 latency of predictions and the server-error ratio over ``rate_window``, from the server's own counters."""
+        """Latency percentiles (p50, p90, p99) of predictions and the server-error ratio over ``rate_window``, from
+        the server's own counters."""
         buckets, requests, errors = self.metrics.traffic.snapshot()
         window_s = duration_s(self.settings.rate_window)
         if not self._rates:  # the counters start at zero with the server: requests before the first update count
@@ -469,9 +470,9 @@ class LiveMonitor:
         ops = OperationsStatus(window_s, int(d_requests), int(d_errors))
         if d_requests > 0:
             ops.error_ratio = d_errors / d_requests
-        p99 = histogram_quantile(0.99, self._bounds, d_buckets)
-        if p99 is not None:
-            ops.p99_latency_ms = p99 * 1000.0
+        p50, p90, p99 = (histogram_quantile(q, self._bounds, d_buckets) for q in (0.5, 0.9, 0.99))
+        ops.p50_latency_ms, ops.p90_latency_ms, ops.p99_latency_ms = (
+            None if q is None else q * 1000.0 for q in (p50, p90, p99))
         return ops
 
     def _flush_log(self, now: float) -> PredictionLogStatus | None:

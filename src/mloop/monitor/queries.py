@@ -16,8 +16,26 @@ from mloop.errors import DataError
 from mloop.monitor.alerts import ALERT_LOG, AlertEvent, firing, read_alert_log
 from mloop.monitor.drift import DriftDetector, DriftReport
 from mloop.monitor.model import Reference
-from mloop.monitor.predlog import TS, VERSION, RotatingParquetLog, feature_columns, read_log, read_newest
-from mloop.monitor.status import MonitorStatus, read_status
+from mloop.monitor.predlog import (
+    OUTLIER,
+    REQUEST_ID,
+    TS,
+    VERSION,
+    RotatingParquetLog,
+    feature_columns,
+    read_log,
+    read_newest,
+)
+from mloop.monitor.status import STATUS_FILE, MonitorStatus, read_status
+
+
+def monitored(root: Path) -> list[str]:
+    """The names of the monitor folders under ``root`` (``.mloop/monitor``) that hold a status or a prediction
+    log: every model or deployment that was served with monitoring, sorted."""
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if (p / STATUS_FILE).is_file() or RotatingParquetLog(p / "predictions").files())
 
 
 def status(folder: Path) -> MonitorStatus | None:
@@ -145,3 +163,61 @@ def compare(reference: Reference, frame: Any, settings: MonitorSection, *,
                         hint=f"its columns are: {', '.join(list(reference.features_)[:6])}, ...")
     report = DriftDetector.from_settings(settings).fit(reference).compare(frame[compared])
     return DriftComparison(report, compared, ignored, excluded)
+
+
+def _time_buckets(frame: Any, buckets: int) -> Any:
+    """Equal time buckets over ``frame``'s ``ts``: a Series of bucket numbers, and the edges (``buckets + 1``)."""
+    import pandas as pd
+
+    start, end = frame[TS].min(), frame[TS].max()
+    edges = pd.date_range(start, end if end > start else start + pd.Timedelta(seconds=1), periods=buckets + 1)
+    return pd.cut(frame[TS], edges, include_lowest=True, labels=False), edges
+
+
+def traffic_over_time(predictions: Any, *, buckets: int = 20) -> Any:
+    """Requests, rows and the outlier ratio of a prediction log (``served_log(...).predictions``) in equal time
+    buckets, per version that answered: a DataFrame of start, end, version, requests, rows, outlier_ratio
+    (None where the log has no outlier column), oldest first; empty for an empty log."""
+    import pandas as pd
+
+    columns = ["start", "end", "version", "requests", "rows", "outlier_ratio"]
+    if not len(predictions):
+        return pd.DataFrame(columns=columns)
+    which, edges = _time_buckets(predictions, buckets)
+    frame = pd.DataFrame({"bucket": which, "version": predictions[VERSION].astype(str),
+                          "request": predictions[REQUEST_ID],
+                          "outlier": predictions[OUTLIER].astype(float) if OUTLIER in predictions else float("nan")})
+    grouped = frame.groupby(["bucket", "version"], sort=True).agg(
+        requests=("request", "nunique"), rows=("request", "size"), outlier_ratio=("outlier", "mean"))
+    grouped = grouped.reset_index()
+    grouped["start"] = edges[grouped["bucket"].astype(int)]
+    grouped["end"] = edges[grouped["bucket"].astype(int) + 1]
+    return grouped[columns]
+
+
+def drift_over_time(reference: Reference, predictions: Any, settings: MonitorSection, *, buckets: int = 8,
+                    exclude: tuple[str, ...] = ()) -> Any:
+    """Drift of each feature of a prediction log (``served_log(...).predictions``) from the training data, in
+    equal time buckets, judged as the live server judges (``[monitor]``): a DataFrame of start, end, rows,
+    feature, psi, p_value, drifted (None: too few values for a verdict), oldest first. The log is cut into at
+    most ``buckets`` buckets and no more than give each ``min_samples`` rows on average, so each bucket can
+    get a verdict; empty for an empty log. DataError when the log shares no feature with the training data."""
+    import pandas as pd
+
+    columns = ["start", "end", "rows", "feature", "psi", "p_value", "drifted"]
+    if not len(predictions):
+        return pd.DataFrame(columns=columns)
+    features = [c for c in feature_columns(predictions) if c in reference.features_ and c not in exclude]
+    if not features:
+        raise DataError("the prediction log shares no feature with the model's training data",
+                        hint=f"its features are: {', '.join(list(reference.features_)[:6])}, ...")
+    count = max(1, min(buckets, len(predictions) // max(settings.min_samples, 1)))
+    which, edges = _time_buckets(predictions, count)
+    detector = DriftDetector.from_settings(settings).fit(reference)
+    rows = []
+    for bucket, part in predictions.groupby(which, sort=True):
+        report = detector.compare(part[features])
+        for name, found in report.features.items():
+            rows.append((edges[int(bucket)], edges[int(bucket) + 1], len(part), name, found.psi, found.p_value,
+                         found.drifted))
+    return pd.DataFrame(rows, columns=columns)

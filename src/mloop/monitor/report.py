@@ -40,7 +40,10 @@ def histogram_bars(reference: np.ndarray, current: np.ndarray, width: int = CHAR
     return bars
 
 
-def _current_counts(name: str, feature: FeatureReference, frame: Any) -> tuple[np.ndarray, np.ndarray] | None:
+def histogram_counts(name: str, feature: FeatureReference, frame: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Feature ``name``'s counts in training (``feature``: its reference) and in ``frame``, over the same bins: the
+    reference's quantile bins (open at both ends) for a numeric feature, its categories for a categorical one.
+    None when ``frame`` lacks the column or the reference has no bins."""
     if name not in frame.columns:
         return None
     if feature.kind == "numeric":
@@ -96,7 +99,7 @@ def render(title: str, profile: Reference, frame: Any, report: DriftReport, *, a
                       lstrip_blocks=True)
     features = []
     for name, feature in sorted(report.features.items(), key=lambda kv: (not kv[1].drifted, kv[0])):
-        counts = _current_counts(name, profile.features_[name], frame)
+        counts = histogram_counts(name, profile.features_[name], frame)
         features.append({"name": name, "drifted": feature.drifted, "bars": histogram_bars(*counts) if counts else [],
                          "psi": number(feature.psi), "statistic": number(feature.statistic),
                          "p_value": number(feature.p_value), "n": feature.n, "missing": feature.missing,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mloop._fs import atomic_write_bytes
 from mloop.errors import DataError
@@ -72,6 +72,8 @@ class OperationsStatus:
     errors: int = 0
     p99_latency_ms: float | None = None
     error_ratio: float | None = None
+    p50_latency_ms: float | None = None  # as p99: from the latency histogram's buckets
+    p90_latency_ms: float | None = None
 
 
 @dataclass
@@ -163,6 +165,21 @@ class MonitorStatus:
     alerts: AlertStatus
     prediction_log: PredictionLogStatus | None = None
     rollout: RolloutStatus | None = None
+
+
+def parse_rollout(state: dict[str, Any]) -> RolloutStatus | None:
+    """A server's roll-out answer (``GET /admin/rollout``, ``deploy.local.rollout_state``) typed, or None when no
+    roll-out is in progress. DataError if the answer is not one."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if not state.get("active"):
+        return None
+    try:
+        return TypeAdapter(RolloutStatus).validate_python(
+            {key: state.get(key) for key in ("strategy", "weight", "started_at", "champion", "candidate", "shadow")})
+    except ValidationError as err:
+        raise DataError(f"the server's roll-out state is not one this mloop can read: {err.errors()[0]['msg']}",
+                        hint="is the server the same mloop version? see GET /admin/rollout") from err
 
 
 @functools.cache

@@ -1,13 +1,188 @@
-"""The Deployments page."""
+"""The Deployments page: each local deployment's health (alive, ready), the version it serves, its address and,
+during a roll-out, the traffic split; roll back, promote or abort a roll-out after a confirmation.
+
+It reads what ``mloop deployments`` reads (``deploy.local.list_deployments``, ``rollout_state``) and acts through
+``automation.manual``, as ``mloop rollback`` does: the admin calls carry the deployment's admin token and each
+traffic change goes to the audit log. On the deployment the agent rolls out to (``[automation]``), promoting or
+aborting its roll-out is refused with the command that does it the agent's way.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import streamlit as st
 
+from mloop.errors import MloopError
 from mloop.ui.context import project
+
+if TYPE_CHECKING:
+    from mloop.config import ProjectConfig
+    from mloop.deploy.local import Status
+    from mloop.monitor.status import RolloutStatus
+
+BY = "mloop ui"  # who made a change, in the audit log
+PENDING = "deployments_pending"  # session state: the action waiting for its confirmation
+DONE = "deployments_done"  # session state: what the last confirmed action did (shown after the rerun)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # "rollback", "promote" or "abort"
+    name: str  # the deployment
+    question: str  # what the confirmation asks
 
 
 def page() -> None:
+    from mloop.deploy import local
+    from mloop.errors import DeployError
+
     cfg = project()
     st.title("Deployments")
-    st.info(f"This page of {cfg.name} is being built.")
+    done = st.session_state.pop(DONE, None)
+    if done is not None:
+        (st.success if done[0] else st.error)(done[1])
+    problems: list[DeployError] = []
+    found = local.list_deployments(cfg, problems)
+    for problem in problems:
+        st.warning(f"{problem.message}\n\n**Fix:** {problem.hint}")
+    if not found:
+        if not problems:
+            st.info("No deployment yet: start one with `mloop deploy`.")
+        return
+    for item in found:
+        with st.container(border=True):
+            _deployment(cfg, item)
+
+
+def _deployment(cfg: ProjectConfig, item: Status) -> None:
+    from mloop.automation.manual import agent_owns_rollouts
+
+    d = item.deployment
+    version = item.served_version or d.version
+    st.subheader(d.name)
+    state, serves, previous = st.columns(3)
+    state.metric("State", item.state, help="alive: its process runs; ready: it answers /v2/health/ready")
+    serves.metric("Serves", f"v{version}", help=f"model {d.model}")
+    previous.metric("Served before", ", ".join(f"v{v}" for v in d.history[-3:]) or "-",
+                    help="rolling back goes to the last of these")
+    st.markdown(f"model **{d.model}** · alive: **{'yes' if item.running else 'no'}** · ready: "
+                f"**{'yes' if item.healthy else 'no'}** · URL: {d.url} · pid {d.pid} · started "
+                f"{dt.datetime.fromtimestamp(d.started):%Y-%m-%d %H:%M}")
+    if not item.running:
+        st.warning(f"{d.name} is not running. Start it again with `mloop deploy models:/{d.model}/{d.version} "
+                   f"--name {d.name}`, or forget it with `mloop undeploy {d.name}`.")
+        return
+    rollout = _rollout(cfg, d.name)
+    if rollout is not None:
+        show_rollout(rollout)
+    owned = agent_owns_rollouts(cfg, d.name)
+    columns = st.columns(3)
+    if columns[0].button("Roll back", key=f"rollback-{d.name}", disabled=not d.history,
+                         help=(f"serve v{d.history[-1]} again (what mloop rollback {d.name} does)" if d.history
+                               else f"{d.name} has served only v{d.version}: nothing to roll back to")):
+        _ask(Action("rollback", d.name, f"Roll back {d.name} from v{version} to v{d.history[-1]}?"))
+    if rollout is not None:
+        candidate = rollout.candidate.version
+        refused = ("the agent owns this deployment's roll-outs: mloop agent status says how its watch goes; "
+                   "mloop agent stop gives the champion all the traffic back") if owned else None
+        if columns[1].button(f"Promote v{candidate}", key=f"promote-{d.name}", disabled=owned,
+                             help=refused or f"v{candidate} serves alone from now on"):
+            _ask(Action("promote", d.name, f"Promote v{candidate}: {d.name} serves it alone from now on?"))
+        if columns[2].button("Abort roll-out", key=f"abort-{d.name}", disabled=owned,
+                             help=refused or f"v{rollout.champion.version} answers every request again"):
+            _ask(Action("abort", d.name, f"Abort the roll-out of v{candidate}: v{rollout.champion.version} answers "
+                                         "every request again?"))
+        if owned:
+            st.caption("The agent owns this deployment's roll-outs ([automation] in mloop.toml): let its watch decide "
+                       "(`mloop agent status`), or stop it (`mloop agent stop` gives the champion all the traffic "
+                       "back) and promote a version with `mloop models promote VERSION`.")
+    _confirmation(cfg, d.name)
+
+
+def _rollout(cfg: ProjectConfig, name: str) -> RolloutStatus | None:
+    from mloop.deploy.local import rollout_state
+    from mloop.monitor.status import parse_rollout
+
+    try:
+        return parse_rollout(rollout_state(cfg, name))
+    except MloopError as err:
+        st.warning(f"Its roll-out state cannot be read: {err.message}")
+        return None
+
+
+def rollout_rows(rollout: RolloutStatus) -> list[dict[str, Any]]:
+    """The traffic split of a roll-out, one row per version (what ``mloop monitor status`` prints)."""
+    rows = []
+    for version in (rollout.champion, rollout.candidate):
+        if rollout.strategy == "canary":
+            share = rollout.weight if version.role == "candidate" else 1.0 - rollout.weight
+        else:  # shadow: the champion answers everything, the candidate scores every request and answers none
+            share = 1.0 if version.role == "champion" else 0.0
+        rows.append({"version": f"v{version.version}", "role": version.role, "share of requests": f"{share:.0%}",
+                     "requests": version.requests, "rows": version.rows, "server errors": version.server_errors,
+                     "p50 ms": _ms(version.p50_latency_ms), "p99 ms": _ms(version.p99_latency_ms),
+                     "labelled": version.labelled,
+                     "live scores": ", ".join(f"{k} {v:.3f}" for k, v in version.scores.items()) or "-"})
+    return rows
+
+
+def show_rollout(rollout: RolloutStatus) -> None:
+    """A roll-out in progress: what it is, and the table of both versions since it started."""
+    ago = max(time.time() - rollout.started_at, 0.0)
+    share = f", answering {rollout.weight:.0%} of requests" if rollout.strategy == "canary" else \
+        " (scores every request, answers none)"
+    st.markdown(f"**Roll-out:** {rollout.strategy} of v{rollout.candidate.version}{share}, started {ago:.0f} s ago")
+    st.dataframe(rollout_rows(rollout), hide_index=True, width="stretch")
+    shadow = rollout.shadow
+    if shadow is not None:
+        rate = "-" if shadow.disagreement_rate is None else f"{shadow.disagreement_rate:.1%}"
+        st.caption(f"shadow: disagreed on {shadow.disagreed_rows} of {shadow.compared_rows} rows ({rate})"
+                   + (f"; {shadow.dropped_rows} rows dropped, {shadow.failed_rows} failed"
+                      if shadow.dropped_rows or shadow.failed_rows else ""))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _ask(action: Action) -> None:
+    st.session_state[PENDING] = action
+    st.rerun()
+
+
+def _confirmation(cfg: ProjectConfig, name: str) -> None:
+    """The confirmation step of the action waiting on deployment ``name``, and the action once confirmed."""
+    action = st.session_state.get(PENDING)
+    if not isinstance(action, Action) or action.name != name:
+        return
+    st.warning(action.question)
+    confirm, cancel, _ = st.columns([1, 1, 4])
+    if cancel.button("Cancel", key=f"cancel-{name}"):
+        del st.session_state[PENDING]
+        st.rerun()
+    if confirm.button("Confirm", key=f"confirm-{action.kind}-{name}", type="primary"):
+        del st.session_state[PENDING]
+        with st.spinner(f"{action.kind} of {name}..."):
+            st.session_state[DONE] = _act(cfg, action)
+        st.rerun()
+
+
+def _act(cfg: ProjectConfig, action: Action) -> tuple[bool, str]:
+    """Do ``action``: (whether it worked, what happened in words)."""
+    from mloop.automation import manual
+
+    try:
+        if action.kind == "rollback":
+            result = manual.rollback(cfg, action.name, by=BY)
+            return True, f"{result.name}: rolled back from v{result.previous_version} to v{result.version}"
+        if action.kind == "promote":
+            result = manual.promote_rollout(cfg, action.name, by=BY)
+            return True, f"{result.name}: promoted v{result.version} (v{result.previous_version} before)"
+        answer = manual.abort_rollout(cfg, action.name, by=BY)
+        return True, f"{action.name}: {answer.get('message', 'roll-out aborted')}"
+    except MloopError as err:
+        return False, f"{err.message}" + (f"\n\n**Fix:** {err.hint}" if err.hint else "")

@@ -1,13 +1,143 @@
-"""The Continuous training page."""
+"""The Continuous training page: the agent's status (running or not, what it waits for, why it stopped itself) and
+its cycles as timelines (trigger → snapshot → train → gate → infra → roll-out → watch → outcome), each with its
+audit records and whether the audit log's hash chain verifies.
+
+It reads what ``mloop agent status`` and ``mloop agent history`` read: ``automation.service.agent_status``,
+``automation.history.cycles`` and ``timeline``, and the audit log's ``verify``.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from mloop.ui.context import project
 
+if TYPE_CHECKING:
+    from mloop.automation.audit import AuditRecord
+    from mloop.automation.journal import Cycle
+    from mloop.automation.service import AgentStatus
+
+CYCLES_SHOWN = 20
+OUTCOME_ICONS = {"promoted": ":material/check_circle:", "rejected": ":material/block:",
+                 "held": ":material/pause_circle:", "rolled_back": ":material/undo:", "unchanged": ":material/remove:",
+                 "failed": ":material/error:", "abandoned": ":material/delete:"}
+UNDER_WAY = ":material/hourglass_top:"
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
 
 def page() -> None:
+    from mloop.automation.agent import open_audit
+    from mloop.automation.history import cycles, queued_triggers
+    from mloop.automation.service import agent_status
+
     cfg = project()
     st.title("Continuous training")
-    st.info(f"This page of {cfg.name} is being built.")
+    found = agent_status(cfg)
+    history = cycles(cfg, limit=CYCLES_SHOWN)
+    queued = queued_triggers(cfg)
+    if not cfg.settings.agent_owns_champion and not history and not found.running and not queued:
+        st.info("No continuous-training agent here: this project's mloop.toml has no [automation] table and no agent "
+                "ever ran. Add an [automation] table (the agent then gates, rolls out and promotes new versions), "
+                "then start the agent with `mloop agent start`.")
+        return
+    _status(found)
+    if queued:
+        st.info(f"{len(queued)} trigger(s) queued, the newest: {queued[-1].get('kind', '?')}: "
+                f"{queued[-1].get('reason', '')}; the agent takes them when it next looks"
+                + ("" if found.running else " (`mloop agent start`)") + ".")
+    st.subheader("Cycles")
+    audit = open_audit(cfg)
+    broken = audit.verify()
+    if broken:
+        st.error("The audit log was changed after it was written:\n\n" + "\n\n".join(f"- {p}" for p in broken[:10]))
+    else:
+        st.success(f"Audit log verified: its hash chain is intact ({len(audit.records())} records).")
+    if not history:
+        st.info("No cycle yet: the agent starts one on a trigger" + ("" if queued else "; trigger one by hand with "
+                                                                    "`mloop agent trigger`") + ".")
+        return
+    _overview(history)
+    for cycle, records in history:
+        _cycle(cycle, records)
+
+
+def _status(found: AgentStatus) -> None:
+    st.subheader("Agent")
+    if found.stopped:
+        st.error(f"The agent stopped itself: {found.stopped.get('reason', '')} ({_when(found.stopped.get('at'))}). "
+                 "Look at the cycles below, then `mloop agent start`.")
+    if found.rollout:
+        candidate = found.rollout.get("candidate_version")
+        share = (f"{float(found.rollout.get('weight') or 0):.0%}" if found.rollout.get("strategy") == "canary"
+                 else "shadow")
+        watched = ("the agent watches it" if found.running
+                   else "NOTHING watches it: `mloop agent start` resumes the cycle")
+        st.warning(f"Roll-out in progress: v{candidate} ({share}); {watched}.")
+    if not found.running or found.state is None:
+        st.info(f"No agent runs; start it with `mloop agent start` (its log: {found.log}).")
+        for cycle in found.unfinished:
+            st.markdown(f"- cycle {cycle['id']} is unfinished ({cycle['state']}): the next start resumes it")
+        return
+    if not found.state.port:
+        st.warning(f"An agent runs (pid {found.state.pid}) but its agent.json is gone; restart it: "
+                   "`mloop agent stop && mloop agent start`.")
+        return
+    st.success(f"The agent runs: pid {found.state.pid}, {found.state.url}, since {_when(found.state.started)}.")
+    live: dict[str, Any] = found.live or {}
+    for name, problem in (live.get("problems") or {}).items():
+        st.warning(f"{name}: {problem}")
+    for cycle in live.get("running", []):
+        st.markdown(f"- cycle {cycle['id']}: {cycle['state']}"
+                    + (f", candidate v{cycle['candidate']}" if cycle.get("candidate") else ""))
+    pending = live.get("pending") or []
+    if pending:
+        st.markdown(f"Pending: {len(pending)} trigger(s), the newest: {pending[-1].get('reason', '')}; "
+                    f"{live.get('waiting', '')}")
+    elif not live.get("running"):
+        st.markdown("Idle" + (f"; next scheduled cycle {_when(live['next_schedule'])}"
+                              if live.get("next_schedule") else "") + ".")
+
+
+def _overview(history: list[tuple[Cycle, list[AuditRecord]]]) -> None:
+    """Every cycle shown as one Gantt chart: a row per cycle, a bar per phase."""
+    import altair as alt
+    import pandas as pd
+
+    from mloop.automation.history import timeline
+
+    rows = [{"cycle": cycle.id, "phase": phase.name, "start": pd.Timestamp(phase.start, unit="s"),
+             "end": pd.Timestamp(max(phase.end, phase.start + 0.2), unit="s"), "state": phase.state,
+             "detail": phase.detail} for cycle, _ in history for phase in timeline(cycle)]
+    chart = alt.Chart(pd.DataFrame(rows), title="The agent's cycles").mark_bar().encode(
+        x=alt.X("start:T", title="time (UTC)"), x2="end:T", y=alt.Y("cycle:N", title=None, sort="-x"),
+        color=alt.Color("phase:N", sort=[p for p in ("trigger", "snapshot", "train", "gate", "infra", "rollout",
+                                                     "watch", "outcome")]),
+        tooltip=["cycle:N", "phase:N", "state:N", "start:T", "end:T", "detail:N"])
+    st.altair_chart(chart, width="stretch")
+
+
+def _cycle(cycle: Cycle, records: list[AuditRecord]) -> None:
+    from mloop.automation.history import timeline
+
+    versions = (f" · candidate v{cycle.candidate}" if cycle.candidate else "") + \
+        (f" · champion before v{cycle.champion}" if cycle.champion else "")
+    with st.expander(f"cycle {cycle.id}: {cycle.state}{versions}", expanded=not cycle.final,
+                     icon=OUTCOME_ICONS.get(cycle.state, UNDER_WAY)):
+        if cycle.reason:
+            st.markdown(f"**{cycle.state}**: {cycle.reason}")
+        st.dataframe([{"step": phase.name, "state": phase.state, "started": _when(phase.start),
+                       "took": f"{phase.end - phase.start:.1f} s", "what": phase.detail}
+                      for phase in timeline(cycle)], hide_index=True, width="stretch")
+        if records:
+            st.markdown("**Audit records**")
+            st.dataframe([{"#": r.seq, "time": _when(r.at), "kind": r.kind, "version": r.version or "-",
+                           "summary": r.summary, "hash": r.hash[:12]} for r in records], hide_index=True,
+                         width="stretch")
+        else:
+            st.caption("No audit record names this cycle.")

@@ -1,0 +1,304 @@
+"""The Deployments, Monitoring and Continuous training pages with Streamlit's AppTest, against a real deployment
+(``mloop serve`` started by ``mloop.deploy.local``) that served traffic, and a project whose agent ran a cycle.
+
+The deployment tests share one module-scoped deployment and run in file order: the monitoring test sends the
+first feedback, the roll-out test leaves v1 promoted, the rollback test moves back to v2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mloop.automation.agent import open_audit
+from mloop.config import load_project
+from mloop.deploy import local
+from mloop.monitor import queries
+from mloop.project import run_project
+from tests.support.projects import with_monitor
+from tests.support.servers import post
+from tests.support.ui import app_test, texts
+
+pytestmark = pytest.mark.integration
+
+NAME = "breast_cancer"
+MONITOR = "[monitor]\ninterval = 1\nmin_samples = 30\n"
+
+
+@contextmanager
+def plain_main() -> Iterator[None]:
+    """A bare ``__main__`` while a pipeline runs in this process: Streamlit's AppTest leaves the page script it ran
+    as ``__main__``, and multiprocessing would run that script again in each new executor worker."""
+    saved = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = saved
+
+
+@pytest.fixture(scope="module")
+def served(first_run, tmp_path_factory):
+    """A copy of the reference project with a second version, deployed as v1 then swapped to v2 (so it can roll
+    back), after 30 requests of 10 rows each; the features and labels it was sent, by request id."""
+    root, _ = first_run
+    copy = Path(shutil.copytree(root, tmp_path_factory.mktemp("ui-ops") / NAME,
+                                ignore=shutil.ignore_patterns("__pycache__", "deployments", "monitor")))
+    with_monitor(copy, MONITOR)
+    cfg = load_project(copy)
+    with plain_main():
+        second = run_project(cfg, params={"logreg": {"C": "0.0005"}, "knn": {"n_neighbors": "150"}})
+    assert second.registration is not None and second.registration.version == "2"
+    local.deploy(cfg, f"models:/{NAME}/1")
+    try:
+        swapped = local.deploy(cfg, f"models:/{NAME}/2")
+        assert (swapped.action, swapped.version) == ("swapped", "2")
+        data = pd.read_csv(copy / "data" / "breast_cancer.csv")
+        features, labels = data.drop(columns=["target"]), {}
+        for i in range(30):
+            part = features.iloc[i * 10:(i + 1) * 10]
+            status, _ = post(f"{swapped.url}/predict", json.dumps({"instances": part.to_dict("records")}).encode(),
+                             {"x-request-id": f"r{i}"})
+            assert status == 200
+            labels[f"r{i}"] = data["target"].iloc[i * 10:(i + 1) * 10].tolist()
+        folder = cfg.monitor_dir(NAME)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            found = queries.status(folder)
+            if found is not None and found.operations.requests >= 30 and _logged(folder) >= 300:
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"the monitor did not see the traffic: {found}")
+        yield cfg, swapped.url, labels, features
+    finally:
+        local.undeploy(cfg, NAME)
+
+
+def _logged(folder: Path) -> int:
+    from mloop.errors import DataError
+
+    try:
+        return len(queries.served_log(folder, NAME).predictions)
+    except DataError:
+        return 0
+
+
+def _served_version(cfg) -> str | None:
+    deployment = local.load_state(cfg, NAME)
+    assert deployment is not None
+    return local.status(deployment).served_version
+
+
+def _charts(at) -> dict[str, list[pd.DataFrame]]:
+    """The page's Altair charts: title -> the data of each of its datasets."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    found = {}
+    for chart in at.get("vega_lite_chart"):
+        spec = json.loads(chart.proto.spec)
+        found[str(spec.get("title"))] = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets]
+    return found
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+# ------------------------------------------------------------------------------------------ no data yet
+
+
+def test_each_page_says_plainly_what_is_not_there_yet_and_writes_nothing(first_run):
+    root, _ = first_run
+    before = sorted(p.relative_to(root) for p in (root / ".mloop").rglob("*"))
+    for page, said in (("deployments", "No deployment yet: start one with `mloop deploy`"),
+                       ("monitoring", "Nothing is monitored yet"),
+                       ("training", "No continuous-training agent here")):
+        at = app_test(root, page).run()
+        assert not at.exception, at.exception
+        assert said in texts(at), texts(at)
+    assert "mloop agent start" in texts(at)
+    assert sorted(p.relative_to(root) for p in (root / ".mloop").rglob("*")) == before
+
+
+# ------------------------------------------------------------------------------------------- deployments
+
+
+def test_the_deployment_is_shown_healthy_with_the_version_it_serves_and_its_url(served):
+    cfg, url, _, _ = served
+    at = app_test(cfg.root, "deployments").run()
+    assert not at.exception, at.exception
+    assert NAME in [h.value for h in at.subheader]
+    metrics = _metrics(at)
+    assert (metrics["State"], metrics["Serves"], metrics["Served before"]) == ("healthy", "v2", "v1")
+    assert f"URL: {url}" in texts(at) and "alive: **yes** · ready: **yes**" in texts(at)
+    assert not at.button(key=f"rollback-{NAME}").disabled
+    assert "Roll-out" not in texts(at)  # none in progress: no split, no promote or abort
+    assert [b.key for b in at.button] == [f"rollback-{NAME}"]
+
+
+# -------------------------------------------------------------------------------------------- monitoring
+
+
+def test_monitoring_shows_traffic_latency_drift_and_a_chosen_features_histogram_then_live_scores(served):
+    cfg, url, labels, _ = served
+    at = app_test(cfg.root, "monitoring").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="monitor_deployment").value == NAME
+    metrics = _metrics(at)
+    assert int(metrics["Requests"]) >= 30 and metrics["Request rate"].endswith("/s")
+    assert metrics["p50 latency"].endswith(" ms") and metrics["p99 latency"].endswith(" ms")
+    assert metrics["Server errors"] == "0.00%" and metrics["Outliers"].endswith("%")
+    assert "No feedback yet: send labels to POST /feedback" in texts(at)
+    charts = _charts(at)
+    [requests] = charts["Requests per time bucket"]
+    assert requests["requests"].sum() == 30 and set(requests["version"]) == {"2"}
+    [drift] = [frames[0] for title, frames in charts.items() if title.startswith("Drift per feature over time (v2")]
+    assert drift["feature"].nunique() == 30 and drift["rows"].groupby(drift["start"]).first().sum() == 300
+    at.selectbox(key="monitor_feature").select("mean_texture").run()
+    assert not at.exception, at.exception
+    [histogram] = _charts(at)["mean_texture: training vs served"]
+    served_counts = histogram[histogram["data"] == "served (v2)"]["count"]
+    assert served_counts.sum() == 300  # every row v2 served, in the reference's bins
+    assert "mean_texture: " in texts(at) and "against 300 rows served by v2" in texts(at)
+    assert "No alert is firing." in texts(at)
+
+    for request_id in ("r0", "r1", "r2"):  # labels for 30 of the rows
+        status, _ = post(f"{url}/feedback", json.dumps({"id": request_id, "labels": labels[request_id]}).encode())
+        assert status == 200
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        found = queries.status(cfg.monitor_dir(NAME))
+        if found is not None and found.feedback.labelled_total >= 30:
+            break
+        time.sleep(0.3)
+    at.run()
+    assert not at.exception, at.exception
+    assert "No feedback yet" not in texts(at) and "over 30 labelled predictions" in texts(at)
+    assert 0.0 <= float(_metrics(at)["accuracy"]) <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------- roll-outs
+
+
+def test_a_rollouts_split_is_shown_abort_and_promote_go_through_a_confirmation(served):
+    cfg, url, _, features = served
+    local.start_rollout(cfg, NAME, f"models:/{NAME}/1", "canary", 0.5)
+    for row in features.head(20).to_dict("records"):
+        assert post(f"{url}/predict", json.dumps({"instances": [row]}).encode())[0] == 200
+    at = app_test(cfg.root, "deployments").run()
+    assert not at.exception, at.exception
+    assert "**Roll-out:** canary of v1, answering 50% of requests" in texts(at)
+    [split] = [frame.value for frame in at.dataframe]
+    assert split["version"].tolist() == ["v2", "v1"] and split["share of requests"].tolist() == ["50%", "50%"]
+    assert split["role"].tolist() == ["champion", "candidate"]
+
+    toml = cfg.root / "mloop.toml"  # with [automation], the agent owns this deployment's roll-outs
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(text + "\n[automation]\n", encoding="utf-8")
+    try:
+        owned = app_test(cfg.root, "deployments").run()
+        assert owned.button(key=f"promote-{NAME}").disabled and owned.button(key=f"abort-{NAME}").disabled
+        assert "mloop models promote VERSION" in texts(owned) and "mloop agent stop" in texts(owned)
+    finally:
+        toml.write_text(text, encoding="utf-8")
+
+    at.button(key=f"abort-{NAME}").click().run()
+    assert "Abort the roll-out of v1: v2 answers every request again?" in texts(at)
+    assert local.rollout_state(cfg, NAME)["active"]  # nothing happens before the confirmation
+    at.button(key=f"confirm-abort-{NAME}").click().run()
+    assert not at.exception, at.exception
+    assert not local.rollout_state(cfg, NAME)["active"] and _served_version(cfg) == "2"
+    assert "the canary of v1 is aborted" in texts(at) and "Roll-out" not in texts(at)
+
+    local.start_rollout(cfg, NAME, f"models:/{NAME}/1", "canary", 0.2)
+    at.run()
+    at.button(key=f"promote-{NAME}").click().run()
+    at.button(key=f"confirm-promote-{NAME}").click().run()
+    assert not at.exception, at.exception
+    assert _served_version(cfg) == "1" and local.load_state(cfg, NAME).history == ["1", "2"]
+    assert "promoted v1 (v2 before)" in texts(at)
+    summaries = [r.summary for r in open_audit(cfg).records(model=NAME)]
+    assert f"mloop ui: {NAME} roll-out of v1 aborted, v2 serves everything" in summaries
+    assert f"mloop ui: {NAME} promoted v1" in summaries
+
+
+def test_a_rollback_through_the_page_changes_the_served_version_after_the_confirmation(served):
+    cfg, _, _, _ = served
+    assert _served_version(cfg) == "1"
+    at = app_test(cfg.root, "deployments").run()
+    at.button(key=f"rollback-{NAME}").click().run()
+    assert f"Roll back {NAME} from v1 to v2?" in texts(at)
+    at.button(key=f"cancel-{NAME}").click().run()  # cancelled: nothing changes, the question is gone
+    assert _served_version(cfg) == "1" and "Roll back" not in [w.value for w in at.warning]
+    at.button(key=f"rollback-{NAME}").click().run()
+    at.button(key=f"confirm-rollback-{NAME}").click().run()
+    assert not at.exception, at.exception
+    assert _served_version(cfg) == "2"
+    assert f"{NAME}: rolled back from v1 to v2" in texts(at)
+    assert _metrics(at)["Serves"] == "v2"
+    [last] = open_audit(cfg).records(model=NAME)[-1:]
+    assert (last.kind, last.version, last.summary) == ("traffic", "2", f"mloop ui: {NAME} rolled back v2")
+    assert open_audit(cfg).verify() == []
+
+
+# ------------------------------------------------------------------------------------- continuous training
+
+AUTOMATION = """
+[automation]
+poll = "200ms"
+
+[automation.triggers]
+data = false
+registry = false
+debounce = "0s"
+
+[automation.gate]
+rules = [{metric = "accuracy", floor = 0.5}]
+alpha = 0.5
+"""
+
+
+def test_the_training_page_shows_a_cycle_as_steps_with_its_audit_records(tmp_path, mlflow_db_template):
+    from mloop.automation import service
+    from tests.support.agent_project import agent_project, data
+
+    root = agent_project(tmp_path / "shifty", mlflow_db_template, AUTOMATION)
+    cfg = load_project(root)
+    with plain_main():
+        run_project(cfg)  # v1, the champion
+    at = app_test(root, "training").run()  # [automation], no agent ran yet
+    assert not at.exception, at.exception
+    assert "No agent runs; start it with `mloop agent start`" in texts(at) and "No cycle yet" in texts(at)
+
+    data(1200, shifted=True, seed=3).to_csv(root / "data" / "data.csv", index=False)  # the world shifted
+    assert service.trigger(cfg, "ui test").startswith("queued")
+    at.run()
+    assert "1 trigger(s) queued, the newest: manual: ui test" in texts(at)
+    agent = subprocess.run([sys.executable, "-m", "mloop.cli.main", "agent", "run", "--once", "--project", str(root)],
+                           capture_output=True, text=True, timeout=180)
+    assert agent.returncode == 0, agent.stdout[-2000:] + agent.stderr[-2000:]
+
+    at.run()
+    assert not at.exception, at.exception
+    assert "Audit log verified: its hash chain is intact" in texts(at) and "queued" not in texts(at)
+    [expander] = [e for e in at.expander if "cycle " in e.label]
+    assert expander.label.endswith(": promoted · candidate v2 · champion before v1")
+    assert expander.icon == ":material/check_circle:"
+    steps, records = (frame.value for frame in expander.dataframe)
+    assert steps["step"].tolist() == ["trigger", "train", "gate", "outcome"]
+    assert steps["state"].tolist() == ["taken", "done", "done", "promoted"]
+    assert "manual: ui test" in steps["what"].iloc[0] and steps["what"].iloc[1].startswith("v2")
+    assert {"run", "gate", "promote", "cycle"} <= set(records["kind"])
+    [gantt] = _charts(at)["The agent's cycles"]
+    assert gantt["phase"].tolist() == ["trigger", "train", "gate", "outcome"]

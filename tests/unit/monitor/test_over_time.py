@@ -1,0 +1,92 @@
+"""The prediction log over time: traffic and drift per time bucket, the histogram of one feature, a roll-out typed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mloop.bundle.profile import ReferenceProfile
+from mloop.config import MonitorSection
+from mloop.errors import DataError
+from mloop.monitor.queries import drift_over_time, traffic_over_time
+from mloop.monitor.report import histogram_counts
+from mloop.monitor.status import parse_rollout
+
+RNG = np.random.default_rng(7)
+TRAINING = pd.DataFrame({"x": RNG.normal(size=2000), "c": RNG.choice(["a", "b"], size=2000)})
+
+
+def log(rows: int, *, start: str = "2026-01-01 10:00", minutes: int = 60, shift_after: int | None = None,
+        versions: tuple[str, ...] = ("1",)) -> pd.DataFrame:
+    """A prediction log of ``rows`` rows, one per request, evenly over ``minutes``; x shifted from row
+    ``shift_after`` on."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=rows)
+    if shift_after is not None:
+        x[shift_after:] += 3.0
+    return pd.DataFrame({
+        "ts": pd.date_range(start, periods=rows, freq=pd.Timedelta(minutes=minutes) / rows, tz="UTC"),
+        "request_id": [f"r{i}" for i in range(rows)], "row": 0,
+        "version": [versions[i * len(versions) // rows] for i in range(rows)],
+        "x": x, "c": rng.choice(["a", "b"], size=rows), "prediction": 1, "outlier_score": 0.0,
+        "outlier": (np.arange(rows) % 10 == 0)})
+
+
+@pytest.fixture(scope="module")
+def reference() -> ReferenceProfile:
+    return ReferenceProfile(max_sample=2000).fit(TRAINING)
+
+
+def test_traffic_is_counted_per_time_bucket_and_version():
+    frame = traffic_over_time(log(400, versions=("1", "2")), buckets=4)
+    assert frame["requests"].sum() == 400 and frame["rows"].sum() == 400
+    assert set(frame["version"]) == {"1", "2"}
+    assert frame.groupby("version")["requests"].sum().to_dict() == {"1": 200, "2": 200}
+    assert frame["outlier_ratio"].between(0.0, 0.2).all()
+    assert (frame["end"] > frame["start"]).all()
+    assert traffic_over_time(log(400).iloc[:0]).empty
+
+
+def test_drift_over_time_finds_the_bucket_where_a_feature_moved(reference):
+    settings = MonitorSection(min_samples=100)
+    frame = drift_over_time(reference, log(800, shift_after=400), settings, buckets=4)
+    x = frame[frame["feature"] == "x"].sort_values("start")
+    assert x["drifted"].tolist() == [False, False, True, True]
+    assert x["psi"].iloc[-1] > 1.0 > x["psi"].iloc[0]
+    assert not frame[frame["feature"] == "c"]["drifted"].any()
+    assert frame.groupby("start")["rows"].first().sum() == 800
+
+
+def test_drift_over_time_makes_no_bucket_smaller_than_min_samples_on_average(reference):
+    frame = drift_over_time(reference, log(250), MonitorSection(min_samples=100), buckets=8)
+    assert frame["start"].nunique() == 2  # 250 rows: two buckets, each with a verdict possible
+    small = drift_over_time(reference, log(40), MonitorSection(min_samples=100), buckets=8)
+    assert small["start"].nunique() == 1 and small["drifted"].isna().all()  # too few for a verdict
+
+
+def test_drift_over_time_of_a_log_without_the_training_features_says_so(reference):
+    with pytest.raises(DataError, match="shares no feature"):
+        drift_over_time(reference, log(200).rename(columns={"x": "z", "c": "d"}), MonitorSection())
+
+
+def test_histogram_counts_are_over_the_reference_bins_or_categories(reference):
+    served = log(300, shift_after=0)
+    training, current = histogram_counts("x", reference.features_["x"], served)
+    assert training.sum() == 2000 and current.sum() == 300 and len(training) == len(current)
+    assert current[-1] > 250  # shifted by 3 standard deviations: mostly in the top bin
+    training, current = histogram_counts("c", reference.features_["c"], served)
+    assert len(training) == 2 and current.sum() == 300
+    assert histogram_counts("missing", reference.features_["x"], served) is None
+
+
+def test_a_rollout_answer_is_typed_and_no_rollout_is_none():
+    version = {"version": "2", "role": "candidate", "requests": 5, "p99_latency_ms": 3.5}
+    state = {"active": True, "strategy": "canary", "weight": 0.3, "started_at": 10.0,
+             "champion": {**version, "version": "1", "role": "champion"}, "candidate": version, "shadow": None}
+    rollout = parse_rollout(state)
+    assert rollout is not None and (rollout.candidate.version, rollout.candidate.requests, rollout.weight) == (
+        "2", 5, 0.3)
+    assert parse_rollout({"active": False, "serving_version": "1"}) is None
+    with pytest.raises(DataError, match="roll-out state"):
+        parse_rollout({**state, "champion": {"role": "champion"}})
