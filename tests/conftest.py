@@ -25,6 +25,17 @@ for name, value in {"GIT_AUTHOR_NAME": "mloop tests", "GIT_AUTHOR_EMAIL": "tests
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="mloop-tests-xdg-")
 
 
+@pytest.fixture(autouse=True)
+def _main_module_kept():
+    """Streamlit's AppTest installs the page script it ran as ``__main__`` and leaves it there; multiprocessing
+    would then run that script again in every new pipeline worker of a later test. Each test ends with the
+    ``__main__`` it started with."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None and sys.modules.get("__main__") is not main:
+        sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, fully migrated MLflow SQLite database, created once per session."""

@@ -282,7 +282,7 @@ def test_the_training_page_shows_a_cycle_as_steps_with_its_audit_records(tmp_pat
     assert "No agent runs; start it with `mloop agent start`" in texts(at) and "No cycle yet" in texts(at)
 
     data(1200, shifted=True, seed=3).to_csv(root / "data" / "data.csv", index=False)  # the world shifted
-    assert service.trigger(cfg, "ui test").startswith("queued")
+    assert service.trigger(service.AgentHome(cfg.root, cfg), "ui test").startswith("queued")
     at.run()
     assert "1 trigger(s) queued, the newest: manual: ui test" in texts(at)
     agent = subprocess.run([sys.executable, "-m", "mloop.cli.main", "agent", "run", "--once", "--project", str(root)],

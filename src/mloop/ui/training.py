@@ -34,11 +34,11 @@ def _when(ts: float | None) -> str:
 def page() -> None:
     from mloop.automation.agent import open_audit
     from mloop.automation.history import cycles, queued_triggers
-    from mloop.automation.service import agent_status
+    from mloop.automation.service import AgentHome, agent_status
 
     cfg = project()
     st.title("Continuous training")
-    found = agent_status(cfg)
+    found = agent_status(AgentHome(cfg.root, cfg))
     history = cycles(cfg, limit=CYCLES_SHOWN)
     queued = queued_triggers(cfg)
     if not cfg.settings.agent_owns_champion and not history and not found.running and not queued:
