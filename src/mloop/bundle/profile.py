@@ -102,6 +102,21 @@ class ReferenceProfile:
         feature = self.features_.get(name)
         return float(feature.mean) if isinstance(feature, NumericProfile) and feature.mean is not None else 0.0
 
+    def median(self, name: str) -> float | None:
+        """The training median of a numeric feature: of its kept sample (every value when training had at most
+        ``max_sample`` rows), else read off its quantile bins; None for a feature without numbers."""
+        import numpy as np
+
+        feature = self.features_.get(name)
+        if not isinstance(feature, NumericProfile):
+            return None
+        if feature.sample:
+            return float(np.median(feature.sample))
+        if not feature.counts or sum(feature.counts) == 0:
+            return None
+        cumulative = np.concatenate([[0.0], np.cumsum(feature.counts, dtype=float)]) / sum(feature.counts)
+        return float(np.interp(0.5, cumulative, feature.edges))
+
     def missing_rate(self, name: str) -> float:
         """The share of training rows where the feature was missing (0.0 for an unknown feature)."""
         feature = self.features_.get(name)

@@ -35,7 +35,7 @@ from mloop.monitor.alerts import ALERT_LOG, Alerting
 from mloop.monitor.feedback import FeedbackJoiner
 from mloop.monitor.metrics import ALERT_METRICS, LATENCY_BUCKETS, ServerMetrics, histogram_quantile
 from mloop.monitor.model import LiveMetric, MonitoredModel
-from mloop.monitor.outliers import Scorer, make_scorer
+from mloop.monitor.outliers import Scorer, model_scorer
 from mloop.monitor.predlog import (
     LABEL,
     OUTLIER,
@@ -516,9 +516,7 @@ class LiveMonitor:
     def _scorer(self) -> Scorer | None:
         """The bundled detector's per-row scorer, built once per served model."""
         if self._scorer_for is not self.model:
-            model = self.model
-            to_input = model.detector_input if model.needs_frame else None
-            self._score, self._scorer_for = make_scorer(model.outlier_detector, to_input), model
+            self._score, self._scorer_for = model_scorer(self.model), self.model
         return self._score
 
     def close(self) -> None:

@@ -10,9 +10,12 @@ detector is called through its own ``score_samples`` and ``predict``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mloop.monitor.model import MonitoredModel
 
 # (rows, their categorical values or None) -> (score, is outlier)
 Scorer = Callable[[np.ndarray, "np.ndarray | None"], tuple[np.ndarray, np.ndarray]]
@@ -37,6 +40,12 @@ def make_scorer(detector: Any, to_input: DetectorInput | None = None) -> Scorer 
 
         return generic
     return None
+
+
+def model_scorer(model: MonitoredModel) -> Scorer | None:
+    """The per-row scorer of a served model's bundled detector (None without one): the detector takes what the
+    model takes (the float rows, or the DataFrame of a model that needs one)."""
+    return make_scorer(model.outlier_detector, model.detector_input if model.needs_frame else None)
 
 
 def _isolation_forest_scorer(forest: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -19,7 +19,7 @@ import numpy as np
 from mloop.monitor.feedback import FeedbackJoiner
 from mloop.monitor.metrics import LATENCY_BUCKETS, ServerMetrics, histogram_quantile
 from mloop.monitor.model import LiveMetric, MonitoredModel
-from mloop.monitor.outliers import Scorer, make_scorer
+from mloop.monitor.outliers import Scorer, model_scorer
 from mloop.monitor.predlog import PredictionLog
 from mloop.monitor.status import RolloutStatus, ShadowStatus, VersionStatus
 
@@ -168,9 +168,7 @@ class RolloutMonitor:
     def scorer(self) -> Scorer | None:
         """The candidate's outlier scorer (for the rows it answered, on their way to the log)."""
         if not self._scorer_built:
-            candidate = self.candidate
-            self._score = make_scorer(candidate.outlier_detector,
-                                      candidate.detector_input if candidate.needs_frame else None)
+            self._score = model_scorer(self.candidate)
             self._scorer_built = True
         return self._score
 

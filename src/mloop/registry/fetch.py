@@ -88,6 +88,16 @@ def load_sklearn_model(model_dir: Path) -> Any:
 
 def load_registered(cfg: ProjectConfig, uri: str) -> LoadedModel:
     """Fetch ``models:/NAME@ALIAS`` (or ``/VERSION``) from the project's registry and load it for prediction."""
+    return _load_registered(cfg, uri, with_example=False)[0]
+
+
+def load_registered_with_example(cfg: ProjectConfig, uri: str) -> tuple[LoadedModel, Any]:
+    """``load_registered``, and the version's MLflow input example (a DataFrame of training rows; None when
+    it has none or it does not read): what a form fills itself with."""
+    return _load_registered(cfg, uri, with_example=True)
+
+
+def _load_registered(cfg: ProjectConfig, uri: str, *, with_example: bool) -> tuple[LoadedModel, Any]:
     from mloop.bundle.loaded import load_model_dir
 
     name, _, _ = parse_model_uri(uri)
@@ -95,7 +105,17 @@ def load_registered(cfg: ProjectConfig, uri: str) -> LoadedModel:
     with tempfile.TemporaryDirectory(prefix="mloop-model-", dir=cfg.scratch()) as tmp:  # loaded into memory: the copy goes
         folder = download_model(cfg, f"models:/{name}/{version}", Path(tmp))
         with _damaged_files_said(name, version):
-            return load_model_dir(folder, name=name, version=version)
+            model = load_model_dir(folder, name=name, version=version)
+        return model, _input_example(folder) if with_example else None
+
+
+def _input_example(folder: Path) -> Any:
+    from mlflow.models import Model
+
+    try:
+        return Model.load(str(folder)).load_input_example(str(folder))
+    except Exception:  # noqa: BLE001 (a missing or unreadable example only means the form has none to offer)
+        return None
 
 
 def fetch_bundle(cfg: ProjectConfig, uri: str) -> Bundle:

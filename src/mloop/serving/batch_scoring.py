@@ -7,6 +7,10 @@ with their Arrow types); the scores are added as ``prediction`` and ``probabilit
 replacing columns of those names. A file that is not what it says, has two columns of one name, a CSV
 row with more values than the header has names, or a nested (list, struct, map) feature column is
 refused with a 4xx saying what to fix.
+
+``check_file`` runs the same checks without scoring and reports every value at fault with its row and
+column (the server stops at the first), with notes on what is taken but unusual (unknown categories,
+numbers beyond the training range, columns that pass through): what the web app shows before it sends a file.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from mloop.bundle.loaded import LoadedModel, Rows
+from mloop.bundle.loaded import Feature, LoadedModel, Rows
 from mloop.serving.protocol import RequestError, check_values, rows_from_columns
 
 CHUNK_ROWS = 10_000
@@ -72,11 +77,41 @@ def _csv_chunks(model: LoadedModel, source: Path) -> Iterator[Any]:
             if not isinstance(chunk.index, pd.RangeIndex):  # pandas made the values beyond the names an index
                 raise RequestError(f"the CSV's rows have more values than its header has names ({len(header)}); "
                                    "name every column in the first line", field="file", status=400)
-            yield chunk
+            yield _typed_text(model, chunk)
     except UnicodeDecodeError as err:
         raise RequestError("the CSV is not UTF-8 text; save it as UTF-8", field="file", status=400) from err
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
         raise RequestError(f"the CSV cannot be read: {str(err).splitlines()[0]}", field="file", status=400) from err
+
+
+def _typed_text(model: LoadedModel, chunk: Any) -> Any:
+    """A CSV has no types: pandas reads a column of numbers with one word among them as text, every value a
+    string. Each value of a numeric or boolean feature that reads as one is taken as one (``"12"``, ``"true"``),
+    so that only the word is refused, and named with its row."""
+    import pandas as pd
+
+    for feature in model.features:
+        if feature.type == "categorical" or feature.name not in chunk.columns:
+            continue
+        column = chunk[feature.name]
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            kind = feature.type
+            chunk[feature.name] = column.astype(object).map(lambda value: _read_text(value, kind))
+    return chunk
+
+
+def _read_text(value: Any, kind: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if kind == "boolean" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return value
 
 
 def _score_parquet(model: LoadedModel, source: Path, out: IO[bytes]) -> int:
@@ -134,6 +169,17 @@ def _check_names(names: list[str]) -> None:
 
 def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> dict[str, Any]:
     """The scores of a chunk's rows by column name: ``prediction`` and, for a classifier, ``probability_<class>``."""
+    labels, proba = model.predict(_validated(model, chunk, first_row=first_row))
+    scores: dict[str, Any] = {"prediction": labels}
+    if proba is not None:
+        for index, cls in enumerate(model.classes):
+            scores[f"probability_{cls}"] = proba[:, index]
+    return scores
+
+
+def _validated(model: LoadedModel, chunk: Any, *, first_row: int) -> Rows:
+    """A chunk's feature rows, each value checked against its feature's type; RequestError names the first
+    value at fault (its column and, for a value, its row)."""
     import pandas as pd
 
     names = [f.name for f in model.features]
@@ -145,20 +191,161 @@ def _score(model: LoadedModel, chunk: Any, *, first_row: int) -> dict[str, Any]:
     if model.categorical or any(f.type == "boolean" for f in model.features):
         # Checked value by value against each feature's type (a file's missing value is NaN: null here).
         columns = [[None if _missing(v) else _plain(v) for v in features[f.name].tolist()] for f in model.features]
-        rows = rows_from_columns(model, columns, first_row=first_row)
-    else:
-        for name in names:
-            if not pd.api.types.is_numeric_dtype(features[name]) or pd.api.types.is_bool_dtype(features[name]):
-                bad = pd.to_numeric(features[name], errors="coerce").isna() & features[name].notna()
-                row = int(np.argmax(bad.to_numpy())) + first_row
-                raise RequestError(f"column {name!r} has a value that is not a number (row {row})", field=name)
-        rows = check_values(Rows(features.to_numpy(dtype=np.float64)), model, first_row=first_row)
-    labels, proba = model.predict(rows)
-    scores: dict[str, Any] = {"prediction": labels}
-    if proba is not None:
-        for index, cls in enumerate(model.classes):
-            scores[f"probability_{cls}"] = proba[:, index]
-    return scores
+        return rows_from_columns(model, columns, first_row=first_row)
+    for name in names:
+        column = features[name]
+        if pd.api.types.is_bool_dtype(column):
+            raise RequestError(f"column {name!r} holds true/false values; feature {name!r} takes numbers", field=name)
+        if not pd.api.types.is_numeric_dtype(column):
+            bad = (pd.to_numeric(column, errors="coerce").isna() & column.notna()).to_numpy()
+            if bad.any():  # (text that reads as numbers is numbers: a CSV has no types)
+                row = int(np.argmax(bad)) + first_row
+                raise RequestError(f"column {name!r} has a value that is not a number (row {row})", field=name,
+                                   row=row)
+    return check_values(Rows(features.to_numpy(dtype=np.float64)), model, first_row=first_row)
+
+
+# ------------------------------------------------------------------------------------------ checking a file
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something about a file to score: what, in which column ("" for the file) and row (counted from 0 among
+    the data rows, as the server's messages count them; None for a whole column or the file)."""
+
+    message: str
+    column: str = ""
+    row: int | None = None
+
+
+@dataclass
+class FileCheck:
+    """What ``check_file`` found in a file before it is scored."""
+
+    rows: int = 0  # the rows checked (all of them, unless it stopped at the limit)
+    problems: list[Problem] = field(default_factory=list)  # what the server refuses: fix these to score the file
+    # what it accepts, but a user should know: columns that are not features (they pass through), categories
+    # training never saw, numbers outside the training range
+    notes: list[Problem] = field(default_factory=list)
+    complete: bool = True  # False: it stopped after ``limit`` problems (there may be more)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_file(model: LoadedModel, source: Path, fmt: str, *, limit: int = 100) -> FileCheck:
+    """Every problem that would make the server refuse ``source`` (``fmt`` csv or parquet), found by the
+    server's own checks without scoring anything: a missing feature column, a value of the wrong type, a
+    missing value where the model takes none, a file it cannot read. Each value at fault is reported with
+    its row and column (the check goes on past it: the value is set aside and the rows checked again), up
+    to ``limit`` problems. Notes say what is accepted but worth knowing."""
+    check = FileCheck()
+    unseen: dict[str, list[tuple[int, Any]]] = {}
+    outside: dict[str, list[tuple[int, Any]]] = {}
+    try:
+        chunks = _csv_chunks(model, source) if fmt == "csv" else (frame for _, frame in _parquet_chunks(model, source))
+        for chunk in chunks:
+            if check.rows == 0 and not _check_columns(model, chunk, check):
+                return check
+            if not _check_chunk(model, chunk, check, limit, unseen, outside):
+                check.complete = False
+                break
+            check.rows += len(chunk)
+    except RequestError as err:  # the file as a whole: unreadable, two columns of one name, nested values
+        check.problems.append(Problem(err.message, err.field if err.field != "file" else "", err.row))
+        return check
+    if check.rows == 0 and check.complete:
+        check.problems.append(Problem("the file has no rows to score"))
+    check.problems.sort(key=lambda p: (-1 if p.row is None else p.row, p.column))
+    for name, found in unseen.items():
+        row, value = found[0]
+        check.notes.append(Problem(f"{len(found)} value(s) training never saw, first {value!r} in row {row}; "
+                                   "the model answers them as it handles an unknown category", name, row))
+    schema = {spec.name: spec for spec in model.info.schema}
+    for name, found in outside.items():
+        row, value = found[0]
+        spec = schema[name]
+        check.notes.append(Problem(f"{len(found)} value(s) outside the training range {spec.min:g} to {spec.max:g}, "
+                                   f"first {value!r} in row {row}", name, row))
+    return check
+
+
+def _check_columns(model: LoadedModel, chunk: Any, check: FileCheck) -> bool:
+    """The file's columns: a feature it lacks is a problem (and nothing else is checked); one that is not a
+    feature a note."""
+    names = [f.name for f in model.features]
+    for name in names:
+        if name not in chunk.columns:
+            check.problems.append(Problem(f"column {name!r} is missing; the model needs every feature "
+                                          f"({len(names)}: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})",
+                                          name))
+    for name in chunk.columns:
+        if name not in set(names):
+            check.notes.append(Problem(f"column {str(name)!r} is not a feature of the model; it is passed through to "
+                                       "the scored file unchanged", str(name)))
+    return not check.problems
+
+
+def _check_chunk(model: LoadedModel, chunk: Any, check: FileCheck, limit: int,
+                 unseen: dict[str, list[tuple[int, Any]]], outside: dict[str, list[tuple[int, Any]]]) -> bool:
+    """Check one chunk as the server does; each value at fault is recorded, replaced by one the model takes
+    and the chunk checked again, so every one is found. False once ``limit`` problems are recorded."""
+    features = chunk[[f.name for f in model.features]].copy()
+    positions = {f.name: i for i, f in enumerate(model.features)}
+    first_row, seen = check.rows, set()
+    while True:
+        try:
+            rows = _validated(model, features, first_row=first_row)
+            break
+        except RequestError as err:
+            where = (err.field, err.row)
+            if where in seen:  # the value set in its place is refused too: the rest of the chunk cannot be checked
+                return True
+            check.problems.append(Problem(err.message, err.field, err.row))
+            if len(check.problems) >= limit:
+                return False
+            if err.row is None or err.field not in positions:
+                return True
+            seen.add(where)
+            if features[err.field].dtype != object:
+                features[err.field] = features[err.field].astype(object)
+            features.iat[err.row - first_row, positions[err.field]] = _acceptable(model.features[positions[err.field]],
+                                                                                 model)
+    _notes(model, chunk, rows, first_row, unseen, outside)
+    return True
+
+
+def _acceptable(feature: Feature, model: LoadedModel) -> Any:
+    """A value the feature takes (set in place of one at fault, so the check goes on)."""
+    if feature.type == "categorical":
+        return feature.categories[0] if feature.categories else ""
+    if feature.type == "boolean":
+        return False
+    value = model.profile.typical(feature.name) if model.profile is not None else 0.0
+    return round(value) if feature.type == "integer" else value
+
+
+def _notes(model: LoadedModel, chunk: Any, rows: Rows, first_row: int,
+           unseen: dict[str, list[tuple[int, Any]]], outside: dict[str, list[tuple[int, Any]]]) -> None:
+    """Values the model takes but training never saw: unknown categories, numbers beyond the training range."""
+    schema = {spec.name: spec for spec in model.info.schema}
+    for index, feature in enumerate(model.features):
+        column = rows.values[:, index]
+        if feature.type == "categorical":
+            found = np.flatnonzero(column == -1.0)
+            where = unseen
+        else:
+            spec = schema.get(feature.name)
+            if feature.type == "boolean" or spec is None or spec.min is None or spec.max is None:
+                continue
+            with np.errstate(invalid="ignore"):
+                found = np.flatnonzero((column < spec.min) | (column > spec.max))
+            where = outside
+        if found.size:
+            values = chunk[feature.name].to_numpy()
+            where.setdefault(feature.name, []).extend(
+                (int(i) + first_row, _plain(values[i])) for i in found.tolist())
 
 
 def _missing(value: Any) -> bool:

@@ -44,12 +44,13 @@ class RequestError(Exception):
     """A client mistake: ``status`` is the HTTP code, ``field`` names what was wrong."""
 
     def __init__(self, message: str, *, field: str = "", status: int = 422,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+                 headers: list[tuple[bytes, bytes]] | None = None, row: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.status = status
         self.headers = headers or []
+        self.row = row  # the row at fault (counted from 0), when one value is: not sent, it is in the message
 
     def body(self) -> bytes:
         payload: dict[str, Any] = {"error": self.message}
@@ -100,7 +101,8 @@ def _column(feature: Feature, values: Sequence[Any], *, first_row: int = 0) -> t
         if value is None:
             if not feature.allow_missing:
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} is missing (null); the model "
-                                   "was trained without missing values there", field=feature.name)
+                                   "was trained without missing values there", field=feature.name,
+                                   row=row + first_row)
             column[row] = np.nan
             continue
         kind = type(value)
@@ -109,7 +111,7 @@ def _column(feature: Feature, values: Sequence[Any], *, first_row: int = 0) -> t
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects a string (a category "
                                    f"such as {feature.categories[0]!r}), got {_json(value)}" if feature.categories else
                                    f"feature {feature.name!r} in row {row + first_row} expects a string, got {_json(value)}",
-                                   field=feature.name)
+                                   field=feature.name, row=row + first_row)
             assert text is not None
             text[row] = value
             column[row] = 0.0  # the category index is filled in by the caller (it needs every value)
@@ -118,14 +120,15 @@ def _column(feature: Feature, values: Sequence[Any], *, first_row: int = 0) -> t
                 column[row] = float(value)
             else:
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects true or false, "
-                                   f"got {_json(value)}", field=feature.name)
+                                   f"got {_json(value)}", field=feature.name, row=row + first_row)
         else:
             if kind is bool or kind not in (int, float):
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects "
-                                   f"{_EXPECTED[feature.type]}, got {_json(value)}", field=feature.name)
+                                   f"{_EXPECTED[feature.type]}, got {_json(value)}", field=feature.name,
+                                   row=row + first_row)
             if feature.type == "integer" and kind is float and not float(value).is_integer():
                 raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects a whole number, "
-                                   f"got {_json(value)}", field=feature.name)
+                                   f"got {_json(value)}", field=feature.name, row=row + first_row)
             column[row] = value
     return column, text
 
@@ -171,7 +174,7 @@ def check_values(rows: Rows, model: LoadedModel, *, first_row: int = 0) -> Rows:
                 continue  # a category training never saw: the model decides what it makes of it
             what = "missing (NaN or null)" if math.isnan(value) else "infinite"
             raise RequestError(f"feature {feature.name!r} in row {row + first_row} is {what}; the model was trained "
-                               "without missing values there", field=feature.name)
+                               "without missing values there", field=feature.name, row=row + first_row)
     if model.whole_columns:  # integer and boolean features take whole numbers (booleans 0 or 1) only
         column_values = rows.values[:, model.whole_columns]
         with np.errstate(invalid="ignore"):
@@ -182,7 +185,7 @@ def check_values(rows: Rows, model: LoadedModel, *, first_row: int = 0) -> Rows:
             feature = model.features[model.whole_columns[col]]
             raise RequestError(f"feature {feature.name!r} in row {row + first_row} expects "
                                f"{_EXPECTED[feature.type]}, got {rows.values[row, model.whole_columns[col]]!r}",
-                               field=feature.name)
+                               field=feature.name, row=row + first_row)
     return rows
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from mloop.bundle.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 
@@ -50,3 +51,11 @@ def test_a_profile_file_of_the_earlier_layout_still_loads(tmp_path):
     profile = ReferenceProfile.from_dict(old)
     assert profile.features_["x"] == NumericProfile(0.0, [0.0, 1.0], [2], "float64", 0.5, 0.5, 0.0, 1.0, [0.0, 1.0])
     assert profile.to_dict() == old
+
+
+def test_the_median_is_the_training_median_from_the_sample_or_else_read_off_the_bins():
+    frame = pd.DataFrame({"x": np.r_[np.arange(100.0), 1e6], "c": ["a"] * 101})
+    profile = ReferenceProfile().fit(frame)
+    assert profile.median("x") == 50.0 and profile.median("c") is None and profile.median("nope") is None
+    profile.features_["x"].sample = []  # a profile that kept no sample: the bins' counts, interpolated
+    assert profile.median("x") == pytest.approx(50.0, abs=1.0)

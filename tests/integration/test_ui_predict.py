@@ -1,0 +1,267 @@
+"""The Predict page against real deployments (``mloop serve`` processes on 127.0.0.1): the form generated from
+the served model's bundle, a row sent and its answer explained, and a file checked and scored in batch.
+
+Two deployments are shared by the module: the reference breast-cancer model (30 numeric features, a
+logistic regression) and a churn model of string categories, booleans, integers and missing values (a
+k-nearest-neighbours pipeline: a model family the explanation does not cover)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mloop.config import load_project
+from mloop.deploy import local
+from mloop.project import run_project
+from mloop.registry.fetch import load_registered
+from tests.support.churn import PIPELINE
+from tests.support.projects import write_project
+from tests.support.ui import app_test, texts
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def deployed(first_run, tmp_path_factory, mlflow_db_template):
+    """{"breast_cancer": root, "churn": root}, each project with its champion deployed (stopped after)."""
+    source, _ = first_run
+    cancer = Path(shutil.copytree(source, tmp_path_factory.mktemp("predict") / "breast_cancer",
+                                  ignore=shutil.ignore_patterns("__pycache__", "deployments", "monitor")))
+    churn = write_project(tmp_path_factory.mktemp("predict") / "churn", "churn", PIPELINE)
+    (churn / ".mloop").mkdir(exist_ok=True)
+    shutil.copyfile(mlflow_db_template, churn / ".mloop" / "mlflow.db")
+    outcome = run_project(load_project(churn), params={"train": {"kind": "knn"}})
+    assert outcome.registration is not None, outcome
+    roots = {"breast_cancer": cancer, "churn": churn}
+    failures: list[BaseException] = []
+
+    def start(root: Path, model: str) -> None:
+        try:
+            local.deploy(load_project(root), f"models:/{model}@champion")
+        except BaseException as err:  # noqa: BLE001 (re-raised below, in the test's thread)
+            failures.append(err)
+
+    threads = [threading.Thread(target=start, args=(root, model)) for model, root in roots.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert not failures, failures
+        yield roots
+    finally:
+        for model, root in roots.items():
+            if local.load_state(load_project(root), model) is not None:
+                local.undeploy(load_project(root), model)
+
+
+def _inputs(at, kind: str) -> dict:
+    return {widget.label: widget for widget in getattr(at, kind)}
+
+
+def _cancer_train(root: Path) -> pd.DataFrame:
+    """The training split of the reference project, as its pipeline makes it (mloop.toml: 0.25, seed 42)."""
+    from sklearn.model_selection import train_test_split
+
+    data = pd.read_csv(root / "data" / "breast_cancer.csv")
+    train, _ = train_test_split(data, test_size=0.25, random_state=42, stratify=data["target"])
+    return train.drop(columns=["target"])
+
+
+def test_without_a_running_deployment_the_page_says_how_to_start_one(tmp_path: Path):
+    (tmp_path / "mloop.toml").write_text('[project]\nname = "empty"\n')
+    at = app_test(tmp_path, "predict").run()
+    assert not at.exception, at.exception
+    assert "No deployment of empty is running" in texts(at) and "`mloop deploy`" in texts(at)
+    assert not at.number_input and not at.button
+
+
+def test_the_form_bounds_each_number_to_its_training_range_with_the_median(deployed):
+    at = app_test(deployed["breast_cancer"], "predict").run()
+    assert not at.exception, at.exception
+    train = _cancer_train(deployed["breast_cancer"])
+    numbers = _inputs(at, "number_input")
+    assert sorted(numbers) == sorted(train.columns)  # (laid out in three columns)
+    for name, widget in numbers.items():
+        assert (widget.min, widget.max) == pytest.approx((train[name].min(), train[name].max())), name
+        assert widget.value == pytest.approx(train[name].median()), name
+    assert not at.selectbox[1:] and [c.label for c in at.checkbox] == []  # no categories, nothing may be missing
+
+
+def test_the_form_of_categories_booleans_integers_and_missing_values(deployed):
+    at = app_test(deployed["churn"], "predict").run()
+    assert not at.exception, at.exception
+    model = load_registered(load_project(deployed["churn"]), "models:/churn@champion")
+    train = _churn_train(deployed["churn"])
+    boxes = _inputs(at, "selectbox")
+    assert set(boxes["plan"].options) == {"basic", "plus", "pro"}  # plan was never missing: no "missing" choice
+    assert boxes["plan"].value == train["plan"].mode()[0]
+    assert boxes["region"].options == [*model.features[1].categories, "(missing)"]
+    numbers = _inputs(at, "number_input")
+    assert numbers["age"].value == int(round(train["age"].median())) and isinstance(numbers["age"].value, int)
+    assert (numbers["age"].min, numbers["age"].max) == (train["age"].min(), train["age"].max())
+    assert numbers["spend"].value == pytest.approx(train["spend"].median())
+    checks = _inputs(at, "checkbox")
+    assert set(checks) == {"member", "spend missing"}
+    assert checks["member"].value == bool(train["member"].mode()[0])
+    at.button(key="predict_load_example").click().run()  # the first training row of the input example
+    assert _inputs(at, "number_input")["age"].value == train["age"].iloc[0]
+    at.button(key="predict_reset").click().run()
+    assert _inputs(at, "number_input")["age"].value == int(round(train["age"].median()))
+
+
+def _churn_train(root: Path) -> pd.DataFrame:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("churn_pipeline_for_ui", root / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    train, _ = module.split(module.load_data())
+    return train.drop(columns=["outcome"])
+
+
+def test_a_row_sent_to_the_deployment_answers_with_label_probabilities_outlier_score_and_why(deployed):
+    root = deployed["breast_cancer"]
+    model = load_registered(load_project(root), "models:/breast_cancer@champion")
+    at = app_test(root, "predict").run()
+    at.button(key="predict_load_example").click().run()  # the model's input example: its first training row
+    assert "Example row 1 of 5" in texts(at)
+    shown = {name: widget.value for name, widget in _inputs(at, "number_input").items()}
+    at.form_submit_button[0].click().run()
+    assert not at.exception, at.exception
+    row = pd.DataFrame([{name: shown[name] for name in model.feature_names}])
+    expected = model.estimator.predict_proba(row)[0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Label"] == str(int(np.argmax(expected))) and metrics["Version"] == "v1"
+    assert float(metrics["Outlier score"]) == pytest.approx(model.outlier_detector.score_samples(row)[0], abs=1e-4)
+    assert len(at.get("vega_lite_chart")) == 2  # the class probabilities, the features that pushed most
+    table = at.dataframe[0].value
+    assert len(table) == 30 and set(table["feature"]) == set(model.feature_names)
+    assert "SHAP (kernel explainer" in texts(at) and "probability of class" in texts(at)
+    assert "Request id" in texts(at)
+
+
+def test_a_row_of_categories_with_a_missing_value_answers_and_says_why_it_is_not_explained(deployed):
+    at = app_test(deployed["churn"], "predict").run()
+    at.selectbox(key="predict:churn:1:region").select("(missing)")
+    at.checkbox(key="predict:churn:1:spend:missing").check()
+    at.form_submit_button[0].click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Label"] in {"churn", "stay"}
+    assert "KNeighborsClassifier" in texts(at) and "tree ensembles and linear models" in texts(at)
+    assert "Outlier score" not in metrics and "no outlier detector" in texts(at)
+    assert len(at.get("vega_lite_chart")) == 1  # the class probabilities
+
+
+def test_a_refused_row_shows_the_servers_message_and_an_unreachable_server_the_fix(deployed):
+    from streamlit.testing.v1 import AppTest
+
+    def script(root: str, row: dict, port: int | None) -> None:
+        from pathlib import Path
+
+        from mloop.config import load_project
+        from mloop.deploy.local import load_state
+        from mloop.ui.predict import loaded, predict_row
+
+        cfg = load_project(Path(root))
+        deployment = load_state(cfg, "churn")
+        if port is not None:
+            deployment.port = port
+        predict_row(cfg, deployment, loaded(root, "churn", deployment.version)[0], row)
+
+    row = {"plan": "pro", "region": None, "age": 30.5, "spend": 10.0, "member": True}
+    at = AppTest.from_function(script, args=(str(deployed["churn"]), row, None), default_timeout=60).run()
+    assert "churn answered HTTP 422" in at.error[0].value and "expects a whole number, got 30.5" in at.error[0].value
+    assert "(field: age)" in at.error[0].value
+    from tests.support.servers import free_port
+
+    at = AppTest.from_function(script, args=(str(deployed["churn"]), row, free_port()), default_timeout=60).run()
+    assert "does not answer at http://127.0.0.1:" in at.error[0].value
+    assert "**Fix:**" in at.error[0].value and "mloop deploy churn/1 --name churn" in at.error[0].value
+
+
+def _upload(at, name: str, content: bytes, mime: str):
+    at.file_uploader(key="predict_batch_file").set_value((name, content, mime))
+    return at.run()
+
+
+def test_a_file_with_problems_lists_each_by_row_and_column_and_scores_nothing(deployed):
+    root = deployed["churn"]
+    rows = _churn_train(root).head(12).astype(object)
+    rows.loc[2, "age"] = "thirty"
+    rows.loc[5, "plan"] = None  # plan takes no missing value
+    rows.loc[5, "member"] = "maybe"
+    rows.loc[7, "region"] = "atlantis"  # a category training never saw: taken, noted
+    at = _upload(app_test(root, "predict").run(), "customers.csv", rows.to_csv(index=False).encode(), "text/csv")
+    assert not at.exception, at.exception
+    problems = at.dataframe[0].value
+    assert sorted(zip(problems["row"], problems["column"], strict=True)) == [(2, "age"), (5, "member"), (5, "plan")]
+    assert "3 problem(s)" in texts(at) and "nothing was sent" in texts(at)
+    assert "atlantis" in texts(at)
+    assert not [b for b in at.button if b.key == "predict_batch_score"] and not at.download_button
+    missing = rows.drop(columns=["spend"]).to_csv(index=False).encode()
+    at = _upload(at, "short.csv", missing, "text/csv")
+    [problem] = at.dataframe[0].value["problem"]
+    assert "column 'spend' is missing" in problem
+
+
+def test_a_good_file_is_scored_in_chunks_previewed_and_offered_in_its_own_format(deployed):
+    root = deployed["breast_cancer"]
+    model = load_registered(load_project(root), "models:/breast_cancer@champion")
+    data = pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["target"]).head(120)
+    data.insert(0, "patient", [f"p{i:03d}" for i in range(len(data))])
+    at = _upload(app_test(root, "predict").run(), "patients.csv", data.to_csv(index=False).encode(), "text/csv")
+    assert "120 rows, every value of the type its feature takes" in texts(at)
+    assert "'patient' is not a feature of the model; it is passed through" in texts(at)
+    at.button(key="predict_batch_score").click().run()
+    assert not at.exception, at.exception
+    scored = at.session_state["predict_batch_result"]
+    result = pd.read_csv(io.BytesIO(scored.content))
+    expected = model.estimator.predict_proba(data.drop(columns=["patient"]))
+    assert scored.rows == 120 and result["patient"].tolist() == data["patient"].tolist()  # 3 requests of 50, 50, 20
+    assert np.allclose(result[["probability_0", "probability_1"]], expected)
+    assert len(at.dataframe[0].value) == 100
+    [download] = at.download_button
+    assert download.label == "Download the scored file"
+
+
+def test_a_parquet_file_of_categories_comes_back_as_parquet(deployed):
+    root = deployed["churn"]
+    data = _churn_train(root).head(60)
+    sink = io.BytesIO()
+    data.to_parquet(sink)
+    at = _upload(app_test(root, "predict").run(), "customers.parquet", sink.getvalue(), "application/octet-stream")
+    at.button(key="predict_batch_score").click().run()
+    assert not at.exception, at.exception
+    result = pd.read_parquet(io.BytesIO(at.session_state["predict_batch_result"].content))
+    model = load_registered(load_project(root), "models:/churn@champion")
+    assert result["prediction"].tolist() == model.estimator.predict(data).tolist()
+    assert result["region"].isna().tolist() == data["region"].isna().tolist()
+
+
+def test_a_regressors_answer_is_its_value_without_class_probabilities():
+    """(Rendered from an answer: the module's deployments are classifiers.)"""
+    from streamlit.testing.v1 import AppTest
+
+    def script() -> None:
+        from mloop.bundle.explain import Contribution, Explanation
+        from mloop.ui.predict import Answer, show_answer
+
+        why = Explanation((Contribution("rooms", 3, 120.5), Contribution("area", 80.0, -20.25)), "prediction",
+                          1134.3178, 1234.5678, "SHAP (kernel explainer on the raw features)")
+        show_answer(Answer("prices", "4", "req-1", (("rooms", 3), ("area", 80.0)), prediction=1234.5678,
+                           outlier_score=-0.42, outlier=False, explanation=why))
+
+    at = AppTest.from_function(script).run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Prediction"] == "1234.57" and "Label" not in metrics and metrics["Version"] == "v4"
+    assert len(at.get("vega_lite_chart")) == 1 and "Class probabilities" not in texts(at)  # the contributions only
+    assert "Contributions to the prediction: from 1134 on average" in texts(at)
