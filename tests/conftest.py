@@ -72,13 +72,3 @@ def first_run(tmp_path_factory: pytest.TempPathFactory, mlflow_db_template: Path
     (root / "data").mkdir(exist_ok=True)
     shutil.copyfile(breast_cancer_csv, root / "data" / "breast_cancer.csv")
     return root, run_project(load_project(root))
-
-
-@pytest.fixture(autouse=True)
-def _main_module_kept():
-    """Streamlit's AppTest installs the page it runs as ``__main__`` and leaves it there; a process pool started
-    later (a pipeline's) would run that page in each of its workers. Each test ends with the real one back."""
-    main = sys.modules.get("__main__")
-    yield
-    if main is not None:
-        sys.modules["__main__"] = main
