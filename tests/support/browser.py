@@ -57,13 +57,12 @@ def chromium() -> Iterator[object]:
 
 
 def wait_until_idle(page: object, timeout: float = 30.0) -> float:
-    """Wait until Streamlit has finished running the page's script (its status widget is gone and the main block
-    holds elements); returns the seconds waited."""
+    """Wait until Streamlit has finished running the page's script (the app's ``data-test-script-state`` is
+    ``notRunning``, with elements in the main block); returns the seconds waited. Call it once the run to wait
+    for has begun (e.g. once the new page's title shows)."""
     started = time.perf_counter()
-    page.wait_for_selector('[data-testid="stMain"] [data-testid="stElementContainer"]',  # type: ignore[attr-defined]
-                           timeout=timeout * 1000)
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout * 1000)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"] '  # type: ignore[attr-defined]
+                           '[data-testid="stMain"] [data-testid="stElementContainer"]', timeout=timeout * 1000)
     return time.perf_counter() - started
 
 
