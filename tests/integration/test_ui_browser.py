@@ -13,46 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import SCREENSHOTS, chromium, running_app, screenshot, wait_until_idle
+from tests.support.browser import SCREENSHOTS, chromium, open_page, running_app, screenshot, wait_until_idle
 from tests.support.projects import copy_project
+from tests.support.ui import clone_runs, send_predictions
 
 pytestmark = pytest.mark.integration
 
 PAGES = ["Predict", "Models", "Runs", "Deployments", "Monitoring", "Continuous training"]
 RUNS = 200
 LOGGED_ROWS = 10_000
-
-
-def clone_runs(root: Path, count: int) -> None:
-    """``count`` more pipeline runs in the project's store, copies of its one real run (params, metrics, tags)."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    from mloop.config import load_project
-    from mloop.tracking.client import mlflow_client
-    from mloop.tracking.queries import recent_runs
-
-    cfg = load_project(root)
-    client = mlflow_client(cfg)
-    [real] = recent_runs(cfg, limit=1)
-    source = client.get_run(real.id)
-    now = int(time.time() * 1000)
-    for n in range(count):
-        run = client.create_run(source.info.experiment_id, start_time=now - (n + 1) * 60_000,
-                                run_name=f"copy-{n}")
-        client.log_batch(run.info.run_id,
-                         metrics=[Metric(k, v, now, 0) for k, v in source.data.metrics.items()],
-                         params=[Param(k, v) for k, v in source.data.params.items()],
-                         tags=[RunTag(k, v) for k, v in source.data.tags.items() if not k.startswith("mlflow.")])
-        client.set_terminated(run.info.run_id, "FINISHED", end_time=now - (n + 1) * 60_000 + 2_000)
-
-
-def send_predictions(url: str, rows: list[dict], total: int, batch: int = 100) -> None:
-    for start in range(0, total, batch):
-        chunk = [rows[(start + i) % len(rows)] for i in range(batch)]
-        request = urllib.request.Request(f"{url}/predict", data=json.dumps({"instances": chunk}).encode(),
-                                         headers={"content-type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
 
 
 @pytest.fixture(scope="module")
@@ -133,16 +102,6 @@ def churn_app(tmp_path_factory, mlflow_db_template, browser):
             page.close()
     finally:
         local.undeploy(cfg, "churn")
-
-
-def open_page(page, title: str) -> float:
-    """Click a page in the sidebar; the seconds until Streamlit finished drawing it."""
-    started = time.perf_counter()
-    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    page.wait_for_function(f"() => document.querySelector('h1') && document.querySelector('h1').innerText"
-                           f".startsWith({json.dumps(title)})", timeout=30_000)
-    wait_until_idle(page)
-    return time.perf_counter() - started
 
 
 def test_every_page_opens_without_an_error_and_loads_in_under_2_s_at_size(app):

@@ -3,6 +3,7 @@ Debian's Chromium (installed by the test setup when missing; Playwright never do
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.support.servers import MLOOP, free_port, system_binary, wait_for_http
 
@@ -71,3 +73,13 @@ def screenshot(page: object, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
     return path
+
+
+def open_page(page: Any, title: str) -> float:
+    """Click a page in the sidebar; the seconds until Streamlit finished drawing it."""
+    started = time.perf_counter()
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.wait_for_function(f"() => document.querySelector('h1') && document.querySelector('h1').innerText"
+                           f".startsWith({json.dumps(title)})", timeout=30_000)
+    wait_until_idle(page)
+    return time.perf_counter() - started
