@@ -16,7 +16,7 @@ PROJECT_KEY = "mloop_project"  # mloop.ui.context.PROJECT_KEY
 def app_test(root: Path, page: str | None = None, *, timeout: float = 60) -> AppTest:
     """An AppTest of the whole app (``page=None``) or of one page script (``"predict"``) for the project at
     ``root``; call ``.run()`` on it."""
-    script = UI / "app.py" if page is None else UI / "pages" / f"{page}.py"
+    script = UI / "app.py" if page is None else UI / "page_scripts" / f"{page}.py"
     at = AppTest.from_file(str(script), default_timeout=timeout)
     at.session_state[PROJECT_KEY] = str(root)
     return at

@@ -8,7 +8,8 @@ import streamlit as st
 
 from mloop.ui.context import authorized, project
 
-PAGES = Path(__file__).parent / "pages"
+# Not "pages/": Streamlit lists a folder of that name by itself on a first load, before st.navigation runs.
+PAGES = Path(__file__).parent / "page_scripts"
 
 st.set_page_config(page_title="mloop", layout="wide")
 cfg = project()
