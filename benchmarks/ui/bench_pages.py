@@ -107,7 +107,7 @@ def main() -> None:
                 fresh.close()
                 fresh = browser.new_page(viewport={"width": 1400, "height": 1000})
                 started = time.perf_counter()
-                fresh.goto(f"{mlflow_url}/#/experiments/{experiment}")
+                fresh.goto(f"{mlflow_url}/#/experiments/{experiment}/runs")
                 fresh.get_by_text("copy-0", exact=True).first.wait_for(timeout=60_000)
                 cold["MLflow UI: experiment page"].append(time.perf_counter() - started)
                 fresh.close()

@@ -13,7 +13,7 @@ import pytest
 from mloop.config import load_project
 from mloop.project import run_project
 from mloop.registry.report import CandidateReport, candidate_report
-from mloop.registry.report_render import markdown, marker
+from mloop.registry.report_render import markdown, marker, verdict
 from tests.integration.test_concurrency import PIPELINE
 from tests.support.projects import write_project
 from tests.support.servers import MLOOP
@@ -116,6 +116,9 @@ def test_a_candidate_that_beat_the_champion_and_one_the_gate_kept_out(tmp_path: 
     assert [r.name for r in better.metrics][:2] == ["test_accuracy", "test_f1"]  # the gate's first, mloop's next
     assert "accuracy" in {r.name for r in better.metrics}  # and the pipeline's own
     assert "replaced v1 as the champion" in markdown(better)
+    replaced = candidate_report(load_project(root), "race/1")  # the decision at registration, not the alias now
+    assert (replaced.passed, replaced.promoted, replaced.current_champion) == (True, True, "2")
+    assert verdict(replaced) == "passed: v1 became the champion (there was no champion before); the champion is v2 now"
 
     run_project(load_project(root), params={"split": {"rows": 20}, "train": {"C": 0.001}})  # worse: kept out
     kept = candidate_report(load_project(root))

@@ -34,3 +34,13 @@ def test_with_a_token_the_pages_open_only_after_it_is_typed(tmp_path: Path):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert "Predict" in texts(at)
+
+
+def test_an_app_bound_beyond_loopback_closes_when_its_token_is_removed(tmp_path: Path, monkeypatch):
+    (tmp_path / "mloop.toml").write_text('[project]\nname = "x"\n')
+    monkeypatch.setenv("MLOOP_UI_HOST", "0.0.0.0")  # what `mloop ui --host 0.0.0.0` hands the app
+    at = app_test(tmp_path).run()
+    assert not at.exception
+    [error] = at.error
+    assert "beyond loopback" in error.value and "[ui] token" in error.value
+    assert "Predict" not in texts(at) and not at.text_input

@@ -39,7 +39,10 @@ def ui(*, host: str | None, port: int | None, project: Path | None) -> None:
     mlflow_client(cfg)  # the store is created (migrated) under the project's lock, not by a page
     console.print(f"mloop app for {cfg.name}: http://{host}:{port}  (Ctrl-C stops it; "
                   f"the MLflow UI it links to: mloop mlflow-ui)")
-    _foreground(streamlit_command(host, port), cwd=cfg.root, what="the mloop app", port=port)
+    # The app reads [ui] host as the address it answers on: a later edit of mloop.toml cannot make it forget that
+    # it is reachable beyond loopback (and so needs its token).
+    _foreground(streamlit_command(host, port), cwd=cfg.root, what="the mloop app", port=port,
+                env={**os.environ, "MLOOP_UI_HOST": host})
 
 
 def mlflow_ui(*, port: int, project: Path | None) -> None:
@@ -52,10 +55,10 @@ def mlflow_ui(*, port: int, project: Path | None) -> None:
     _foreground(ui_command(cfg, port), cwd=cfg.root, what="the MLflow UI", port=port)
 
 
-def _foreground(command: list[str], *, cwd: Path, what: str, port: int) -> None:
+def _foreground(command: list[str], *, cwd: Path, what: str, port: int, env: dict[str, str] | None = None) -> None:
     """Run a server until it exits or this command is stopped. It gets its own process group, so that stopping
     it (Ctrl-C or SIGTERM) stops the workers it starts too, instead of leaving them running."""
-    proc = subprocess.Popen(command, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(command, cwd=cwd, start_new_session=True, env=env)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         try:

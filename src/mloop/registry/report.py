@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from mloop.errors import RegistryError, TrackingError
 from mloop.registry.metrics import direction
-from mloop.registry.register import CANDIDATE_SCORE, CHAMPION, CHAMPION_SCORE, COMPARED_WITH
+from mloop.registry.aliases import PROMOTED_AT
+from mloop.registry.register import CANDIDATE_SCORE, CHAMPION, CHAMPION_SCORE, COMPARED_WITH, RULE_PASSED
 from mloop.tracking.client import mlflow_client, tracking_error
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class CandidateReport:
     candidate: str  # its version
     champion: str | None  # the version the gate compared it with (None: there was no champion)
     current_champion: str | None  # the champion now
-    passed: bool  # the candidate is the champion
+    passed: bool  # the gate's rule passed at registration (recorded on the version; not whether it is champion now)
     reason: str  # the gate's decision, in words
     metric: str  # the [promotion] rule as configured now
     direction: str
@@ -90,6 +91,7 @@ class CandidateReport:
     lineage: ReportLineage
     plots: list[ReportPlot] = field(default_factory=list)
     champion_missing: bool = False  # the compared champion is no longer in the registry
+    promoted: bool = True  # it became the champion (at registration, or later by the agent or by hand)
 
     @property
     def first(self) -> bool:
@@ -135,12 +137,20 @@ def candidate_report(cfg: ProjectConfig, model: str | None = None) -> CandidateR
     current = [v.version for m in registered_models(cfg) if m.name == name for v in m.versions if CHAMPION in v.aliases]
     return CandidateReport(
         model=name, candidate=summary.version, champion=compared, current_champion=current[0] if current else None,
-        passed=CHAMPION in summary.aliases, reason=summary.promotion or "no decision recorded",
+        passed=_rule_passed(tags, summary.aliases), reason=summary.promotion or "no decision recorded",
         metric=promotion.metric, direction=promotion.better, min_improvement=promotion.min_improvement,
         metrics=metric_rows(info, champion_info, promotion.metric, _score(tags.get(CANDIDATE_SCORE)),
                             _score(tags.get(CHAMPION_SCORE))),
         lineage=_lineage(cfg, run_id or info.lineage.run_id, info), plots=_plots(cfg, run_id or info.lineage.run_id),
-        champion_missing=missing)
+        champion_missing=missing, promoted=PROMOTED_AT in tags or CHAMPION in summary.aliases)
+
+
+def _rule_passed(tags: dict[str, str], aliases: list[str] | tuple[str, ...]) -> bool:
+    """Whether the version passed the gate when it was registered: its recorded outcome (a version registered
+    before that was recorded: whether it holds the champion alias)."""
+    if RULE_PASSED in tags:
+        return tags[RULE_PASSED].lower() == "true"
+    return CHAMPION in aliases
 
 
 def metric_rows(candidate: BundleInfo, champion: BundleInfo | None, metric: str, gate_candidate: float | None = None,

@@ -49,14 +49,20 @@ def title(report: CandidateReport) -> str:
 
 
 def verdict(report: CandidateReport) -> str:
-    """The gate's outcome in one sentence (without the recorded reason)."""
-    if report.passed and report.first:
-        return f"passed: v{report.candidate} is the champion (there was no champion before)"
+    """The gate's outcome at registration in one sentence (without the recorded reason), and the champion now
+    when another version holds it since."""
+    now = report.current_champion
+    later = "" if now is None or now == report.candidate else f"; the champion is v{now} now"
+    if report.passed and report.promoted and report.first:
+        became = "is" if now == report.candidate else "became"
+        return f"passed: v{report.candidate} {became} the champion (there was no champion before){later}"
+    if report.passed and report.promoted:
+        return f"passed: v{report.candidate} replaced v{report.champion} as the champion{later}"
     if report.passed:
-        return f"passed: v{report.candidate} replaced v{report.champion} as the champion"
+        return f"passed the rule; left to the continuous-training agent, which has not promoted it{later}"
     if report.first:
         return f"not promoted: v{report.candidate} is not the champion"
-    now = report.current_champion or report.champion
+    now = now or report.champion
     kept = (f"kept the champion v{report.champion}" if now == report.champion
             else f"not promoted against v{report.champion} (the champion is v{now} now)")
     return kept

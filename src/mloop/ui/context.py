@@ -36,7 +36,15 @@ def stop_with(err: MloopError) -> None:
 
 def authorized(cfg: ProjectConfig) -> bool:
     """True when the app has no token, or this browser session typed the right one. Otherwise shows the form."""
+    from mloop.serving.server import is_loopback
+
     expected = cfg.settings.ui.token.get_secret_value()
+    if not expected and not is_loopback(cfg.settings.ui.host):
+        # `mloop ui` hands the address it bound to the app (MLOOP_UI_HOST): a token removed from mloop.toml
+        # while the app answers beyond loopback closes it rather than opening it to everyone
+        st.error(f"This app answers on {cfg.settings.ui.host}, beyond loopback, and mloop.toml no longer sets "
+                 "[ui] token.\n\n**Fix:** set [ui] token (or MLOOP_UI_TOKEN) again, or restart it on 127.0.0.1.")
+        return False
     if not expected or st.session_state.get("mloop_authorized"):
         return True
     st.title("mloop")

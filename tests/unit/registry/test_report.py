@@ -71,6 +71,17 @@ def test_the_verdict_names_who_is_champion():
     assert verdict(report(current_champion="4")) == "not promoted against v2 (the champion is v4 now)"
 
 
+def test_the_verdict_is_the_decision_at_registration_not_the_alias_now():
+    # v1 passed and became champion, replaced later: still a pass, with who holds the alias now
+    first = report(candidate="1", champion=None, current_champion="3", passed=True)
+    assert verdict(first) == "passed: v1 became the champion (there was no champion before); the champion is v3 now"
+    assert verdict(report(passed=True, current_champion="5")) == (
+        "passed: v3 replaced v2 as the champion; the champion is v5 now")
+    # passed the rule in a project whose agent owns the champion, not promoted (yet)
+    assert verdict(report(passed=True, promoted=False, current_champion="2")) == (
+        "passed the rule; left to the continuous-training agent, which has not promoted it; the champion is v2 now")
+
+
 @pytest.mark.parametrize(("row", "better"), [
     (MetricRow("accuracy", 0.9, 0.8, "maximize"), "candidate"),
     (MetricRow("accuracy", 0.8, 0.9, "maximize"), "champion"),
