@@ -174,6 +174,7 @@ def test_monitoring_shows_traffic_latency_drift_and_a_chosen_features_histogram_
     assert served_counts.sum() == 300  # every row v2 served, in the reference's bins
     assert "mean_texture: " in texts(at) and "against 300 rows served by v2" in texts(at)
     assert "No alert is firing." in texts(at)
+    assert "Latency over time covers only the time this page has been open" in texts(at)
 
     for request_id in ("r0", "r1", "r2"):  # labels for 30 of the rows
         status, _ = post(f"{url}/feedback", json.dumps({"id": request_id, "labels": labels[request_id]}).encode())
@@ -188,6 +189,26 @@ def test_monitoring_shows_traffic_latency_drift_and_a_chosen_features_histogram_
     assert not at.exception, at.exception
     assert "No feedback yet" not in texts(at) and "over 30 labelled predictions" in texts(at)
     assert 0.0 <= float(_metrics(at)["accuracy"]) <= 1.0
+
+
+def test_a_rerun_with_an_unchanged_log_does_not_read_it_again(served, monkeypatch):
+    cfg, _, _, _ = served
+    at = app_test(cfg.root, "monitoring").run()
+    assert not at.exception, at.exception
+    reads = []
+    read_log = queries.read_log
+
+    def counting(folder, since=None):
+        reads.append(folder)
+        return read_log(folder, since=since)
+
+    monkeypatch.setattr(queries, "read_log", counting)
+    before = queries.log_state(cfg.monitor_dir(NAME))
+    at.run()
+    assert not at.exception, at.exception
+    assert "Requests per time bucket" in _charts(at)
+    assert queries.log_state(cfg.monitor_dir(NAME)) == before  # (no request came: the server wrote no log)
+    assert reads == []
 
 
 # ---------------------------------------------------------------------------------------------- roll-outs

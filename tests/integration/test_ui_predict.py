@@ -264,3 +264,34 @@ def test_a_regressors_answer_is_its_value_without_class_probabilities_and_is_exp
     assert "Label" not in metrics and float(metrics["Prediction"]) == pytest.approx(expected, rel=1e-3, abs=1e-2)
     assert "Class probabilities" not in texts(at)
     assert "Contributions to the prediction" in texts(at)  # a random forest: a tree ensemble, explained
+
+def test_monitoring_a_regressor_charts_its_mean_absolute_error_in_the_page_and_the_report(deployed, tmp_path):
+    """Last in the file: it stops the prices deployment (its logs are written when it stops)."""
+    import json
+    import subprocess
+
+    from tests.support.servers import MLOOP, post
+
+    root = deployed["prices"]
+    cfg = load_project(root)
+    deployment = local.load_state(cfg, "prices")
+    data = pd.read_csv(root / "data" / "data.csv").head(40)
+    for i in range(4):
+        part = data.iloc[i * 10:(i + 1) * 10]
+        status, _ = post(f"{deployment.url}/predict",
+                         json.dumps({"instances": part.drop(columns=["target"]).to_dict("records")}).encode(),
+                         {"x-request-id": f"p{i}"})
+        assert status == 200
+        status, _ = post(f"{deployment.url}/feedback",
+                         json.dumps({"id": f"p{i}", "labels": part["target"].tolist()}).encode())
+        assert status == 200
+    local.undeploy(cfg, "prices")
+    at = app_test(root, "monitoring").run()
+    assert not at.exception, at.exception
+    assert "Mean absolute error over time" in texts(at) and "Accuracy over time" not in texts(at)
+    report = tmp_path / "report.html"
+    done = subprocess.run([MLOOP, "monitor", "report", "--since", "1h", "--out", str(report)], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    page = report.read_text()
+    assert "Mean absolute error over time" in page and "Accuracy over time" not in page

@@ -18,14 +18,16 @@ Background: numeric features whose profile sample kept every training row picked
 share row indexes, so they are drawn as whole training rows; the others, categorical and boolean
 features independently, by their training frequencies and missing rates.
 
-The kernel explainer samples coalitions from numpy's global random state: the state is set to ``seed``
-for the call and put back after it, under a lock, so one row always gets one explanation and the rest of
-the process sees no change. shap is imported only here, when called.
+Determinism: the background comes from ``seed``. With few features (``2**M - 2`` coalitions within shap's
+sample budget, e.g. up to about 11 features with the default) the kernel explainer enumerates every coalition
+and one row always gets one explanation. With more, it samples coalitions from numpy's global random state,
+which shap offers no way to pass a generator to; mloop leaves that state alone (process-wide state belongs to
+entrypoints), so two calls may differ slightly there. The contributions add up exactly either way, and a caller
+that must show one row one explanation caches it (the web app does). shap is imported only here, when called.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 BACKGROUND_ROWS = 50
-_GLOBAL_RANDOM_STATE = threading.Lock()  # shap samples from numpy's global state: one caller at a time
 _TREE_LIBRARIES = ("xgboost", "lightgbm", "catboost")
 
 
@@ -112,7 +113,7 @@ def explain(model: LoadedModel, rows: Rows, *, background: int = BACKGROUND_ROWS
 
     rng = np.random.default_rng(seed)
     reference = background_rows(model, background, rng)
-    shap_values, base = _kernel_shap(output, reference, x, seed, samples)
+    shap_values, base = _kernel_shap(output, reference, x, samples)
     values = _sent_values(model, instance)
     contributions = sorted((Contribution(name, values[i], float(shap_values[i]))
                             for i, name in enumerate(model.feature_names)), key=lambda c: -abs(c.shap_value))
@@ -209,18 +210,12 @@ def _sent_values(model: LoadedModel, instance: Rows) -> list[Any]:
     return found
 
 
-def _kernel_shap(output: Any, reference: np.ndarray, x: np.ndarray, seed: int,
+def _kernel_shap(output: Any, reference: np.ndarray, x: np.ndarray,
                  samples: int | None) -> tuple[np.ndarray, float]:
     """shap's kernel explainer on one row (every feature kept: no L1 selection): its SHAP values and base value."""
     import numpy as np
     import shap
 
-    with _GLOBAL_RANDOM_STATE:
-        saved = np.random.get_state()
-        try:
-            np.random.seed(seed)
-            explainer = shap.KernelExplainer(output, reference)
-            values = explainer.shap_values(x, nsamples=samples or "auto", l1_reg=False, silent=True)
-        finally:
-            np.random.set_state(saved)
+    explainer = shap.KernelExplainer(output, reference)
+    values = explainer.shap_values(x, nsamples=samples or "auto", l1_reg=False, silent=True)
     return np.asarray(values, dtype=np.float64).reshape(-1), float(np.asarray(explainer.expected_value).reshape(-1)[0])

@@ -56,6 +56,11 @@ class BundleInfo:
     class_counts: dict[str, int] = field(default_factory=dict)  # training labels per class (prediction drift)
     schema: list[FeatureSchema] = field(default_factory=list)  # per feature ("" in bundles written before it)
 
+    @property
+    def regression(self) -> bool:
+        """Whether the model is a regressor (bundles written before the task was recorded: it has no classes)."""
+        return self.task == "regression" if self.task else not self.classes
+
 
 @dataclass
 class Bundle:

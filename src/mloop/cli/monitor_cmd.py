@@ -59,7 +59,7 @@ def report(source: Path | None, *, since: str | None, model: str | None, out: Pa
         from mloop._fs import atomic_write_text
 
         atomic_write_text(out, render(f"Drift of {found.what} against {found.model} v{found.version}", found.profile,
-                                      found.frame, drift, accuracy=found.accuracy))
+                                      found.frame, drift, scores=found.scores))
         console.print(f"report: {out}")
     if fail_on_drift is not None and share is not None and share > fail_on_drift:
         raise DriftFound(f"{share:.0%} of features drifted, above --fail-on-drift {fail_on_drift:.0%}",

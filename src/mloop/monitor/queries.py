@@ -62,30 +62,37 @@ def alert_history(folder: Path, *, since: float | None = None, limit: int | None
 
 @dataclass
 class ServedRows:
-    """What one version of a model served over a while: its feature rows and, if labelled, accuracy over time."""
+    """What one version of a model served over a while: its rows and the labels sent for them."""
 
-    features: Any  # a DataFrame of the feature columns
+    predictions: Any  # a DataFrame of the prediction log's rows of that version (``predlog`` columns)
+    feedback: Any  # a DataFrame of the feedback log over the same while (empty when no label came)
     version: str
-    accuracy: Any = None  # a DataFrame of start, end, labelled, accuracy (see report.accuracy_over_time)
+
+    @property
+    def features(self) -> Any:
+        """The feature columns of the rows (a DataFrame)."""
+        return self.predictions[feature_columns(self.predictions)]
+
+    def labelled_over_time(self, *, regression: bool) -> Any:
+        """How the labelled rows scored in equal time buckets: the mean absolute error of a regressor, the accuracy
+        of a classifier (``report.labelled_over_time``); None without labels."""
+        from mloop.monitor.report import labelled_over_time
+
+        if not len(self.feedback):
+            return None
+        return labelled_over_time(self.predictions, self.feedback, regression=regression)
 
 
-def served_rows(folder: Path, name: str, *, since: float, version: str | None = None) -> ServedRows:
-    """The rows served since ``since`` (of ``version``, or of the version served last); DataError if none."""
-    from mloop.monitor.report import accuracy_over_time
+def served_rows(folder: Path, name: str, *, since: float | None = None, version: str | None = None,
+                window: str = "") -> ServedRows:
+    """The rows served since ``since`` (all without it) by ``version``, or by the version served last, and the
+    labels sent for them; DataError if none (``window`` says the while in words, e.g. "in this window")."""
+    return served_log(folder, name, since=since, window=window or _since_words(since)).rows(
+        version, window=window or _since_words(since))
 
-    frame = read_log(folder / "predictions", since=since)
-    window = f"since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
-    if not len(frame):
-        raise DataError(f"no predictions of {name} were logged {window} (looked in {folder / 'predictions'})",
-                        hint="serve or deploy the model and send it requests; or use --from FILE")
-    version = version or str(frame[VERSION].iloc[-1])
-    frame = frame[frame[VERSION] == version]
-    if not len(frame):
-        raise DataError(f"no predictions of {name} v{version} {window}",
-                        hint="leave out the version to use the one served last")
-    feedback = read_log(folder / "feedback", since=since)
-    accuracy = accuracy_over_time(frame, feedback) if len(feedback) else None
-    return ServedRows(frame[feature_columns(frame)], version, accuracy)
+
+def _since_words(since: float | None) -> str:
+    return "ever" if since is None else f"since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
 
 
 @dataclass
@@ -94,11 +101,23 @@ class ServedLog:
 
     predictions: Any  # a DataFrame of the prediction log (``predlog`` columns)
     feedback: Any  # a DataFrame of the feedback log (empty when no label came)
+    name: str = ""  # the served model's (or deployment's) name
 
     @property
     def versions(self) -> list[str]:
         """The versions that served the predictions, in the order they first appear in the log."""
         return [str(v) for v in self.predictions[VERSION].astype(str).unique().tolist()]
+
+    def rows(self, version: str | None = None, *, window: str = "in the window") -> ServedRows:
+        """The rows ``version`` served, or the version served last (the last row's), and the labels; DataError
+        when that version served none of them."""
+        name = self.name
+        version = version or str(self.predictions[VERSION].astype(str).iloc[-1])
+        frame = self.predictions[self.predictions[VERSION].astype(str) == version]
+        if not len(frame):
+            raise DataError(f"no predictions of {name} v{version} {window}",
+                            hint="leave out the version to use the one served last")
+        return ServedRows(frame, self.feedback, version)
 
 
 def served_log(folder: Path, name: str, *, since: float | None = None, window: str = "") -> ServedLog:
@@ -119,7 +138,21 @@ def served_log(folder: Path, name: str, *, since: float | None = None, window: s
                 if len(newest) else "")
         raise DataError(f"no predictions of {name!r} were served {window or 'in the window'}{last}",
                         hint="ask for a longer while with --since (e.g. 30d), or leave it out for the whole log")
-    return ServedLog(predictions, read_log(folder / "feedback", since=since))
+    return ServedLog(predictions, read_log(folder / "feedback", since=since), name)
+
+
+def log_state(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """The name, size and modification time (ns) of each file of the prediction and feedback logs of the monitor
+    folder ``folder``: it changes whenever a log does, and costs no read of them."""
+    found = []
+    for log in ("predictions", "feedback"):
+        for path in RotatingParquetLog(folder / log).files():
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # rotated away while we listed
+                continue
+            found.append((f"{log}/{path.name}", stat.st_size, stat.st_mtime_ns))
+    return tuple(found)
 
 
 def shadow_answers(folder: Path, *, since: float | None = None) -> Any:

@@ -25,7 +25,7 @@ class DriftReport:
     frame: Any  # the rows compared (a DataFrame of the compared columns)
     profile: ReferenceProfile
     comparison: DriftComparison
-    accuracy: Any = None  # served traffic with feedback: accuracy over time (a DataFrame)
+    scores: Any = None  # served traffic with feedback: accuracy (classifier) or mean absolute error over time
 
 
 def drift_report(cfg: ProjectConfig, *, model: str | None = None, source: Path | None = None,
@@ -39,7 +39,7 @@ def drift_report(cfg: ProjectConfig, *, model: str | None = None, source: Path |
     settings = settings or cfg.settings.monitor
     uri = model_uri(model or cfg.model_name)
     name, _, _ = parse_model_uri(uri)
-    accuracy = None
+    served = None
     if since is not None:
         try:
             window = duration_s(since)
@@ -47,7 +47,7 @@ def drift_report(cfg: ProjectConfig, *, model: str | None = None, source: Path |
             raise DataError(f"--since {since!r}: {err}", hint="e.g. 30m, 1h or 2d") from err
         served = queries.served_rows(cfg.monitor_dir(name), name, since=time.time() - window,
                                      version=None if model is None else resolve_version(cfg, uri))
-        frame, version, accuracy, what = served.features, served.version, served.accuracy, f"predictions of the last {since}"
+        frame, version, what = served.features, served.version, f"predictions of the last {since}"
     else:
         assert source is not None
         version, frame, what = resolve_version(cfg, uri), queries.read_frame(source), source.name
@@ -57,4 +57,5 @@ def drift_report(cfg: ProjectConfig, *, model: str | None = None, source: Path |
         comparison = queries.compare(profile, frame, settings, exclude=(bundle.info.target,))
     except DataError as err:
         raise DataError(f"{what}: {err.message} ({name} v{version})", hint=err.hint) from err
-    return DriftReport(name, version, what, frame[comparison.compared], profile, comparison, accuracy)
+    scores = served.labelled_over_time(regression=bundle.info.regression) if served is not None else None
+    return DriftReport(name, version, what, frame[comparison.compared], profile, comparison, scores)

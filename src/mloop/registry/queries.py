@@ -77,6 +77,17 @@ def model_versions(cfg: ProjectConfig, model: str) -> list[TaggedVersion]:
                   key=lambda v: int(v.version))
 
 
+def registered_at(cfg: ProjectConfig, model: str, version: str) -> int:
+    """When version ``version`` of ``model`` was registered (ms since the epoch). With the number it names one
+    version for good: a model deleted and registered again reuses the numbers, not the times. TrackingError when
+    the store cannot be read or has no such version."""
+    client = mlflow_client(cfg)
+    try:
+        return int(client.get_model_version(model, version).creation_timestamp or 0)
+    except Exception as err:
+        raise tracking_error(cfg, err) from err
+
+
 @dataclass
 class VersionDetail:
     """One registered version with what its bundle says: what it takes, how it scored, where it came from."""

@@ -28,6 +28,7 @@ from mloop.bundle.loaded import Feature, LoadedModel, Rows
 from mloop.serving.protocol import RequestError, check_values, rows_from_columns
 
 CHUNK_ROWS = 10_000
+BLOCK_ROWS = 500  # a chunk with faults is checked again in blocks of this many rows (``check_file``)
 FORMATS = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
@@ -243,12 +244,13 @@ def check_file(model: LoadedModel, source: Path, fmt: str, *, limit: int = 100) 
     check = FileCheck()
     unseen: dict[str, list[tuple[int, Any]]] = {}
     outside: dict[str, list[tuple[int, Any]]] = {}
+    faulty_columns: set[str] = set()  # columns at fault as a whole (reported once, not once per chunk)
     try:
         chunks = _csv_chunks(model, source) if fmt == "csv" else (frame for _, frame in _parquet_chunks(model, source))
         for chunk in chunks:
             if check.rows == 0 and not _check_columns(model, chunk, check):
                 return check
-            if not _check_chunk(model, chunk, check, limit, unseen, outside):
+            if not _check_chunk(model, chunk, check, limit, unseen, outside, faulty_columns):
                 check.complete = False
                 break
             check.rows += len(chunk)
@@ -288,12 +290,37 @@ def _check_columns(model: LoadedModel, chunk: Any, check: FileCheck) -> bool:
 
 
 def _check_chunk(model: LoadedModel, chunk: Any, check: FileCheck, limit: int,
-                 unseen: dict[str, list[tuple[int, Any]]], outside: dict[str, list[tuple[int, Any]]]) -> bool:
-    """Check one chunk as the server does; each value at fault is recorded, replaced by one the model takes
-    and the chunk checked again, so every one is found. False once ``limit`` problems are recorded."""
-    features = chunk[[f.name for f in model.features]].copy()
+                 unseen: dict[str, list[tuple[int, Any]]], outside: dict[str, list[tuple[int, Any]]],
+                 faulty_columns: set[str]) -> bool:
+    """Check one chunk as the server does. A chunk without fault is checked once; one with faults again in blocks
+    of ``BLOCK_ROWS`` rows, where each value at fault is recorded, replaced by one the model takes and its block
+    checked again, so every one is found at the cost of re-checking a block, not the chunk. False once ``limit``
+    problems are recorded."""
+    features = chunk[[f.name for f in model.features]]
+    first_row = check.rows
+    try:
+        rows = _validated(model, features, first_row=first_row)
+    except RequestError:
+        pass
+    else:
+        _notes(model, chunk, rows, first_row, unseen, outside)
+        return True
+    for start in range(0, len(chunk), BLOCK_ROWS):
+        done = _check_block(model, chunk.iloc[start:start + BLOCK_ROWS], first_row + start, check, limit, unseen,
+                            outside, faulty_columns)
+        if done is not None:
+            return done
+    return True
+
+
+def _check_block(model: LoadedModel, block: Any, first_row: int, check: FileCheck, limit: int,
+                 unseen: dict[str, list[tuple[int, Any]]], outside: dict[str, list[tuple[int, Any]]],
+                 faulty_columns: set[str]) -> bool | None:
+    """``_check_chunk`` on a block of its rows: None when the block is checked, True when the rest of the chunk
+    cannot be (a column at fault as a whole, or a value no replacement cures), False at ``limit`` problems."""
+    features = block[[f.name for f in model.features]].copy()
     positions = {f.name: i for i, f in enumerate(model.features)}
-    first_row, seen = check.rows, set()
+    seen: set[tuple[str, int | None]] = set()
     while True:
         try:
             rows = _validated(model, features, first_row=first_row)
@@ -302,18 +329,21 @@ def _check_chunk(model: LoadedModel, chunk: Any, check: FileCheck, limit: int,
             where = (err.field, err.row)
             if where in seen:  # the value set in its place is refused too: the rest of the chunk cannot be checked
                 return True
+            if err.row is None and err.field in faulty_columns:  # said for an earlier chunk already
+                return True
             check.problems.append(Problem(err.message, err.field, err.row))
             if len(check.problems) >= limit:
                 return False
             if err.row is None or err.field not in positions:
+                faulty_columns.add(err.field)
                 return True
             seen.add(where)
             if features[err.field].dtype != object:
                 features[err.field] = features[err.field].astype(object)
             features.iat[err.row - first_row, positions[err.field]] = _acceptable(model.features[positions[err.field]],
                                                                                  model)
-    _notes(model, chunk, rows, first_row, unseen, outside)
-    return True
+    _notes(model, block, rows, first_row, unseen, outside)
+    return None
 
 
 def _acceptable(feature: Feature, model: LoadedModel) -> Any:

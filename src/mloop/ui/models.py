@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mloop.automation.gate import GateReport
     from mloop.bundle.format import BundleInfo
     from mloop.config import ProjectConfig
-    from mloop.registry.queries import RegisteredModel, TaggedVersion
+    from mloop.registry.queries import RegisteredModel, TaggedVersion, VersionSummary
     from mloop.registry.report import CandidateReport
 
 CHART_VERSIONS = 20  # the newest versions whose metrics are charted (a bundle.json read each, once)
@@ -42,12 +42,18 @@ def _tagged(tracking_uri: str, name: str, _cfg: ProjectConfig) -> list[TaggedVer
 
 
 @st.cache_data(ttl=3600, show_spinner=False, max_entries=500)
-def _info(tracking_uri: str, name: str, version: str, _cfg: ProjectConfig) -> BundleInfo | None:
-    """A version's bundle.json (it never changes); None when it cannot be read (damaged, or not an mloop bundle)."""
+def _info(tracking_uri: str, name: str, version: str, created_ms: int, _cfg: ProjectConfig) -> BundleInfo:
+    """A version's bundle.json: it never changes for the version registered at ``created_ms`` (a number used again
+    by another registration is another key). Its errors are not cached: a failed read is tried again."""
     from mloop.registry.fetch import fetch_bundle_info
 
+    return fetch_bundle_info(_cfg, f"models:/{name}/{version}")
+
+
+def _readable_info(cfg: ProjectConfig, name: str, version: VersionSummary) -> BundleInfo | None:
+    """``_info``, or None when the bundle cannot be read (damaged, or not an mloop bundle)."""
     try:
-        return fetch_bundle_info(_cfg, f"models:/{name}/{version}")
+        return _info(cfg.tracking_uri, name, version.version, version.created_ms, cfg)
     except (MloopError, OSError, ValueError, TypeError):
         return None
 
@@ -113,9 +119,10 @@ def _model(cfg: ProjectConfig, model: RegisteredModel) -> None:
     } for v in model.versions], hide_index=True, width="stretch")
     _metrics(cfg, model)
     st.subheader("One version")
-    labels = {f"v{v.version}" + (f" ({', '.join(v.aliases)})" if v.aliases else ""): v.version for v in model.versions}
-    default = next((i for i, v in enumerate(model.versions) if "champion" in v.aliases), 0)
-    version = labels[st.selectbox("Version", list(labels), index=default)]
+    aliases = {v.version: v.aliases for v in model.versions}  # the options are the version numbers: a moved alias
+    default = next((i for i, v in enumerate(model.versions) if "champion" in v.aliases), 0)  # keeps the choice
+    version = str(st.selectbox("Version", list(aliases), index=default, key=f"models_version_{model.name}",
+                               format_func=lambda v: f"v{v}" + (f" ({', '.join(aliases[v])})" if aliases[v] else "")))
     report = _report(cfg.tracking_uri, model.name, version, cfg)
     _decision(report)
     _agent_gate(cfg, model.name, version, tags.get(version, {}))
@@ -131,7 +138,7 @@ def _metrics(cfg: ProjectConfig, model: RegisteredModel) -> None:
 
     st.subheader("Metrics")
     shown = model.versions[:CHART_VERSIONS]
-    infos = {v.version: _info(cfg.tracking_uri, model.name, v.version, cfg) for v in shown}
+    infos = {v.version: _readable_info(cfg, model.name, v) for v in shown}
     unread = [f"v{v}" for v, info in infos.items() if info is None]
     rows = [{"version": f"v{version}", "metric": name, "value": value}
             for version, info in infos.items() if info is not None for name, value in version_metrics(info).items()]

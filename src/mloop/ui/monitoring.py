@@ -10,16 +10,19 @@ of the histograms from the served version's bundle (``registry.fetch.fetch_bundl
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from mloop.errors import MloopError
+from mloop.monitor.report import SCORES
 from mloop.ui.context import project
+from mloop.ui.predict import registered_at
 
 if TYPE_CHECKING:
-    from mloop.config import ProjectConfig
+    from mloop.config import MonitorSection, ProjectConfig
     from mloop.monitor.model import Reference
     from mloop.monitor.status import MonitorStatus
 
@@ -52,11 +55,11 @@ def page() -> None:
 
 def _live(cfg: ProjectConfig, name: str, model: str, window_s: float | None) -> None:
     """Everything that changes while the page is open (a fragment rerun every ``[ui] refresh`` seconds): ``name``
-    is the deployment (its monitor folder), ``model`` the model it serves."""
+    is the deployment (its monitor folder), ``model`` the model it serves. The status (one small file) is read on
+    every rerun; what comes from the prediction log is worked out again only when the log changed (``_from_log``)."""
     from mloop.monitor import queries
 
     folder = cfg.monitor_dir(name)
-    since = None if window_s is None else time.time() - window_s
     try:
         status = queries.status(folder)
     except MloopError as err:
@@ -73,8 +76,8 @@ def _live(cfg: ProjectConfig, name: str, model: str, window_s: float | None) -> 
 
             show_rollout(status.rollout)
         _drift_now(status)
-    _served(cfg, name, status.model if status is not None else model, folder, since)
-    _alerts(folder, since)
+    _served(cfg, name, status.model if status is not None else model, folder, window_s)
+    _alerts(folder, None if window_s is None else time.time() - window_s)
 
 
 def _operations(name: str, folder: Path, status: MonitorStatus) -> None:
@@ -111,7 +114,8 @@ def _operations(name: str, folder: Path, status: MonitorStatus) -> None:
 
 
 def _series(key: str, status: MonitorStatus) -> None:
-    """Request rate and latency over the snapshots seen since the page opened (status.json keeps the last only)."""
+    """Request rate and latency over the snapshots seen since the page opened: the prediction log keeps no latency
+    and status.json only the last window, so latency over time covers the time the page has been open."""
     import pandas as pd
 
     series: dict[str, list[dict[str, Any]]] = st.session_state.setdefault(SERIES, {})
@@ -121,6 +125,11 @@ def _series(key: str, status: MonitorStatus) -> None:
         points.append({"updated": status.updated, "requests/s": ops.requests / ops.window_s if ops.window_s else 0.0,
                        "p50 ms": ops.p50_latency_ms, "p90 ms": ops.p90_latency_ms, "p99 ms": ops.p99_latency_ms})
         del points[:-360]
+    opened = time.strftime("%H:%M:%S", time.localtime(points[0]["updated"]))
+    st.caption(f"Latency over time covers only the time this page has been open (since {opened}, {len(points)} "
+               "status updates): the prediction log keeps no latency, and the server's status only its last "
+               "[monitor] rate_window. Requests per time bucket below come from the prediction log, over the "
+               "whole window.")
     if len(points) < 2:
         return
     frame = pd.DataFrame(points)
@@ -162,49 +171,110 @@ def _drift_now(status: MonitorStatus) -> None:
                    f"training {predictions.training})")
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What the page needs of a registered version's bundle."""
+
+    reference: Reference  # the training profile
+    target: str
+    regression: bool
+
+
 @st.cache_resource(show_spinner="Reading the model's training profile...", max_entries=16)
-def _reference(root: str, model: str, version: str) -> tuple[Reference, str]:
-    """The training profile and the target of a registered version (cached: the bundle is downloaded once)."""
+def _reference(root: str, model: str, version: str, created: int) -> Trained:
+    """The training profile, the target and the task of a registered version (registered at ``created``, ms; the
+    bundle is downloaded once)."""
     from mloop.config import load_project
     from mloop.registry.fetch import fetch_bundle
 
     bundle = fetch_bundle(load_project(Path(root)), f"models:/{model}/{version}")
-    return bundle.profile, bundle.info.target
+    return Trained(bundle.profile, bundle.info.target, bundle.info.regression)
 
 
-def _served(cfg: ProjectConfig, name: str, model: str, folder: Path, since: float | None) -> None:
-    """What the prediction log holds over the window: traffic, drift over time, a feature's histogram, accuracy."""
+@dataclass
+class FromLog:
+    """What the page charts from the prediction and feedback logs over a window (worked out once per log state)."""
+
+    version: str  # the version served last, whose rows are charted
+    traffic: Any  # queries.traffic_over_time of every version
+    trained: Trained | None = None  # None: the version's bundle cannot be read (``problem`` says why)
+    drift: Any = None  # queries.drift_over_time of the version's rows
+    features: list[str] = field(default_factory=list)  # the features with a histogram
+    histograms: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # feature -> (training, served) counts
+    scores: Any = None  # report.labelled_over_time of the version's rows (None without labels)
+    problem: str = ""
+
+
+def log_key(folder: Path, window_s: float | None, refresh: float, now: float | None = None) -> tuple[Any, ...]:
+    """The cache key of ``_from_log``: the folder, the state of its logs (names, sizes, times of their files), the
+    window and the time rounded to a step (so rows age out of the window; at least ``refresh``, and a hundredth of
+    the window): an unchanged log within a step is read once."""
+    from mloop.monitor.queries import log_state
+
+    if window_s is None:
+        return str(folder), log_state(folder), None, None
+    step = max(refresh, window_s / 100)
+    return str(folder), log_state(folder), window_s, int((time.time() if now is None else now) // step)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _from_log(root: str, name: str, model: str, key: tuple[Any, ...], _settings: MonitorSection) -> FromLog:
+    """The charts' data from the logs of the folder named in ``key`` (see ``log_key``); DataError when nothing
+    was served in the window. ``_settings`` ([monitor]) is the project's, the same for one ``root``."""
+    from mloop.errors import MloopError
     from mloop.monitor import queries
-    from mloop.monitor.predlog import VERSION
-    from mloop.monitor.report import accuracy_over_time
+    from mloop.monitor.predlog import feature_columns
+    from mloop.monitor.report import histogram_counts
 
+    folder, _, window_s, _ = key
+    log = queries.served_log(Path(folder), name, since=None if window_s is None else time.time() - window_s,
+                             window="in this window")
+    served = log.rows(window="in this window")
+    found = FromLog(served.version, queries.traffic_over_time(log.predictions))
+    try:
+        found.trained = _reference(root, model, served.version, registered_at(root, model, served.version))
+    except MloopError as err:
+        found.problem = f"The training data of {model} v{served.version} cannot be read: {err.message}"
+        return found
+    reference, rows = found.trained.reference, served.predictions
+    try:
+        found.drift = queries.drift_over_time(reference, rows, _settings, exclude=(found.trained.target,))
+    except MloopError as err:
+        found.problem = err.message
+        return found
+    found.features = [c for c in feature_columns(rows) if c in reference.features_]
+    for feature in found.features:
+        counts = histogram_counts(feature, reference.features_[feature], rows)
+        if counts is not None:
+            found.histograms[feature] = counts
+    found.scores = served.labelled_over_time(regression=found.trained.regression)
+    return found
+
+
+def _served(cfg: ProjectConfig, name: str, model: str, folder: Path, window_s: float | None) -> None:
+    """What the prediction log holds over the window: traffic, drift over time, a feature's histogram, and how the
+    labelled predictions scored (accuracy of a classifier, mean absolute error of a regressor)."""
     st.subheader("Served over time")
     try:
-        log = queries.served_log(folder, name, since=since, window="in this window")
+        found = _from_log(str(cfg.root), name, model, log_key(folder, window_s, cfg.settings.ui.refresh),
+                          cfg.settings.monitor)
     except MloopError as err:
         st.info(f"{err.message}.")
         return
-    predictions = log.predictions
-    _traffic_chart(queries.traffic_over_time(predictions))
-    version = str(predictions[VERSION].astype(str).iloc[-1])  # the version served last, as monitor report takes
-    rows = predictions[predictions[VERSION].astype(str) == version]
-    try:
-        reference, target = _reference(str(cfg.root), model, version)
-    except MloopError as err:
-        st.warning(f"The training data of {model} v{version} cannot be read: {err.message}")
+    _traffic_chart(found.traffic)
+    if found.problem:
+        st.warning(found.problem)
         return
-    try:
-        over_time = queries.drift_over_time(reference, rows, cfg.settings.monitor, exclude=(target,))
-    except MloopError as err:
-        st.warning(err.message)
-        return
-    _drift_chart(over_time, version, cfg.settings.monitor.min_samples)
-    _histogram(reference, rows, version, over_time)
-    if len(log.feedback):
-        accuracy = accuracy_over_time(rows, log.feedback)
-        if accuracy is not None and len(accuracy):
-            st.markdown(f"**Accuracy over time** of v{version}'s labelled predictions")
-            st.line_chart(_utc(accuracy, "start", "end"), x="start", y="accuracy")
+    version = found.version
+    _drift_chart(found.drift, version, cfg.settings.monitor.min_samples)
+    _histogram(found, version)
+    scores = found.scores
+    if scores is not None and len(scores):
+        column = "mae" if "mae" in scores else "accuracy"
+        title = SCORES[column]
+        st.markdown(f"**{title} over time** of v{version}'s labelled predictions")
+        st.line_chart(_utc(scores, "start", "end").rename(columns={column: title.lower()}), x="start",
+                      y=title.lower())
 
 
 def _utc(frame: Any, *columns: str) -> Any:
@@ -247,28 +317,23 @@ def _drift_chart(over_time: Any, version: str, min_samples: int) -> None:
                "fewer values than that gets no verdict.")
 
 
-def _histogram(reference: Reference, rows: Any, version: str, over_time: Any) -> None:
+def _histogram(found: FromLog, version: str) -> None:
     import altair as alt
     import pandas as pd
 
-    from mloop.monitor.predlog import feature_columns
-    from mloop.monitor.report import histogram_counts
+    from mloop.monitor.report import bin_labels
 
-    features = [c for c in feature_columns(rows) if c in reference.features_]
-    if not features:
+    features = [f for f in found.features if f in found.histograms]
+    if not features or found.trained is None:
         return
+    over_time = found.drift
     drifted = over_time.sort_values("psi", ascending=False, na_position="last")["feature"].tolist() \
         if len(over_time) else []
     default = features.index(drifted[0]) if drifted and drifted[0] in features else 0
     feature = st.selectbox("Feature", features, index=default, key="monitor_feature",
                            help="its training distribution (the model's reference profile) against the served rows")
-    profile = reference.features_[feature]
-    counts = histogram_counts(feature, profile, rows)
-    if counts is None:
-        st.info(f"{feature}: the training profile has no bins for it.")
-        return
-    training, served = counts
-    labels = bin_labels(profile)
+    training, served = found.histograms[feature]
+    labels = bin_labels(found.trained.reference.features_[feature])
     frame = pd.DataFrame({"bin": labels * 2, "order": list(range(len(labels))) * 2,
                           "data": ["training"] * len(labels) + [f"served (v{version})"] * len(labels),
                           "count": list(training) + list(served),
@@ -280,17 +345,6 @@ def _histogram(reference: Reference, rows: Any, version: str, over_time: Any) ->
     st.altair_chart(chart, width="stretch")
     st.caption(f"{feature}: {int(training.sum())} training rows against {int(served.sum())} rows served by "
                f"v{version} in this window")
-
-
-def bin_labels(feature: Any) -> list[str]:
-    """The names of a feature's histogram bins: ranges of the reference's quantile bins (the outer two open), or its
-    categories."""
-    if feature.kind != "numeric":
-        return [str(c) for c in feature.counts]
-    edges = list(feature.edges)
-    inner = [f"{a:.3g} to {b:.3g}" for a, b in zip(edges[1:-2], edges[2:-1], strict=True)]
-    return ([f"< {edges[1]:.3g}"] if len(edges) > 2 else []) + inner + [f">= {edges[-2]:.3g}" if len(edges) > 2
-                                                                        else "all"]
 
 
 def _alerts(folder: Path, since: float | None) -> None:

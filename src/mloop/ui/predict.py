@@ -319,11 +319,13 @@ def predict_row(cfg: ProjectConfig, deployment: Deployment, model: LoadedModel, 
         return None
     payload = reply.json()
     answered = str(payload.get("version") or reply.version or model.version)
+    root = str(cfg.root)
+    created = registered_at(root, model.name, answered)
     if answered != model.version:  # a roll-out's candidate answered: explain that version
-        model = loaded(str(cfg.root), model.name, answered)[0]
+        model = loaded(root, model.name, answered, created)[0]
     prediction = payload["predictions"][0]
     outlier_score, outlier, note = _outlier(model, row)
-    explanation = _explanation(str(cfg.root), model.name, answered, tuple(row.items()))
+    explanation = _explanation(root, model.name, answered, created, tuple(row.items()))
     return Answer(deployment.name, answered, reply.request_id, tuple(row.items()),
                   label=prediction.get("label"),
                   probabilities=tuple((str(k), float(v)) for k, v in (prediction.get("probabilities") or {}).items()),
@@ -351,11 +353,11 @@ def _outlier(model: LoadedModel, row: dict[str, Any]) -> tuple[float | None, boo
 
 
 @st.cache_data(show_spinner="Explaining the answer ...", max_entries=512)
-def _explanation(root: str, name: str, version: str, row: tuple[tuple[str, Any], ...]) -> Explanation:
-    """The explanation of one row by one version (the same row is explained once)."""
+def _explanation(root: str, name: str, version: str, created: int, row: tuple[tuple[str, Any], ...]) -> Explanation:
+    """The explanation of one row by one version (registered at ``created``): the same row is explained once."""
     from mloop.bundle.explain import Explanation, explain
 
-    model = loaded(root, name, version)[0]
+    model = loaded(root, name, version, created)[0]
     try:
         return explain(model, _rows(model, dict(row)))
     except Exception as err:  # noqa: BLE001 (whatever the model or shap raises: the answer stands, the reason is shown)
@@ -365,9 +367,20 @@ def _explanation(root: str, name: str, version: str, row: tuple[tuple[str, Any],
 # ------------------------------------------------------------------------------------------ the page
 
 
+@st.cache_data(ttl=10, show_spinner=False, max_entries=256)
+def registered_at(root: str, name: str, version: str) -> int:
+    """When the version was registered (ms): part of the key of every cache of a version, so that a version number
+    used again (the model deleted and registered anew, the project initialised again) is not taken for the old one."""
+    from mloop.config import load_project
+    from mloop.registry.queries import registered_at as created_ms
+
+    return created_ms(load_project(Path(root)), name, version)
+
+
 @st.cache_resource(show_spinner="Loading the served model ...", max_entries=16)
-def loaded(root: str, name: str, version: str) -> tuple[LoadedModel, Any]:
-    """A registered version of the project at ``root`` loaded once per app process (and its input example)."""
+def loaded(root: str, name: str, version: str, created: int) -> tuple[LoadedModel, Any]:
+    """A registered version (registered at ``created``, ms) of the project at ``root`` loaded once per app process,
+    and its input example."""
     from mloop.config import load_project
     from mloop.registry.fetch import load_registered_with_example
 
@@ -414,7 +427,8 @@ def page() -> None:
     deployment = status.deployment
     version = status.served_version or deployment.version
     try:
-        model, example = loaded(str(cfg.root), deployment.model, version)
+        created = registered_at(str(cfg.root), deployment.model, version)
+        model, example = loaded(str(cfg.root), deployment.model, version, created)
     except MloopError as err:
         stop_with(err)
         return

@@ -69,9 +69,25 @@ def chunks(data: bytes, fmt: str, size: int) -> Iterator[tuple[int, bytes]]:
         start += batch.num_rows
 
 
-def joined(parts: list[bytes], fmt: str) -> bytes:
-    """The scored chunks as one file: a CSV's header once, a Parquet file's tables concatenated."""
+def joined(parts: list[bytes], fmt: str, versions: list[str] | None = None) -> bytes:
+    """The scored chunks as one file: a CSV's header once, a Parquet file's tables concatenated (by column name).
+    DataError when two CSV chunks came back with different columns (``versions``: the version that scored each
+    chunk, named in the message), which one header cannot describe."""
     if fmt == "csv":
+        headers = [part.split(b"\n", 1)[0].rstrip(b"\r") for part in parts]
+        other = next((index for index, header in enumerate(headers) if header != headers[0]), None)
+        if other is not None:
+            from mloop.errors import DataError
+
+            def by(index: int) -> str:
+                return f" (scored by v{versions[index]})" if versions and index < len(versions) and versions[index] else ""
+
+            raise DataError(f"the scored chunks do not have the same columns, so they cannot be joined into one CSV: "
+                            f"chunk 1{by(0)} has {headers[0].decode(errors='replace')}, chunk {other + 1}{by(other)} "
+                            f"has {headers[other].decode(errors='replace')}",
+                            hint="the deployment changed version while the file was scored (a roll-out's candidate "
+                                 "can answer with other columns, e.g. other classes): score the file again once one "
+                                 "version serves, or send it as Parquet, whose chunks are joined by column name")
         return b"".join(part if index == 0 else part.split(b"\n", 1)[1] if b"\n" in part else b""
                         for index, part in enumerate(parts))
     import pyarrow as pa
@@ -118,6 +134,7 @@ def score(cfg: ProjectConfig, deployment: Deployment, data: bytes, fmt: str, tot
     bar = st.progress(0.0, text=f"Scoring {total} rows in requests of up to {size} ...")
     parts: list[bytes] = []
     versions: list[str] = []
+    answered: list[str] = []  # the version that scored each chunk
     done = 0
     for start, body in chunks(data, fmt, size):
         try:
@@ -131,12 +148,18 @@ def score(cfg: ProjectConfig, deployment: Deployment, data: bytes, fmt: str, tot
             st.error(f"Rows {start} and after were refused; nothing is kept.\n\n" + refusal(deployment, reply))
             return None
         parts.append(reply.body)
+        answered.append(reply.version or "")
         if reply.version and reply.version not in versions:
             versions.append(reply.version)
         done += int(reply.headers.get("x-rows-scored", "0") or 0)
         bar.progress(min(1.0, done / total if total else 1.0), text=f"Scored {done} of {total} rows")
     bar.empty()
-    return Scored(upload, joined(parts, fmt), done, tuple(versions))
+    try:
+        content = joined(parts, fmt, answered)
+    except MloopError as err:
+        st.error(f"{err.message}; nothing is kept.\n\n**Fix:** {err.hint}")
+        return None
+    return Scored(upload, content, done, tuple(versions))
 
 
 def _show_check(check: FileCheck) -> None:

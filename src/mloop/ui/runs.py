@@ -75,9 +75,9 @@ def _page(cfg: ProjectConfig) -> None:
         st.number_input("Page", min_value=1, max_value=number + 1 if more else number, step=1, key="runs_page")
     if not shown:
         return
-    labels = {_label(run): run.id for run in shown}
+    labels = {run.id: _label(run) for run in shown}  # the options are run ids: a run that finishes keeps the choice
     st.subheader("Steps of a run")
-    picked = labels[st.selectbox("Run", list(labels), key="runs_timeline")]
+    picked = str(st.selectbox("Run", list(labels), key="runs_timeline", format_func=labels.__getitem__))
     _steps(cfg, _run(cfg.tracking_uri, picked, cfg))
     st.subheader("Two runs compared")
     if len(labels) < 2:
@@ -86,12 +86,12 @@ def _page(cfg: ProjectConfig) -> None:
         return
     names = list(labels)
     left, right = st.columns(2)
-    first_run = left.selectbox("Run A", names, index=1, key="runs_compare_a")
-    second_run = right.selectbox("Run B", names, index=0, key="runs_compare_b")
+    first_run = left.selectbox("Run A", names, index=1, key="runs_compare_a", format_func=labels.__getitem__)
+    second_run = right.selectbox("Run B", names, index=0, key="runs_compare_b", format_func=labels.__getitem__)
     if first_run == second_run:
         st.info("Pick two different runs.")
         return
-    _comparison(_compared(cfg.tracking_uri, (labels[first_run], labels[second_run]), cfg))
+    _comparison(_compared(cfg.tracking_uri, (str(first_run), str(second_run)), cfg))
 
 
 def _label(run: RunSummary) -> str:

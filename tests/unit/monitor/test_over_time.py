@@ -90,3 +90,40 @@ def test_a_rollout_answer_is_typed_and_no_rollout_is_none():
     assert parse_rollout({"active": False, "serving_version": "1"}) is None
     with pytest.raises(DataError, match="roll-out state"):
         parse_rollout({**state, "champion": {"role": "champion"}})
+
+
+def _labelled_log(rows: int = 40) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A regressor's log (predictions 10.0) and labels off by 1 in the first half, by 3 in the second."""
+    predictions = log(rows).assign(prediction=10.0)
+    feedback = predictions[["ts", "request_id", "row"]].assign(
+        label=[11.0 if i < rows // 2 else 7.0 for i in range(rows)])
+    return predictions, feedback
+
+
+def test_a_regressors_labelled_predictions_are_scored_by_mean_absolute_error_per_time_bucket():
+    from mloop.monitor.report import labelled_over_time
+
+    predictions, feedback = _labelled_log()
+    scores = labelled_over_time(predictions, feedback, regression=True, buckets=2)
+    assert scores["mae"].tolist() == pytest.approx([1.0, 3.0]) and scores["labelled"].sum() == 40
+    accuracy = labelled_over_time(predictions.assign(prediction="a"), feedback.assign(label="a"), regression=False)
+    assert "accuracy" in accuracy and (accuracy["accuracy"] == 1.0).all()
+
+
+def test_the_html_report_of_a_regressor_charts_its_error_not_an_accuracy(reference):
+    from mloop.monitor.drift import DriftDetector
+    from mloop.monitor.report import labelled_over_time, render
+
+    predictions, feedback = _labelled_log()
+    frame = predictions[["x", "c"]]
+    report = DriftDetector.from_settings(MonitorSection(min_samples=10)).fit(reference).compare(frame)
+    page = render("t", reference, frame, report, scores=labelled_over_time(predictions, feedback, regression=True))
+    assert "Mean absolute error over time" in page and "Accuracy" not in page and "<th>mean absolute error</th>" in page
+
+
+def test_bin_labels_name_the_bins_histogram_counts_counts(reference):
+    from mloop.monitor.report import bin_labels
+
+    for name in ("x", "c"):
+        training, _ = histogram_counts(name, reference.features_[name], log(50))
+        assert len(bin_labels(reference.features_[name])) == len(training)

@@ -95,3 +95,35 @@ def test_a_csv_column_of_numbers_with_one_word_refuses_only_the_word(tmp_path: P
     check = check_file(model, path, "csv")
     assert [(p.row, p.column) for p in check.problems] == [(2, "n"), (3, "flag")]
     assert 'got "three"' in check.problems[0].message and 'got "maybe"' in check.problems[1].message
+
+
+def test_a_chunk_with_faults_is_checked_again_block_by_block_not_whole_per_fault(small_model, tmp_path, monkeypatch):
+    from mloop.serving import batch_scoring
+
+    rows = 5000
+    frame = pd.DataFrame({"a": np.full(rows, 0.1).astype(object), "b": 0.2, "c": 0.3})
+    faults = list(range(0, rows, 250))  # 20 faults, one per 250 rows
+    frame.loc[faults, "a"] = "x"
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    checked = []
+    validated = batch_scoring._validated
+
+    def counting(model, chunk, *, first_row):
+        checked.append(len(chunk))
+        return validated(model, chunk, first_row=first_row)
+
+    monkeypatch.setattr(batch_scoring, "_validated", counting)
+    check = check_file(small_model, path, "csv")
+    assert [p.row for p in check.problems] == faults and check.complete
+    assert sum(checked) <= 2 * rows + len(faults) * batch_scoring.BLOCK_ROWS  # (was (faults + 1) * rows)
+
+
+def test_a_column_at_fault_as_a_whole_is_listed_once_not_once_per_chunk(small_model, tmp_path, monkeypatch):
+    from mloop.serving import batch_scoring
+
+    monkeypatch.setattr(batch_scoring, "CHUNK_ROWS", 10)
+    path = tmp_path / "rows.parquet"
+    pd.DataFrame({"a": [True, False] * 20, "b": 0.2, "c": 0.3}).to_parquet(path)
+    check = check_file(small_model, path, "parquet")
+    assert [(p.column, p.row) for p in check.problems] == [("a", None)] and check.rows == 40
