@@ -173,13 +173,14 @@ def test_a_refused_row_shows_the_servers_message_and_an_unreachable_server_the_f
 
         from mloop.config import load_project
         from mloop.deploy.local import load_state
-        from mloop.ui.predict import loaded, predict_row
+        from mloop.ui.predict import loaded, predict_row, registered_at
 
         cfg = load_project(Path(root))
         deployment = load_state(cfg, "churn")
         if port is not None:
             deployment.port = port
-        predict_row(cfg, deployment, loaded(root, "churn", deployment.version)[0], row)
+        created = registered_at(root, "churn", deployment.version)
+        predict_row(cfg, deployment, loaded(root, "churn", deployment.version, created)[0], row)
 
     row = {"plan": "pro", "region": None, "age": 30.5, "spend": 10.0, "member": True}
     at = AppTest.from_function(script, args=(str(deployed["churn"]), row, None), default_timeout=60).run()
