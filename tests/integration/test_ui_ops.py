@@ -256,6 +256,37 @@ def test_a_rollback_through_the_page_changes_the_served_version_after_the_confir
 
 # ------------------------------------------------------------------------------------- continuous training
 
+def test_a_damaged_or_locked_journal_is_said_plainly_and_left_untouched(first_run, tmp_path):
+    from mloop.automation.journal import Journal
+    from tests.support.journal import exclusively_locked
+
+    root = Path(shutil.copytree(first_run[0], tmp_path / "breast_cancer", ignore=shutil.ignore_patterns(
+        "__pycache__", "deployments", "monitor", "automation")))
+    folder = root / ".mloop" / "automation"
+    folder.mkdir()
+    journal = folder / "journal.db"
+    journal.write_bytes(b"not a database " * 300)
+    at = app_test(root, "training").run()
+    assert not at.exception, at.exception
+    [error] = at.error
+    assert "the agent's journal" in error.value and "cannot be read: file is not a database" in error.value
+    assert "**Fix:** mloop doctor" in error.value
+    assert journal.read_bytes() == b"not a database " * 300 and not (folder / "quarantine").exists()
+
+    journal.unlink()
+    Journal(journal).close()  # a sound journal, held by a writer in the middle of a transaction
+    before = journal.read_bytes()
+    with exclusively_locked(journal):
+        started = time.monotonic()
+        at = app_test(root, "training", timeout=20).run()
+        waited = time.monotonic() - started
+    assert not at.exception, at.exception
+    [error] = at.error
+    assert "is locked by another process" in error.value and "try again in a moment" in error.value
+    assert waited < 15, waited  # not sqlite's 30 s
+    assert journal.read_bytes() == before and not (folder / "quarantine").exists()
+
+
 AUTOMATION = """
 [automation]
 poll = "200ms"
@@ -282,6 +313,7 @@ def test_the_training_page_shows_a_cycle_as_steps_with_its_audit_records(tmp_pat
     at = app_test(root, "training").run()  # [automation], no agent ran yet
     assert not at.exception, at.exception
     assert "No agent runs; start it with `mloop agent start`" in texts(at) and "No cycle yet" in texts(at)
+    assert "No audit records yet" in texts(at) and "verified" not in texts(at)
 
     data(1200, shifted=True, seed=3).to_csv(root / "data" / "data.csv", index=False)  # the world shifted
     assert service.trigger(service.AgentHome(cfg.root, cfg), "ui test").startswith("queued")
