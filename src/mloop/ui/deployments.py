@@ -35,13 +35,15 @@ ROLLOUT_TIMEOUT_S = 5.0  # how long the page waits for a deployment to say its r
 @dataclass(frozen=True)
 class Action:
     """An action waiting for its confirmation, with the state the question was asked about: on Confirm it is done
-    only if the deployment still serves ``served`` with the roll-out of ``candidate`` (None: no roll-out)."""
+    only if the deployment still serves ``served``, with the roll-out of ``candidate`` (None: no roll-out) and
+    ``back_to`` the version a rollback goes back to."""
 
     label: str  # "rollback", "promote" or "abort": names its confirm button
     name: str  # the deployment
     question: str  # what the confirmation asks
     served: str  # the version the deployment served when asked
     candidate: str | None  # the candidate of its roll-out when asked; None when none was under way
+    back_to: str | None  # the version it served before (a rollback's target) when asked
     do: Callable[[ProjectConfig, str], str]  # does it on deployment ``name``: what happened, in words
 
 
@@ -96,29 +98,30 @@ def _deployment(cfg: ProjectConfig, item: Status) -> None:
     candidate = rollout.candidate.version if rollout is not None else None
     columns = st.columns(3)
     under_agent = owned and rollout is not None
+    back_to = d.history[-1] if d.history else None
     if columns[0].button("Roll back", key=f"rollback-{d.name}", disabled=not d.history or under_agent,
                          help=(f"the agent is rolling out v{candidate} here: {ROLLBACK_UNDER_AGENT}" if under_agent
                                else f"serve v{d.history[-1]} again (what mloop rollback {d.name} does)" if d.history
                                else f"{d.name} has served only v{d.version}: nothing to roll back to")):
-        _ask(Action("rollback", d.name, f"Roll back {d.name} from v{version} to v{d.history[-1]}?", version,
-                    candidate, _rollback))
+        _ask(Action("rollback", d.name, f"Roll back {d.name} from v{version} to v{back_to}?", version,
+                    candidate, back_to, _rollback))
     if rollout is not None and candidate is not None:
         refused = ("the agent owns this deployment's roll-outs: mloop agent status says how its watch goes; "
                    "mloop agent stop gives the champion all the traffic back") if owned else None
         if columns[1].button(f"Promote v{candidate}", key=f"promote-{d.name}", disabled=owned,
                              help=refused or f"v{candidate} serves alone from now on"):
             _ask(Action("promote", d.name, f"Promote v{candidate}: {d.name} serves it alone from now on?", version,
-                        candidate, _promote))
+                        candidate, back_to, _promote))
         if columns[2].button("Abort roll-out", key=f"abort-{d.name}", disabled=owned,
                              help=refused or f"v{rollout.champion.version} answers every request again"):
             _ask(Action("abort", d.name, f"Abort the roll-out of v{candidate}: v{rollout.champion.version} answers "
-                                         "every request again?", version, candidate, _abort))
+                                         "every request again?", version, candidate, back_to, _abort))
         if owned:
             st.caption("The agent owns this deployment's roll-outs ([automation] in mloop.toml): let its watch decide "
                        "(`mloop agent status`), or stop it (`mloop agent stop` gives the champion all the traffic "
                        "back) and promote a version with `mloop models promote VERSION`. Rolling back waits for "
                        "the roll-out to end, too.")
-    _confirmation(cfg, d.name, (version, candidate) if known else None)
+    _confirmation(cfg, d.name, (version, candidate, back_to) if known else None)
 
 
 def _rollout(cfg: ProjectConfig, name: str) -> tuple[RolloutStatus | None, bool]:
@@ -173,10 +176,10 @@ def _ask(action: Action) -> None:
     st.rerun()
 
 
-def _confirmation(cfg: ProjectConfig, name: str, now: tuple[str, str | None] | None) -> None:
+def _confirmation(cfg: ProjectConfig, name: str, now: tuple[str, str | None, str | None] | None) -> None:
     """The confirmation step of the action waiting on deployment ``name``, and the action once confirmed if the
-    deployment is as it was when asked: ``now`` is (the version it serves, its roll-out's candidate or None) as
-    read on this rerun, None when it could not be read. Otherwise nothing is done and the user is told to ask
+    deployment is as it was when asked: ``now`` is (the version it serves, its roll-out's candidate or None, the
+    version it served before or None) as read on this rerun, None when it could not be read. Otherwise nothing is done and the user is told to ask
     again."""
     action = st.session_state.get(PENDING)
     if not isinstance(action, Action) or action.name != name:
@@ -191,8 +194,8 @@ def _confirmation(cfg: ProjectConfig, name: str, now: tuple[str, str | None] | N
         if now is None:
             st.session_state[DONE] = (False, f"{name}: its state cannot be read now, so whether it changed since you "
                                              "asked cannot be told; nothing was done. Ask again once it answers.")
-        elif now != (action.served, action.candidate):
-            served, candidate = now
+        elif now != (action.served, action.candidate, action.back_to):
+            served, candidate, _ = now
             state = f"v{served}" + (f", rolling out v{candidate}" if candidate else "")
             st.session_state[DONE] = (False, f"{name}: the deployment changed since you asked (it serves {state} "
                                              "now); nothing was done. Ask again.")
