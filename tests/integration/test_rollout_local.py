@@ -233,3 +233,41 @@ def test_refusals_change_nothing(project, deployment):
     assert recorded is not None and recorded.version == "1"
     with pytest.raises(DeployError, match="'elsewhere' is not running"):
         local.rollout_state(cfg, "elsewhere")
+
+
+def test_mloop_rollout_abort_and_promote_and_their_refusals_under_the_agent(project, deployment):
+    from mloop.automation.agent import open_audit
+    from tests.support.versioned import mloop
+
+    cfg, _ = deployment
+    served = local.rollout_state(cfg, NAME)["serving_version"]
+    other = "2" if served == "1" else "1"
+    local.start_rollout(cfg, NAME, f"models:/{NAME}/{other}", "canary", 0.3)
+    aborted = mloop(cfg.root, "rollout", "abort", NAME)
+    assert aborted.returncode == 0, aborted.stderr
+    assert f"{NAME}: the canary of v{other} is aborted; v{served} answers every request" in aborted.stdout
+    assert not local.rollout_state(cfg, NAME)["active"]
+    assert open_audit(cfg).records(model=NAME)[-1].summary == (f"mloop rollout abort: {NAME} roll-out of v{other} "
+                                                               f"aborted, v{served} serves everything")
+
+    toml = cfg.root / "mloop.toml"  # with [automation], the agent owns this deployment's roll-outs
+    text = toml.read_text(encoding="utf-8")
+    local.start_rollout(cfg, NAME, f"models:/{NAME}/{other}", "canary", 0.3)
+    toml.write_text(text + "\n[automation]\n", encoding="utf-8")
+    try:
+        for args, said in ((("rollout", "promote"), "the agent owns the roll-outs"),
+                           (("rollout", "abort"), "the agent owns the roll-outs"),
+                           (("rollback",), "the agent is rolling out a candidate")):
+            refused = mloop(cfg.root, *args, NAME)
+            assert refused.returncode != 0 and said in refused.stderr, refused.stderr
+            assert "mloop agent stop" in refused.stderr and "Traceback" not in refused.stderr
+        assert local.rollout_state(cfg, NAME)["active"] and local.load_state(cfg, NAME).version == served
+    finally:
+        toml.write_text(text, encoding="utf-8")
+
+    promoted = mloop(cfg.root, "rollout", "promote", NAME)
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"{NAME}: promoted the roll-out's {NAME} v{other} (v{served} before)" in promoted.stdout
+    assert local.rollout_state(cfg, NAME)["serving_version"] == other
+    rolled = mloop(cfg.root, "rollback", NAME)  # back as it was (no roll-out now: allowed)
+    assert rolled.returncode == 0 and local.rollout_state(cfg, NAME)["serving_version"] == served, rolled.stderr

@@ -20,9 +20,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mloop.automation import manual
 from mloop.automation.agent import open_audit
 from mloop.config import load_project
 from mloop.deploy import local
+from mloop.errors import DeployError
 from mloop.monitor import queries
 from mloop.project import run_project
 from tests.support.projects import with_monitor
@@ -233,6 +235,13 @@ def test_a_rollouts_split_is_shown_abort_and_promote_go_through_a_confirmation(s
         owned = app_test(cfg.root, "deployments").run()
         assert owned.button(key=f"promote-{NAME}").disabled and owned.button(key=f"abort-{NAME}").disabled
         assert "mloop models promote VERSION" in texts(owned) and "mloop agent stop" in texts(owned)
+        rollback = owned.button(key=f"rollback-{NAME}")  # nor a rollback under the agent's watch
+        assert rollback.disabled and "the agent is rolling out v1 here" in rollback.help
+        assert "mloop agent stop" in rollback.help
+        with pytest.raises(DeployError, match="the agent is rolling out a candidate on deployment") as refused:
+            manual.rollback(load_project(cfg.root), NAME)  # the CLI's mloop rollback: refused the same way
+        assert "mloop agent stop" in refused.value.hint and local.rollout_state(cfg, NAME)["active"]
+        assert _served_version(cfg) == "2"
     finally:
         toml.write_text(text, encoding="utf-8")
 
@@ -275,7 +284,74 @@ def test_a_rollback_through_the_page_changes_the_served_version_after_the_confir
     assert open_audit(cfg).verify() == []
 
 
+def test_a_confirmation_acts_only_on_the_state_it_asked_about(served):
+    cfg, _, _, _ = served
+    assert _served_version(cfg) == "2" and local.load_state(cfg, NAME).history == ["1"]
+    at = app_test(cfg.root, "deployments").run()
+    at.button(key=f"rollback-{NAME}").click().run()
+    assert f"Roll back {NAME} from v2 to v1?" in texts(at)
+    local.deploy(cfg, f"models:/{NAME}/1")  # meanwhile someone else serves v1 (v2 is what a rollback gives now)
+    records = len(open_audit(cfg).records(model=NAME))
+    at.button(key=f"confirm-rollback-{NAME}").click().run()
+    assert not at.exception, at.exception
+    assert f"{NAME}: the deployment changed since you asked (it serves v1 now); nothing was done. Ask again." \
+        in texts(at)
+    assert _served_version(cfg) == "1" and len(open_audit(cfg).records(model=NAME)) == records
+
+
+def test_a_deployment_that_fails_its_health_probe_is_not_asked_its_rollout(served):
+    import os
+    import signal
+
+    cfg, _, _, _ = served
+    deployment = local.load_state(cfg, NAME)
+    other = "1" if _served_version(cfg) == "2" else "2"
+    local.start_rollout(cfg, NAME, f"models:/{NAME}/{other}", "canary", 0.1)
+    os.kill(deployment.pid, signal.SIGSTOP)  # a hung server: it accepts connections and never answers
+    try:
+        started = time.monotonic()
+        at = app_test(cfg.root, "deployments", timeout=60).run()
+        took = time.monotonic() - started
+    finally:
+        os.kill(deployment.pid, signal.SIGCONT)
+        local.abort_rollout(cfg, NAME)
+    assert not at.exception, at.exception
+    assert "ready: **no**" in texts(at) and "Roll-out" not in texts(at)
+    assert took < 20, took  # the 2 s health probes, not the roll-out call's 30 s
+
+
 # ------------------------------------------------------------------------------------- continuous training
+
+def test_a_damaged_or_locked_journal_is_said_plainly_and_left_untouched(first_run, tmp_path):
+    from mloop.automation.journal import Journal
+    from tests.support.journal import exclusively_locked
+
+    root = Path(shutil.copytree(first_run[0], tmp_path / "breast_cancer", ignore=shutil.ignore_patterns(
+        "__pycache__", "deployments", "monitor", "automation")))
+    folder = root / ".mloop" / "automation"
+    folder.mkdir()
+    journal = folder / "journal.db"
+    journal.write_bytes(b"not a database " * 300)
+    at = app_test(root, "training").run()
+    assert not at.exception, at.exception
+    [error] = at.error
+    assert "the agent's journal" in error.value and "cannot be read: file is not a database" in error.value
+    assert "**Fix:** mloop doctor" in error.value
+    assert journal.read_bytes() == b"not a database " * 300 and not (folder / "quarantine").exists()
+
+    journal.unlink()
+    Journal(journal).close()  # a sound journal, held by a writer in the middle of a transaction
+    before = journal.read_bytes()
+    with exclusively_locked(journal):
+        started = time.monotonic()
+        at = app_test(root, "training", timeout=20).run()
+        waited = time.monotonic() - started
+    assert not at.exception, at.exception
+    [error] = at.error
+    assert "is locked by another process" in error.value and "try again in a moment" in error.value
+    assert waited < 15, waited  # not sqlite's 30 s
+    assert journal.read_bytes() == before and not (folder / "quarantine").exists()
+
 
 AUTOMATION = """
 [automation]
@@ -303,6 +379,7 @@ def test_the_training_page_shows_a_cycle_as_steps_with_its_audit_records(tmp_pat
     at = app_test(root, "training").run()  # [automation], no agent ran yet
     assert not at.exception, at.exception
     assert "No agent runs; start it with `mloop agent start`" in texts(at) and "No cycle yet" in texts(at)
+    assert "No audit records yet" in texts(at) and "verified" not in texts(at)
 
     data(1200, shifted=True, seed=3).to_csv(root / "data" / "data.csv", index=False)  # the world shifted
     assert service.trigger(service.AgentHome(cfg.root, cfg), "ui test").startswith("queued")

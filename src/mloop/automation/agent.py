@@ -68,6 +68,13 @@ def open_journal(cfg: Stored) -> Journal:
     return Journal(automation_dir(cfg) / "journal.db")
 
 
+def read_journal(cfg: Stored) -> Journal | None:
+    """The journal opened read-only (``Journal.open_read_only``: nothing written, moved or waited on for long), or
+    None when no agent ever ran (no journal is created). JournalError when it is damaged or locked."""
+    path = automation_dir(cfg) / "journal.db"
+    return Journal.open_read_only(path) if path.exists() else None
+
+
 def open_audit(cfg: Stored) -> AuditLog:
     return AuditLog(automation_dir(cfg) / "audit.jsonl")
 

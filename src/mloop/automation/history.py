@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mloop.automation.agent import automation_dir, open_audit, open_journal
+from mloop.automation.agent import Stored, open_audit, read_journal
 from mloop.automation.audit import AuditRecord
-from mloop.automation.journal import Cycle
+from mloop.automation.journal import Cycle, Journal
 from mloop.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -152,36 +154,42 @@ def _step_detail(name: str, result: dict[str, Any]) -> str:
     return ""
 
 
-def _has_journal(cfg: ProjectConfig) -> bool:
-    return (automation_dir(cfg) / "journal.db").exists()  # as open_journal names it
-
-
-def queued_triggers(cfg: ProjectConfig) -> list[dict[str, Any]]:
-    """The triggers waiting for the agent to take them (``mloop agent trigger`` while no agent ran), oldest first."""
-    if not _has_journal(cfg):
-        return []
-    journal = open_journal(cfg)
+@contextmanager
+def _reading(cfg: Stored, journal: Journal | None) -> Iterator[Journal | None]:
+    """``journal`` as it is (its opener closes it), or the journal opened read-only for this read and closed after;
+    None when no agent ever ran."""
+    if journal is not None:
+        yield journal
+        return
+    opened = read_journal(cfg)
     try:
-        return journal.queued(cfg.model_name)
+        yield opened
     finally:
-        journal.close()
+        if opened is not None:
+            opened.close()
 
 
-def cycles(cfg: ProjectConfig, *, limit: int = 20) -> list[tuple[Cycle, list[AuditRecord]]]:
-    """The newest cycles first, each with its audit records; none when no agent ever ran (no journal is created)."""
-    if not _has_journal(cfg):
-        return []
-    journal = open_journal(cfg)
-    try:
-        found = journal.cycles(cfg.model_name, limit=limit)
-    finally:
-        journal.close()
+def queued_triggers(cfg: ProjectConfig, *, journal: Journal | None = None) -> list[dict[str, Any]]:
+    """The triggers waiting for the agent to take them (``mloop agent trigger`` while no agent ran), oldest first.
+    Read only (``read_journal``, or ``journal`` when given); JournalError when the journal is damaged or locked."""
+    with _reading(cfg, journal) as found:
+        return [] if found is None else found.queued(cfg.model_name)
+
+
+def cycles(cfg: ProjectConfig, *, limit: int = 20,
+           journal: Journal | None = None) -> list[tuple[Cycle, list[AuditRecord]]]:
+    """The newest cycles first, each with its audit records; none when no agent ever ran (no journal is created).
+    Read only (``read_journal``, or ``journal`` when given); JournalError when the journal is damaged or locked."""
+    with _reading(cfg, journal) as found:
+        if found is None:
+            return []
+        newest = found.cycles(cfg.model_name, limit=limit)
     records = open_audit(cfg).records(model=cfg.model_name)
     by_cycle: dict[str, list[AuditRecord]] = {}
     for record in records:
         if record.cycle:
             by_cycle.setdefault(record.cycle, []).append(record)
-    return [(cycle, by_cycle.get(cycle.id, [])) for cycle in found]
+    return [(cycle, by_cycle.get(cycle.id, [])) for cycle in newest]
 
 
 def record_deploy(cfg: ProjectConfig, result: DeployResult, *, by: str = "mloop deploy") -> None:

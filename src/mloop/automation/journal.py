@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+READ_TIMEOUT_S = 2.0  # how long a reader waits on a writer's lock before saying the journal is busy
+
+
 class JournalError(MloopError):
     """The journal cannot be opened or written."""
 
@@ -93,6 +96,7 @@ class Journal:
         self.path = path
         self._lock = threading.Lock()
         self.recovered: Path | None = None  # where a damaged journal was moved (then this one is new)
+        self.read_only = False
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open()
@@ -103,6 +107,37 @@ class Journal:
             for suffix in ("-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             self._db = self._open()
+
+    @classmethod
+    def open_read_only(cls, path: Path, *, timeout: float = READ_TIMEOUT_S) -> Journal:
+        """The journal at ``path`` for reading only (``mloop agent status``, the web app): no schema written, no
+        check, nothing moved or created but SQLite's ``-wal``/``-shm`` beside it; a lock held longer than
+        ``timeout`` is not waited out. JournalError when it is missing, damaged or locked."""
+        journal = cls.__new__(cls)
+        journal.path = path
+        journal._lock = threading.Lock()
+        journal.recovered = None
+        journal.read_only = True
+        if not path.is_file():
+            raise JournalError(f"the agent's journal {path} does not exist", hint="mloop agent start creates it")
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout,
+                                 isolation_level=None, check_same_thread=False)
+        except sqlite3.DatabaseError as err:
+            raise JournalError(f"the agent's journal {path} cannot be opened: {err}",
+                               hint="mloop doctor says what is wrong with it") from err
+        try:
+            db.execute("SELECT count(*) FROM cycles").fetchone()
+        except sqlite3.DatabaseError as err:
+            db.close()
+            if "locked" in str(err) or "busy" in str(err):
+                raise JournalError(f"the agent's journal {path} is locked by another process (for more than "
+                                   f"{timeout:.0f} s)", hint="try again in a moment") from err
+            raise JournalError(f"the agent's journal {path} cannot be read: {err}",
+                               hint="mloop doctor checks it (and, once the agent is stopped, moves a damaged one "
+                                    "to quarantine)") from err
+        journal._db = db
+        return journal
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -134,7 +169,13 @@ class Journal:
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            if not self.read_only:
+                return self._db.execute(sql, args).fetchall()
+            try:  # a reader is told, not shown SQLite's error: a writer may lock it, or it may be damaged, meanwhile
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as err:
+                raise JournalError(f"the agent's journal {self.path} cannot be read: {err}",
+                                   hint="try again in a moment; mloop doctor checks it") from err
 
     # ---------------------------------------------------------------------------------------- cycles
 

@@ -3,7 +3,8 @@
 
 Where the agent owns the champion (the project has an ``[automation]`` table) it also owns the roll-outs of its
 deployment: a hand that promoted or aborted one under it would leave the journal saying one thing and the server
-serving another, so those two are refused here with the command that does it the agent's way.
+serving another, so those two are refused here with the command that does it the agent's way; so is a rollback of
+that deployment while the agent's roll-out on it is active.
 """
 
 from __future__ import annotations
@@ -26,11 +27,21 @@ def audited(cfg: ProjectConfig, result: DeployResult, *, by: str = "mloop deploy
     return result
 
 
+ROLLBACK_UNDER_AGENT = ("wait for the agent's watch to decide (mloop agent status), or stop the agent first "
+                        "(mloop agent stop gives the champion all the traffic back), then roll back")
+ROLLOUT_READ_TIMEOUT_S = 10.0  # how long the rollback's check waits for the server to say its roll-out
+
+
 def rollback(cfg: ProjectConfig, name: str, *, by: str = "mloop rollback") -> DeployResult:
     """Swap the running deployment ``name`` back to the version it served before (``deploy.local.rollback``),
-    recorded in the audit log. DeployError if it is not running or served one version only."""
+    recorded in the audit log. DeployError if it is not running, served one version only, or is the agent's own
+    deployment while the agent's roll-out on it is active (the model would change under the agent's watch)."""
     from mloop.deploy import local
 
+    if agent_owns_rollouts(cfg, name) and local.rollout_state(cfg, name, timeout=ROLLOUT_READ_TIMEOUT_S).get("active"):
+        raise DeployError(f"the agent is rolling out a candidate on deployment {name!r} ([automation] in "
+                          "mloop.toml): rolling it back by hand now would swap the model under the agent's watch",
+                          hint=ROLLBACK_UNDER_AGENT)
     return audited(cfg, local.rollback(cfg, name), by=by)
 
 

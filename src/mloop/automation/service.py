@@ -25,6 +25,7 @@ from mloop.automation.agent import (
     automation_dir,
     log_path,
     open_journal,
+    read_journal,
     read_state,
     rotate_log,
     state_path,
@@ -32,9 +33,11 @@ from mloop.automation.agent import (
 from mloop.errors import ConfigError, MloopError
 
 if TYPE_CHECKING:
+    from mloop.automation.journal import Journal
     from mloop.config import ProjectConfig
 
 START_TIMEOUT_S = 60.0
+ROLLOUT_TIMEOUT_S = 5.0  # how long status waits for the deployment to say its roll-out
 
 
 @dataclass
@@ -75,6 +78,99 @@ class AgentStatus:
     stopped: dict[str, Any] | None = None  # why the agent stopped itself (too many rollbacks), if it did
     rollout: dict[str, Any] | None = None  # the deployment's roll-out in progress, if any
     config_error: str = ""  # why mloop.toml does not validate ('' when it does)
+    journal_error: str = ""  # why the journal could not be read now (damaged, locked; '' when it could)
+
+
+@dataclass(frozen=True)
+class CycleLine:
+    """A cycle not final yet: under way in the running agent, or left unfinished for the next start to resume."""
+
+    id: str
+    state: str
+    candidate: str | None = None
+
+
+@dataclass(frozen=True)
+class RolloutLine:
+    """The roll-out in progress on the agent's deployment."""
+
+    candidate: str  # the candidate's version
+    share: str  # of the requests it answers: "20%", or "shadow" (it answers none)
+    watched: bool  # by a running agent; else nothing watches it until mloop agent start resumes the cycle
+
+
+@dataclass
+class AgentSummary:
+    """What ``mloop agent status`` and the web app's Continuous training page say of the agent: typed, the
+    moments left as timestamps, the schedule already written in its own zone. Both only format it."""
+
+    running: bool
+    pid: int | None  # of the running agent
+    url: str | None  # where it listens; None while it runs without its agent.json (restart it)
+    since: float | None  # when it started
+    log: str
+    config_error: str = ""  # why mloop.toml does not validate ('' when it does)
+    journal_error: str = ""  # why the journal cannot be read now ('' when it can, or there is none)
+    stopped_reason: str = ""  # why the agent stopped itself (too many rollbacks in a row); '' when it did not
+    stopped_at: float | None = None
+    rollout: RolloutLine | None = None  # a roll-out in progress that a cycle left (watched or not)
+    unfinished: list[CycleLine] = field(default_factory=list)  # no agent runs: what its next start resumes
+    under_way: list[CycleLine] = field(default_factory=list)  # the running agent's cycles
+    problems: dict[str, str] = field(default_factory=dict)  # a watcher's (or the agent's) problem, by name
+    pending: int = 0  # triggers the running agent holds back (debounce, a cycle under way)
+    pending_newest: str = ""  # the newest one's reason
+    waiting: str = ""  # why they wait
+    next_schedule: str = ""  # the next scheduled cycle in the schedule's zone ('' without a schedule)
+
+    @property
+    def answers(self) -> bool:
+        """An agent runs and says where (its agent.json is there)."""
+        return self.running and self.url is not None
+
+
+def zoned(ts: float, zone: str) -> str:
+    """``ts`` in the IANA zone ``zone``, named: 2026-11-28 09:00 Asia/Tokyo (UTC if the zone is unknown)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return f"{dt.datetime.fromtimestamp(ts, ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}"
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"{dt.datetime.fromtimestamp(ts, dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def summarize(found: AgentStatus) -> AgentSummary:
+    """``found`` as the typed summary the faces format (the agent's own answer read here, once)."""
+    state = found.state if found.running else None
+    live: dict[str, Any] = found.live or {}
+    stopped = found.stopped or (live.get("stopped") if isinstance(live.get("stopped"), dict) else None) or {}
+    rollout = None
+    if found.rollout:
+        share = (f"{float(found.rollout.get('weight') or 0):.0%}" if found.rollout.get("strategy") == "canary"
+                 else "shadow")
+        rollout = RolloutLine(str(found.rollout.get("candidate_version") or "?"), share, found.running)
+    pending = live.get("pending") or []
+    schedule = live.get("next_schedule")
+    return AgentSummary(
+        running=found.running, pid=state.pid if state else None,
+        url=state.url if state is not None and state.port else None, since=state.started if state else None,
+        log=found.log, config_error=found.config_error, journal_error=found.journal_error,
+        stopped_reason=str(stopped.get("reason", "")) if stopped else "",
+        stopped_at=float(stopped["at"]) if isinstance(stopped.get("at"), (int, float)) else None,
+        rollout=rollout,
+        unfinished=[CycleLine(str(c["id"]), str(c["state"])) for c in found.unfinished] if not found.running else [],
+        under_way=[CycleLine(str(c["id"]), str(c["state"]), str(c["candidate"]) if c.get("candidate") else None)
+                   for c in live.get("running", [])],
+        problems={str(name): str(problem) for name, problem in (live.get("problems") or {}).items()},
+        pending=len(pending), pending_newest=str(pending[-1].get("reason", "")) if pending else "",
+        waiting=str(live.get("waiting") or ""),
+        next_schedule=zoned(float(schedule), live.get("timezone") or "UTC") if isinstance(schedule, (int, float))
+        else "")
+
+
+def agent_summary(home: AgentHome, *, journal: Journal | None = None) -> AgentSummary:
+    """``agent_status`` summarized (``summarize``)."""
+    return summarize(agent_status(home, journal=journal))
 
 
 def _lock_holder(cfg: Stored) -> int | None:
@@ -110,14 +206,17 @@ def running_agent(cfg: Stored) -> AgentState | None:
     return None
 
 
-def agent_status(home: AgentHome) -> AgentStatus:
+def agent_status(home: AgentHome, *, journal: Journal | None = None) -> AgentStatus:
     """Whether the agent runs and what it says of itself; else the cycles it left unfinished, why it stopped
     itself, and a roll-out that nothing watches. Reads only ``.mloop/`` when ``mloop.toml`` does not validate
-    (then the roll-out is looked for only in the deployment a running agent names)."""
+    (then the roll-out is looked for only in the deployment a running agent names). The journal is only read
+    (``journal`` when given, else opened read-only here): one that is damaged or locked is named in
+    ``journal_error``, never moved or waited on."""
     import httpx
 
     from mloop._http import get_json
     from mloop.automation.agent import deployment_name
+    from mloop.automation.journal import JournalError
 
     state = running_agent(home)
     live = None
@@ -128,17 +227,24 @@ def agent_status(home: AgentHome) -> AgentStatus:
             live = None
     found = AgentStatus(state is not None, state, live, str(log_path(home)),
                         config_error=home.config_error)
-    if not (automation_dir(home) / "journal.db").exists():
-        return found
     cfg = home.cfg
-    journal = open_journal(home)
+    try:
+        reading = journal if journal is not None else read_journal(home)
+    except JournalError as err:
+        found.journal_error = err.message
+        return found
+    if reading is None:  # no agent ever ran
+        return found
     try:  # one model per project: without settings, the journal's cycles are that model's
-        found.unfinished = [c.to_dict() for c in journal.cycles(cfg.model_name if cfg else None, open_only=True,
+        found.unfinished = [c.to_dict() for c in reading.cycles(cfg.model_name if cfg else None, open_only=True,
                                                                 limit=5)]
-        stopped = journal.get("stopped")
+        stopped = reading.get("stopped")
         found.stopped = stopped if isinstance(stopped, dict) else None
+    except JournalError as err:  # locked or damaged after it opened
+        found.journal_error = err.message
     finally:
-        journal.close()
+        if journal is None:
+            reading.close()
     if (found.unfinished or found.stopped) and cfg is not None:
         from mloop.deploy.local import load_state, rollout_state
         from mloop.errors import DeployError
@@ -146,7 +252,7 @@ def agent_status(home: AgentHome) -> AgentStatus:
         deployment = load_state(cfg, deployment_name(cfg))
         if deployment is not None and process_alive(deployment.pid, started_by=deployment.started):
             try:
-                rolling = rollout_state(cfg, deployment.name)
+                rolling = rollout_state(cfg, deployment.name, timeout=ROLLOUT_TIMEOUT_S)
                 found.rollout = rolling if rolling.get("active") else None
             except DeployError:
                 pass

@@ -16,16 +16,6 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _zoned(ts: float, zone: str) -> str:
-    """``ts`` in the IANA zone ``zone``, named: 2026-11-28 09:00 Asia/Tokyo."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return f"{dt.datetime.fromtimestamp(ts, ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}"
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"{dt.datetime.fromtimestamp(ts, dt.UTC):%Y-%m-%d %H:%M} UTC"
-
-
 def run(*, port: int | None, once: bool, project: Path | None) -> None:
     from mloop.automation.agent import run_agent
     from mloop.config import load_project
@@ -56,44 +46,45 @@ def status(*, as_json: bool, project: Path | None) -> None:
         print(json.dumps({"running": found.running, "pid": found.state.pid if found.state else None,
                           "url": found.state.url if found.state else None, "status": found.live, "log": found.log,
                           "unfinished": found.unfinished, "stopped": found.stopped, "rollout": found.rollout,
-                          "config_error": found.config_error or None}, default=str))
+                          "config_error": found.config_error or None, "journal_error": found.journal_error or None},
+                         default=str))
         return
-    if found.config_error:
-        console.print(styled(("mloop.toml does not validate: ", "bold yellow"), found.config_error,
+    summary = service.summarize(found)
+    if summary.config_error:
+        console.print(styled(("mloop.toml does not validate: ", "bold yellow"), summary.config_error,
                              "; a running agent keeps the settings it started with"), soft_wrap=True)
-    if found.stopped:
-        console.print(styled(("the agent stopped itself: ", "bold red"), str(found.stopped.get("reason", "")),
-                             f" ({_when(found.stopped.get('at'))}); look at mloop agent history, then: mloop agent start"),
+    if summary.journal_error:
+        console.print(styled(("the journal cannot be read: ", "bold yellow"), summary.journal_error,
+                             "; mloop doctor checks it"), soft_wrap=True)
+    if summary.stopped_reason:
+        console.print(styled(("the agent stopped itself: ", "bold red"), summary.stopped_reason,
+                             f" ({_when(summary.stopped_at)}); look at mloop agent history, then: mloop agent start"),
                       soft_wrap=True)
-    if found.rollout:
-        candidate = found.rollout.get("candidate_version")
-        share = f"{float(found.rollout.get('weight') or 0):.0%}" if found.rollout.get("strategy") == "canary" else "shadow"
-        watched = "the agent watches it" if found.running else "NOTHING watches it: mloop agent start resumes the cycle"
-        console.print(styled(("roll-out in progress: ", "bold yellow"), f"v{candidate} ({share}); {watched}"),
-                      soft_wrap=True)
-    if not found.running or found.state is None:
-        console.print(f"no agent runs; start it with: mloop agent start (log: {found.log})")
-        for cycle in found.unfinished:
-            console.print(f"cycle {cycle['id']} is unfinished ({cycle['state']}): the next start resumes it")
+    if summary.rollout:
+        watched = ("the agent watches it" if summary.rollout.watched
+                   else "NOTHING watches it: mloop agent start resumes the cycle")
+        console.print(styled(("roll-out in progress: ", "bold yellow"),
+                             f"v{summary.rollout.candidate} ({summary.rollout.share}); {watched}"), soft_wrap=True)
+    if not summary.running:
+        console.print(f"no agent runs; start it with: mloop agent start (log: {summary.log})")
+        for cycle in summary.unfinished:
+            console.print(f"cycle {cycle.id} is unfinished ({cycle.state}): the next start resumes it")
         return
-    if not found.state.port:
-        console.print(f"an agent runs (pid {found.state.pid}) but its agent.json is gone; restart it: "
+    if summary.url is None:
+        console.print(f"an agent runs (pid {summary.pid}) but its agent.json is gone; restart it: "
                       "mloop agent stop && mloop agent start")
         return
-    console.print(f"agent runs: pid {found.state.pid}, {found.state.url}, since {_when(found.state.started)}")
-    live: dict[str, Any] = found.live or {}
-    for name, problem in (live.get("problems") or {}).items():
-        console.print(styled((f"{name}: ", "yellow"), str(problem)), soft_wrap=True)
-    if live.get("stopped"):
-        console.print(styled(("stopped: ", "bold red"), str(live["stopped"].get("reason", ""))))
-    for cycle in live.get("running", []):
-        console.print(f"cycle {cycle['id']}: {cycle['state']}" + (f", v{cycle['candidate']}" if cycle.get("candidate") else ""))
-    pending = live.get("pending") or []
-    if pending:
-        console.print(f"pending: {len(pending)} trigger(s), newest: {pending[-1].get('reason', '')}; {live.get('waiting', '')}")
-    elif not live.get("running"):
-        console.print("idle" + (f"; next scheduled cycle {_zoned(live['next_schedule'], live.get('timezone') or 'UTC')}"
-                                if live.get("next_schedule") else ""))
+    console.print(f"agent runs: pid {summary.pid}, {summary.url}, since {_when(summary.since)}")
+    for name, problem in summary.problems.items():
+        console.print(styled((f"{name}: ", "yellow"), problem), soft_wrap=True)
+    if summary.stopped_reason and found.live:
+        console.print(styled(("stopped: ", "bold red"), summary.stopped_reason))
+    for cycle in summary.under_way:
+        console.print(f"cycle {cycle.id}: {cycle.state}" + (f", v{cycle.candidate}" if cycle.candidate else ""))
+    if summary.pending:
+        console.print(f"pending: {summary.pending} trigger(s), newest: {summary.pending_newest}; {summary.waiting}")
+    elif not summary.under_way:
+        console.print("idle" + (f"; next scheduled cycle {summary.next_schedule}" if summary.next_schedule else ""))
 
 
 def trigger(reason: str, *, project: Path | None) -> None:

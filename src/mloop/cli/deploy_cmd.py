@@ -82,6 +82,22 @@ def undeploy(name: str, *, project: Path | None) -> None:
     console.print(describe(result), soft_wrap=True)
 
 
+def promote_rollout(name: str, *, project: Path | None) -> None:
+    from mloop.automation import manual
+    from mloop.config import load_project
+
+    result = manual.promote_rollout(load_project(project), name, by="mloop rollout promote")
+    console.print(describe(result), soft_wrap=True)
+
+
+def abort_rollout(name: str, *, project: Path | None) -> None:
+    from mloop.automation import manual
+    from mloop.config import load_project
+
+    answer = manual.abort_rollout(load_project(project), name, by="mloop rollout abort")
+    console.print(f"{name}: {answer.get('message', 'roll-out aborted')}", soft_wrap=True)
+
+
 def rollback(name: str, *, project: Path | None) -> None:
     from mloop.automation import manual
     from mloop.config import load_project

@@ -301,6 +301,36 @@ def rollback(
     deploy_cmd.rollback(name, project=project)
 
 
+rollout_app = typer.Typer(help="A roll-out in progress on a local deployment (started by the agent or "
+                               "deploy.local.start_rollout): promote its candidate, or abort it.",
+                          short_help="Promote or abort a deployment's roll-out.", no_args_is_help=True)
+app.add_typer(rollout_app, name="rollout")
+
+
+@rollout_app.command("promote", short_help="Make the roll-out's candidate the deployment's only served version.")
+def rollout_promote(
+    name: Annotated[str, typer.Argument(help="The deployment whose roll-out to promote.")],
+    project: ProjectOpt = None,
+) -> None:
+    """Make the candidate of a deployment's roll-out its only served version, with no request dropped (mloop
+    rollback then goes back). Refused on the agent's own deployment: its watch decides there."""
+    from mloop.cli import deploy_cmd
+
+    deploy_cmd.promote_rollout(name, project=project)
+
+
+@rollout_app.command("abort", short_help="Drop the roll-out's candidate: the served version answers everything.")
+def rollout_abort(
+    name: Annotated[str, typer.Argument(help="The deployment whose roll-out to abort.")],
+    project: ProjectOpt = None,
+) -> None:
+    """Drop the candidate of a deployment's roll-out: the version it served answers every request again.
+    Refused on the agent's own deployment (mloop agent stop gives the champion all the traffic back)."""
+    from mloop.cli import deploy_cmd
+
+    deploy_cmd.abort_rollout(name, project=project)
+
+
 @monitor_app.command("report")
 def monitor_report(
     model: Annotated[Optional[str], typer.Argument(help="A model name (its champion), or models:/NAME@ALIAS or /VERSION "

@@ -364,10 +364,11 @@ def abort_rollout(cfg: ProjectConfig, name: str) -> dict[str, Any]:
         return _admin(_running(cfg, name), "POST", "/admin/rollout/abort", refused="could not abort its roll-out")
 
 
-def rollout_state(cfg: ProjectConfig, name: str) -> dict[str, Any]:
+def rollout_state(cfg: ProjectConfig, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
     """The roll-out of deployment ``name`` (``GET /admin/rollout``): strategy, weight, versions, and per version
-    requests, rows, server errors, latency and live scores since it started; ``"active": false`` without one."""
-    return _admin(_running(cfg, name), "GET", "/admin/rollout", refused="could not say its roll-out", timeout=30.0)
+    requests, rows, server errors, latency and live scores since it started; ``"active": false`` without one.
+    DeployError when the server does not answer within ``timeout``."""
+    return _admin(_running(cfg, name), "GET", "/admin/rollout", refused="could not say its roll-out", timeout=timeout)
 
 
 def _record(cfg: ProjectConfig, current: Deployment, version: str, previous: str) -> None:

@@ -2,15 +2,17 @@
 during a roll-out, the traffic split; roll back, promote or abort a roll-out after a confirmation.
 
 It reads what ``mloop deployments`` reads (``deploy.local.list_deployments``, ``rollout_state``) and acts through
-``automation.manual``, as ``mloop rollback`` does: the admin calls carry the deployment's admin token and each
-traffic change goes to the audit log. On the deployment the agent rolls out to (``[automation]``), promoting or
-aborting its roll-out is refused with the command that does it the agent's way.
+``automation.manual``, as ``mloop rollback`` and ``mloop rollout promote|abort`` do: the admin calls carry the
+deployment's admin token and each traffic change goes to the audit log. On the deployment the agent rolls out to
+(``[automation]``), promoting or aborting its roll-out, or rolling back during it, is refused with the command that
+does it the agent's way. A confirmed action is done only if the deployment is still as it was when asked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +29,22 @@ if TYPE_CHECKING:
 BY = "mloop ui"  # who made a change, in the audit log
 PENDING = "deployments_pending"  # session state: the action waiting for its confirmation
 DONE = "deployments_done"  # session state: what the last confirmed action did (shown after the rerun)
+ROLLOUT_TIMEOUT_S = 5.0  # how long the page waits for a deployment to say its roll-out
 
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # "rollback", "promote" or "abort"
+    """An action waiting for its confirmation, with the state the question was asked about: on Confirm it is done
+    only if the deployment still serves ``served``, with the roll-out of ``candidate`` (None: no roll-out) and
+    ``back_to`` the version a rollback goes back to."""
+
+    label: str  # "rollback", "promote" or "abort": names its confirm button
     name: str  # the deployment
     question: str  # what the confirmation asks
+    served: str  # the version the deployment served when asked
+    candidate: str | None  # the candidate of its roll-out when asked; None when none was under way
+    back_to: str | None  # the version it served before (a rollback's target) when asked
+    do: Callable[[ProjectConfig, str], str]  # does it on deployment ``name``: what happened, in words
 
 
 def page() -> None:
@@ -47,6 +58,9 @@ def page() -> None:
         (st.success if done[0] else st.error)(done[1])
     problems: list[DeployError] = []
     found = local.list_deployments(cfg, problems)
+    pending = st.session_state.get(PENDING)
+    if isinstance(pending, Action) and pending.name not in {item.deployment.name for item in found if item.running}:
+        del st.session_state[PENDING]  # its deployment stopped (or was forgotten) since the question
     for problem in problems:
         st.warning(f"{problem.message}\n\n**Fix:** {problem.hint}")
     if not found:
@@ -59,7 +73,7 @@ def page() -> None:
 
 
 def _deployment(cfg: ProjectConfig, item: Status) -> None:
-    from mloop.automation.manual import agent_owns_rollouts
+    from mloop.automation.manual import ROLLBACK_UNDER_AGENT, agent_owns_rollouts
 
     d = item.deployment
     version = item.served_version or d.version
@@ -76,42 +90,50 @@ def _deployment(cfg: ProjectConfig, item: Status) -> None:
         st.warning(f"{d.name} is not running. Start it again with `mloop deploy models:/{d.model}/{d.version} "
                    f"--name {d.name}`, or forget it with `mloop undeploy {d.name}`.")
         return
-    rollout = _rollout(cfg, d.name)
+    # a server that failed its health probe is not asked its roll-out (it could hold the page): its state is unknown
+    rollout, known = _rollout(cfg, d.name) if item.healthy else (None, False)
     if rollout is not None:
         show_rollout(rollout)
     owned = agent_owns_rollouts(cfg, d.name)
+    candidate = rollout.candidate.version if rollout is not None else None
     columns = st.columns(3)
-    if columns[0].button("Roll back", key=f"rollback-{d.name}", disabled=not d.history,
-                         help=(f"serve v{d.history[-1]} again (what mloop rollback {d.name} does)" if d.history
+    under_agent = owned and rollout is not None
+    back_to = d.history[-1] if d.history else None
+    if columns[0].button("Roll back", key=f"rollback-{d.name}", disabled=not d.history or under_agent,
+                         help=(f"the agent is rolling out v{candidate} here: {ROLLBACK_UNDER_AGENT}" if under_agent
+                               else f"serve v{d.history[-1]} again (what mloop rollback {d.name} does)" if d.history
                                else f"{d.name} has served only v{d.version}: nothing to roll back to")):
-        _ask(Action("rollback", d.name, f"Roll back {d.name} from v{version} to v{d.history[-1]}?"))
-    if rollout is not None:
-        candidate = rollout.candidate.version
+        _ask(Action("rollback", d.name, f"Roll back {d.name} from v{version} to v{back_to}?", version,
+                    candidate, back_to, _rollback))
+    if rollout is not None and candidate is not None:
         refused = ("the agent owns this deployment's roll-outs: mloop agent status says how its watch goes; "
                    "mloop agent stop gives the champion all the traffic back") if owned else None
         if columns[1].button(f"Promote v{candidate}", key=f"promote-{d.name}", disabled=owned,
                              help=refused or f"v{candidate} serves alone from now on"):
-            _ask(Action("promote", d.name, f"Promote v{candidate}: {d.name} serves it alone from now on?"))
+            _ask(Action("promote", d.name, f"Promote v{candidate}: {d.name} serves it alone from now on?", version,
+                        candidate, back_to, _promote))
         if columns[2].button("Abort roll-out", key=f"abort-{d.name}", disabled=owned,
                              help=refused or f"v{rollout.champion.version} answers every request again"):
             _ask(Action("abort", d.name, f"Abort the roll-out of v{candidate}: v{rollout.champion.version} answers "
-                                         "every request again?"))
+                                         "every request again?", version, candidate, back_to, _abort))
         if owned:
             st.caption("The agent owns this deployment's roll-outs ([automation] in mloop.toml): let its watch decide "
                        "(`mloop agent status`), or stop it (`mloop agent stop` gives the champion all the traffic "
-                       "back) and promote a version with `mloop models promote VERSION`.")
-    _confirmation(cfg, d.name)
+                       "back) and promote a version with `mloop models promote VERSION`. Rolling back waits for "
+                       "the roll-out to end, too.")
+    _confirmation(cfg, d.name, (version, candidate, back_to) if known else None)
 
 
-def _rollout(cfg: ProjectConfig, name: str) -> RolloutStatus | None:
+def _rollout(cfg: ProjectConfig, name: str) -> tuple[RolloutStatus | None, bool]:
+    """The roll-out under way on deployment ``name`` (None without one), and whether its state could be read."""
     from mloop.deploy.local import rollout_state
     from mloop.monitor.status import parse_rollout
 
     try:
-        return parse_rollout(rollout_state(cfg, name))
+        return parse_rollout(rollout_state(cfg, name, timeout=ROLLOUT_TIMEOUT_S)), True
     except MloopError as err:
         st.warning(f"Its roll-out state cannot be read: {err.message}")
-        return None
+        return None, False
 
 
 def rollout_rows(rollout: RolloutStatus) -> list[dict[str, Any]]:
@@ -154,8 +176,11 @@ def _ask(action: Action) -> None:
     st.rerun()
 
 
-def _confirmation(cfg: ProjectConfig, name: str) -> None:
-    """The confirmation step of the action waiting on deployment ``name``, and the action once confirmed."""
+def _confirmation(cfg: ProjectConfig, name: str, now: tuple[str, str | None, str | None] | None) -> None:
+    """The confirmation step of the action waiting on deployment ``name``, and the action once confirmed if the
+    deployment is as it was when asked: ``now`` is (the version it serves, its roll-out's candidate or None, the
+    version it served before or None) as read on this rerun, None when it could not be read. Otherwise nothing is done and the user is told to ask
+    again."""
     action = st.session_state.get(PENDING)
     if not isinstance(action, Action) or action.name != name:
         return
@@ -164,25 +189,46 @@ def _confirmation(cfg: ProjectConfig, name: str) -> None:
     if cancel.button("Cancel", key=f"cancel-{name}"):
         del st.session_state[PENDING]
         st.rerun()
-    if confirm.button("Confirm", key=f"confirm-{action.kind}-{name}", type="primary"):
+    if confirm.button("Confirm", key=f"confirm-{action.label}-{name}", type="primary"):
         del st.session_state[PENDING]
-        with st.spinner(f"{action.kind} of {name}..."):
-            st.session_state[DONE] = _act(cfg, action)
+        if now is None:
+            st.session_state[DONE] = (False, f"{name}: its state cannot be read now, so whether it changed since you "
+                                             "asked cannot be told; nothing was done. Ask again once it answers.")
+        elif now != (action.served, action.candidate, action.back_to):
+            served, candidate, _ = now
+            state = f"v{served}" + (f", rolling out v{candidate}" if candidate else "")
+            st.session_state[DONE] = (False, f"{name}: the deployment changed since you asked (it serves {state} "
+                                             "now); nothing was done. Ask again.")
+        else:
+            with st.spinner(f"{action.label} of {name}..."):
+                st.session_state[DONE] = _act(cfg, action)
         st.rerun()
 
 
 def _act(cfg: ProjectConfig, action: Action) -> tuple[bool, str]:
     """Do ``action``: (whether it worked, what happened in words)."""
-    from mloop.automation import manual
-
     try:
-        if action.kind == "rollback":
-            result = manual.rollback(cfg, action.name, by=BY)
-            return True, f"{result.name}: rolled back from v{result.previous_version} to v{result.version}"
-        if action.kind == "promote":
-            result = manual.promote_rollout(cfg, action.name, by=BY)
-            return True, f"{result.name}: promoted v{result.version} (v{result.previous_version} before)"
-        answer = manual.abort_rollout(cfg, action.name, by=BY)
-        return True, f"{action.name}: {answer.get('message', 'roll-out aborted')}"
+        return True, action.do(cfg, action.name)
     except MloopError as err:
         return False, f"{err.message}" + (f"\n\n**Fix:** {err.hint}" if err.hint else "")
+
+
+def _rollback(cfg: ProjectConfig, name: str) -> str:
+    from mloop.automation import manual
+
+    result = manual.rollback(cfg, name, by=BY)
+    return f"{result.name}: rolled back from v{result.previous_version} to v{result.version}"
+
+
+def _promote(cfg: ProjectConfig, name: str) -> str:
+    from mloop.automation import manual
+
+    result = manual.promote_rollout(cfg, name, by=BY)
+    return f"{result.name}: promoted v{result.version} (v{result.previous_version} before)"
+
+
+def _abort(cfg: ProjectConfig, name: str) -> str:
+    from mloop.automation import manual
+
+    answer = manual.abort_rollout(cfg, name, by=BY)
+    return f"{name}: {answer.get('message', 'roll-out aborted')}"

@@ -2,23 +2,27 @@
 its cycles as timelines (trigger → snapshot → train → gate → infra → roll-out → watch → outcome), each with its
 audit records and whether the audit log's hash chain verifies.
 
-It reads what ``mloop agent status`` and ``mloop agent history`` read: ``automation.service.agent_status``,
-``automation.history.cycles`` and ``timeline``, and the audit log's ``verify``.
+It reads what ``mloop agent status`` and ``mloop agent history`` read: ``automation.service.agent_summary``,
+``automation.history.cycles`` and ``timeline``, and the audit log's ``verify``. The agent's journal is opened read
+only, once per rerun (``automation.agent.read_journal``): the page never writes to it, moves it or waits long on
+it; a damaged or locked journal is said, with its fix.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from mloop.ui.context import project
+from mloop.errors import MloopError
+from mloop.ui.context import project, stop_with
 
 if TYPE_CHECKING:
     from mloop.automation.audit import AuditRecord
     from mloop.automation.journal import Cycle
-    from mloop.automation.service import AgentStatus
+    from mloop.automation.service import AgentSummary
+    from mloop.config import ProjectConfig
 
 CYCLES_SHOWN = 20
 OUTCOME_ICONS = {"promoted": ":material/check_circle:", "rejected": ":material/block:",
@@ -32,15 +36,27 @@ def _when(ts: float | None) -> str:
 
 
 def page() -> None:
-    from mloop.automation.agent import open_audit
-    from mloop.automation.history import cycles, queued_triggers
-    from mloop.automation.service import AgentHome, agent_status
-
     cfg = project()
     st.title("Continuous training")
-    found = agent_status(AgentHome(cfg.root, cfg))
-    history = cycles(cfg, limit=CYCLES_SHOWN)
-    queued = queued_triggers(cfg)
+    try:
+        _page(cfg)
+    except MloopError as err:
+        stop_with(err)
+
+
+def _page(cfg: ProjectConfig) -> None:
+    from mloop.automation.agent import read_journal
+    from mloop.automation.history import cycles, queued_triggers
+    from mloop.automation.service import AgentHome, agent_summary
+
+    journal = read_journal(cfg)  # read only, once per rerun; None when no agent ever ran
+    try:
+        found = agent_summary(AgentHome(cfg.root, cfg), journal=journal)
+        history = cycles(cfg, limit=CYCLES_SHOWN, journal=journal)
+        queued = queued_triggers(cfg, journal=journal)
+    finally:
+        if journal is not None:
+            journal.close()
     if not cfg.settings.agent_owns_champion and not history and not found.running and not queued:
         st.info("No continuous-training agent here: this project's mloop.toml has no [automation] table and no agent "
                 "ever ran. Add an [automation] table (the agent then gates, rolls out and promotes new versions), "
@@ -52,12 +68,7 @@ def page() -> None:
                 f"{queued[-1].get('reason', '')}; the agent takes them when it next looks"
                 + ("" if found.running else " (`mloop agent start`)") + ".")
     st.subheader("Cycles")
-    audit = open_audit(cfg)
-    broken = audit.verify()
-    if broken:
-        st.error("The audit log was changed after it was written:\n\n" + "\n\n".join(f"- {p}" for p in broken[:10]))
-    else:
-        st.success(f"Audit log verified: its hash chain is intact ({len(audit.records())} records).")
+    _audit(cfg)
     if not history:
         st.info("No cycle yet: the agent starts one on a trigger" + ("" if queued else "; trigger one by hand with "
                                                                     "`mloop agent trigger`") + ".")
@@ -67,41 +78,56 @@ def page() -> None:
         _cycle(cycle, records)
 
 
-def _status(found: AgentStatus) -> None:
+def _audit(cfg: ProjectConfig) -> None:
+    """Whether the audit log's hash chain verifies; that there is none yet, plainly."""
+    from mloop.automation.agent import open_audit
+
+    audit = open_audit(cfg)
+    broken = audit.verify()
+    if broken:
+        st.error("The audit log was changed after it was written:\n\n" + "\n\n".join(f"- {p}" for p in broken[:10]))
+        return
+    count = len(audit.records())
+    if count == 0:
+        st.info("No audit records yet: the agent writes one for each step of a cycle, and `mloop deploy`, "
+                "`mloop rollback` and the Deployments page one for each traffic change.")
+    else:
+        st.success(f"Audit log verified: its hash chain is intact ({count} records).")
+
+
+def _status(found: AgentSummary) -> None:
     st.subheader("Agent")
-    if found.stopped:
-        st.error(f"The agent stopped itself: {found.stopped.get('reason', '')} ({_when(found.stopped.get('at'))}). "
+    if found.config_error:
+        st.warning(f"mloop.toml does not validate: {found.config_error}; a running agent keeps the settings it "
+                   "started with.")
+    if found.journal_error:
+        st.warning(f"The agent's journal cannot be read now: {found.journal_error}. `mloop doctor` checks it.")
+    if found.stopped_reason:
+        st.error(f"The agent stopped itself: {found.stopped_reason} ({_when(found.stopped_at)}). "
                  "Look at the cycles below, then `mloop agent start`.")
     if found.rollout:
-        candidate = found.rollout.get("candidate_version")
-        share = (f"{float(found.rollout.get('weight') or 0):.0%}" if found.rollout.get("strategy") == "canary"
-                 else "shadow")
-        watched = ("the agent watches it" if found.running
+        watched = ("the agent watches it" if found.rollout.watched
                    else "NOTHING watches it: `mloop agent start` resumes the cycle")
-        st.warning(f"Roll-out in progress: v{candidate} ({share}); {watched}.")
-    if not found.running or found.state is None:
+        st.warning(f"Roll-out in progress: v{found.rollout.candidate} ({found.rollout.share}); {watched}.")
+    if not found.running:
         st.info(f"No agent runs; start it with `mloop agent start` (its log: {found.log}).")
         for cycle in found.unfinished:
-            st.markdown(f"- cycle {cycle['id']} is unfinished ({cycle['state']}): the next start resumes it")
+            st.markdown(f"- cycle {cycle.id} is unfinished ({cycle.state}): the next start resumes it")
         return
-    if not found.state.port:
-        st.warning(f"An agent runs (pid {found.state.pid}) but its agent.json is gone; restart it: "
+    if found.url is None:
+        st.warning(f"An agent runs (pid {found.pid}) but its agent.json is gone; restart it: "
                    "`mloop agent stop && mloop agent start`.")
         return
-    st.success(f"The agent runs: pid {found.state.pid}, {found.state.url}, since {_when(found.state.started)}.")
-    live: dict[str, Any] = found.live or {}
-    for name, problem in (live.get("problems") or {}).items():
+    st.success(f"The agent runs: pid {found.pid}, {found.url}, since {_when(found.since)}.")
+    for name, problem in found.problems.items():
         st.warning(f"{name}: {problem}")
-    for cycle in live.get("running", []):
-        st.markdown(f"- cycle {cycle['id']}: {cycle['state']}"
-                    + (f", candidate v{cycle['candidate']}" if cycle.get("candidate") else ""))
-    pending = live.get("pending") or []
-    if pending:
-        st.markdown(f"Pending: {len(pending)} trigger(s), the newest: {pending[-1].get('reason', '')}; "
-                    f"{live.get('waiting', '')}")
-    elif not live.get("running"):
-        st.markdown("Idle" + (f"; next scheduled cycle {_when(live['next_schedule'])}"
-                              if live.get("next_schedule") else "") + ".")
+    for cycle in found.under_way:
+        st.markdown(f"- cycle {cycle.id}: {cycle.state}" + (f", candidate v{cycle.candidate}" if cycle.candidate
+                                                            else ""))
+    if found.pending:
+        st.markdown(f"Pending: {found.pending} trigger(s), the newest: {found.pending_newest}; {found.waiting}")
+    elif not found.under_way:
+        st.markdown("Idle" + (f"; next scheduled cycle {found.next_schedule}" if found.next_schedule else "") + ".")
 
 
 def _overview(history: list[tuple[Cycle, list[AuditRecord]]]) -> None:
