@@ -91,7 +91,9 @@ def test_swap_refused_version_and_rollback_under_load_lose_no_request(project_wi
             with pytest.raises(RegistryError, match="no models:/breast_cancer/77"):
                 local.deploy(cfg, "models:/breast_cancer/77")  # refused before the server is asked
             time.sleep(0.5)
-            rolled = local.rollback(cfg, "breast_cancer")
+            with pytest.raises(DeployError, match="changed since the rollback from v1 to v2 was asked: it serves v2 now"):
+                local.rollback(cfg, "breast_cancer", expect=("1", "2"))  # what someone confirmed is no longer so
+            rolled = local.rollback(cfg, "breast_cancer", expect=("2", "1"))
             assert (rolled.action, rolled.version, rolled.previous_version) == ("rolled_back", "1", "2")
             time.sleep(1.0)
         total = sum(load.outcomes.values())

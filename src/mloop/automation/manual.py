@@ -32,17 +32,19 @@ ROLLBACK_UNDER_AGENT = ("wait for the agent's watch to decide (mloop agent statu
 ROLLOUT_READ_TIMEOUT_S = 10.0  # how long the rollback's check waits for the server to say its roll-out
 
 
-def rollback(cfg: ProjectConfig, name: str, *, by: str = "mloop rollback") -> DeployResult:
+def rollback(cfg: ProjectConfig, name: str, *, by: str = "mloop rollback",
+             expect: tuple[str, str] | None = None) -> DeployResult:
     """Swap the running deployment ``name`` back to the version it served before (``deploy.local.rollback``),
     recorded in the audit log. DeployError if it is not running, served one version only, or is the agent's own
-    deployment while the agent's roll-out on it is active (the model would change under the agent's watch)."""
+    deployment while the agent's roll-out on it is active (the model would change under the agent's watch).
+    ``expect``: see ``deploy.local.rollback``."""
     from mloop.deploy import local
 
     if agent_owns_rollouts(cfg, name) and local.rollout_state(cfg, name, timeout=ROLLOUT_READ_TIMEOUT_S).get("active"):
         raise DeployError(f"the agent is rolling out a candidate on deployment {name!r} ([automation] in "
                           "mloop.toml): rolling it back by hand now would swap the model under the agent's watch",
                           hint=ROLLBACK_UNDER_AGENT)
-    return audited(cfg, local.rollback(cfg, name), by=by)
+    return audited(cfg, local.rollback(cfg, name, expect=expect), by=by)
 
 
 def agent_owns_rollouts(cfg: ProjectConfig, name: str) -> bool:

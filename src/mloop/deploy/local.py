@@ -221,14 +221,20 @@ def _deploy(cfg: ProjectConfig, uri: str, model: str, name: str, port: int | Non
     return _result("started", _start(cfg, name, model, version, host, port))
 
 
-def rollback(cfg: ProjectConfig, name: str) -> DeployResult:
-    """Swap a running deployment back to the version it served before."""
+def rollback(cfg: ProjectConfig, name: str, *, expect: tuple[str, str] | None = None) -> DeployResult:
+    """Swap a running deployment back to the version it served before. With ``expect`` (the served version and
+    the one to go back to, as someone was asked to confirm), DeployError unless the deployment is still in
+    that state, checked under the deployment's lock."""
     with _lock(cfg, name):
-        return _rollback(cfg, name)
+        return _rollback(cfg, name, expect)
 
 
-def _rollback(cfg: ProjectConfig, name: str) -> DeployResult:
+def _rollback(cfg: ProjectConfig, name: str, expect: tuple[str, str] | None = None) -> DeployResult:
     current = _running(cfg, name)
+    if expect is not None and (current.version, current.history[-1] if current.history else None) != expect:
+        raise DeployError(f"deployment {name!r} changed since the rollback from v{expect[0]} to v{expect[1]} was asked: "
+                          f"it serves v{current.version} now; nothing was done",
+                          hint=f"ask again: mloop deployments shows what it serves, mloop rollback {name} rolls back")
     if not current.history:
         raise DeployError(f"deployment {name!r} has served only v{current.version}; there is nothing to roll back to",
                           hint=f"deploy another version: mloop deploy models:/{current.model}/VERSION --name {name}")

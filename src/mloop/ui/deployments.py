@@ -14,6 +14,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
@@ -104,7 +105,7 @@ def _deployment(cfg: ProjectConfig, item: Status) -> None:
                                else f"serve v{d.history[-1]} again (what mloop rollback {d.name} does)" if d.history
                                else f"{d.name} has served only v{d.version}: nothing to roll back to")):
         _ask(Action("rollback", d.name, f"Roll back {d.name} from v{version} to v{back_to}?", version,
-                    candidate, back_to, _rollback))
+                    candidate, back_to, partial(_rollback, expect=(version, back_to or ""))))
     if rollout is not None and candidate is not None:
         refused = ("the agent owns this deployment's roll-outs: mloop agent status says how its watch goes; "
                    "mloop agent stop gives the champion all the traffic back") if owned else None
@@ -213,10 +214,10 @@ def _act(cfg: ProjectConfig, action: Action) -> tuple[bool, str]:
         return False, f"{err.message}" + (f"\n\n**Fix:** {err.hint}" if err.hint else "")
 
 
-def _rollback(cfg: ProjectConfig, name: str) -> str:
+def _rollback(cfg: ProjectConfig, name: str, *, expect: tuple[str, str]) -> str:
     from mloop.automation import manual
 
-    result = manual.rollback(cfg, name, by=BY)
+    result = manual.rollback(cfg, name, by=BY, expect=expect)  # checked again under the deployment's lock
     return f"{result.name}: rolled back from v{result.previous_version} to v{result.version}"
 
 
