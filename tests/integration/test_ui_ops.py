@@ -256,6 +256,8 @@ def test_a_rollouts_split_is_shown_abort_and_promote_go_through_a_confirmation(s
     local.start_rollout(cfg, NAME, f"models:/{NAME}/1", "canary", 0.2)
     at.run()
     at.button(key=f"promote-{NAME}").click().run()
+    # the question says what the registry recorded of the version's gate (v1: the champion, it passed)
+    assert f"Promote v1: {NAME} serves it alone from now on? It passed the gate at registration." in texts(at)
     at.button(key=f"confirm-promote-{NAME}").click().run()
     assert not at.exception, at.exception
     assert _served_version(cfg) == "1" and local.load_state(cfg, NAME).history == ["1", "2"]

@@ -111,7 +111,8 @@ def _deployment(cfg: ProjectConfig, item: Status) -> None:
                    "mloop agent stop gives the champion all the traffic back") if owned else None
         if columns[1].button(f"Promote v{candidate}", key=f"promote-{d.name}", disabled=owned,
                              help=refused or f"v{candidate} serves alone from now on"):
-            _ask(Action("promote", d.name, f"Promote v{candidate}: {d.name} serves it alone from now on?", version,
+            _ask(Action("promote", d.name, f"Promote v{candidate}: {d.name} serves it alone from now on? "
+                                           f"{_gate_note(cfg, d.model, candidate)}", version,
                         candidate, back_to, _promote))
         if columns[2].button("Abort roll-out", key=f"abort-{d.name}", disabled=owned,
                              help=refused or f"v{rollout.champion.version} answers every request again"):
@@ -170,6 +171,25 @@ def show_rollout(rollout: RolloutStatus) -> None:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _gate_note(cfg: ProjectConfig, model: str, version: str) -> str:
+    """What the registry recorded of ``version``'s gate, and where the champion alias stays: said before a
+    version is put in front of all the traffic by hand."""
+    from mloop.registry.aliases import champion_version, version_tags
+    from mloop.registry.register import PROMOTION, RULE_PASSED
+
+    try:
+        tags, champion = version_tags(cfg, model, version), champion_version(cfg, model)
+    except MloopError:
+        return "(Its gate decision could not be read.)"
+    passed = tags.get(RULE_PASSED)
+    gate = ("It passed the gate at registration" if passed == "true"
+            else f"**It did not pass the gate at registration** ({tags.get(PROMOTION, 'no reason recorded')})"
+            if passed == "false" else "No gate decision is recorded for it")
+    alias = (f"; the champion alias stays on v{champion} (`mloop models promote {version}` moves it)"
+             if champion and champion != version else "")
+    return f"{gate}{alias}."
 
 
 def _ask(action: Action) -> None:

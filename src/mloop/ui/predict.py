@@ -21,7 +21,9 @@ import streamlit as st
 from mloop.ui.context import project, stop_with
 
 if TYPE_CHECKING:
-    from mloop.bundle.explain import Explanation
+    from collections.abc import Sequence
+
+    from mloop.bundle.explain import Contribution, Explanation
     from mloop.bundle.loaded import LoadedModel
     from mloop.bundle.schema import FeatureType
     from mloop.config import ProjectConfig
@@ -257,6 +259,23 @@ class Answer:
     explanation: Explanation | None = None
 
 
+def _contributions_chart(top: Sequence[Contribution]) -> Any:
+    """A bar per feature, the largest push first (the order given explicitly, so a chart drawn again for
+    another row does not keep the first one's order), every feature named, raising and lowering in two hues."""
+    import altair as alt
+    import pandas as pd
+
+    frame = pd.DataFrame({"feature": [c.feature for c in top], "SHAP value": [c.shap_value for c in top],
+                          "direction": ["raises it" if c.shap_value >= 0 else "lowers it" for c in top]})
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("SHAP value:Q"),
+        y=alt.Y("feature:N", sort=[c.feature for c in top], axis=alt.Axis(labelOverlap=False, labelLimit=260)),
+        color=alt.Color("direction:N", scale=alt.Scale(domain=["raises it", "lowers it"],
+                                                         range=["#d62728", "#1f77b4"])),
+        tooltip=["feature", "SHAP value", "direction"],
+    ).properties(height=28 * len(top) + 20)
+
+
 def show_answer(answer: Answer) -> None:
     """The answer: label and probabilities (or the value), outlier score, and the features that pushed it."""
     import pandas as pd
@@ -288,10 +307,7 @@ def show_answer(answer: Answer) -> None:
         st.info(explanation.note if explanation is not None else "No explanation was computed.")
         return
     top = explanation.contributions[:10]
-    chart = pd.DataFrame({"feature": [c.feature for c in top], "SHAP value": [c.shap_value for c in top],
-                          "direction": ["raises it" if c.shap_value >= 0 else "lowers it" for c in top]})
-    st.bar_chart(chart, x="feature", y="SHAP value", color="direction",
-                 horizontal=True, sort=False, height=60 + 34 * len(top))
+    st.altair_chart(_contributions_chart(top), use_container_width=True)
     st.dataframe(pd.DataFrame({"feature": [c.feature for c in explanation.contributions],
                                "value": [_shown(c.value) for c in explanation.contributions],
                                "SHAP value": [c.shap_value for c in explanation.contributions]}),
@@ -400,7 +416,7 @@ def pick_deployment(cfg: ProjectConfig) -> Status | None:
     if not running:
         stopped = [status.deployment.name for status in found]
         st.info(f"No deployment of {cfg.name} is running, so there is no model to send predictions to.\n\n"
-                "Start one with `mloop deploy` (it serves the champion of the registered model; "
+                "Start one with `mloop deploy` (after `mloop run` has registered a model; it serves the champion; "
                 "`mloop deploy MODEL/VERSION --name NAME` serves another), then reload this page."
                 + (f"\n\nStopped: {', '.join(stopped)}." if stopped else ""))
         return None
@@ -456,6 +472,8 @@ def _one_row(cfg: ProjectConfig, deployment: Deployment, model: LoadedModel, exa
             with columns[index % 3]:
                 _widget(model, field)
         sent = st.form_submit_button("Predict", type="primary")
+    st.caption("Each number is bounded to the range the model was trained on (a value outside it turns the box red "
+               "and is not sent); the Batch tab and POST /predict take any value.")
     if sent:
         answer = predict_row(cfg, deployment, model, form_row(model, fields))
         if answer is not None:

@@ -185,6 +185,8 @@ def tab(cfg: ProjectConfig, deployment: Deployment, model: LoadedModel) -> None:
     st.markdown(f"A CSV or Parquet file with a column per feature ({len(model.feature_names)}: "
                 f"{', '.join(model.feature_names[:8])}{', ...' if len(model.feature_names) > 8 else ''}); other "
                 "columns pass through. It is checked before anything is sent, then scored by the deployment.")
+    st.caption("Rows scored here are not written to the prediction log and so not monitored (drift, live scores), "
+               "and carry no request ids to send feedback for: send rows to POST /predict for that.")
     upload = st.file_uploader("CSV or Parquet file to score", type=["csv", "parquet"], key="predict_batch_file")
     if upload is None:
         return
