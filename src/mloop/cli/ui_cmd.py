@@ -15,9 +15,19 @@ from mloop.cli.output import console
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 
 
+# Imported by the app's process before Streamlit serves, so the first page a visitor opens does not wait for
+# them (MLflow alone is ~2 s): Streamlit runs the app's script only when a browser connects.
+PRELOAD = ("mlflow", "mlflow.sklearn", "mlflow.models", "pandas", "sklearn", "altair", "mloop.bundle.loaded",
+           "mloop.registry.fetch", "mloop.registry.queries", "mloop.tracking.queries", "mloop.deploy.local",
+           "mloop.monitor.queries", "mloop.ui.predict", "mloop.ui.models", "mloop.ui.runs", "mloop.ui.deployments",
+           "mloop.ui.monitoring", "mloop.ui.training")
+
+
 def streamlit_command(host: str, port: int) -> list[str]:
     """The command that serves the app; run it in the project's folder (the app reads the nearest mloop.toml)."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP),
+    start = (f"import importlib, sys; [importlib.import_module(m) for m in {PRELOAD!r}]; "
+             "from streamlit.web.cli import main; sys.argv[0] = 'streamlit'; sys.exit(main())")
+    return [sys.executable, "-c", start, "run", str(APP),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
             "--client.toolbarMode", "minimal", "--theme.base", "light"]
