@@ -125,7 +125,7 @@ def test_each_page_says_plainly_what_is_not_there_yet_and_writes_nothing(first_r
     root = Path(shutil.copytree(first_run[0], tmp_path / "breast_cancer", ignore=shutil.ignore_patterns(
         "__pycache__", "deployments", "monitor", "automation")))
     before = sorted(p.relative_to(root) for p in (root / ".mloop").rglob("*"))
-    for page, said in (("deployments", "No deployment yet: start one with `mloop deploy`"),
+    for page, said in (("deployments", "No deployment runs: start one with `mloop deploy`"),
                        ("monitoring", "Nothing is monitored yet"),
                        ("training", "No continuous-training agent here")):
         at = app_test(root, page).run()

@@ -66,7 +66,8 @@ def page() -> None:
         st.warning(f"{problem.message}\n\n**Fix:** {problem.hint}")
     if not found:
         if not problems:
-            st.info("No deployment yet: start one with `mloop deploy`.")
+            st.info("No deployment runs: start one with `mloop deploy`. (One stopped with `mloop undeploy` is "
+                    "forgotten here; what it served stays on the Monitoring page.)")
         return
     for item in found:
         with st.container(border=True):
