@@ -9,8 +9,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from mloop.ui.context import PROJECT_KEY
+
 UI = Path(__file__).resolve().parents[2] / "src" / "mloop" / "ui"
-PROJECT_KEY = "mloop_project"  # mloop.ui.context.PROJECT_KEY
 
 
 def app_test(root: Path, page: str | None = None, *, timeout: float = 60) -> AppTest:
