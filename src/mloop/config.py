@@ -631,6 +631,9 @@ class ServingSection(_EnvironmentFirst):
     max_upload_mb: float = Field(default=1024.0, gt=0, description="largest batch-scoring upload")
     max_batch_rows: int = Field(default=1024, ge=1, description="most rows in one predict call")
     max_wait_ms: float = Field(default=0.0, ge=0, description="extra wait to gather a batch (0: none)")
+    compute_threads: int = Field(default=1, ge=1, description=(
+        "threads the native code of one prediction may use (OpenMP, BLAS); more lets one large batch use "
+        "several cores, and lets other work on a busy machine stall every request queued behind it"))
     access_log: bool = Field(default=True, description="one JSON line per request on stderr")
     header_timeout: float = Field(default=10.0, gt=0, description=(
         "seconds a client has to send a request's headers; then 408 and the connection is closed"))

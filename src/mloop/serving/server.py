@@ -2,9 +2,9 @@
 
 ``create_app`` assembles the parts (metrics, the live monitor, the dataplane, the ASGI app) for a
 loaded model and touches nothing global, so a process may hold several. ``serve`` is the entrypoint
-of ``mloop serve``: it configures the process (scikit-learn's finiteness check, warnings, the garbage
-collector), warms the model up and runs uvicorn (uvloop + httptools, with the connection deadlines and
-limit of ``serving.connection``) until SIGINT/SIGTERM.
+of ``mloop serve``: it configures the process (scikit-learn's finiteness check, warnings, the native thread
+pools, the garbage collector), warms the model up and runs uvicorn (uvloop + httptools, with the connection
+deadlines and limit of ``serving.connection``) until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def serve_model(model: str | None, cfg: ProjectConfig | None, settings: ServingS
     from mloop.registry.fetch import is_model_name, load_registered, model_uri
 
     check_binding(settings.host, settings.token.get_secret_value())  # before the slow model load
-    _configure_process()  # before the load, which already predicts (the bundle's checks)
+    _configure_process(settings.compute_threads)  # before the load, which already predicts (the bundle's checks)
     loader: Loader | None = None
     if model and (Path(model).exists() or cfg is None or not is_model_name(model)):
         loaded = load_model_dir(Path(model))
@@ -137,7 +137,7 @@ def serve(model: LoadedModel, settings: ServingSection, *, monitor: MonitorSecti
     from mloop.serving.connection import http_protocol
 
     check_binding(settings.host, settings.token.get_secret_value())
-    _configure_process()
+    _configure_process(settings.compute_threads)
     warm_up(model)
     app = create_app(model, settings, monitor=monitor, monitor_dir=monitor_dir, loader=loader)
     # Everything loaded so far (MLflow, pandas, scikit-learn, the model) lives as long as the process:
@@ -169,12 +169,13 @@ def _allow_open_files(connections: int, spare: int = 256) -> None:
                   f"{connections} clients can connect at once", file=sys.stderr)
 
 
-def _configure_process() -> None:
+def _configure_process(compute_threads: int) -> None:
     """What a serving process changes for itself (and only an entrypoint may)."""
     import warnings
 
     import sklearn
 
+    _limit_compute_threads(compute_threads)
     # Models fitted on DataFrames warn on every array; the server has checked names itself.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     # scipy falls back from its exact KS distribution to the asymptotic one for some window sizes, and
@@ -183,3 +184,19 @@ def _configure_process() -> None:
     # Every request was checked for NaN and infinity already (RequestError names the feature); a second
     # scan inside scikit-learn on each predict call would only repeat it.
     sklearn.set_config(assume_finite=True)
+
+
+def _limit_compute_threads(threads: int) -> None:
+    """The native code of a prediction (OpenMP, BLAS) runs on at most ``threads`` threads.
+
+    Requests are answered on the event loop, one micro-batch at a time. With a thread per core, an OpenMP
+    region (a k-NN's distances, a gradient-boosted model's trees) waits at its barrier for a thread that the
+    process's other work (a monitoring update, a version loading, a shadow scoring) or the machine has
+    displaced, and every request behind it waits too: 0.1 s stalls measured on 2 cores, p99 ~50 ms instead of
+    ~4 ms. Libraries loaded from now on read the variables (OpenMP's at load, for every thread); the ones
+    loaded already are limited by threadpoolctl for this thread, the one that runs the loop."""
+    from threadpoolctl import threadpool_limits
+
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    threadpool_limits(limits=threads)

@@ -18,3 +18,41 @@ print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)
     soft, hard = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     expected = 1256 if int(hard) < 0 else min(1256, int(hard))  # -1: no hard limit
     assert int(soft) == expected
+
+
+THREADS = """
+import json, sys, threading
+import sklearn.neighbors  # scikit-learn's OpenMP and scipy's BLAS loaded before the limit
+from threadpoolctl import threadpool_info
+from mloop.serving.server import _configure_process
+_configure_process(int(sys.argv[1]))
+import lightgbm  # another OpenMP runtime, loaded after it (as a swapped-in version's is)
+seen = {"loop": threadpool_info()}
+worker = threading.Thread(target=lambda: seen.update(worker=threadpool_info()))
+worker.start()
+worker.join()
+print(json.dumps({thread: sorted({(i["filepath"], i["num_threads"]) for i in infos}) for thread, infos in seen.items()}))
+"""
+
+
+def test_a_prediction_s_native_code_runs_on_compute_threads_threads():
+    """OpenMP regions on the serving thread with a thread per core stalled the event loop (issue 12's p99)."""
+    import json
+
+    for threads in (1, 3):
+        seen = json.loads(subprocess.run([sys.executable, "-c", THREADS, str(threads)], capture_output=True, text=True,
+                                         check=True).stdout)
+        assert {n for _, n in seen["loop"]} == {threads}, seen  # every library, on the thread that runs the loop
+        lightgbm_omp = [n for path, n in seen["worker"] if "libgomp" in path and "scikit_learn" not in path]
+        assert lightgbm_omp == [threads], seen  # a library loaded later: on every thread
+
+
+def test_compute_threads_is_at_least_one():
+    import pytest
+    from pydantic import ValidationError
+
+    from mloop.config import ServingSection
+
+    assert ServingSection().compute_threads == 1
+    with pytest.raises(ValidationError, match="compute_threads"):
+        ServingSection(compute_threads=0)
