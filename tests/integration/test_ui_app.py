@@ -44,3 +44,21 @@ def test_an_app_bound_beyond_loopback_closes_when_its_token_is_removed(tmp_path:
     [error] = at.error
     assert "beyond loopback" in error.value and "[ui] token" in error.value
     assert "Predict" not in texts(at) and not at.text_input
+
+
+def test_the_app_process_preloads_its_modules_and_keeps_streamlit_s_settings():
+    """What `mloop ui` runs: every preloaded module imports (a typo would stop the app at start) and Streamlit's
+    own command line takes the options (an unknown one would too); here with `config show` in place of `run`."""
+    import subprocess
+    import sys
+
+    from mloop.cli.ui_cmd import streamlit_command
+
+    command = streamlit_command("127.0.0.1", 8501)
+    options = command[command.index("--server.address"):]
+    done = subprocess.run([*command[:3], "config", "show", *options], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'fileWatcherType = "none"' in done.stdout
+    from streamlit import config
+
+    assert config.get_option("runner.postScriptGC") is True  # a real option (hidden from `config show`), on by default
