@@ -58,6 +58,7 @@ def test_the_app_process_preloads_its_modules_and_keeps_streamlit_s_settings():
     options = command[command.index("--server.address"):]
     done = subprocess.run([*command[:3], "config", "show", *options], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "WARNING" not in done.stderr, done.stderr  # e.g. the cache decorators' "No runtime found", once each
     assert 'fileWatcherType = "none"' in done.stdout
     from streamlit import config
 

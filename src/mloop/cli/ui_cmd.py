@@ -15,25 +15,10 @@ from mloop.cli.output import console
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"
 
 
-# Imported by the app's process before Streamlit serves, so the first page a visitor opens does not wait for
-# them (MLflow alone is ~2 s, its SQL store ~0.7 s, skops' list of trusted types ~0.5 s): Streamlit runs the app's
-# script only when a browser connects.
-PRELOAD = ("mlflow", "mlflow.sklearn", "mlflow.models", "mlflow.store.tracking.sqlalchemy_store",
-           "mlflow.store.model_registry.sqlalchemy_store", "skops.io", "pandas", "sklearn", "altair",
-           "mloop.bundle.loaded", "mloop.registry.fetch", "mloop.registry.queries", "mloop.tracking.queries",
-           "mloop.deploy.local", "mloop.monitor.queries", "mloop.ui.predict", "mloop.ui.models", "mloop.ui.runs",
-           "mloop.ui.deployments", "mloop.ui.monitoring", "mloop.ui.training")
-
-
 def streamlit_command(host: str, port: int) -> list[str]:
-    """The command that serves the app; run it in the project's folder (the app reads the nearest mloop.toml).
-
-    What the preload imported lives as long as the process: frozen out of the garbage collector's sight, and
-    Streamlit's full collection after every run of a page (``runner.postScriptGC``, 0.3-0.9 s over that heap)
-    turned off; Python's own collector still runs."""
-    start = (f"import gc, importlib, sys; [importlib.import_module(m) for m in {PRELOAD!r}]; gc.collect(); gc.freeze(); "
-             "from streamlit.web.cli import main; sys.argv[0] = 'streamlit'; sys.exit(main())")
-    return [sys.executable, "-c", start, "run", str(APP),
+    """The command that serves the app (``mloop.ui.launch``: the pages' modules imported before Streamlit serves);
+    run it in the project's folder (the app reads the nearest mloop.toml)."""
+    return [sys.executable, "-m", "mloop.ui.launch", "run", str(APP),
             "--server.address", host, "--server.port", str(port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
             "--client.toolbarMode", "minimal", "--theme.base", "light", "--runner.postScriptGC", "false"]
