@@ -64,11 +64,38 @@ def test_models_page_shows_versions_with_aliases_and_their_metrics_as_a_chart_an
     assert aliases["v1"] == "champion" and "challenger" in aliases[f"v{newer}"]
     assert dict(zip(versions["version"], versions["agent's gate"]))[f"v{newer}"] == "FAIL"
     [(spec, rows)] = chart_data(at)
-    assert spec["mark"]["type"] == "bar" and spec["encoding"]["xOffset"]["field"] == "version"
+    assert spec["mark"]["type"] == "point" and spec["encoding"]["xOffset"]["field"] == "version"
     charted = {(row["version"], row["metric"]) for row in rows}
-    assert {("v1", "test_accuracy"), (f"v{newer}", "test_accuracy")} <= charted
+    assert {("v1", "accuracy"), (f"v{newer}", "accuracy")} <= charted
+    scale = spec["encoding"]["y"]["scale"]  # the axis spans the values, so close versions stand apart
+    values = [row["value"] for row in rows]
+    assert scale["zero"] is False and min(values) > scale["domain"][0] > min(values) - (max(values) - min(values))
+    assert max(values) < scale["domain"][1] < max(values) + (max(values) - min(values))
     table = at.dataframe[1].value
-    assert list(table.columns) == [f"v{newer}", "v1"] and "test_accuracy" in table.index and "roc_auc" in table.index
+    assert list(table.columns) == ["metric", "scored by", f"v{newer}", "v1"]
+    # each metric once: the pipeline's accuracy, roc_auc, ... are mloop's test-set scores of the same values
+    assert table["metric"].is_unique and "test_accuracy" not in set(table["metric"])
+    scored = dict(zip(table["metric"], table["scored by"]))
+    assert scored["accuracy"] == "mloop, on the test set (the pipeline logged the same)"
+    assert scored["selected_logreg"] == "the pipeline"
+    from mloop.registry.fetch import fetch_bundle_info
+
+    scores = fetch_bundle_info(load_project(root), "models:/breast_cancer/1").test_scores
+    assert table.set_index("metric").loc["accuracy", "v1"] == pytest.approx(scores["accuracy"])
+
+
+def test_models_page_shows_each_versions_promotion_decision_in_full(two_runs):
+    from mloop.registry.queries import registered_models
+
+    root, _, second = two_runs
+    at = app_test(root, "models").run()
+    [model] = registered_models(load_project(root))
+    decisions = {v.version: v.promotion for v in model.versions}
+    assert "not promoted (needs to be higher)" in decisions[second.registration.version]  # cut off in its cell
+    [expander] = [e for e in at.expander if e.label == "The promotion decisions in full"]
+    listed = "\n".join(str(m.value) for m in expander.markdown)
+    for version, decision in decisions.items():
+        assert f"**v{version}**" in listed and decision in listed
 
 
 def test_models_page_shows_the_gate_decision_and_lineage_linked_into_the_mlflow_ui(two_runs):
@@ -77,6 +104,10 @@ def test_models_page_shows_the_gate_decision_and_lineage_linked_into_the_mlflow_
     at = app_test(root, "models").run()
     shown = texts(at)  # the champion first
     assert "passed: v1 is the champion (there was no champion before)" in shown
+    gate = at.dataframe[2].value
+    assert list(gate.columns) == ["metric", "scored by", "v1 (champion)"]  # the champion's column says so
+    assert gate["metric"].tolist()[0] == "accuracy ★" and "test_f1" not in set(gate["metric"])
+    assert gate["metric"].is_unique
     assert "no champion yet; accuracy = " in shown
     run_id = first.tracking_id
     from mloop.tracking.queries import project_experiment
@@ -91,6 +122,8 @@ def test_models_page_shows_the_gate_decision_and_lineage_linked_into_the_mlflow_
     assert not at.exception, at.exception
     shown = texts(at)
     assert f"breast_cancer v{newer} vs champion v1" in shown and "kept the champion v1" in shown
+    gate = at.dataframe[2].value
+    assert list(gate.columns)[2:4] == [f"v{newer} (candidate)", "v1 (champion)"]
     assert "The agent's gate: FAIL" in shown and "on 143 holdout rows" in shown
     checks = at.dataframe[-1].value
     assert checks["verdict"].tolist() == ["FAIL"] and checks["p-value"].tolist() == [0.25]

@@ -8,6 +8,7 @@ k-nearest-neighbours pipeline: a model family the explanation does not cover).""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -95,7 +96,9 @@ def test_the_form_bounds_each_number_to_its_training_range_with_the_median(deplo
     assert sorted(numbers) == sorted(train.columns)  # (laid out in three columns)
     for name, widget in numbers.items():
         assert (widget.min, widget.max) == pytest.approx((train[name].min(), train[name].max())), name
-        assert widget.value == pytest.approx(train[name].median()), name
+        decimals = int(widget.proto.format.strip("%.f"))  # the median as its box shows it
+        assert widget.value == round(widget.value, decimals), name
+        assert widget.value == pytest.approx(train[name].median(), abs=10.0 ** -decimals), name
     assert not at.selectbox[1:] and [c.label for c in at.checkbox] == []  # no categories, nothing may be missing
 
 
@@ -111,7 +114,7 @@ def test_the_form_of_categories_booleans_integers_and_missing_values(deployed):
     numbers = _inputs(at, "number_input")
     assert numbers["age"].value == int(round(train["age"].median())) and isinstance(numbers["age"].value, int)
     assert (numbers["age"].min, numbers["age"].max) == (train["age"].min(), train["age"].max())
-    assert numbers["spend"].value == pytest.approx(train["spend"].median())
+    assert numbers["spend"].value == pytest.approx(train["spend"].median(), abs=0.1)  # as its box shows it
     checks = _inputs(at, "checkbox")
     assert set(checks) == {"member", "spend missing"}
     assert checks["member"].value == bool(train["member"].mode()[0])
@@ -119,6 +122,47 @@ def test_the_form_of_categories_booleans_integers_and_missing_values(deployed):
     assert _inputs(at, "number_input")["age"].value == train["age"].iloc[0]
     at.button(key="predict_reset").click().run()
     assert _inputs(at, "number_input")["age"].value == int(round(train["age"].median()))
+
+
+def test_a_missing_value_of_an_example_row_ticks_missing_and_leaves_no_stale_number_in_the_box(deployed):
+    from streamlit.testing.v1 import AppTest
+
+    def script(root: str) -> None:
+        import streamlit as st
+
+        from mloop.ui.predict import _fill, form_fields, loaded, registered_at, widget_key
+
+        model = loaded(root, "churn", "1", registered_at(root, "churn", "1"))[0]
+        fields = form_fields(model)
+        if "filled" not in st.session_state:  # the last row's number, then a row without one
+            st.session_state[widget_key(model, "spend")] = 300.0
+            _fill(model, fields, [{"plan": "pro", "region": None, "age": 30, "spend": None, "member": True}], "t")
+            st.session_state["filled"] = True
+        st.session_state["median"] = next(f.default for f in fields if f.name == "spend")
+
+    at = AppTest.from_function(script, args=(str(deployed["churn"]),), default_timeout=60).run()
+    assert not at.exception, at.exception
+    train = _churn_train(deployed["churn"])
+    assert at.session_state["predict:churn:1:spend:missing"] is True
+    assert at.session_state["predict:churn:1:spend"] == at.session_state["median"]  # not the stale 300
+    assert at.session_state["median"] == pytest.approx(train["spend"].median(), abs=0.05)
+    assert at.session_state["predict:churn:1:region"] == "(missing)"
+
+
+def test_no_default_reads_as_negative_zero(deployed):
+    import math
+    import re
+
+    at = app_test(deployed["prices"], "predict").run()
+    assert not at.exception, at.exception
+    for name, widget in _inputs(at, "number_input").items():
+        shown = widget.proto.format % widget.value
+        assert not re.fullmatch(r"-0\.?0*", shown), (name, shown)  # "-0.000"
+        assert math.copysign(1.0, widget.value) > 0 or widget.value < 0, name
+        assert not re.search(r"median -0(?![.\d])", widget.help), (name, widget.help)
+    # the prices project has a feature centred on 0 whose median is a hair below it
+    model = load_registered(load_project(deployed["prices"]), "models:/prices@champion")
+    assert any(-0.0005 < (model.profile.median(name) or 1.0) < 0 for name in model.feature_names)
 
 
 def _churn_train(root: Path) -> pd.DataFrame:
@@ -146,7 +190,13 @@ def test_a_row_sent_to_the_deployment_answers_with_label_probabilities_outlier_s
     assert metrics["Label"] == str(int(np.argmax(expected))) and metrics["Version"] == "v1"
     assert float(metrics["Outlier score"]) == pytest.approx(model.outlier_detector.score_samples(row)[0], abs=1e-4)
     assert len(at.get("vega_lite_chart")) == 2  # the class probabilities, the features that pushed most
-    table = at.dataframe[0].value
+    probabilities = at.dataframe[0].value  # as numbers, the predicted class first
+    label = int(np.argmax(expected))
+    assert probabilities["class"].tolist() == [str(label), str(1 - label)]
+    assert probabilities["probability"].tolist() == pytest.approx([expected[label], expected[1 - label]], abs=1e-6)
+    spec = json.loads(at.get("vega_lite_chart")[0].proto.spec)  # a bar per class, its name level on the y axis
+    assert spec["encoding"]["y"]["field"] == "class" and spec["encoding"]["y"]["sort"] == [str(label), str(1 - label)]
+    table = at.dataframe[1].value
     assert len(table) == 30 and set(table["feature"]) == set(model.feature_names)
     assert "SHAP (kernel explainer" in texts(at) and "probability of class" in texts(at)
     assert "Request id" in texts(at)
@@ -208,14 +258,35 @@ def test_a_file_with_problems_lists_each_by_row_and_column_and_scores_nothing(de
     at = _upload(app_test(root, "predict").run(), "customers.csv", rows.to_csv(index=False).encode(), "text/csv")
     assert not at.exception, at.exception
     problems = at.dataframe[0].value
-    assert sorted(zip(problems["row"], problems["column"], strict=True)) == [(2, "age"), (5, "member"), (5, "plan")]
+    assert sorted(zip(problems["row"], problems["column"], strict=True)) == [("2", "age"), ("5", "member"),
+                                                                            ("5", "plan")]
     assert "3 problem(s)" in texts(at) and "nothing was sent" in texts(at)
     assert "atlantis" in texts(at)
     assert not [b for b in at.button if b.key == "predict_batch_score"] and not at.download_button
     missing = rows.drop(columns=["spend"]).to_csv(index=False).encode()
     at = _upload(at, "short.csv", missing, "text/csv")
-    [problem] = at.dataframe[0].value["problem"]
-    assert "column 'spend' is missing" in problem
+    [problem] = at.dataframe[0].value.to_dict("records")
+    assert "column 'spend' is missing" in problem["problem"] and problem["row"] == "-"  # a whole column: no row
+
+
+def test_a_semicolon_separated_file_is_one_problem_saying_so_and_the_server_says_the_same(deployed):
+    from tests.support.servers import post
+
+    root = deployed["breast_cancer"]
+    data = pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["target"]).head(20)
+    content = data.to_csv(index=False, sep=";", decimal=",").encode()  # as a spreadsheet saves it in many locales
+    at = _upload(app_test(root, "predict").run(), "patients.csv", content, "text/csv")
+    assert not at.exception, at.exception
+    [problem] = at.dataframe[0].value.to_dict("records")
+    assert (problem["row"], problem["column"]) == ("-", "(the file)")  # not "None"
+    assert "the file looks ';'-separated" in problem["problem"] and "save it comma-separated" in problem["problem"]
+    assert "1 problem(s)" in texts(at) and not at.warning  # no header shown as one unknown column
+    deployment = local.load_state(load_project(root), "breast_cancer")
+    status, body = post(f"{deployment.url}/predict/batch", content, {"content-type": "text/csv"})
+    assert status == 400 and body["error"] == problem["problem"]
+    at = _upload(at, "empty.csv", b"", "text/csv")
+    [problem] = at.dataframe[0].value.to_dict("records")
+    assert (problem["row"], problem["column"]) == ("-", "(the file)")
 
 
 def test_a_good_file_is_scored_in_chunks_previewed_and_offered_in_its_own_format(deployed):
@@ -250,6 +321,34 @@ def test_a_parquet_file_of_categories_comes_back_as_parquet(deployed):
     model = load_registered(load_project(root), "models:/churn@champion")
     assert result["prediction"].tolist() == model.estimator.predict(data).tolist()
     assert result["region"].isna().tolist() == data["region"].isna().tolist()
+
+
+def _second_version(root: Path, model: str) -> str:
+    """Another version of ``model`` holding the same model as v1 (registered without training; no alias moves)."""
+    from mloop.tracking.client import mlflow_client
+
+    client = mlflow_client(load_project(root))
+    first = client.get_model_version(model, "1")
+    return str(client.create_model_version(model, source=first.source, run_id=first.run_id, tags=first.tags,
+                                           model_id=first.model_id).version)
+
+
+def test_during_a_rollout_the_page_says_which_version_answers_how_much(deployed):
+    root = deployed["churn"]
+    cfg = load_project(root)
+    candidate = _second_version(root, "churn")
+    try:
+        local.start_rollout(cfg, "churn", f"models:/churn/{candidate}", "canary", 0.3)
+        at = app_test(root, "predict").run()
+        assert not at.exception, at.exception
+        assert f"Canary under way: v{candidate} answers 30% of requests, v1 the rest" in texts(at)
+        local.start_rollout(cfg, "churn", f"models:/churn/{candidate}", "shadow")
+        at.run()
+        assert (f"v{candidate} scores every request in shadow; answers come from v1" in texts(at)
+                and "Canary" not in texts(at))
+    finally:
+        local.abort_rollout(cfg, "churn")
+    assert "under way" not in texts(at.run())
 
 
 def test_a_regressors_answer_is_its_value_without_class_probabilities_and_is_explained(deployed):

@@ -5,8 +5,8 @@ chunk by chunk into another temporary file, which is streamed back. Memory stays
 whatever the number of rows. Columns that are not features pass through unchanged (a Parquet file's
 with their Arrow types); the scores are added as ``prediction`` and ``probability_<class>`` columns,
 replacing columns of those names. A file that is not what it says, has two columns of one name, a CSV
-row with more values than the header has names, or a nested (list, struct, map) feature column is
-refused with a 4xx saying what to fix.
+separated by ';' or tabs instead of commas, a CSV row with more values than the header has names, or a
+nested (list, struct, map) feature column is refused with a 4xx saying what to fix.
 
 ``check_file`` runs the same checks without scoring and reports every value at fault with its row and
 column (the server stops at the first), with notes on what is taken but unusual (unknown categories,
@@ -74,6 +74,7 @@ def _csv_chunks(model: LoadedModel, source: Path) -> Iterator[Any]:
     try:
         header = pd.read_csv(source, header=None, nrows=1, dtype=str).iloc[0].tolist()  # the names as written
         _check_names([name for name in header if isinstance(name, str)])
+        _check_separator(model, source, header)
         for chunk in pd.read_csv(source, chunksize=CHUNK_ROWS, dtype=dict.fromkeys(text, str) or None):
             if not isinstance(chunk.index, pd.RangeIndex):  # pandas made the values beyond the names an index
                 raise RequestError(f"the CSV's rows have more values than its header has names ({len(header)}); "
@@ -83,6 +84,28 @@ def _csv_chunks(model: LoadedModel, source: Path) -> Iterator[Any]:
         raise RequestError("the CSV is not UTF-8 text; save it as UTF-8", field="file", status=400) from err
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
         raise RequestError(f"the CSV cannot be read: {str(err).splitlines()[0]}", field="file", status=400) from err
+
+
+SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}  # what a CSV is sometimes saved with instead of commas
+
+
+def _check_separator(model: LoadedModel, source: Path, header: list[Any]) -> None:
+    """Refuse, as one problem of the file, a CSV separated by something else than commas (a spreadsheet saved with
+    ';'): its header read on commas lacks features that its first line split on that separator names. A file
+    with every feature among its comma-separated names is never refused here."""
+    features = [f.name for f in model.features]
+    if all(name in header for name in features):
+        return
+    with open(source, encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline().rstrip("\r\n")
+    for separator, called in SEPARATORS.items():
+        names = [name.strip().strip('"') for name in first.split(separator)]
+        found = [name for name in features if name in names and name not in header]
+        if len(names) > 1 and found:
+            raise RequestError(f"the file looks {called}-separated: its first line splits on {called} into "
+                               f"{len(names)} columns ({len(found)} of the model's features among them), but a CSV "
+                               "is read comma-separated; save it comma-separated (or as Parquet) and send it again",
+                               field="file", status=400)
 
 
 def _typed_text(model: LoadedModel, chunk: Any) -> Any:

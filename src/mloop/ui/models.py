@@ -8,6 +8,8 @@ Read through what ``mloop models``, ``mloop models report`` and ``mloop agent`` 
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
@@ -22,8 +24,53 @@ if TYPE_CHECKING:
     from mloop.registry.queries import RegisteredModel, TaggedVersion, VersionSummary
     from mloop.registry.report import CandidateReport
 
+TEST_SET = "mloop, on the test set"
+TEST_SET_AND_PIPELINE = "mloop, on the test set (the pipeline logged the same)"
+PIPELINE = "the pipeline"
 CHART_VERSIONS = 20  # the newest versions whose metrics are charted (a bundle.json read each, once)
 NO_MODEL = "No registered model yet: `mloop run` runs the pipeline and registers its model."
+
+
+@dataclass(frozen=True)
+class ShownMetric:
+    """A metric as the page shows it: once, under a plain name, with who scored it and its value per column."""
+
+    label: str  # "accuracy"; "accuracy (pipeline)" beside a test-set accuracy of other values
+    key: str  # its name among a version's metrics (``registry.report.version_metrics``): "test_accuracy"
+    source: str  # TEST_SET, TEST_SET_AND_PIPELINE or PIPELINE
+    values: dict[str, float]  # column (a version) -> value
+
+
+def shown_metrics(columns: dict[str, dict[str, float]]) -> list[ShownMetric]:
+    """The metrics of ``columns`` (each a version's ``version_metrics``: mloop's test-set scores ``test_*`` and the
+    pipeline's own), each shown once: a pipeline metric with the value of mloop's test-set score of its name in
+    every column is that score (one row); one that differs is kept, named as the pipeline's. Test-set scores first."""
+    names = sorted({name for metrics in columns.values() for name in metrics})
+    shown: list[ShownMetric] = []
+    same: set[str] = set()  # pipeline metrics that are mloop's test-set score under another name
+    for name in names:
+        if name.startswith("test_") and name[5:] in names:
+            pairs = [(m[name], m[name[5:]]) for m in columns.values() if name[5:] in m]
+            if all(name in m for m in columns.values() if name[5:] in m) and all(
+                    math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in pairs):
+                same.add(name[5:])
+    for name in names:
+        values = {column: metrics[name] for column, metrics in columns.items() if name in metrics}
+        if name.startswith("test_"):
+            shown.append(ShownMetric(name[5:], name, TEST_SET_AND_PIPELINE if name[5:] in same else TEST_SET, values))
+    for name in names:
+        if not name.startswith("test_") and name not in same:
+            values = {column: metrics[name] for column, metrics in columns.items() if name in metrics}
+            label = f"{name} (pipeline)" if f"test_{name}" in names else name
+            shown.append(ShownMetric(label, name, PIPELINE, values))
+    return shown
+
+
+def chart_domain(values: list[float]) -> tuple[float, float]:
+    """The y axis of the metrics chart: the values' range with a little room, not from 0 (0.979 and 0.986 apart)."""
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.15 if high > low else max(abs(high) * 0.01, 0.01)
+    return low - pad, high + pad
 
 
 # Each reads once per store (the tracking URI is the key; the config object is not hashed) and again after the ttl.
@@ -116,7 +163,11 @@ def _model(cfg: ProjectConfig, model: RegisteredModel) -> None:
         "run": (v.run_id or "-")[:8], "promotion (at registration)": v.promotion or "-",
         "agent's gate": tags.get(v.version, {}).get(AGENT_VERDICT, "-"),
         "agent's outcome": tags.get(v.version, {}).get(AGENT_OUTCOME, "-"),
-    } for v in model.versions], hide_index=True, width="stretch")
+    } for v in model.versions], hide_index=True, width="stretch",
+        column_config={"promotion (at registration)": st.column_config.TextColumn(width="large")})
+    with st.expander("The promotion decisions in full"):  # a table cell cuts a long reason off
+        st.markdown("\n".join(f"- **v{v.version}**" + (f" ({', '.join(v.aliases)})" if v.aliases else "")
+                               + f": {v.promotion or 'no decision recorded'}" for v in model.versions))
     _metrics(cfg, model)
     st.subheader("One version")
     aliases = {v.version: v.aliases for v in model.versions}  # the options are the version numbers: a moved alias
@@ -140,28 +191,36 @@ def _metrics(cfg: ProjectConfig, model: RegisteredModel) -> None:
     shown = model.versions[:CHART_VERSIONS]
     infos = {v.version: _readable_info(cfg, model.name, v) for v in shown}
     unread = [f"v{v}" for v, info in infos.items() if info is None]
-    rows = [{"version": f"v{version}", "metric": name, "value": value}
-            for version, info in infos.items() if info is not None for name, value in version_metrics(info).items()]
+    metrics = shown_metrics({f"v{version}": version_metrics(info) for version, info in infos.items()
+                             if info is not None})
     if unread:
         st.caption(f"The bundle of {', '.join(unread)} cannot be read: no metrics shown for it.")
-    if not rows:
+    if not metrics:
         st.info("No metrics recorded for these versions.")
         return
-    frame = pd.DataFrame(rows)
-    names = sorted(frame["metric"].unique(), key=lambda n: (not n.startswith("test_"), n))
-    tests = [n for n in names if n.startswith("test_")]
+    names = [m.label for m in metrics]
+    tests = [m.label for m in metrics if m.source != PIPELINE]
     picked = st.multiselect("Metrics in the chart", names, default=tests or names[:5],
-                            help="test_*: scored by mloop on the version's test set; the others: the pipeline's own")
+                            help=f"scored by {TEST_SET}, or by {PIPELINE} (its own metrics, named so where they "
+                                 "differ from mloop's of the same name)")
     order = [f"v{v.version}" for v in reversed(shown)]  # oldest to newest, left to right
-    charted = frame[frame["metric"].isin(picked)]
+    charted = pd.DataFrame([{"version": version, "metric": m.label, "value": value}
+                            for m in metrics if m.label in picked for version, value in m.values.items()])
     if not charted.empty:
-        chart = alt.Chart(charted).mark_bar().encode(
-            x=alt.X("metric:N", title=None, sort=picked), xOffset=alt.XOffset("version:N", sort=order),
-            y=alt.Y("value:Q", title="value"), color=alt.Color("version:N", sort=order),
+        low, high = chart_domain(charted["value"].tolist())
+        chart = alt.Chart(charted).mark_point(filled=True, size=140, opacity=1).encode(
+            x=alt.X("metric:N", title=None, sort=picked, axis=alt.Axis(labelAngle=0, labelLimit=200)),
+            xOffset=alt.XOffset("version:N", sort=order),
+            y=alt.Y("value:Q", title="value", scale=alt.Scale(zero=False, domain=[low, high])),
+            color=alt.Color("version:N", sort=order),
             tooltip=["version", "metric", alt.Tooltip("value:Q", format=".4f")])
         st.altair_chart(chart, width="stretch")
-    table = frame.pivot(index="metric", columns="version", values="value").reindex(names)
-    st.dataframe(table[[c for c in reversed(order) if c in table.columns]], width="stretch")
+        st.caption("The axis spans the values shown, not 0 to 1, so that close versions can be told apart.")
+    columns = [c for c in reversed(order) if any(c in m.values for m in metrics)]
+    st.dataframe(pd.DataFrame([{"metric": m.label, "scored by": m.source, **{c: m.values.get(c) for c in columns}}
+                               for m in metrics]),
+                 hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in columns})
     if len(model.versions) > CHART_VERSIONS:
         st.caption(f"The newest {CHART_VERSIONS} of {len(model.versions)} versions.")
 
@@ -176,18 +235,34 @@ def _decision(report: CandidateReport) -> None:
     if report.champion_missing:
         st.caption(f"Champion v{report.champion} is no longer in the registry: its metrics are not shown.")
     compare = not report.first and not report.champion_missing
+    candidate, champion = gate_columns(report)
+    by_key = {row.name: row for row in report.metrics}
+    columns = {"candidate": {row.name: row.candidate for row in report.metrics}}
+    if compare:
+        columns["champion"] = {row.name: row.champion for row in report.metrics if row.champion is not None}
     rows: list[dict[str, Any]] = []
-    for row in report.metrics:
-        line = {"metric": f"{row.name} {PROMOTION_MARK}" if row.promotion else row.name,
-                f"v{report.candidate} (candidate)": number(row.candidate)}
+    for shown in shown_metrics(columns):
+        row = by_key[shown.key]
+        line = {"metric": f"{shown.label} {PROMOTION_MARK}" if row.promotion else shown.label,
+                "scored by": shown.source, candidate: number(row.candidate)}
         if compare:
-            line |= {f"v{report.champion} (champion)": number(row.champion), "delta": signed(row.delta),
-                     "better": better_word(row)}
+            line |= {champion: number(row.champion), "delta": signed(row.delta), "better": better_word(row)}
         rows.append(line)
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
         st.caption(f"{PROMOTION_MARK} the promotion metric" + ("" if report.first else
                    " (both scored by the gate on the candidate's test set)"))
+
+
+def gate_columns(report: CandidateReport) -> tuple[str, str]:
+    """The headings of the gate's two columns, each version named by its role now: the candidate's "v2 (candidate)",
+    or "v1 (champion)" once it is the champion; the champion compared with "v1 (champion)", or "v1 (champion then)"."""
+    if report.current_champion == report.candidate:
+        role = "champion"
+    else:
+        role = "former champion" if report.promoted else "candidate"
+    then = "champion" if report.current_champion == report.champion else "champion then"
+    return f"v{report.candidate} ({role})", f"v{report.champion} ({then})"
 
 
 def _agent_gate(cfg: ProjectConfig, name: str, version: str, tags: dict[str, str]) -> None:

@@ -76,6 +76,8 @@ def form_fields(model: LoadedModel) -> list[FormField]:
             if feature.type == "integer":
                 low, high = (math.ceil(low) if low is not None else None), (math.floor(high) if high is not None else None)
                 default = int(_clamp(round(default), low, high))
+            else:  # the median as the box shows it (a median of -0.0001 shown "%.3f" would read "-0.000")
+                default = _shown_number(default, low, high)
             found.append(FormField(feature.name, feature.type, feature.allow_missing, low, high, default,
                                    missing_rate=missing))
         elif feature.type == "boolean":
@@ -90,6 +92,18 @@ def form_fields(model: LoadedModel) -> list[FormField]:
             found.append(FormField(feature.name, "categorical", feature.allow_missing, default=frequent,
                                    categories=categories, missing_rate=missing))
     return found
+
+
+def _decimals(low: float | None, high: float | None) -> int:
+    """The decimals a number box shows for a feature of this training range (3 for 0.05 to 0.16, 1 for 143 to 2501)."""
+    span = (high - low) if low is not None and high is not None else 0.0
+    magnitude = math.floor(math.log10(span)) if span > 0 else 0
+    return min(8, max(1, 3 - magnitude))
+
+
+def _shown_number(value: float, low: float | None, high: float | None) -> float:
+    """``value`` rounded to the decimals its box shows, within the range, never -0.0 (which shows as "-0.000")."""
+    return _clamp(round(value, _decimals(low, high)), low, high) + 0.0
 
 
 def _clamp(value: float, low: float | None, high: float | None) -> float:
@@ -113,8 +127,7 @@ def _number_format(field: FormField) -> tuple[float, str]:
     """A step and display format that fit the training range (0.001 steps for 0.05 to 0.16, 1 for 143 to 2501)."""
     span = (field.max - field.min) if field.min is not None and field.max is not None else 0.0
     magnitude = math.floor(math.log10(span)) if span > 0 else 0
-    decimals = min(8, max(1, 3 - magnitude))
-    return 10.0 ** (magnitude - 2) if span > 0 else 0.01, f"%.{decimals}f"
+    return 10.0 ** (magnitude - 2) if span > 0 else 0.01, f"%.{_decimals(field.min, field.max)}f"
 
 
 def _widget(model: LoadedModel, field: FormField) -> None:
@@ -129,18 +142,24 @@ def _widget(model: LoadedModel, field: FormField) -> None:
         st.checkbox(field.name, key=key, help="true or false" + _missing_help(field))
     elif field.type == "integer":
         st.number_input(field.name, min_value=field.min, max_value=field.max, step=1, key=key,
-                        help=f"a whole number; training range {_range(field)}, median {field.default}")
+                        help=f"a whole number; training range {_range(field)}, median {field.default}"
+                             + _missing_wins(field))
     else:
         step, fmt = _number_format(field)
         st.number_input(field.name, min_value=field.min, max_value=field.max, step=step, format=fmt, key=key,
-                        help=f"training range {_range(field)}, median {field.default:g}")
+                        help=f"training range {_range(field)}, median {field.default:g}" + _missing_wins(field))
     if field.allow_missing:
         st.checkbox(f"{field.name} missing", key=missing_key(model, field.name),
-                    help=f"send {field.name} as missing" + _missing_help(field))
+                    help=f"send {field.name} as missing: while this is ticked, the number above is not sent"
+                         + _missing_help(field))
 
 
 def _range(field: FormField) -> str:
     return f"{field.min:g} to {field.max:g}" if field.min is not None and field.max is not None else "unknown"
+
+
+def _missing_wins(field: FormField) -> str:
+    return f"; not sent while '{field.name} missing' is ticked" if field.allow_missing else ""
 
 
 def _missing_help(field: FormField) -> str:
@@ -216,8 +235,9 @@ def _fill(model: LoadedModel, fields: list[FormField], rows: list[dict[str, Any]
         if value is None:
             if field.type == "categorical" and field.allow_missing:
                 st.session_state[key] = MISSING
-            elif field.allow_missing:
+            elif field.allow_missing:  # the box shows the median, not the last row's number, and is not sent
                 st.session_state[missing_key(model, field.name)] = True
+                st.session_state[key] = field.default
             continue
         if field.allow_missing and field.type != "categorical":
             st.session_state[missing_key(model, field.name)] = False
@@ -229,7 +249,7 @@ def _fill(model: LoadedModel, fields: list[FormField], rows: list[dict[str, Any]
         elif field.type == "integer":
             st.session_state[key] = int(_clamp(round(float(value)), field.min, field.max))
         else:
-            st.session_state[key] = float(_clamp(float(value), field.min, field.max))
+            st.session_state[key] = _shown_number(float(value), field.min, field.max)
 
 
 def _reset(model: LoadedModel, fields: list[FormField]) -> None:
@@ -276,6 +296,26 @@ def _contributions_chart(top: Sequence[Contribution]) -> Any:
     ).properties(height=28 * len(top) + 20)
 
 
+def ranked_probabilities(answer: Answer) -> list[tuple[str, float]]:
+    """The class probabilities, the predicted class first, then the others from the most probable."""
+    label = str(answer.label)
+    return sorted(answer.probabilities, key=lambda item: (item[0] != label, -item[1]))
+
+
+def _probabilities_chart(ranked: Sequence[tuple[str, float]]) -> Any:
+    """A horizontal bar per class (its name written level, in full), in the order of the table beside it."""
+    import altair as alt
+    import pandas as pd
+
+    frame = pd.DataFrame({"class": [c for c, _ in ranked], "probability": [p for _, p in ranked]})
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("class:N", sort=[c for c, _ in ranked], title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=260, labelFontSize=13)),
+        tooltip=["class", alt.Tooltip("probability:Q", format=".4f")],
+    ).properties(height=30 * len(ranked) + 30)
+
+
 def show_answer(answer: Answer) -> None:
     """The answer: label and probabilities (or the value), outlier score, and the features that pushed it."""
     import pandas as pd
@@ -298,9 +338,12 @@ def show_answer(answer: Answer) -> None:
                "send its true label later to POST /feedback with this id.")
     if answer.probabilities:
         st.markdown("**Class probabilities**")
-        st.bar_chart(pd.DataFrame({"class": [c for c, _ in answer.probabilities],
-                                   "probability": [p for _, p in answer.probabilities]}),
-                     x="class", y="probability", sort=False, height=220)
+        ranked = ranked_probabilities(answer)
+        numbers, chart = st.columns([2, 3])
+        numbers.dataframe(pd.DataFrame({"class": [c for c, _ in ranked], "probability": [p for _, p in ranked]}),
+                          hide_index=True,
+                          column_config={"probability": st.column_config.NumberColumn(format="%.4f")})
+        chart.altair_chart(_probabilities_chart(ranked), width="stretch")
     explanation = answer.explanation
     st.markdown("**What pushed this prediction**")
     if explanation is None or not explanation.explained:
@@ -431,6 +474,30 @@ def pick_deployment(cfg: ProjectConfig) -> Status | None:
     return status
 
 
+ROLLOUT_TIMEOUT_S = 2.0  # how long the page waits for a deployment to say its roll-out
+
+
+def rollout_note(cfg: ProjectConfig, deployment: Deployment) -> str:
+    """What a roll-out under way on the deployment means for the answers (as the Deployments page and ``mloop
+    deployments`` read it: ``GET /admin/rollout``); "" without one."""
+    from mloop.deploy.local import rollout_state
+    from mloop.errors import MloopError
+    from mloop.monitor.status import parse_rollout
+
+    try:
+        rollout = parse_rollout(rollout_state(cfg, deployment.name, timeout=ROLLOUT_TIMEOUT_S))
+    except MloopError as err:
+        return f"Whether a roll-out is under way cannot be read: {err.message}"
+    if rollout is None:
+        return ""
+    champion, candidate = f"v{rollout.champion.version}", f"v{rollout.candidate.version}"
+    if rollout.strategy == "canary":
+        return (f"Canary under way: {candidate} answers {rollout.weight:.0%} of requests, {champion} the rest. "
+                "The answer says which version answered, and its explanation is that version's.")
+    return (f"Shadow roll-out under way: {candidate} scores every request in shadow; answers come from {champion}. "
+            f"See the Deployments page for how often {candidate} disagrees.")
+
+
 def page() -> None:
     from mloop.errors import MloopError
     from mloop.ui import predict_batch
@@ -450,6 +517,10 @@ def page() -> None:
         return
     st.caption(f"{deployment.model} v{version} ({model.task}) served at {deployment.url}; the form is generated from "
                "its bundle: training ranges, medians and categories.")
+    if status.healthy:
+        note = rollout_note(cfg, deployment)
+        if note:
+            st.info(note)
     single, batch = st.tabs(["One row", "Batch"])
     with single:
         _one_row(cfg, deployment, model, example)

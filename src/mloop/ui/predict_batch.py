@@ -28,6 +28,8 @@ MIN_CHUNK_ROWS = 50
 MAX_CHUNK_ROWS = 5000
 CHUNKS = 20  # a file is sent in about this many requests (the progress bar's steps), within the bounds above
 PREVIEW_ROWS = 100
+WHOLE = "-"  # the row of a problem of a whole column or of the file
+FILE = "(the file)"  # the column of a problem of the file
 CHECK_KEY = "predict_batch_check"
 RESULT_KEY = "predict_batch_result"
 
@@ -169,10 +171,12 @@ def _show_check(check: FileCheck) -> None:
         more = "" if check.complete else f" (the first {len(check.problems)}; there may be more)"
         st.error(f"{len(check.problems)} problem(s){more}: the server would refuse this file, so nothing was sent "
                  "or scored. Fix them and upload the file again.")
-        st.dataframe(pd.DataFrame({"row": pd.array([p.row for p in check.problems], dtype="Int64"),
-                                   "column": [p.column for p in check.problems],
-                                   "problem": [p.message for p in check.problems]}), hide_index=True)
-        st.caption("Rows are counted from 0, the first row under the header, as the server's messages count them.")
+        st.dataframe(pd.DataFrame({"row": [WHOLE if p.row is None else str(p.row) for p in check.problems],
+                                   "column": [p.column or FILE for p in check.problems],
+                                   "problem": [p.message for p in check.problems]}), hide_index=True,
+                     column_config={"problem": st.column_config.TextColumn(width="large")})
+        st.caption(f"Rows are counted from 0, the first row under the header, as the server's messages count them; "
+                   f"{WHOLE} is a whole column or the file.")
     if check.notes:
         st.warning("Worth knowing (the server takes these):\n\n"
                    + "\n".join(f"- **{note.column}**: {note.message}" for note in check.notes))

@@ -127,3 +127,24 @@ def test_a_column_at_fault_as_a_whole_is_listed_once_not_once_per_chunk(small_mo
     pd.DataFrame({"a": [True, False] * 20, "b": 0.2, "c": 0.3}).to_parquet(path)
     check = check_file(small_model, path, "parquet")
     assert [(p.column, p.row) for p in check.problems] == [("a", None)] and check.rows == 40
+
+
+def test_a_semicolon_separated_file_is_one_problem_of_the_file_saying_so(small_model, tmp_path: Path):
+    path = _csv(tmp_path, "id;a;b;c\nr0;0,1;0,2;0,3\nr1;0,4;0,5;0,6\n")  # as a spreadsheet saves it in many locales
+    check = check_file(small_model, path, "csv")
+    [problem] = check.problems
+    assert problem.column == "" and problem.row is None and not check.notes
+    assert "the file looks ';'-separated" in problem.message and "save it comma-separated" in problem.message
+    with pytest.raises(RequestError) as caught, io.BytesIO() as out:  # the server says the same
+        score_file(small_model, path, "csv", out)
+    assert caught.value.field == "file" and caught.value.status == 400
+    assert caught.value.message == problem.message
+
+
+def test_a_tab_separated_file_is_named_so_and_a_comma_file_with_semicolons_in_a_column_is_taken(small_model, tmp_path):
+    path = _csv(tmp_path, "a\tb\tc\n0.1\t0.2\t0.3\n")
+    [problem] = check_file(small_model, path, "csv").problems
+    assert "looks tab-separated" in problem.message
+    path = _csv(tmp_path, "note;x,a,b,c\nx;y,0.1,0.2,0.3\n")  # every feature among the comma-separated names
+    check = check_file(small_model, path, "csv")
+    assert check.ok and [n.column for n in check.notes] == ["note;x"]
