@@ -171,11 +171,11 @@ def _allow_open_files(connections: int, spare: int = 256) -> None:
 
 def _configure_process(compute_threads: int) -> None:
     """What a serving process changes for itself (and only an entrypoint may)."""
+    _limit_compute_threads(compute_threads)  # first: scikit-learn's OpenMP runtime reads it as it loads
     import warnings
 
     import sklearn
 
-    _limit_compute_threads(compute_threads)
     # Models fitted on DataFrames warn on every array; the server has checked names itself.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     # scipy falls back from its exact KS distribution to the asymptotic one for some window sizes, and

@@ -56,3 +56,24 @@ def test_compute_threads_is_at_least_one():
     assert ServingSection().compute_threads == 1
     with pytest.raises(ValidationError, match="compute_threads"):
         ServingSection(compute_threads=0)
+
+
+def test_as_mloop_serve_starts_every_thread_s_openmp_is_limited():
+    """`mloop serve` configures the process before scikit-learn loads, so its OpenMP runtime reads the limit for
+    every thread (a shadow scorer's, the monitor's), not only the event loop's."""
+    code = """
+import json, threading
+from mloop.serving.server import _configure_process
+_configure_process(1)
+import sklearn.neighbors
+from threadpoolctl import threadpool_info
+seen = {}
+worker = threading.Thread(target=lambda: seen.update(worker=threadpool_info()))
+worker.start()
+worker.join()
+print(json.dumps(sorted({(i["internal_api"], i["num_threads"]) for i in seen["worker"]})))
+"""
+    import json
+
+    seen = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert ["openmp", 1] in seen and all(n == 1 for _, n in seen), seen
