@@ -49,17 +49,20 @@ from mloop.monitor.predlog import (
     read_newest,
 )
 from mloop.monitor.status import (
+    OPERATIONS_FILE,
     STATUS_FILE,
     AlertStatus,
     DriftStatus,
     FeatureDriftStatus,
     FeedbackStatus,
     MonitorStatus,
+    OperationsPoint,
     OperationsStatus,
     OutlierStatus,
     PredictionDriftStatus,
     PredictionLogStatus,
     RolloutStatus,
+    append_operations,
     write_status,
 )
 from mloop.monitor.rollout import RolloutMonitor
@@ -93,6 +96,7 @@ class LiveMonitor:
         self._log_totals: dict[str, tuple[int, int]] = {}  # per log: dropped rows, failed writes on /metrics
         self._count_log()
         self._status_trouble = WriteTrouble("the monitoring status")
+        self._history_trouble = WriteTrouble("the operations history")
         self.alerting = Alerting(self._rules(model), model.name,
                                  log_path=folder / ALERT_LOG if folder is not None else None,
                                  webhooks=self.settings.webhooks,
@@ -347,6 +351,12 @@ class LiveMonitor:
                 self._status_trouble.failed(err, self.folder / STATUS_FILE, "skipped; written again every update")
             else:
                 self._status_trouble.worked(self.folder / STATUS_FILE)
+            try:
+                append_operations(self.folder, self._interval(now))
+            except OSError as err:
+                self._history_trouble.failed(err, self.folder / OPERATIONS_FILE, "this interval is not kept")
+            else:
+                self._history_trouble.worked(self.folder / OPERATIONS_FILE)
         return status
 
     def _drift(self, rows: np.ndarray, labels: np.ndarray, drift: DriftStatus) -> None:
@@ -474,6 +484,14 @@ class LiveMonitor:
         ops.p50_latency_ms, ops.p90_latency_ms, ops.p99_latency_ms = (
             None if q is None else q * 1000.0 for q in (p50, p90, p99))
         return ops
+
+    def _interval(self, now: float) -> OperationsPoint:
+        """Requests, errors and latency percentiles since the update before (``_operations`` ran first)."""
+        (then, old_buckets, old_requests, old_errors), (_, buckets, requests, errors) = self._rates[-2], self._rates[-1]
+        d_buckets = buckets - old_buckets
+        p50, p90, p99 = (histogram_quantile(q, self._bounds, d_buckets) for q in (0.5, 0.9, 0.99))
+        return OperationsPoint(now, self.model.version, now - then, int(requests - old_requests),
+                               int(errors - old_errors), *(None if q is None else q * 1000.0 for q in (p50, p90, p99)))
 
     def _flush_log(self, now: float) -> PredictionLogStatus | None:
         if self.log is None:

@@ -2,11 +2,15 @@
 
 The live monitor writes it after every update (``write_status``); ``mloop monitor status``, the UI
 and the automation agent read it back with ``read_status``, typed. Nothing else reads the file.
+
+Beside it, ``operations.jsonl`` keeps the history status.json does not: one ``OperationsPoint`` per update
+(requests, errors and latency percentiles of that interval), so latency can be drawn over time.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +22,8 @@ if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
 STATUS_FILE = "status.json"
+OPERATIONS_FILE = "operations.jsonl"
+OPERATIONS_MAX_BYTES = 2_000_000  # then it becomes operations.jsonl.1 (~2 days at a 10 s interval), one kept
 
 
 @dataclass
@@ -74,6 +80,21 @@ class OperationsStatus:
     error_ratio: float | None = None
     p50_latency_ms: float | None = None  # as p99: from the latency histogram's buckets
     p90_latency_ms: float | None = None
+
+
+@dataclass
+class OperationsPoint:
+    """One monitoring interval (``seconds`` up to ``time``) of one server: what ``OperationsStatus`` says for its
+    window, for that interval alone. A line of ``operations.jsonl``."""
+
+    time: float
+    version: str
+    seconds: float
+    requests: int
+    errors: int
+    p50_latency_ms: float | None = None
+    p90_latency_ms: float | None = None
+    p99_latency_ms: float | None = None
 
 
 @dataclass
@@ -212,3 +233,51 @@ def read_status(folder: Path) -> MonitorStatus | None:
         raise DataError(f"{path} is not a status this mloop can read: {err.errors()[0]['msg']}",
                         hint="restart the model server (it rewrites the file every monitoring interval)") from err
     return status
+
+
+def append_operations(folder: Path, point: OperationsPoint) -> None:
+    """Add ``point`` to ``folder/operations.jsonl`` (one line, appended whole: a reader never sees half of it
+    unless a crash cut it, and skips such a line); past ``OPERATIONS_MAX_BYTES`` the file is rotated."""
+    import json
+    from dataclasses import asdict
+
+    from mloop._fs import rotate
+
+    path = folder / OPERATIONS_FILE
+    try:
+        if path.stat().st_size > OPERATIONS_MAX_BYTES:
+            rotate(path, keep=1)
+    except FileNotFoundError:
+        pass
+    line = (json.dumps(asdict(point), separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a line cut by a crash ends here: not this one's start
+            line = b"\n" + line
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_operations(folder: Path, since: float | None = None) -> list[OperationsPoint]:
+    """The intervals in ``folder``'s operations history (the rotated file first), oldest first, from ``since``
+    on. A line that does not parse (cut by a crash, or damaged) is skipped: the history is a view, not a record."""
+    import json
+
+    points: list[OperationsPoint] = []
+    for path in (folder / f"{OPERATIONS_FILE}.1", folder / OPERATIONS_FILE):
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        for line in text.splitlines():
+            try:
+                point = OperationsPoint(**json.loads(line))
+                float(point.time)
+            except (ValueError, TypeError):
+                continue
+            if since is None or point.time >= since:
+                points.append(point)
+    points.sort(key=lambda point: point.time)
+    return points

@@ -90,6 +90,42 @@ def test_p99_latency_and_error_ratio_come_from_the_servers_counters(model):
     assert ops.requests == 0 and ops.error_ratio is None  # nothing new within the window
 
 
+def test_each_update_keeps_its_interval_s_requests_and_latency_in_the_operations_history(model, tmp_path):
+    from mloop.monitor.status import OPERATIONS_FILE, read_operations
+
+    app = app_for(model, monitor=settings(rate_window="10m"), monitor_dir=tmp_path)
+    monitor, metrics = app.dataplane.monitor, app.dataplane.metrics
+    start = monitor._started
+    for _ in range(10):
+        metrics.observe_request("predict", 200, 0.002)
+    monitor.update(now=start + 10)
+    for _ in range(9):
+        metrics.observe_request("predict", 200, 0.3)
+    metrics.observe_request("predict", 500, 0.3)
+    monitor.update(now=start + 20)
+    monitor.update(now=start + 30)
+    first, second, third = read_operations(tmp_path)
+    assert (first.requests, first.errors, first.seconds, first.version) == (10, 0, pytest.approx(10.0), "3")
+    assert first.p99_latency_ms < 5 and second.p50_latency_ms > 250  # each its own interval, not the 10 min window
+    assert (second.requests, second.errors) == (10, 1) and (third.requests, third.p99_latency_ms) == (0, None)
+    assert [p.time for p in read_operations(tmp_path, since=start + 15)] == [start + 20, start + 30]
+    with open(tmp_path / OPERATIONS_FILE, "a") as cut:  # a crash in the middle of a line, then more lines
+        cut.write('{"time": 1, "vers')
+    monitor.update(now=start + 40)
+    assert [p.time for p in read_operations(tmp_path)][-2:] == [start + 30, start + 40]
+
+
+def test_the_operations_history_rotates_and_is_read_across_the_two_files(tmp_path, monkeypatch):
+    from mloop.monitor import status
+
+    monkeypatch.setattr(status, "OPERATIONS_MAX_BYTES", 500)
+    for t in range(40):
+        status.append_operations(tmp_path, status.OperationsPoint(float(t), "1", 1.0, t, 0, 1.0, 2.0, 3.0))
+    assert (tmp_path / "operations.jsonl.1").exists() and not (tmp_path / "operations.jsonl.2").exists()
+    times = [p.time for p in status.read_operations(tmp_path)]
+    assert times == sorted(times) and times[-1] == 39.0 and len(times) < 40  # the oldest rotated away
+
+
 def test_requests_served_before_the_first_update_stay_in_the_window(model):
     app = app_for(model, monitor=settings(rate_window="1m"))
     start = app.dataplane.monitor._started
