@@ -113,6 +113,17 @@ def _charts(at) -> dict[str, list[pd.DataFrame]]:
     return found
 
 
+def _specs(at) -> dict[str, dict]:
+    """The page's Altair charts: title -> its Vega-Lite spec."""
+    specs = [json.loads(chart.proto.spec) for chart in at.get("vega_lite_chart")]
+    return {str(spec.get("title")): spec for spec in specs}
+
+
+def _mark(spec: dict) -> str:
+    mark = spec["mark"]
+    return mark if isinstance(mark, str) else mark["type"]
+
+
 def _metrics(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -167,6 +178,15 @@ def test_monitoring_shows_traffic_latency_drift_and_a_chosen_features_histogram_
     charts = _charts(at)
     [requests] = charts["Requests per time bucket"]
     assert requests["requests"].sum() == 30 and set(requests["version"]) == {"2"}
+    assert len(requests) == 20 and _mark(_specs(at)["Requests per time bucket"]) == "bar"  # every bucket, as bars
+    assert "Outlier ratio" in charts and _mark(_specs(at)["Outlier ratio"]) == "rule"
+    now, predicted = (frame.value for frame in at.dataframe)  # drift now, the predicted classes now and in training
+    # at most three significant digits: "< 1e-6", "4.2e-05", "0.00123", "0.748", "1" (no run of 30 zeros)
+    assert now["p-value"].str.fullmatch(r"< 1e-6|\d\.\de-0[4-6]|0\.0{0,2}[1-9]\d{0,2}|1|-").all(), now["p-value"]
+    assert len(now) == 30
+    assert predicted["predictions"].tolist() == ["now (last 300 rows)", "training"]
+    assert set(predicted.columns) == {"predictions", "0", "1"} and predicted["1"].str.endswith("%").all()
+    assert "**Predictions: " in texts(at) and "{'" not in texts(at)
     [drift] = [frames[0] for title, frames in charts.items() if title.startswith("Drift per feature over time (v2")]
     assert drift["feature"].nunique() == 30 and drift["rows"].groupby(drift["start"]).first().sum() == 300
     at.selectbox(key="monitor_feature").select("mean_texture").run()
@@ -211,6 +231,74 @@ def test_a_rerun_with_an_unchanged_log_does_not_read_it_again(served, monkeypatc
     assert "Requests per time bucket" in _charts(at)
     assert queries.log_state(cfg.monitor_dir(NAME)) == before  # (no request came: the server wrote no log)
     assert reads == []
+
+
+def _few_rows_without_outlier_scores(root: Path) -> None:
+    """A monitor folder as a server of v1 without an outlier detector leaves it after little, bursty traffic: 10
+    rows, nothing for 9 minutes, 30 rows within a second (fewer than min_samples, 100), and its last status."""
+    import os
+
+    import pyarrow as pa
+
+    from mloop.monitor.predlog import RotatingParquetLog
+    from mloop.monitor.status import (
+        AlertStatus,
+        DriftStatus,
+        FeatureDriftStatus,
+        FeedbackStatus,
+        MonitorStatus,
+        OperationsStatus,
+        OutlierStatus,
+        PredictionDriftStatus,
+        write_status,
+    )
+
+    folder = load_project(root).monitor_dir(NAME)
+    features = pd.read_csv(root / "data" / "breast_cancer.csv").drop(columns=["target"]).head(40)
+    now = time.time()
+    stamps = [now - 600 + i for i in range(10)] + [now - 60 + i / 40 for i in range(30)]
+    log = pd.DataFrame({"request_id": [f"q{i}" for i in range(40)], "row": 0, "version": "1"})
+    log = pd.concat([log, features, pd.DataFrame({"prediction": [1] * 40})], axis=1)
+    table = pa.Table.from_pandas(log, preserve_index=False).add_column(
+        0, "ts", pa.array([int(t * 1e6) for t in stamps], type=pa.timestamp("us", tz="UTC")))
+    RotatingParquetLog(folder / "predictions").write(table)
+    drift = DriftStatus(rows=400, min_samples=100, share=0.5, features={
+        "mean_radius": FeatureDriftStatus(True, 1.4, 6.06e-36, "KS p=6.06e-36 < 0.05"),
+        "mean_texture": FeatureDriftStatus(False, 0.0247, 0.7536, "KS p=0.754 >= 0.05")},
+        predictions=PredictionDriftStatus(True, 0.001, "chi-square p=0.001 < 0.05", {"0": 0.55, "1": 0.45},
+                                          {"0": 0.37, "1": 0.63}))
+    write_status(folder, MonitorStatus(NAME, "1", now, os.getpid(), drift,
+                                       OutlierStatus(note="the model has no outlier detector"),
+                                       OperationsStatus(window_s=300, requests=40), FeedbackStatus(), AlertStatus()))
+
+
+def test_monitoring_of_sparse_traffic_without_outlier_scores_draws_no_empty_chart_and_says_why(first_run, tmp_path):
+    root = Path(shutil.copytree(first_run[0], tmp_path / NAME, ignore=shutil.ignore_patterns(
+        "__pycache__", "deployments", "monitor", "automation")))
+    _few_rows_without_outlier_scores(root)
+    at = app_test(root, "monitoring").run()
+    assert not at.exception, at.exception
+    said = texts(at)
+    specs = _specs(at)
+    # requests as bars over every bucket, zero where none came: no line across the 9 quiet minutes
+    assert _mark(specs["Requests per time bucket"]) == "bar"
+    assert specs["Requests per time bucket"]["encoding"]["x"]["axis"]["format"] == "%H:%M:%S"  # over 10 minutes
+    [requests] = _charts(at)["Requests per time bucket"]
+    assert requests["requests"].sum() == 40 and (requests["requests"] == 0).sum() >= 15
+    # no outlier detector: a sentence, no chart with an empty percent axis
+    assert "Outlier ratio" not in specs
+    assert "No outlier ratio to chart: the model has no outlier detector." in said
+    # 40 rows < min_samples: why drift over time is empty and what fills it, no empty plot
+    assert not [title for title in specs if title.startswith("Drift per feature over time")]
+    assert ("v1 served 40 rows in this window, fewer than [monitor] min_samples (100)" in said
+            and "It fills once v1 has served 100 rows in the window" in said), said
+    # the drift-now table: readable p-values; the prediction drift as a table, not a dict
+    now, predicted = (frame.value for frame in at.dataframe)
+    assert now["p-value"].tolist() == ["< 1e-6", "0.754"] and now["feature"].tolist() == ["mean_radius",
+                                                                                          "mean_texture"]
+    assert predicted.to_dict("records") == [{"predictions": "now (last 400 rows)", "0": "55.0%", "1": "45.0%"},
+                                            {"predictions": "training", "0": "37.0%", "1": "63.0%"}]
+    assert "**Predictions: drifted** (chi-square p=0.001 < 0.05)" in said and "{'" not in said
 
 
 # ---------------------------------------------------------------------------------------------- roll-outs
@@ -404,3 +492,10 @@ def test_the_training_page_shows_a_cycle_as_steps_with_its_audit_records(tmp_pat
     assert {"run", "gate", "promote", "cycle"} <= set(records["kind"])
     [gantt] = _charts(at)["The agent's cycles"]
     assert gantt["phase"].tolist() == ["trigger", "train", "gate", "outcome"]
+    steps, outcome = _specs(at)["The agent's cycles"]["layer"]  # the outcome's colour says what it means
+    assert steps["encoding"]["x"]["axis"]["format"] in ("%H:%M:%S.%L", "%H:%M:%S")
+    scale = outcome["encoding"]["color"]["scale"]
+    colours = dict(zip(scale["domain"], scale["range"], strict=True))
+    assert colours["promoted"] == "#2e7d32" and colours["unchanged"] == "#9e9e9e" and colours["failed"] == "#b71c1c"
+    assert set(colours) >= {"promoted", "rejected", "held", "rolled_back", "unchanged", "failed", "abandoned"}
+    assert steps["encoding"]["color"]["scale"]["domain"][:3] == ["trigger", "snapshot", "train"]

@@ -209,8 +209,10 @@ def _time_buckets(frame: Any, buckets: int) -> Any:
 
 def traffic_over_time(predictions: Any, *, buckets: int = 20) -> Any:
     """Requests, rows and the outlier ratio of a prediction log (``served_log(...).predictions``) in equal time
-    buckets, per version that answered: a DataFrame of start, end, version, requests, rows, outlier_ratio
-    (None where the log has no outlier column), oldest first; empty for an empty log."""
+    buckets, per version that answered: a DataFrame of start, end, version, requests, rows, outlier_ratio,
+    oldest first. Every bucket has a row for every version, with 0 requests and 0 rows where that version
+    answered none (a chart of it shows the gaps in the traffic); outlier_ratio is None where no row of the
+    bucket was scored (and everywhere when the log has no outlier column). Empty for an empty log."""
     import pandas as pd
 
     columns = ["start", "end", "version", "requests", "rows", "outlier_ratio"]
@@ -222,7 +224,10 @@ def traffic_over_time(predictions: Any, *, buckets: int = 20) -> Any:
                           "outlier": predictions[OUTLIER].astype(float) if OUTLIER in predictions else float("nan")})
     grouped = frame.groupby(["bucket", "version"], sort=True).agg(
         requests=("request", "nunique"), rows=("request", "size"), outlier_ratio=("outlier", "mean"))
-    grouped = grouped.reset_index()
+    every = pd.MultiIndex.from_product([range(buckets), sorted(frame["version"].unique())],
+                                       names=["bucket", "version"])
+    grouped = grouped.reindex(every).reset_index()
+    grouped[["requests", "rows"]] = grouped[["requests", "rows"]].fillna(0).astype(int)
     grouped["start"] = edges[grouped["bucket"].astype(int)]
     grouped["end"] = edges[grouped["bucket"].astype(int) + 1]
     return grouped[columns]

@@ -9,6 +9,7 @@ of the histograms from the served version's bundle (``registry.fetch.fetch_bundl
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +19,14 @@ import streamlit as st
 
 from mloop.errors import MloopError
 from mloop.monitor.report import SCORES
+from mloop.ui.charts import time_x
 from mloop.ui.context import project
 from mloop.ui.predict import registered_at
 
 if TYPE_CHECKING:
     from mloop.config import MonitorSection, ProjectConfig
     from mloop.monitor.model import Reference
-    from mloop.monitor.status import MonitorStatus
+    from mloop.monitor.status import MonitorStatus, PredictionDriftStatus
 
 WINDOWS: dict[str, float | None] = {"last hour": 3600.0, "last 6 hours": 6 * 3600.0, "last day": 86400.0,
                                     "last 7 days": 7 * 86400.0, "everything logged": None}
@@ -76,7 +78,8 @@ def _live(cfg: ProjectConfig, name: str, model: str, window_s: float | None) -> 
 
             show_rollout(status.rollout)
         _drift_now(status)
-    _served(cfg, name, status.model if status is not None else model, folder, window_s)
+    _served(cfg, name, status.model if status is not None else model, folder, window_s,
+            status.outliers.note if status is not None else "")
     _alerts(folder, None if window_s is None else time.time() - window_s)
 
 
@@ -162,13 +165,41 @@ def _drift_now(status: MonitorStatus) -> None:
     st.markdown(f"{len(drift.drifted)} of {len(drift.features)} features drifted ({drift.share:.0%}) in the last "
                 f"{drift.rows} rows" + (f": {', '.join(drift.drifted[:8])}" if drift.drifted else ""))
     rows = [{"feature": name, "verdict": "no verdict" if f.drifted is None else ("drift" if f.drifted else "stable"),
-             "PSI": f.psi, "p-value": f.p_value, "reason": f.reason}
+             "PSI": None if f.psi is None else round(f.psi, 4), "p-value": p_value_text(f.p_value), "reason": f.reason}
             for name, f in sorted(drift.features.items(), key=lambda kv: (not kv[1].drifted, kv[0]))]
-    st.dataframe(rows, hide_index=True, width="stretch", height=240)
+    st.dataframe(rows, hide_index=True, width="stretch")  # as high as its rows, up to ten (a fixed height drew blank rows)
     predictions = drift.predictions
     if predictions is not None and predictions.drifted is not None:
-        st.caption(f"predictions: {'drifted' if predictions.drifted else 'stable'} (now {predictions.current}, "
-                   f"training {predictions.training})")
+        _prediction_drift(predictions, drift.rows)
+
+
+def p_value_text(p_value: float | None) -> str:
+    """A p-value as people read it: "< 1e-6" below that, two significant digits in scientific form below 0.001,
+    three significant digits otherwise; "-" for none."""
+    if p_value is None or math.isnan(p_value):
+        return "-"
+    if p_value < 1e-6:
+        return "< 1e-6"
+    return f"{p_value:.1e}" if p_value < 1e-3 else f"{p_value:.3g}"
+
+
+def _prediction_drift(predictions: PredictionDriftStatus, rows: int) -> None:
+    """The predictions now against training: a classifier's share of each class, a regressor's mean and quartiles
+    (told apart as ``mloop monitor status`` tells them, by the "mean" a regressor's summary has)."""
+    regression = "mean" in predictions.current
+    verdict = "drifted" if predictions.drifted else "stable"
+    what = "predicted values (mean and quartiles)" if regression else "share of each predicted class"
+    st.markdown(f"**Predictions: {verdict}** ({predictions.reason}); {what}, now against training:")
+    keys = list(dict.fromkeys([*predictions.training, *predictions.current]))
+
+    def shown(value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.4g}" if regression else f"{value:.1%}"
+
+    st.dataframe([{"predictions": label, **{key: shown(values.get(key)) for key in keys}}
+                  for label, values in ((f"now (last {rows} rows)", predictions.current),
+                                        ("training", predictions.training))], hide_index=True)
 
 
 @dataclass(frozen=True)
@@ -251,9 +282,11 @@ def _from_log(root: str, name: str, model: str, key: tuple[Any, ...], _settings:
     return found
 
 
-def _served(cfg: ProjectConfig, name: str, model: str, folder: Path, window_s: float | None) -> None:
+def _served(cfg: ProjectConfig, name: str, model: str, folder: Path, window_s: float | None,
+            outliers_note: str) -> None:
     """What the prediction log holds over the window: traffic, drift over time, a feature's histogram, and how the
-    labelled predictions scored (accuracy of a classifier, mean absolute error of a regressor)."""
+    labelled predictions scored (accuracy of a classifier, mean absolute error of a regressor). ``outliers_note``
+    is the status's word on the outlier ratio (e.g. that the model has no outlier detector)."""
     st.subheader("Served over time")
     try:
         found = _from_log(str(cfg.root), name, model, log_key(folder, window_s, cfg.settings.ui.refresh),
@@ -261,7 +294,7 @@ def _served(cfg: ProjectConfig, name: str, model: str, folder: Path, window_s: f
     except MloopError as err:
         st.info(f"{err.message}.")
         return
-    _traffic_chart(found.traffic)
+    _traffic_chart(found.traffic, outliers_note)
     if found.problem:
         st.warning(found.problem)
         return
@@ -282,18 +315,32 @@ def _utc(frame: Any, *columns: str) -> Any:
     return frame.assign(**{c: frame[c].dt.tz_convert(None) for c in columns if getattr(frame[c].dt, "tz", None)})
 
 
-def _traffic_chart(traffic: Any) -> None:
+def _traffic_chart(traffic: Any, outliers_note: str) -> None:
+    """Requests per time bucket as bars (stacked by version; a bucket without requests is a gap, not a line drawn
+    across it), and the outlier ratio of each bucket whose rows were scored: a sentence when none was."""
     import altair as alt
 
     if not len(traffic):
         return
     traffic = _utc(traffic, "start", "end")
-    requests = alt.Chart(traffic, title="Requests per time bucket").mark_line(point=True).encode(
-        x=alt.X("start:T", title="time (UTC)"), y=alt.Y("requests:Q", title="requests"), color=alt.Color("version:N"),
-        tooltip=["start:T", "end:T", "version:N", "requests:Q", "rows:Q", "outlier_ratio:Q"])
-    outliers = alt.Chart(traffic, title="Outlier ratio").mark_line(point=True).encode(
-        x=alt.X("start:T", title="time (UTC)"), y=alt.Y("outlier_ratio:Q", title="outliers", axis=alt.Axis(format="%")),
-        color=alt.Color("version:N"), tooltip=["start:T", "version:N", "outlier_ratio:Q"])
+    # bars from 0 up, stacked by version (a ranged x alone would make Vega-Lite draw them as horizontal strokes);
+    # an empty bucket is drawn as nothing, not as a bar of height 0 that reads as a line
+    requests = alt.Chart(traffic, title="Requests per time bucket").mark_bar(orient="vertical").transform_filter(
+        alt.datum.requests > 0).encode(
+        x=time_x(traffic), x2="end:T",
+        y=alt.Y("requests:Q", title="requests", stack="zero", axis=alt.Axis(tickMinStep=1, format="d")),
+        color=alt.Color("version:N"), tooltip=["start:T", "end:T", "version:N", "requests:Q", "rows:Q"])
+    scored = traffic.dropna(subset=["outlier_ratio"])
+    if not len(scored):
+        st.altair_chart(requests, width="stretch")
+        why = outliers_note or "no row served in this window has an outlier score"
+        st.info(f"No outlier ratio to chart: {why}.")
+        return
+    outliers = alt.Chart(scored, title="Outlier ratio").mark_rule(strokeWidth=3).encode(  # a stroke across each bucket
+        x=time_x(traffic), x2="end:T",
+        y=alt.Y("outlier_ratio:Q", title="outliers", axis=alt.Axis(format=".1~%")),
+        color=alt.Color("version:N"),
+        tooltip=["start:T", "end:T", "version:N", "rows:Q", alt.Tooltip("outlier_ratio:Q", format=".1%")])
     left, right = st.columns(2)
     left.altair_chart(requests, width="stretch")
     right.altair_chart(outliers, width="stretch")
@@ -304,13 +351,23 @@ def _drift_chart(over_time: Any, version: str, min_samples: int) -> None:
 
     if not len(over_time):
         return
+    if over_time["psi"].isna().all():  # no bucket had min_samples values of any feature: an empty plot says nothing
+        rows = int(over_time.groupby("start")["rows"].first().sum())
+        why = (f"v{version} served {rows} rows in this window, fewer than [monitor] min_samples ({min_samples}), "
+               f"so no time bucket gets a drift score. It fills once v{version} has served {min_samples} rows in "
+               "the window (or over a longer window)." if rows < min_samples else
+               f"no time bucket of v{version}'s {rows} rows holds {min_samples} values ([monitor] min_samples) of "
+               "any feature (are most values missing?), so none gets a drift score.")
+        st.info(f"No drift per feature over time to chart: {why}")
+        return
     verdicts = over_time["drifted"].map({True: "drift", False: "stable"}).fillna("no verdict")
     frame = _utc(over_time, "start", "end").assign(verdict=verdicts)
     chart = alt.Chart(frame, title=f"Drift per feature over time (v{version}; PSI, drifted buckets outlined)").mark_rect(
-        ).encode(x=alt.X("start:T", title="time (UTC)"), x2="end:T", y=alt.Y("feature:N", title=None),
+        ).encode(x=time_x(frame), x2="end:T", y=alt.Y("feature:N", title=None),
                  color=alt.Color("psi:Q", title="PSI", scale=alt.Scale(scheme="orangered")),
                  stroke=alt.condition(alt.datum.verdict == "drift", alt.value("black"), alt.value(None)),
-                 tooltip=["feature:N", "start:T", "end:T", "rows:Q", "psi:Q", "p_value:Q", "verdict:N"])
+                 tooltip=["feature:N", "start:T", "end:T", "rows:Q", alt.Tooltip("psi:Q", format=".3g"),
+                          alt.Tooltip("p_value:Q", format=".2g"), "verdict:N"])
     st.altair_chart(chart, width="stretch")
     st.caption(f"Equal time buckets, no more of them than give each {min_samples} rows on average ([monitor] "
                "min_samples), each compared with the training data as the server compares its window; a bucket with "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from mloop.errors import MloopError
+from mloop.ui.charts import time_x
 from mloop.ui.context import project, stop_with
 
 if TYPE_CHECKING:
@@ -29,6 +30,13 @@ OUTCOME_ICONS = {"promoted": ":material/check_circle:", "rejected": ":material/b
                  "held": ":material/pause_circle:", "rolled_back": ":material/undo:", "unchanged": ":material/remove:",
                  "failed": ":material/error:", "abandoned": ":material/delete:"}
 UNDER_WAY = ":material/hourglass_top:"
+# The timeline's colours, fixed so they mean the same on every render: the steps in blues and purples, the outcome
+# by what it means (green: promoted; red: failed or rolled back; amber: held or rejected at the gate; grey: nothing
+# changed or the cycle was given up; light blue: still under way).
+PHASE_COLOURS = {"trigger": "#90caf9", "snapshot": "#4fc3f7", "train": "#1e88e5", "gate": "#5e35b1",
+                 "infra": "#7986cb", "rollout": "#ab47bc", "watch": "#283593"}
+OUTCOME_COLOURS = {"promoted": "#2e7d32", "rolled_back": "#e53935", "failed": "#b71c1c", "rejected": "#f9a825",
+                   "held": "#ffb300", "unchanged": "#9e9e9e", "abandoned": "#616161", "under way": "#bbdefb"}
 
 
 def _when(ts: float | None) -> str:
@@ -131,7 +139,8 @@ def _status(found: AgentSummary) -> None:
 
 
 def _overview(history: list[tuple[Cycle, list[AuditRecord]]]) -> None:
-    """Every cycle shown as one Gantt chart: a row per cycle, a bar per phase."""
+    """Every cycle shown as one Gantt chart: a row per cycle, a bar per step coloured by the step, and a last bar
+    coloured by the outcome (``OUTCOME_COLOURS``); a failed step is outlined in red."""
     import altair as alt
     import pandas as pd
 
@@ -139,12 +148,20 @@ def _overview(history: list[tuple[Cycle, list[AuditRecord]]]) -> None:
 
     rows = [{"cycle": cycle.id, "phase": phase.name, "start": pd.Timestamp(phase.start, unit="s"),
              "end": pd.Timestamp(max(phase.end, phase.start + 0.2), unit="s"), "state": phase.state,
+             "outcome": (phase.state if cycle.final else "under way") if phase.name == "outcome" else None,
              "detail": phase.detail} for cycle, _ in history for phase in timeline(cycle)]
-    chart = alt.Chart(pd.DataFrame(rows), title="The agent's cycles").mark_bar().encode(
-        x=alt.X("start:T", title="time (UTC)"), x2="end:T", y=alt.Y("cycle:N", title=None, sort="-x"),
-        color=alt.Color("phase:N", sort=[p for p in ("trigger", "snapshot", "train", "gate", "infra", "rollout",
-                                                     "watch", "outcome")]),
-        tooltip=["cycle:N", "phase:N", "state:N", "start:T", "end:T", "detail:N"])
+    frame = pd.DataFrame(rows)
+    legend = alt.Legend(orient="bottom", direction="horizontal", columns=4)  # at the side of one cycle: cut off
+    bars = alt.Chart().mark_bar().encode(x=time_x(frame), x2="end:T", y=alt.Y("cycle:N", title=None, sort="-x"),
+                                         tooltip=["cycle:N", "phase:N", "state:N", "start:T", "end:T", "detail:N"])
+    steps = bars.transform_filter(alt.datum.phase != "outcome").encode(
+        color=alt.Color("phase:N", title="step", legend=legend, scale=alt.Scale(domain=list(PHASE_COLOURS),
+                                                                                range=list(PHASE_COLOURS.values()))),
+        stroke=alt.condition(alt.datum.state == "failed", alt.value("#b71c1c"), alt.value(None)))
+    outcomes = bars.transform_filter(alt.datum.phase == "outcome").encode(
+        color=alt.Color("outcome:N", title="outcome", legend=legend,
+                        scale=alt.Scale(domain=list(OUTCOME_COLOURS), range=list(OUTCOME_COLOURS.values()))))
+    chart = alt.layer(steps, outcomes, data=frame, title="The agent's cycles").resolve_scale(color="independent")
     st.altair_chart(chart, width="stretch")
 
 

@@ -43,9 +43,26 @@ def test_traffic_is_counted_per_time_bucket_and_version():
     assert frame["requests"].sum() == 400 and frame["rows"].sum() == 400
     assert set(frame["version"]) == {"1", "2"}
     assert frame.groupby("version")["requests"].sum().to_dict() == {"1": 200, "2": 200}
-    assert frame["outlier_ratio"].between(0.0, 0.2).all()
+    assert frame[frame["rows"] > 0]["outlier_ratio"].between(0.0, 0.2).all()
     assert (frame["end"] > frame["start"]).all()
     assert traffic_over_time(log(400).iloc[:0]).empty
+
+
+def test_traffic_has_every_bucket_with_zero_where_no_request_came():
+    # 10 requests, then nothing for 50 minutes, then 40 requests within a few seconds (of v2)
+    quiet = log(10, minutes=1)
+    burst = log(40, start="2026-01-01 10:51", minutes=0.05, versions=("2",)).assign(
+        request_id=[f"b{i}" for i in range(40)])
+    frame = traffic_over_time(pd.concat([quiet, burst], ignore_index=True), buckets=10)
+    assert len(frame) == 20 and frame.groupby("version").size().to_dict() == {"1": 10, "2": 10}
+    assert frame["start"].is_monotonic_increasing and (frame["end"] > frame["start"]).all()
+    by_version = {v: part["requests"].tolist() for v, part in frame.groupby("version")}
+    assert by_version["1"] == [10] + [0] * 9 and by_version["2"] == [0] * 9 + [40]
+    assert frame["rows"].sum() == 50 and frame["requests"].dtype.kind == "i"
+    empty = frame[frame["requests"] == 0]
+    assert empty["outlier_ratio"].isna().all() and frame[frame["requests"] > 0]["outlier_ratio"].notna().all()
+    unscored = traffic_over_time(quiet.drop(columns=["outlier", "outlier_score"]), buckets=3)
+    assert unscored["requests"].sum() == 10 and unscored["outlier_ratio"].isna().all()
 
 
 def test_drift_over_time_finds_the_bucket_where_a_feature_moved(reference):
