@@ -196,7 +196,18 @@ def test_monitoring_shows_traffic_latency_drift_and_a_chosen_features_histogram_
     assert served_counts.sum() == 300  # every row v2 served, in the reference's bins
     assert "mean_texture: " in texts(at) and "against 300 rows served by v2" in texts(at)
     assert "No alert is firing." in texts(at)
-    assert "Latency over time covers only the time this page has been open" in texts(at)
+    from mloop.monitor.status import read_operations
+
+    deadline = time.time() + 20  # the server's history: an interval per monitoring update, 30 requests among them
+    while time.time() < deadline and sum(p.requests for p in read_operations(cfg.monitor_dir(NAME))) < 30:
+        time.sleep(0.3)
+    at.run()
+    charts, specs = _charts(at), _specs(at)
+    [rate] = charts["Requests per second"]
+    [latency] = charts["Latency (ms)"]
+    assert rate["requests"].sum() >= 30 and _mark(specs["Requests per second"]) == "bar"
+    assert set(latency["percentile"]) == {"p50", "p90", "p99"} and (latency["ms"] > 0).all()
+    assert specs["Latency (ms)"]["encoding"]["detail"]["field"] == "segment"  # no line across a gap
 
     for request_id in ("r0", "r1", "r2"):  # labels for 30 of the rows
         status, _ = post(f"{url}/feedback", json.dumps({"id": request_id, "labels": labels[request_id]}).encode())

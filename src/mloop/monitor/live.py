@@ -489,9 +489,10 @@ class LiveMonitor:
         """Requests, errors and latency percentiles since the update before (``_operations`` ran first)."""
         (then, old_buckets, old_requests, old_errors), (_, buckets, requests, errors) = self._rates[-2], self._rates[-1]
         d_buckets = buckets - old_buckets
-        p50, p90, p99 = (histogram_quantile(q, self._bounds, d_buckets) for q in (0.5, 0.9, 0.99))
+        p50, p90, p99 = (None if q is None else q * 1000.0
+                         for q in (histogram_quantile(q, self._bounds, d_buckets) for q in (0.5, 0.9, 0.99)))
         return OperationsPoint(now, self.model.version, now - then, int(requests - old_requests),
-                               int(errors - old_errors), *(None if q is None else q * 1000.0 for q in (p50, p90, p99)))
+                               int(errors - old_errors), p50, p90, p99, [int(count) for count in d_buckets])
 
     def _flush_log(self, now: float) -> PredictionLogStatus | None:
         if self.log is None:

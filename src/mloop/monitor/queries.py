@@ -26,7 +26,7 @@ from mloop.monitor.predlog import (
     read_log,
     read_newest,
 )
-from mloop.monitor.status import STATUS_FILE, MonitorStatus, read_status
+from mloop.monitor.status import STATUS_FILE, MonitorStatus, read_operations, read_status
 
 
 def monitored(root: Path) -> list[str]:
@@ -231,6 +231,55 @@ def traffic_over_time(predictions: Any, *, buckets: int = 20) -> Any:
     grouped["start"] = edges[grouped["bucket"].astype(int)]
     grouped["end"] = edges[grouped["bucket"].astype(int) + 1]
     return grouped[columns]
+
+
+def operations_over_time(folder: Path, *, since: float | None = None, buckets: int = 120) -> Any:
+    """The server's requests, errors and latency over time, from its operations history (``operations.jsonl``, an
+    interval per monitoring update): a DataFrame of start, end, requests, errors, rate (requests a second),
+    error_ratio, p50_ms, p90_ms, p99_ms and segment, oldest first, in at most ``buckets`` equal time buckets
+    from the first interval since ``since`` to the last. A bucket's percentiles come from the sum of its
+    intervals' latency histograms, as Prometheus computes them over a range. A bucket no interval ended in (no
+    server ran, or monitoring was off) has no row, and the next row starts a new ``segment``: a line drawn per
+    segment does not join across the gap. Empty without history."""
+    import numpy as np
+    import pandas as pd
+
+    from mloop.monitor.metrics import LATENCY_BUCKETS, histogram_quantile
+
+    columns = ["start", "end", "requests", "errors", "rate", "error_ratio", "p50_ms", "p90_ms", "p99_ms", "segment"]
+    points = read_operations(folder, since=since)
+    if not points:
+        return pd.DataFrame(columns=columns)
+    bounds = np.asarray([*LATENCY_BUCKETS, np.inf])
+    first = points[0].time - points[0].seconds
+    if since is not None:
+        first = max(first, since)
+    last = points[-1].time
+    width = max((last - first) / buckets, 1e-9)
+    grouped: dict[int, list[Any]] = {}
+    for point in points:
+        grouped.setdefault(min(int((point.time - first) / width), buckets - 1), []).append(point)
+    rows, segment, previous = [], 0, None
+    for index in sorted(grouped):
+        members = grouped[index]
+        if previous is not None and index != previous + 1:
+            segment += 1
+        previous = index
+        requests = sum(p.requests for p in members)
+        errors = sum(p.errors for p in members)
+        seconds = sum(p.seconds for p in members)
+        histograms = [np.asarray(p.latency_buckets, dtype=float) for p in members if len(p.latency_buckets) == len(bounds)]
+        merged = np.sum(histograms, axis=0) if histograms else np.zeros(len(bounds))
+        p50, p90, p99 = (histogram_quantile(q, bounds, merged) for q in (0.5, 0.9, 0.99))
+        rows.append({"start": first + index * width, "end": first + (index + 1) * width, "requests": requests,
+                     "errors": errors, "rate": requests / seconds if seconds > 0 else 0.0,
+                     "error_ratio": errors / requests if requests else None,
+                     "p50_ms": None if p50 is None else p50 * 1000.0, "p90_ms": None if p90 is None else p90 * 1000.0,
+                     "p99_ms": None if p99 is None else p99 * 1000.0, "segment": segment})
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in ("start", "end"):
+        frame[column] = pd.to_datetime(frame[column], unit="s")
+    return frame
 
 
 def drift_over_time(reference: Reference, predictions: Any, settings: MonitorSection, *, buckets: int = 8,

@@ -95,6 +95,7 @@ class OperationsPoint:
     p50_latency_ms: float | None = None
     p90_latency_ms: float | None = None
     p99_latency_ms: float | None = None
+    latency_buckets: list[int] = field(default_factory=list)  # cumulative counts at metrics.LATENCY_BUCKETS, +Inf
 
 
 @dataclass

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 WINDOWS: dict[str, float | None] = {"last hour": 3600.0, "last 6 hours": 6 * 3600.0, "last day": 86400.0,
                                     "last 7 days": 7 * 86400.0, "everything logged": None}
-SERIES = "monitoring_series"  # session state: the status snapshots seen while the page is open, per folder
 
 
 def page() -> None:
@@ -72,6 +71,7 @@ def _live(cfg: ProjectConfig, name: str, model: str, window_s: float | None) -> 
                 f"({cfg.settings.monitor.interval:g} s) once it runs (`mloop deploy`).")
     else:
         _operations(name, folder, status)
+        _history(folder, window_s)
         _feedback(status)
         if status.rollout is not None:
             from mloop.ui.deployments import show_rollout
@@ -113,34 +113,35 @@ def _operations(name: str, folder: Path, status: MonitorStatus) -> None:
         st.error(f"Prediction log: {log.rows_waiting:,} rows waiting to be written"
                  + (f": {log.error}" if log.error else "")
                  + (f"; {log.rows_dropped:,} rows dropped since the server started" if log.rows_dropped else ""))
-    _series(str(folder), status)
 
 
-def _series(key: str, status: MonitorStatus) -> None:
-    """Request rate and latency over the snapshots seen since the page opened: the prediction log keeps no latency
-    and status.json only the last window, so latency over time covers the time the page has been open."""
-    import pandas as pd
+def _history(folder: Path, window_s: float | None) -> None:
+    """Request rate, server errors and p50/p90/p99 latency over the window, from the server's operations history
+    (``queries.operations_over_time``: an interval per monitoring update, kept across restarts)."""
+    import altair as alt
 
-    series: dict[str, list[dict[str, Any]]] = st.session_state.setdefault(SERIES, {})
-    points = series.setdefault(key, [])
-    ops = status.operations
-    if not points or points[-1]["updated"] != status.updated:
-        points.append({"updated": status.updated, "requests/s": ops.requests / ops.window_s if ops.window_s else 0.0,
-                       "p50 ms": ops.p50_latency_ms, "p90 ms": ops.p90_latency_ms, "p99 ms": ops.p99_latency_ms})
-        del points[:-360]
-    opened = time.strftime("%H:%M:%S", time.localtime(points[0]["updated"]))
-    st.caption(f"Latency over time covers only the time this page has been open (since {opened}, {len(points)} "
-               "status updates): the prediction log keeps no latency, and the server's status only its last "
-               "[monitor] rate_window. Requests per time bucket below come from the prediction log, over the "
-               "whole window.")
-    if len(points) < 2:
+    from mloop.monitor.queries import operations_over_time
+
+    history = operations_over_time(folder, since=None if window_s is None else time.time() - window_s)
+    if history.empty:
+        st.caption("Latency over time appears after the next monitoring update: the server keeps each interval's "
+                   "requests and latency (operations.jsonl).")
         return
-    frame = pd.DataFrame(points)
-    frame["time"] = pd.to_datetime(frame["updated"], unit="s")
-    with st.expander("Request rate and latency since this page opened"):
-        rate, latency = st.columns(2)
-        rate.line_chart(frame, x="time", y="requests/s")
-        latency.line_chart(frame, x="time", y=["p50 ms", "p90 ms", "p99 ms"])
+    with st.expander("Request rate and latency over time", expanded=True):
+        rate = alt.Chart(history, title="Requests per second").mark_bar(orient="vertical").encode(
+            x=time_x(history), x2="end:T", y=alt.Y("rate:Q", title="requests/s"),
+            tooltip=["start:T", "end:T", alt.Tooltip("rate:Q", format=".2f"), "requests:Q", "errors:Q"])
+        latency = history.melt(id_vars=["start", "end", "segment"], value_vars=["p50_ms", "p90_ms", "p99_ms"],
+                               var_name="percentile", value_name="ms").dropna(subset=["ms"])
+        latency["percentile"] = latency["percentile"].str.removesuffix("_ms")
+        lines = alt.Chart(latency, title="Latency (ms)").mark_line(point=True).encode(
+            x=time_x(history), y=alt.Y("ms:Q", title="ms"),
+            color=alt.Color("percentile:N", sort=["p50", "p90", "p99"]),
+            detail="segment:N",  # one line per run of updates: not drawn across a time no server reported
+            tooltip=["start:T", "end:T", "percentile:N", alt.Tooltip("ms:Q", format=".1f")])
+        left, right = st.columns(2)
+        left.altair_chart(rate, width="stretch")
+        right.altair_chart(lines, width="stretch")
 
 
 def _feedback(status: MonitorStatus) -> None:

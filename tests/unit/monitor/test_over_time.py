@@ -144,3 +144,40 @@ def test_bin_labels_name_the_bins_histogram_counts_counts(reference):
     for name in ("x", "c"):
         training, _ = histogram_counts(name, reference.features_[name], log(50))
         assert len(bin_labels(reference.features_[name])) == len(training)
+
+
+def test_operations_over_time_merges_intervals_by_their_histograms_and_breaks_at_gaps(tmp_path):
+    from mloop.monitor.queries import operations_over_time
+    from mloop.monitor.status import OperationsPoint, append_operations
+
+    def point(t, fast, slow, errors=0):  # `fast` requests of ~1 ms and `slow` of ~0.3 s in the 10 s before t
+        cumulative = [0, fast, fast, fast, fast, fast, fast, fast, fast, fast + slow, fast + slow, fast + slow,
+                      fast + slow, fast + slow]
+        return OperationsPoint(float(t), "1", 10.0, fast + slow, errors, latency_buckets=cumulative)
+
+    for t in (10, 20, 30, 40):  # then nothing from 40 to 100: the server was down
+        append_operations(tmp_path, point(t, 99, 1))
+    for t in (110, 120):
+        append_operations(tmp_path, point(t, 40, 60, errors=5))
+    frame = operations_over_time(tmp_path, buckets=12)
+    assert list(frame["segment"].unique()) == [0, 1]  # two runs of buckets, not one line over the gap
+    before, after = frame[frame["segment"] == 0], frame[frame["segment"] == 1]
+    assert before["requests"].sum() == 400 and after["requests"].sum() == 200 and after["errors"].sum() == 10
+    assert (before["rate"] == 10.0).all() and (before["p50_ms"] < 1.0).all()
+    # 60 % of the requests slow: the median is one of them, in (0.25, 0.5] s
+    assert (after["p50_ms"] > 250).all() and (after["error_ratio"] == 0.05).all()
+    assert operations_over_time(tmp_path, since=105.0)["requests"].sum() == 200
+    assert operations_over_time(tmp_path / "none").empty
+
+
+def test_one_bucket_over_many_intervals_is_the_percentile_of_all_their_requests(tmp_path):
+    from mloop.monitor.queries import operations_over_time
+    from mloop.monitor.status import OperationsPoint, append_operations
+
+    fast = [0, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]  # 10 requests under 1 ms
+    slow = [0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 10, 10, 10, 10]  # 10 requests of 0.25-0.5 s
+    append_operations(tmp_path, OperationsPoint(10.0, "1", 10.0, 10, 0, latency_buckets=fast))
+    append_operations(tmp_path, OperationsPoint(20.0, "1", 10.0, 10, 0, latency_buckets=slow))
+    (row,) = operations_over_time(tmp_path, buckets=1).itertuples()
+    assert row.requests == 20 and row.rate == 1.0
+    assert row.p50_ms == pytest.approx(1.0) and row.p90_ms > 250  # not the mean of the two intervals' p50s
