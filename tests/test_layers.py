@@ -11,10 +11,11 @@ SRC = REPO / "src" / "mloop"
 
 # Calls that change the whole process, and the places allowed to make them.
 PROCESS_WIDE = {"set_config", "filterwarnings", "simplefilter", "freeze", "disable_created_metrics",
-                "set_forkserver_preload", "setrlimit"}
+                "set_forkserver_preload", "setrlimit", "threadpool_limits", "setswitchinterval"}
 MUTATORS = {"insert", "append", "extend", "remove", "pop", "clear", "update", "setdefault", "__setitem__"}
 ENTRYPOINTS = {
-    "serving/server.py",  # mloop serve: scikit-learn's finiteness check, warnings, the collector
+    "serving/server.py",  # mloop serve: scikit-learn's finiteness check, warnings, native threads, the collector
+    "ui/launch.py",  # the web app's process: the preloaded heap frozen out of the collector's sight
     "cli/main.py",  # the mloop command: libraries' log level and warnings
     "pipeline/executors/task.py",  # a worker process: the parent's sys.path
     # Not an entrypoint, a deliberate exception: Python keeps one fork server per process; the local
@@ -43,12 +44,20 @@ def _process_wide_changes(path: Path) -> list[str]:
         target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
         if (_is_sys(target, "path") or _is_sys(target, "modules")) and node.func.attr in MUTATORS:  # type: ignore[union-attr]
             found.append(f"sys.{target.attr}.{node.func.attr}() at line {node.lineno}")  # type: ignore[union-attr]
+        if _is_environ(target) and node.func.attr in MUTATORS:  # type: ignore[union-attr]
+            found.append(f"os.environ.{node.func.attr}() at line {node.lineno}")  # type: ignore[union-attr]
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for item in targets:
                 if isinstance(item, ast.Subscript) and (_is_sys(item.value, "modules") or _is_sys(item.value, "path")):
                     found.append(f"sys.{item.value.attr}[...] changed at line {node.lineno}")  # type: ignore[attr-defined]
+                if isinstance(item, ast.Subscript) and _is_environ(item.value):
+                    found.append(f"os.environ[...] changed at line {node.lineno}")
     return found
+
+
+def _is_environ(node: object) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "environ" and getattr(node.value, "id", "") == "os"
 
 
 def _is_sys(node: object, name: str) -> bool:
@@ -63,4 +72,5 @@ def test_process_wide_state_changes_only_in_entrypoints():
         if changes and relative not in ENTRYPOINTS:
             offenders[relative] = changes
     assert offenders == {}
-    assert _process_wide_changes(SRC / "serving" / "server.py"), "the check itself finds the server's changes"
+    found = " ".join(_process_wide_changes(SRC / "serving" / "server.py"))
+    assert "os.environ[...]" in found and "threadpool_limits()" in found, "the check itself finds the server's changes"
