@@ -208,6 +208,7 @@ def test_monitoring_shows_traffic_latency_drift_and_a_chosen_features_histogram_
     assert rate["requests"].sum() >= 30 and _mark(specs["Requests per second"]) == "bar"
     assert set(latency["percentile"]) == {"p50", "p90", "p99"} and (latency["ms"] > 0).all()
     assert specs["Latency (ms)"]["encoding"]["detail"]["field"] == "segment"  # no line across a gap
+    assert latency["segment"].nunique() == 1  # the server ran throughout: one line, not a dot per update
 
     for request_id in ("r0", "r1", "r2"):  # labels for 30 of the rows
         status, _ = post(f"{url}/feedback", json.dumps({"id": request_id, "labels": labels[request_id]}).encode())

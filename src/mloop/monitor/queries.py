@@ -235,12 +235,14 @@ def traffic_over_time(predictions: Any, *, buckets: int = 20) -> Any:
 
 def operations_over_time(folder: Path, *, since: float | None = None, buckets: int = 120) -> Any:
     """The server's requests, errors and latency over time, from its operations history (``operations.jsonl``, an
-    interval per monitoring update): a DataFrame of start, end, requests, errors, rate (requests a second),
-    error_ratio, p50_ms, p90_ms, p99_ms and segment, oldest first, in at most ``buckets`` equal time buckets
-    from the first interval since ``since`` to the last. A bucket's percentiles come from the sum of its
-    intervals' latency histograms, as Prometheus computes them over a range. A bucket no interval ended in (no
-    server ran, or monitoring was off) has no row, and the next row starts a new ``segment``: a line drawn per
-    segment does not join across the gap. Empty without history."""
+    interval per monitoring update): a DataFrame of start, end (UTC), requests, errors, rate (requests a second),
+    error_ratio, p50_ms, p90_ms, p99_ms and segment, oldest first, in at most ``buckets`` equal time buckets (none
+    narrower than a monitoring interval) from the first interval since ``since`` to the last. An interval counts
+    in the bucket of its middle, for the version that served when it ended (one that spans a hot swap is the new
+    version's). A bucket's percentiles come from the sum of its intervals' latency histograms, as Prometheus
+    computes them over a range. Where the history has a gap (no server ran, or monitoring was off: an interval
+    that starts more than two intervals after the one before ended) the next row starts a new ``segment``, so a
+    line drawn per segment does not join across it. Empty without history."""
     import numpy as np
     import pandas as pd
 
@@ -251,34 +253,44 @@ def operations_over_time(folder: Path, *, since: float | None = None, buckets: i
     if not points:
         return pd.DataFrame(columns=columns)
     bounds = np.asarray([*LATENCY_BUCKETS, np.inf])
+    interval = float(np.median([p.seconds for p in points])) or 1.0
     first = points[0].time - points[0].seconds
     if since is not None:
         first = max(first, since)
-    last = points[-1].time
-    width = max((last - first) / buckets, 1e-9)
+    width = max((points[-1].time - first) / buckets, interval)
     grouped: dict[int, list[Any]] = {}
+    segment_of: dict[int, int] = {}
+    segment, previous_end = 0, None
     for point in points:
-        grouped.setdefault(min(int((point.time - first) / width), buckets - 1), []).append(point)
-    rows, segment, previous = [], 0, None
+        if previous_end is not None and point.time - point.seconds > previous_end + 2 * interval:
+            segment += 1
+        previous_end = point.time
+        index = max(int((point.time - point.seconds / 2 - first) / width), 0)
+        grouped.setdefault(index, []).append(point)
+        segment_of.setdefault(index, segment)
+    rows = []
     for index in sorted(grouped):
         members = grouped[index]
-        if previous is not None and index != previous + 1:
-            segment += 1
-        previous = index
         requests = sum(p.requests for p in members)
         errors = sum(p.errors for p in members)
         seconds = sum(p.seconds for p in members)
-        histograms = [np.asarray(p.latency_buckets, dtype=float) for p in members if len(p.latency_buckets) == len(bounds)]
-        merged = np.sum(histograms, axis=0) if histograms else np.zeros(len(bounds))
-        p50, p90, p99 = (histogram_quantile(q, bounds, merged) for q in (0.5, 0.9, 0.99))
+        histograms = [np.asarray(p.latency_buckets, dtype=float) for p in members
+                      if len(p.latency_buckets) == len(bounds)]
+        if histograms:
+            merged = np.sum(histograms, axis=0)
+            p50, p90, p99 = (None if q is None else q * 1000.0
+                             for q in (histogram_quantile(q, bounds, merged) for q in (0.5, 0.9, 0.99)))
+        elif len(members) == 1:  # a line written without its histogram: the percentiles it kept
+            p50, p90, p99 = members[0].p50_latency_ms, members[0].p90_latency_ms, members[0].p99_latency_ms
+        else:
+            p50 = p90 = p99 = None
         rows.append({"start": first + index * width, "end": first + (index + 1) * width, "requests": requests,
                      "errors": errors, "rate": requests / seconds if seconds > 0 else 0.0,
                      "error_ratio": errors / requests if requests else None,
-                     "p50_ms": None if p50 is None else p50 * 1000.0, "p90_ms": None if p90 is None else p90 * 1000.0,
-                     "p99_ms": None if p99 is None else p99 * 1000.0, "segment": segment})
+                     "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "segment": segment_of[index]})
     frame = pd.DataFrame(rows, columns=columns)
     for column in ("start", "end"):
-        frame[column] = pd.to_datetime(frame[column], unit="s")
+        frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)
     return frame
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 STATUS_FILE = "status.json"
 OPERATIONS_FILE = "operations.jsonl"
-OPERATIONS_MAX_BYTES = 2_000_000  # then it becomes operations.jsonl.1 (~2 days at a 10 s interval), one kept
+OPERATIONS_MAX_BYTES = 4_000_000  # then it becomes operations.jsonl.1: ~1.7 days each at a 10 s interval
 
 
 @dataclass
@@ -237,12 +237,12 @@ def read_status(folder: Path) -> MonitorStatus | None:
 
 
 def append_operations(folder: Path, point: OperationsPoint) -> None:
-    """Add ``point`` to ``folder/operations.jsonl`` (one line, appended whole: a reader never sees half of it
-    unless a crash cut it, and skips such a line); past ``OPERATIONS_MAX_BYTES`` the file is rotated."""
+    """Add ``point`` to ``folder/operations.jsonl`` as one synced line (``_fs.append_synced``: a line cut by a
+    crash is not joined to this one); past ``OPERATIONS_MAX_BYTES`` the file becomes ``operations.jsonl.1``."""
     import json
     from dataclasses import asdict
 
-    from mloop._fs import rotate
+    from mloop._fs import append_synced, rotate
 
     path = folder / OPERATIONS_FILE
     try:
@@ -250,35 +250,32 @@ def append_operations(folder: Path, point: OperationsPoint) -> None:
             rotate(path, keep=1)
     except FileNotFoundError:
         pass
-    line = (json.dumps(asdict(point), separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":  # a line cut by a crash ends here: not this one's start
-            line = b"\n" + line
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    append_synced(path, (json.dumps(asdict(point), separators=(",", ":")) + "\n").encode())
 
 
 def read_operations(folder: Path, since: float | None = None) -> list[OperationsPoint]:
-    """The intervals in ``folder``'s operations history (the rotated file first), oldest first, from ``since``
-    on. A line that does not parse (cut by a crash, or damaged) is skipped: the history is a view, not a record."""
-    import json
+    """The intervals in ``folder``'s operations history, oldest first, from ``since`` on. The current file is read
+    before the rotated one, so a rotation between the two reads shows an interval twice (kept once) rather than
+    hides a file's worth. A line that is not a whole interval (cut by a crash, damaged, a time that is not a
+    finite number) is skipped, and so is a file that cannot be read: the history is a view, not a record."""
+    import math
 
-    points: list[OperationsPoint] = []
-    for path in (folder / f"{OPERATIONS_FILE}.1", folder / OPERATIONS_FILE):
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter = TypeAdapter(OperationsPoint)
+    seen: dict[tuple[float, str], OperationsPoint] = {}
+    for path in (folder / OPERATIONS_FILE, folder / f"{OPERATIONS_FILE}.1"):
         try:
-            text = path.read_text(errors="replace")
-        except FileNotFoundError:
+            if since is not None and path.name.endswith(".1") and path.stat().st_mtime < since:
+                continue  # rotated before the window began: every line of it is older
+            lines = path.read_bytes().splitlines()
+        except OSError:
             continue
-        for line in text.splitlines():
+        for line in lines:
             try:
-                point = OperationsPoint(**json.loads(line))
-                float(point.time)
-            except (ValueError, TypeError):
+                point = adapter.validate_json(line)
+            except ValidationError:
                 continue
-            if since is None or point.time >= since:
-                points.append(point)
-    points.sort(key=lambda point: point.time)
-    return points
+            if math.isfinite(point.time) and (since is None or point.time >= since):
+                seen.setdefault((point.time, point.version), point)
+    return sorted(seen.values(), key=lambda point: point.time)

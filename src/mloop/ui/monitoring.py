@@ -127,6 +127,7 @@ def _history(folder: Path, window_s: float | None) -> None:
         st.caption("Latency over time appears after the next monitoring update: the server keeps each interval's "
                    "requests and latency (operations.jsonl).")
         return
+    history = _utc(history, "start", "end")
     with st.expander("Request rate and latency over time", expanded=True):
         rate = alt.Chart(history, title="Requests per second").mark_bar(orient="vertical").encode(
             x=time_x(history), x2="end:T", y=alt.Y("rate:Q", title="requests/s"),
@@ -141,7 +142,10 @@ def _history(folder: Path, window_s: float | None) -> None:
             tooltip=["start:T", "end:T", "percentile:N", alt.Tooltip("ms:Q", format=".1f")])
         left, right = st.columns(2)
         left.altair_chart(rate, width="stretch")
-        right.altair_chart(lines, width="stretch")
+        if latency.empty:
+            right.info("No prediction was requested in this window: no latency to draw.")
+        else:
+            right.altair_chart(lines, width="stretch")
 
 
 def _feedback(status: MonitorStatus) -> None:

@@ -181,3 +181,51 @@ def test_one_bucket_over_many_intervals_is_the_percentile_of_all_their_requests(
     (row,) = operations_over_time(tmp_path, buckets=1).itertuples()
     assert row.requests == 20 and row.rate == 1.0
     assert row.p50_ms == pytest.approx(1.0) and row.p90_ms > 250  # not the mean of the two intervals' p50s
+
+
+def test_a_short_continuous_history_is_one_line_and_only_a_real_gap_breaks_it(tmp_path):
+    from mloop.monitor.queries import operations_over_time
+    from mloop.monitor.status import OperationsPoint, append_operations
+
+    times = [10.0 * i + jitter for i, jitter in enumerate([0, 0.3, -0.2, 1.9, 0, 0.4, 0, 0, -0.1, 0.2], start=1)]
+    for t in times:  # 10 updates 10 s apart, some late: a young server, far fewer intervals than buckets
+        append_operations(tmp_path, OperationsPoint(t, "1", 10.0, 5, 0, 1.0, 2.0, 3.0))
+    frame = operations_over_time(tmp_path)
+    assert set(frame["segment"]) == {0} and frame["requests"].sum() == 50  # one line, not ten dots
+    assert frame["start"].dt.tz is not None  # UTC, as the other queries over time
+    for t in (300.0, 310.0):  # the server was down from 100 s to 290 s
+        append_operations(tmp_path, OperationsPoint(t, "1", 10.0, 5, 0, 1.0, 2.0, 3.0))
+    frame = operations_over_time(tmp_path)
+    assert list(frame.groupby("segment")["requests"].sum()) == [50, 10]
+    assert frame["p99_ms"].tolist()[-1] == 3.0  # a line without a histogram: the percentiles it kept
+
+
+def test_damaged_operations_lines_and_files_are_skipped_not_raised(tmp_path):
+    from mloop.monitor.queries import operations_over_time
+    from mloop.monitor.status import OPERATIONS_FILE, OperationsPoint, append_operations, read_operations
+
+    good = OperationsPoint(10.0, "1", 10.0, 5, 0, latency_buckets=[0] + [5] * 13)
+    append_operations(tmp_path, good)
+    with open(tmp_path / OPERATIONS_FILE, "a") as file:
+        for line in ('{"time": "soon", "version": "1", "seconds": 10, "requests": 1, "errors": 0}',
+                     '{"time": NaN, "version": "1", "seconds": 10, "requests": 1, "errors": 0}',
+                     '{"time": 20, "version": "1", "seconds": 10, "requests": "many", "errors": 0}',
+                     '{"time": 20, "version": "1", "seconds": 10, "requests": 1, "errors": 0, "latency_buckets": 7}',
+                     '[1, 2, 3]', '\x00\x01 torn', '{"time": 20, "vers'):
+            file.write(line + "\n")
+    append_operations(tmp_path, OperationsPoint(30.0, "1", 10.0, 7, 1))
+    assert [p.time for p in read_operations(tmp_path)] == [10.0, 30.0]
+    assert operations_over_time(tmp_path)["requests"].sum() == 12
+    (tmp_path / f"{OPERATIONS_FILE}.1").mkdir()  # not a file: read around it
+    assert [p.time for p in read_operations(tmp_path)] == [10.0, 30.0]
+
+
+def test_an_interval_in_both_files_after_a_rotation_between_reads_counts_once(tmp_path):
+    import shutil
+
+    from mloop.monitor.status import OPERATIONS_FILE, OperationsPoint, append_operations, read_operations
+
+    for t in (10.0, 20.0):
+        append_operations(tmp_path, OperationsPoint(t, "1", 10.0, 5, 0))
+    shutil.copy(tmp_path / OPERATIONS_FILE, tmp_path / f"{OPERATIONS_FILE}.1")  # what a reader sees mid-rotation
+    assert [p.time for p in read_operations(tmp_path)] == [10.0, 20.0]
