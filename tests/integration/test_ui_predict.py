@@ -21,6 +21,7 @@ from mloop.config import load_project
 from mloop.deploy import local
 from mloop.project import create_project, run_project
 from mloop.registry.fetch import load_registered
+from mloop.ui import predict
 from tests.support.churn import PIPELINE
 from tests.support.projects import write_project
 from tests.support.ui import app_test, texts
@@ -343,11 +344,14 @@ def test_during_a_rollout_the_page_says_which_version_answers_how_much(deployed)
         assert not at.exception, at.exception
         assert f"Canary under way: v{candidate} answers 30% of requests, v1 the rest" in texts(at)
         local.start_rollout(cfg, "churn", f"models:/churn/{candidate}", "shadow")
+        assert "Canary under way" in texts(at.run())  # the state read 5 s ago: not asked again on every rerun
+        predict._cached_rollout.clear()  # (what 5 s would do)
         at.run()
         assert (f"v{candidate} scores every request in shadow; answers come from v1" in texts(at)
                 and "Canary" not in texts(at))
     finally:
         local.abort_rollout(cfg, "churn")
+    predict._cached_rollout.clear()
     assert "under way" not in texts(at.run())
 
 

@@ -127,16 +127,24 @@ def _deployment(cfg: ProjectConfig, item: Status) -> None:
     _confirmation(cfg, d.name, (version, candidate, back_to) if known else None)
 
 
-def _rollout(cfg: ProjectConfig, name: str) -> tuple[RolloutStatus | None, bool]:
-    """The roll-out under way on deployment ``name`` (None without one), and whether its state could be read."""
+def read_rollout(cfg: ProjectConfig, name: str) -> tuple[RolloutStatus | None, str]:
+    """The roll-out under way on deployment ``name`` as ``GET /admin/rollout`` says it (None without one; what
+    ``mloop deployments`` reads), and why it could not be read ("" when it could)."""
     from mloop.deploy.local import rollout_state
     from mloop.monitor.status import parse_rollout
 
     try:
-        return parse_rollout(rollout_state(cfg, name, timeout=ROLLOUT_TIMEOUT_S)), True
+        return parse_rollout(rollout_state(cfg, name, timeout=ROLLOUT_TIMEOUT_S)), ""
     except MloopError as err:
-        st.warning(f"Its roll-out state cannot be read: {err.message}")
-        return None, False
+        return None, err.message
+
+
+def _rollout(cfg: ProjectConfig, name: str) -> tuple[RolloutStatus | None, bool]:
+    """The roll-out under way on deployment ``name`` (None without one), and whether its state could be read."""
+    rollout, trouble = read_rollout(cfg, name)
+    if trouble:
+        st.warning(f"Its roll-out state cannot be read: {trouble}")
+    return rollout, not trouble
 
 
 def rollout_rows(rollout: RolloutStatus) -> list[dict[str, Any]]:

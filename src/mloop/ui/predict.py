@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mloop.bundle.schema import FeatureType
     from mloop.config import ProjectConfig
     from mloop.deploy.local import Deployment, Status
+    from mloop.monitor.status import RolloutStatus
 
 MISSING = "(missing)"  # the select box's choice for a missing category
 ANSWER_KEY = "predict_answer"
@@ -474,20 +475,20 @@ def pick_deployment(cfg: ProjectConfig) -> Status | None:
     return status
 
 
-ROLLOUT_TIMEOUT_S = 2.0  # how long the page waits for a deployment to say its roll-out
+@st.cache_data(ttl=5.0, show_spinner=False)
+def _cached_rollout(_cfg: ProjectConfig, name: str, url: str) -> tuple[RolloutStatus | None, str]:
+    """The Deployments page's read of a roll-out, at most every 5 s per deployment: the form reruns this page on
+    every change, and each would otherwise ask the server."""
+    from mloop.ui.deployments import read_rollout
+
+    return read_rollout(_cfg, name)
 
 
 def rollout_note(cfg: ProjectConfig, deployment: Deployment) -> str:
-    """What a roll-out under way on the deployment means for the answers (as the Deployments page and ``mloop
-    deployments`` read it: ``GET /admin/rollout``); "" without one."""
-    from mloop.deploy.local import rollout_state
-    from mloop.errors import MloopError
-    from mloop.monitor.status import parse_rollout
-
-    try:
-        rollout = parse_rollout(rollout_state(cfg, deployment.name, timeout=ROLLOUT_TIMEOUT_S))
-    except MloopError as err:
-        return f"Whether a roll-out is under way cannot be read: {err.message}"
+    """What a roll-out under way on the deployment means for the answers; "" without one."""
+    rollout, trouble = _cached_rollout(cfg, deployment.name, deployment.url)
+    if trouble:
+        return f"Whether a roll-out is under way cannot be read: {trouble}"
     if rollout is None:
         return ""
     champion, candidate = f"v{rollout.champion.version}", f"v{rollout.candidate.version}"
