@@ -380,7 +380,7 @@ class LiveMonitor:
         if drift.share is not None:
             metrics.drift_share.labels(model.name, model.version).set(drift.share)
         else:
-            drift.note = f"{rows.shape[0]} rows < min_samples {self.settings.min_samples}: no verdict yet"
+            drift.note = f"{rows.shape[0]} rows < min_samples {self.settings.min_samples}"
         counts = model.class_counts
         if not model.classes:
             self._value_drift(labels, drift)

@@ -21,6 +21,15 @@ PRELOAD = ("mlflow", "mlflow.sklearn", "mlflow.models", "mlflow.store.tracking.s
            "mloop.ui.deployments", "mloop.ui.monitoring", "mloop.ui.training")
 
 
+def quiet_warnings() -> None:
+    """The pages predict, score outliers and explain with models fitted on DataFrames, from arrays whose columns the
+    app put in the training order itself: scikit-learn's warning about it on every call says nothing here (the
+    server filters it the same way)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+
+
 def preload() -> None:
     # The pages' @st.cache_data functions are checked as they are defined; before Streamlit's runtime exists that
     # check says "No runtime found" once per function (the caches themselves live in the runtime, found per call).
@@ -41,6 +50,7 @@ def preload() -> None:
 def main() -> None:
     from streamlit.web.cli import main as streamlit
 
+    quiet_warnings()
     preload()
     sys.argv[0] = "streamlit"
     streamlit()

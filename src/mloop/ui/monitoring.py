@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mloop.monitor.model import Reference
     from mloop.monitor.status import MonitorStatus, PredictionDriftStatus
 
+PSI_COLOURS = ([0.0, 0.1, 0.25], ["#f5f5f5", "#fdae61", "#d7191c"])  # PSI at which each colour is reached
 WINDOWS: dict[str, float | None] = {"last hour": 3600.0, "last 6 hours": 6 * 3600.0, "last day": 86400.0,
                                     "last 7 days": 7 * 86400.0, "everything logged": None}
 
@@ -165,7 +166,8 @@ def _drift_now(status: MonitorStatus) -> None:
     st.subheader("Drift now")
     drift = status.drift
     if drift.share is None:
-        st.info(f"No drift verdict yet: {drift.note or 'no data'} (min {drift.min_samples} values per feature).")
+        st.info(f"No drift verdict yet: {drift.note or 'no data'} (a verdict needs {drift.min_samples} values of a "
+                "feature in the window, [monitor] min_samples).")
         return
     st.markdown(f"{len(drift.drifted)} of {len(drift.features)} features drifted ({drift.share:.0%}) in the last "
                 f"{drift.rows} rows" + (f": {', '.join(drift.drifted[:8])}" if drift.drifted else ""))
@@ -310,9 +312,13 @@ def _served(cfg: ProjectConfig, name: str, model: str, folder: Path, window_s: f
     if scores is not None and len(scores):
         column = "mae" if "mae" in scores else "accuracy"
         title = SCORES[column]
-        st.markdown(f"**{title} over time** of v{version}'s labelled predictions")
-        st.line_chart(_utc(scores, "start", "end").rename(columns={column: title.lower()}), x="start",
-                      y=title.lower())
+        import altair as alt
+
+        frame = _utc(scores, "start", "end")
+        chart = alt.Chart(frame, title=f"{title} over time of v{version}'s labelled predictions").mark_line(
+            point=True).encode(x=time_x(frame), y=alt.Y(f"{column}:Q", title=title.lower()),
+                               tooltip=["start:T", "end:T", alt.Tooltip(f"{column}:Q", format=".3f")])
+        st.altair_chart(chart, width="stretch")
 
 
 def _utc(frame: Any, *columns: str) -> Any:
@@ -369,7 +375,10 @@ def _drift_chart(over_time: Any, version: str, min_samples: int) -> None:
     frame = _utc(over_time, "start", "end").assign(verdict=verdicts)
     chart = alt.Chart(frame, title=f"Drift per feature over time (v{version}; PSI, drifted buckets outlined)").mark_rect(
         ).encode(x=time_x(frame), x2="end:T", y=alt.Y("feature:N", title=None),
-                 color=alt.Color("psi:Q", title="PSI", scale=alt.Scale(scheme="orangered")),
+                 # fixed at the usual reading of PSI (under 0.1 small, 0.1-0.25 moderate, above large), not at the
+                 # window's own range, which would paint a stable feature red when every feature is stable
+                 color=alt.Color("psi:Q", title="PSI", scale=alt.Scale(domain=PSI_COLOURS[0], range=PSI_COLOURS[1],
+                                                                       clamp=True)),
                  stroke=alt.condition(alt.datum.verdict == "drift", alt.value("black"), alt.value(None)),
                  tooltip=["feature:N", "start:T", "end:T", "rows:Q", alt.Tooltip("psi:Q", format=".3g"),
                           alt.Tooltip("p_value:Q", format=".2g"), "verdict:N"])

@@ -294,7 +294,7 @@ def _contributions_chart(top: Sequence[Contribution]) -> Any:
         color=alt.Color("direction:N", scale=alt.Scale(domain=["raises it", "lowers it"],
                                                          range=["#d62728", "#1f77b4"])),
         tooltip=["feature", "SHAP value", "direction"],
-    ).properties(height=28 * len(top) + 20)
+    ).properties(height=alt.Step(28))  # a band per feature, whatever height the page gives the chart
 
 
 def ranked_probabilities(answer: Answer) -> list[tuple[str, float]]:
@@ -314,7 +314,7 @@ def _probabilities_chart(ranked: Sequence[tuple[str, float]]) -> Any:
         y=alt.Y("class:N", sort=[c for c, _ in ranked], title=None,
                 axis=alt.Axis(labelOverlap=False, labelLimit=260, labelFontSize=13)),
         tooltip=["class", alt.Tooltip("probability:Q", format=".4f")],
-    ).properties(height=30 * len(ranked) + 30)
+    ).properties(height=alt.Step(30))  # a band per class, whatever height the page gives the chart
 
 
 def show_answer(answer: Answer) -> None:
@@ -351,7 +351,7 @@ def show_answer(answer: Answer) -> None:
         st.info(explanation.note if explanation is not None else "No explanation was computed.")
         return
     top = explanation.contributions[:10]
-    st.altair_chart(_contributions_chart(top), use_container_width=True)
+    st.altair_chart(_contributions_chart(top), width="stretch")
     st.dataframe(pd.DataFrame({"feature": [c.feature for c in explanation.contributions],
                                "value": [_shown(c.value) for c in explanation.contributions],
                                "SHAP value": [c.shap_value for c in explanation.contributions]}),

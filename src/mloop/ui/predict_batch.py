@@ -169,7 +169,8 @@ def _show_check(check: FileCheck) -> None:
 
     if check.problems:
         more = "" if check.complete else f" (the first {len(check.problems)}; there may be more)"
-        st.error(f"{len(check.problems)} problem(s){more}: the server would refuse this file, so nothing was sent "
+        count = f"{len(check.problems)} problem" + ("s" if len(check.problems) != 1 else "")
+        st.error(f"{count}{more}: the server would refuse this file, so nothing was sent "
                  "or scored. Fix them and upload the file again.")
         st.dataframe(pd.DataFrame({"row": [WHOLE if p.row is None else str(p.row) for p in check.problems],
                                    "column": [p.column or FILE for p in check.problems],
