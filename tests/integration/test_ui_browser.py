@@ -138,6 +138,7 @@ def test_the_predict_form_of_a_numeric_model_answers_with_a_label_and_why(app, b
     app.get_by_role("button", name="Predict", exact=True).click()
     app.get_by_text("What pushed this prediction").wait_for(timeout=60_000)
     wait_until_idle(app)
+    app.get_by_text("What pushed this prediction").scroll_into_view_if_needed()  # the answer, not the form
     screenshot(app, "predict-numeric-answer")
     # the row the form sent, asked of the server directly, gets the label the page shows
     features = pd.read_csv(big_project / "data" / "breast_cancer.csv", nrows=1).drop(columns=["target"]).columns
@@ -162,6 +163,7 @@ def test_the_predict_form_of_a_categorical_model_answers(churn_app):
     page.get_by_role("button", name="Predict", exact=True).click()
     page.get_by_test_id("stMetric").first.wait_for(timeout=60_000)
     wait_until_idle(page)
+    page.get_by_text("Class probabilities").scroll_into_view_if_needed()
     screenshot(page, "predict-categorical-answer")
     assert metric(page, "Label") == "churn"  # a big spender on the top plan
 
