@@ -632,7 +632,8 @@ class ServingSection(_EnvironmentFirst):
     max_batch_rows: int = Field(default=1024, ge=1, description="most rows in one predict call")
     max_wait_ms: float = Field(default=0.0, ge=0, description="extra wait to gather a batch (0: none)")
     compute_threads: int = Field(default=1, ge=1, description=(
-        "threads the native code of one prediction may use (OpenMP, BLAS); more lets one large batch use "
+        "threads the native code of one prediction may use (OpenMP, BLAS; it sets OMP_NUM_THREADS, "
+        "OPENBLAS_NUM_THREADS and MKL_NUM_THREADS in the server); more lets one large batch or batch file use "
         "several cores, and lets other work on a busy machine stall every request queued behind it"))
     access_log: bool = Field(default=True, description="one JSON line per request on stderr")
     header_timeout: float = Field(default=10.0, gt=0, description=(

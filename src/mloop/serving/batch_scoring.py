@@ -97,7 +97,7 @@ def _check_separator(model: LoadedModel, source: Path, header: list[Any]) -> Non
     if all(name in header for name in features):
         return
     with open(source, encoding="utf-8-sig", newline="") as handle:
-        first = handle.readline().rstrip("\r\n")
+        first = handle.readline(1 << 20).rstrip("\r\n")  # a header longer than 1 MB is no CSV header
     for separator, called in SEPARATORS.items():
         names = [name.strip().strip('"') for name in first.split(separator)]
         found = [name for name in features if name in names and name not in header]

@@ -95,8 +95,11 @@ def _operations(name: str, folder: Path, status: MonitorStatus) -> None:
     ops = status.operations
     rate = ops.requests / ops.window_s if ops.window_s else 0.0
     cells = st.columns(6)
-    cells[0].metric("Request rate", f"{rate:.2f}/s", help=f"{ops.requests} requests in the last {ops.window_s:.0f} s")
-    cells[1].metric("Requests", f"{ops.requests}", help=f"in the last {ops.window_s:.0f} s ([monitor] rate_window)")
+    counted = "predictions, batch files and feedback (what the server-error ratio is over)"
+    cells[0].metric("Request rate", f"{rate:.2f}/s",
+                    help=f"{ops.requests} requests in the last {ops.window_s:.0f} s ([monitor] rate_window): {counted}")
+    cells[1].metric("Requests", f"{ops.requests}",
+                    help=f"in the last {ops.window_s:.0f} s ([monitor] rate_window, not the window above): {counted}")
     for cell, label, value in zip(cells[2:5], ("p50 latency", "p90 latency", "p99 latency"),
                                   (ops.p50_latency_ms, ops.p90_latency_ms, ops.p99_latency_ms), strict=True):
         cell.metric(label, "-" if value is None else f"{value:.1f} ms")
@@ -130,7 +133,7 @@ def _history(folder: Path, window_s: float | None) -> None:
         return
     history = _utc(history, "start", "end")
     with st.expander("Request rate and latency over time", expanded=True):
-        rate = alt.Chart(history, title="Requests per second").mark_bar(orient="vertical").encode(
+        rate = alt.Chart(history, title="Requests per second").mark_bar(orient="vertical").encode(  # as the tiles
             x=time_x(history), x2="end:T", y=alt.Y("rate:Q", title="requests/s"),
             tooltip=["start:T", "end:T", alt.Tooltip("rate:Q", format=".2f"), "requests:Q", "errors:Q"])
         latency = history.melt(id_vars=["start", "end", "segment"], value_vars=["p50_ms", "p90_ms", "p99_ms"],

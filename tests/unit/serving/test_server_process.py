@@ -43,7 +43,8 @@ def test_a_prediction_s_native_code_runs_on_compute_threads_threads():
         seen = json.loads(subprocess.run([sys.executable, "-c", THREADS, str(threads)], capture_output=True, text=True,
                                          check=True).stdout)
         assert {n for _, n in seen["loop"]} == {threads}, seen  # every library, on the thread that runs the loop
-        lightgbm_omp = [n for path, n in seen["worker"] if "libgomp" in path and "scikit_learn" not in path]
+        lightgbm_omp = [n for path, n in seen["worker"] if "gomp" in path or "libomp" in path  # GNU's or LLVM's
+                        if "scikit_learn" not in path]
         assert lightgbm_omp == [threads], seen  # a library loaded later: on every thread
 
 
@@ -77,3 +78,16 @@ print(json.dumps(sorted({(i["internal_api"], i["num_threads"]) for i in seen["wo
 
     seen = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert ["openmp", 1] in seen and all(n == 1 for _, n in seen), seen
+
+
+def test_what_mloop_serve_imports_before_the_limit_loads_no_openmp_library():
+    """`mloop serve` sets the limit in `serve_model`, after these imports: were one of them to load scikit-learn (or
+    scipy, lightgbm, xgboost) at import, its OpenMP runtime would start unlimited in every thread but the loop's."""
+    code = """
+import sys
+import mloop.cli.main, mloop.cli.serve_cmd, mloop.config, mloop.serving.server
+import mloop.bundle.loaded, mloop.registry.fetch  # what serve_model imports before _configure_process
+print(sorted(m for m in ("sklearn", "scipy", "lightgbm", "xgboost") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
