@@ -248,6 +248,7 @@ def _decision(report: CandidateReport) -> None:
         if compare:
             line |= {champion: number(row.champion), "delta": signed(row.delta), "better": better_word(row)}
         rows.append(line)
+    rows.sort(key=lambda line: not str(line["metric"]).endswith(PROMOTION_MARK))  # the rule's metric first
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
         st.caption(f"{PROMOTION_MARK} the promotion metric" + ("" if report.first else
