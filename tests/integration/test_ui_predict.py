@@ -338,6 +338,7 @@ def test_during_a_rollout_the_page_says_which_version_answers_how_much(deployed)
     root = deployed["churn"]
     cfg = load_project(root)
     candidate = _second_version(root, "churn")
+    predict._cached_rollout.clear()  # an earlier test's page read "no roll-out" less than 5 s ago
     try:
         local.start_rollout(cfg, "churn", f"models:/churn/{candidate}", "canary", 0.3)
         at = app_test(root, "predict").run()
