@@ -6,6 +6,14 @@ import os
 import signal
 
 
+# How much later than recorded a process may seem to have started and still be the one recorded. A process's start
+# time is its ticks since boot plus the boot time, which Linux derives from the wall clock (/proc/stat btime, whole
+# seconds): a step of the clock (NTP, a resumed virtual machine) moves the start time of every process with it, and
+# with 1 s here a step of two would make a running deployment look like a recycled pid. A pid recycled within 5 s of
+# the process it replaced is not a real risk.
+START_SLACK_S = 5.0
+
+
 def process_alive(pid: int, *, started_by: float | None = None) -> bool:
     """Whether process ``pid`` runs, and (with ``started_by``) was started by then: a pid recycled by a
     later process is not the one a deployment, a run or a status file recorded."""
@@ -15,7 +23,7 @@ def process_alive(pid: int, *, started_by: float | None = None) -> bool:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        return started_by is None or process.create_time() <= started_by + 1.0
+        return started_by is None or process.create_time() <= started_by + START_SLACK_S
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:

@@ -34,3 +34,19 @@ def test_a_process_is_alive_only_if_it_started_before_the_record_was_made():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert not process_alive(child.pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's boot time in whole seconds")
+def test_a_process_stays_itself_when_the_clock_steps(monkeypatch):
+    """A start time is ticks since boot plus /proc/stat's btime, whole seconds from the wall clock: a step of the
+    clock moves it, and the process recorded must not become a stranger."""
+    import psutil._pslinux as linux
+
+    from mloop._proc import started_at
+
+    recorded = started_at(os.getpid())
+    booted = linux.boot_time
+    monkeypatch.setattr(linux, "boot_time", lambda: booted() + 2.0)  # the clock stepped two seconds ahead
+    assert process_alive(os.getpid(), started_by=recorded)
+    monkeypatch.setattr(linux, "boot_time", lambda: booted() + 60.0)  # a process started a minute later: not it
+    assert not process_alive(os.getpid(), started_by=recorded)
