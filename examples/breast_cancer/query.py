@@ -43,7 +43,7 @@ def main() -> None:
     sample = data.sample(200, random_state=1)
     for start in range(0, len(sample), 20):
         part = sample.iloc[start:start + 20]
-        request_id = f"demo-{start // 20}"
+        request_id = f"demo-{started:.0f}-{start // 20}"  # new each run: the server takes an id once
         post(f"{url}/predict", {"instances": part.drop(columns=["target"]).to_dict("records")}, request_id)
         scores = post(f"{url}/feedback", {"id": request_id, "labels": part["target"].tolist()})
     print(f"sent 200 more rows and their true labels: live accuracy {scores['accuracy']:.3f} "
