@@ -14,6 +14,11 @@ from mloop.bundle.profile import ReferenceProfile
 from mloop.bundle.schema import FeatureType
 from mloop.errors import RegistryError
 
+# What scikit-learn warns on every predict of a model fitted on a DataFrame when given an array: a process that
+# predicts with LoadedModel (the server, the web app) has put the columns in the training order itself, and
+# filters it at its entrypoint.
+FEATURE_NAMES_WARNING = "X does not have valid feature names"
+
 if TYPE_CHECKING:
     import numpy as np
 

@@ -33,7 +33,7 @@ from mloop._fs import WriteTrouble
 from mloop.config import AlertRule, MonitorSection, duration_s
 from mloop.monitor.alerts import ALERT_LOG, Alerting
 from mloop.monitor.feedback import FeedbackJoiner
-from mloop.monitor.metrics import ALERT_METRICS, LATENCY_BUCKETS, ServerMetrics, histogram_quantile
+from mloop.monitor.metrics import ALERT_METRICS, ServerMetrics, latency_percentiles_ms
 from mloop.monitor.model import LiveMetric, MonitoredModel
 from mloop.monitor.outliers import Scorer, model_scorer
 from mloop.monitor.predlog import (
@@ -107,7 +107,6 @@ class LiveMonitor:
         self._detector_for: MonitoredModel | None = None
         self._rates: deque[tuple[float, np.ndarray, float, float]] = deque()
         self._started = time.time()
-        self._bounds = np.asarray([*LATENCY_BUCKETS, np.inf])
         self._rotated = self._flushed = time.time()
         self._recent_outliers = np.zeros(0, dtype=bool)
         self._score: Scorer | None = None
@@ -480,19 +479,16 @@ class LiveMonitor:
         ops = OperationsStatus(window_s, int(d_requests), int(d_errors))
         if d_requests > 0:
             ops.error_ratio = d_errors / d_requests
-        p50, p90, p99 = (histogram_quantile(q, self._bounds, d_buckets) for q in (0.5, 0.9, 0.99))
-        ops.p50_latency_ms, ops.p90_latency_ms, ops.p99_latency_ms = (
-            None if q is None else q * 1000.0 for q in (p50, p90, p99))
+        ops.p50_latency_ms, ops.p90_latency_ms, ops.p99_latency_ms = latency_percentiles_ms(d_buckets)
         return ops
 
     def _interval(self, now: float) -> OperationsPoint:
         """Requests, errors and latency percentiles since the update before (``_operations`` ran first)."""
         (then, old_buckets, old_requests, old_errors), (_, buckets, requests, errors) = self._rates[-2], self._rates[-1]
         d_buckets = buckets - old_buckets
-        p50, p90, p99 = (None if q is None else q * 1000.0
-                         for q in (histogram_quantile(q, self._bounds, d_buckets) for q in (0.5, 0.9, 0.99)))
         return OperationsPoint(now, self.model.version, now - then, int(requests - old_requests),
-                               int(errors - old_errors), p50, p90, p99, [int(count) for count in d_buckets])
+                               int(errors - old_errors), *latency_percentiles_ms(d_buckets),
+                               [int(count) for count in d_buckets])
 
     def _flush_log(self, now: float) -> PredictionLogStatus | None:
         if self.log is None:

@@ -208,6 +208,16 @@ def histogram_quantile(q: float, bounds: np.ndarray, cumulative: np.ndarray) -> 
     return float(lower + (float(bounds[index]) - lower) * (rank - below) / in_bucket)
 
 
+LATENCY_BOUNDS = np.asarray([*LATENCY_BUCKETS, np.inf])  # the upper bounds of the latency histogram's buckets
+
+
+def latency_percentiles_ms(cumulative: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """p50, p90 and p99 in milliseconds from the latency histogram's cumulative counts (``LATENCY_BOUNDS``);
+    None where it counts nothing."""
+    p50, p90, p99 = (histogram_quantile(q, LATENCY_BOUNDS, cumulative) for q in (0.5, 0.9, 0.99))
+    return tuple(None if q is None else q * 1000.0 for q in (p50, p90, p99))  # type: ignore[return-value]
+
+
 # ------------------------------------------------------------------------------------ alert metrics
 
 

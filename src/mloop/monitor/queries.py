@@ -246,48 +246,46 @@ def operations_over_time(folder: Path, *, since: float | None = None, buckets: i
     import numpy as np
     import pandas as pd
 
-    from mloop.monitor.metrics import LATENCY_BUCKETS, histogram_quantile
+    from mloop.monitor.metrics import LATENCY_BOUNDS, latency_percentiles_ms
 
     columns = ["start", "end", "requests", "errors", "rate", "error_ratio", "p50_ms", "p90_ms", "p99_ms", "segment"]
     points = read_operations(folder, since=since)
     if not points:
         return pd.DataFrame(columns=columns)
-    bounds = np.asarray([*LATENCY_BUCKETS, np.inf])
-    interval = float(np.median([p.seconds for p in points])) or 1.0
-    first = points[0].time - points[0].seconds
-    if since is not None:
-        first = max(first, since)
-    width = max((points[-1].time - first) / buckets, interval)
-    grouped: dict[int, list[Any]] = {}
-    segment_of: dict[int, int] = {}
-    segment, previous_end = 0, None
-    for point in points:
-        if previous_end is not None and point.time - point.seconds > previous_end + 2 * interval:
-            segment += 1
-        previous_end = point.time
-        index = max(int((point.time - point.seconds / 2 - first) / width), 0)
-        grouped.setdefault(index, []).append(point)
-        segment_of.setdefault(index, segment)
+    ends = np.fromiter((p.time for p in points), float, len(points))
+    seconds = np.fromiter((p.seconds for p in points), float, len(points))
+    interval = float(np.median(seconds)) or 1.0
+    first = ends[0] - seconds[0] if since is None else max(ends[0] - seconds[0], since)
+    width = max((ends[-1] - first) / buckets, interval)
+    index = np.maximum(((ends - seconds / 2 - first) // width).astype(int), 0)
+    gap = np.r_[False, ends[1:] - seconds[1:] > ends[:-1] + 2 * interval]  # starts after a gap in the history
+    segment = np.cumsum(gap)
+    requests = np.fromiter((p.requests for p in points), float, len(points))
+    errors = np.fromiter((p.errors for p in points), float, len(points))
+    whole = np.array([len(p.latency_buckets) == len(LATENCY_BOUNDS) for p in points])
+    histograms = np.array([p.latency_buckets if ok else [0] * len(LATENCY_BOUNDS)
+                           for p, ok in zip(points, whole, strict=True)], dtype=float)
+    used, at = np.unique(index, return_index=True)  # the buckets some interval ended in, and its first interval
+    position = np.searchsorted(used, index)
+    sums = {name: np.bincount(position, weights=values, minlength=len(used))
+            for name, values in (("requests", requests), ("errors", errors), ("seconds", seconds))}
+    merged = np.zeros((len(used), len(LATENCY_BOUNDS)))
+    np.add.at(merged, position, histograms)
+    counted = np.bincount(position, minlength=len(used))
+    with_histogram = np.bincount(position, weights=whole.astype(float), minlength=len(used)) > 0
     rows = []
-    for index in sorted(grouped):
-        members = grouped[index]
-        requests = sum(p.requests for p in members)
-        errors = sum(p.errors for p in members)
-        seconds = sum(p.seconds for p in members)
-        histograms = [np.asarray(p.latency_buckets, dtype=float) for p in members
-                      if len(p.latency_buckets) == len(bounds)]
-        if histograms:
-            merged = np.sum(histograms, axis=0)
-            p50, p90, p99 = (None if q is None else q * 1000.0
-                             for q in (histogram_quantile(q, bounds, merged) for q in (0.5, 0.9, 0.99)))
-        elif len(members) == 1:  # a line written without its histogram: the percentiles it kept
-            p50, p90, p99 = members[0].p50_latency_ms, members[0].p90_latency_ms, members[0].p99_latency_ms
+    for k, bucket in enumerate(used):
+        if with_histogram[k]:
+            p50, p90, p99 = latency_percentiles_ms(merged[k])
+        elif counted[k] == 1:  # a line written without its histogram: the percentiles it kept
+            kept = points[at[k]]
+            p50, p90, p99 = kept.p50_latency_ms, kept.p90_latency_ms, kept.p99_latency_ms
         else:
             p50 = p90 = p99 = None
-        rows.append({"start": first + index * width, "end": first + (index + 1) * width, "requests": requests,
-                     "errors": errors, "rate": requests / seconds if seconds > 0 else 0.0,
-                     "error_ratio": errors / requests if requests else None,
-                     "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "segment": segment_of[index]})
+        n, e, s = sums["requests"][k], sums["errors"][k], sums["seconds"][k]
+        rows.append({"start": first + bucket * width, "end": first + (bucket + 1) * width, "requests": int(n),
+                     "errors": int(e), "rate": n / s if s > 0 else 0.0, "error_ratio": e / n if n else None,
+                     "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "segment": int(segment[at[k]])})
     frame = pd.DataFrame(rows, columns=columns)
     for column in ("start", "end"):
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True)

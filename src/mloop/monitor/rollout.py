@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 
 from mloop.monitor.feedback import FeedbackJoiner
-from mloop.monitor.metrics import LATENCY_BUCKETS, ServerMetrics, histogram_quantile
+from mloop.monitor.metrics import LATENCY_BOUNDS, LATENCY_BUCKETS, ServerMetrics, histogram_quantile
 from mloop.monitor.model import LiveMetric, MonitoredModel
 from mloop.monitor.outliers import Scorer, model_scorer
 from mloop.monitor.predlog import PredictionLog
 from mloop.monitor.status import RolloutStatus, ShadowStatus, VersionStatus
 
 STRATEGIES = ("canary", "shadow")
-_BOUNDS = np.asarray([*LATENCY_BUCKETS, np.inf])
 
 
 class VersionTally:
@@ -68,7 +67,7 @@ class VersionTally:
 
     def status(self, labelled: int, scores: dict[str, float]) -> VersionStatus:
         cumulative = np.cumsum(np.asarray(self.latency_counts, dtype=np.float64))
-        p50, p99 = (histogram_quantile(q, _BOUNDS, cumulative) for q in (0.5, 0.99))
+        p50, p99 = (histogram_quantile(q, LATENCY_BOUNDS, cumulative) for q in (0.5, 0.99))
         requests = self.requests
         return VersionStatus(self.version, self.role, requests, self.rows, self.errors,
                              self.errors / requests if requests else None,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from mloop.bundle.loaded import LoadedModel
+from mloop.bundle.loaded import FEATURE_NAMES_WARNING, LoadedModel
 from mloop.config import MonitorSection, ProjectConfig, ServingSection
 from mloop.errors import ConfigError
 from mloop.serving.asgi import ServerApp
@@ -177,7 +177,7 @@ def _configure_process(compute_threads: int) -> None:
     import sklearn
 
     # Models fitted on DataFrames warn on every array; the server has checked names itself.
-    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+    warnings.filterwarnings("ignore", message=FEATURE_NAMES_WARNING, category=UserWarning)
     # scipy falls back from its exact KS distribution to the asymptotic one for some window sizes, and
     # says so on every monitoring update; the p-value it returns is the documented one either way.
     warnings.filterwarnings("ignore", message="ks_2samp: Exact calculation unsuccessful", category=RuntimeWarning)

@@ -27,7 +27,9 @@ def quiet_warnings() -> None:
     server filters it the same way)."""
     import warnings
 
-    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+    from mloop.bundle.loaded import FEATURE_NAMES_WARNING
+
+    warnings.filterwarnings("ignore", message=FEATURE_NAMES_WARNING, category=UserWarning)
 
 
 def preload() -> None:

@@ -55,8 +55,8 @@ def shown_metrics(columns: dict[str, dict[str, float]]) -> list[ShownMetric]:
                     math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in pairs):
                 same.add(name[5:])
     for name in names:
-        values = {column: metrics[name] for column, metrics in columns.items() if name in metrics}
         if name.startswith("test_"):
+            values = {column: metrics[name] for column, metrics in columns.items() if name in metrics}
             shown.append(ShownMetric(name[5:], name, TEST_SET_AND_PIPELINE if name[5:] in same else TEST_SET, values))
     for name in names:
         if not name.startswith("test_") and name not in same:

@@ -72,7 +72,7 @@ def _live(cfg: ProjectConfig, name: str, model: str, window_s: float | None) -> 
                 f"({cfg.settings.monitor.interval:g} s) once it runs (`mloop deploy`).")
     else:
         _operations(name, folder, status)
-        _history(folder, window_s)
+        _history(folder, window_s, cfg.settings.ui.refresh)
         _feedback(status)
         if status.rollout is not None:
             from mloop.ui.deployments import show_rollout
@@ -119,14 +119,32 @@ def _operations(name: str, folder: Path, status: MonitorStatus) -> None:
                  + (f"; {log.rows_dropped:,} rows dropped since the server started" if log.rows_dropped else ""))
 
 
-def _history(folder: Path, window_s: float | None) -> None:
+@st.cache_data(show_spinner=False, max_entries=16)
+def _operations_history(folder: str, files: tuple[tuple[str, int, int], ...], since: float | None) -> Any:
+    """``queries.operations_over_time`` of ``folder`` from ``since``, worked out again only when its history files
+    change (``files``: their names, sizes and times) or the window moves on."""
+    from mloop.monitor.queries import operations_over_time
+
+    return operations_over_time(Path(folder), since=since)
+
+
+def _history(folder: Path, window_s: float | None, refresh: float) -> None:
     """Request rate, server errors and p50/p90/p99 latency over the window, from the server's operations history
     (``queries.operations_over_time``: an interval per monitoring update, kept across restarts)."""
     import altair as alt
 
-    from mloop.monitor.queries import operations_over_time
+    from mloop.monitor.status import OPERATIONS_FILE
 
-    history = operations_over_time(folder, since=None if window_s is None else time.time() - window_s)
+    files = []
+    for path in (folder / OPERATIONS_FILE, folder / f"{OPERATIONS_FILE}.1"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        files.append((path.name, stat.st_size, stat.st_mtime_ns))
+    step = max(refresh, (window_s or 0.0) / 100)  # the window's start moves on in steps, as log_key's
+    since = None if window_s is None else (time.time() // step) * step - window_s
+    history = _operations_history(str(folder), tuple(files), since)
     if history.empty:
         st.caption("Latency over time appears after the next monitoring update: the server keeps each interval's "
                    "requests and latency (operations.jsonl).")
