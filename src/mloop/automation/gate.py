@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mloop.bundle.rows import TrainingRows, read_training_rows, trained_by_one
 from mloop.config import CLASSIFICATION, PROMOTION_METRICS, GateRule, GateSection, ProjectConfig
 from mloop.errors import ConfigError, RegistryError
 from mloop.registry.metrics import METRICS, BoundMetric, bind, task_of
@@ -98,9 +99,10 @@ class MetricCheck:
 class HoldoutInfo:
     """Which rows the gate scored: how many, the SHA-256 of their source, and where they came from."""
 
-    rows: int
+    rows: int  # scored: those left out are not counted
     digest: str
     source: str
+    left_out: int = 0  # rows exactly one of the two models trained on
 
 
 @dataclass
@@ -138,7 +140,9 @@ class GateReport:
         against = f"champion v{self.champion_version}" if self.champion_version is not None else "no champion"
         action = f" ({self.inconclusive})" if self.verdict == "INCONCLUSIVE" else ""
         deciding = [c for c in self.checks if c.verdict == self.verdict] or self.checks
-        return (f"{self.verdict}{action}: v{self.candidate_version} vs {against} on {self.holdout.rows} holdout rows: "
+        rows = (f"{self.holdout.rows} holdout rows" if not self.holdout.left_out else
+                f"{self.holdout.rows} holdout rows ({self.holdout.left_out} one of them trained on left out)")
+        return (f"{self.verdict}{action}: v{self.candidate_version} vs {against} on {rows}: "
                 + "; ".join(c.reason for c in deciding))
 
 
@@ -525,15 +529,39 @@ def gate_versions(cfg: ProjectConfig, model_name: str, candidate_version: str, c
     """The gate's report on two registered versions of ``model_name`` (no champion: None), loaded from the
     project's registry. A version that does not exist or cannot be loaded is a RegistryError."""
     with tempfile.TemporaryDirectory(prefix="mloop-gate-", dir=cfg.scratch()) as tmp:
-        candidate = _load_version(cfg, model_name, candidate_version, Path(tmp) / "candidate", "candidate")
-        champion = (None if champion_version is None
-                    else _load_version(cfg, model_name, champion_version, Path(tmp) / "champion", "champion"))
-    return evaluate(gate, rules, candidate, champion, holdout.features, holdout.target,
-                    candidate_version=candidate_version, champion_version=champion_version,
-                    holdout_digest=holdout.digest, holdout_source=holdout.source)
+        candidate, candidate_rows = _load_version(cfg, model_name, candidate_version, Path(tmp) / "candidate", "candidate")
+        champion, champion_rows = ((None, None) if champion_version is None
+                                   else _load_version(cfg, model_name, champion_version, Path(tmp) / "champion", "champion"))
+    features, target, left_out, note = holdout.features, holdout.target, 0, ""
+    if champion is not None:
+        one_sided = trained_by_one(features.assign(**{holdout.target_name: target.to_numpy()}), candidate_rows,
+                                   champion_rows)
+        if one_sided is None:
+            unknown = [f"v{v}" for v, rows in ((candidate_version, candidate_rows), (champion_version, champion_rows))
+                       if rows is None]
+            note = (f"{' and '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not record the rows trained on "
+                    f"(registered by an older mloop): holdout rows one model trained on could not be left out"
+                    if unknown else "the holdout lacks a column a model trained with: holdout rows one model trained on "
+                                    "could not be left out")
+        elif one_sided.any():
+            left_out = int(one_sided.sum())
+            if left_out == len(target):
+                raise ConfigError(f"v{candidate_version} or v{champion_version} trained on every row of the holdout "
+                                  f"({holdout.source}): the two cannot be compared on it",
+                                  hint="set [automation.gate] holdout = \"data/holdout.csv\", a frozen file with rows "
+                                       "neither model trains on")
+            features, target = features[~one_sided].reset_index(drop=True), target[~one_sided].reset_index(drop=True)
+            note = (f"{left_out} of the {holdout.rows} holdout rows left out: one of the two models trained on them "
+                    f"(a model scored on rows it learned looks better than it is)")
+    report = evaluate(gate, rules, candidate, champion, features, target, candidate_version=candidate_version,
+                      champion_version=champion_version, holdout_digest=holdout.digest, holdout_source=holdout.source)
+    report.holdout.left_out = left_out
+    if note:
+        report.notes.insert(0, note)
+    return report
 
 
-def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, role: str) -> Any:
+def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, role: str) -> tuple[Any, TrainingRows | None]:
     from mloop.registry.fetch import download_model, load_sklearn_model
     from mloop.tracking.client import tracking_error
 
@@ -545,7 +573,7 @@ def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, rol
     except Exception as err:
         raise tracking_error(cfg, err) from err
     try:
-        return load_sklearn_model(model_dir)
+        return load_sklearn_model(model_dir), read_training_rows(model_dir)
     except Exception as err:  # noqa: BLE001 (whatever the model's library raises)
         hint = ("move the champion alias to a version this environment can load (mloop models, mloop models promote), or retrain it"
                 if role == "champion" else "check this environment's packages against the version's (mloop models), "

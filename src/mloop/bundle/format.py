@@ -6,6 +6,7 @@ Layout of a registered model's artifacts::
     mloop/bundle.json            target, features, classes, class counts, metrics, lineage
     mloop/profile.json           the training data's ReferenceProfile
     mloop/outlier_detector.pkl   the fitted outlier detector (optional)
+    mloop/train_rows.npy         fingerprints of the training rows (``bundle.rows``; not in older bundles)
     mloop/served.json            name and version, when the folder was exported to serve on its own
 """
 
@@ -15,12 +16,15 @@ import json
 import pickle
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mloop._fs import atomic_write_bytes, atomic_write_text
 from mloop.bundle.profile import ReferenceProfile
 from mloop.bundle.schema import FeatureSchema
 from mloop.errors import ModelSerializationError
+
+if TYPE_CHECKING:
+    from mloop.bundle.rows import TrainingRows
 
 BUNDLE_DIR = "mloop"
 BUNDLE_FORMAT = 1
@@ -79,8 +83,9 @@ class ServedAs:
     version: str
 
 
-def write_bundle(model_dir: Path, info: BundleInfo, profile: ReferenceProfile, outlier_detector: Any = None) -> None:
-    """Add the mloop files to a saved MLflow model directory.
+def write_bundle(model_dir: Path, info: BundleInfo, profile: ReferenceProfile, outlier_detector: Any = None,
+                 train_rows: TrainingRows | None = None) -> None:
+    """Add the mloop files to a saved MLflow model directory (``train_rows``: the rows it trained on).
 
     Raises ModelSerializationError if the outlier detector cannot be pickled.
     """
@@ -100,6 +105,8 @@ def write_bundle(model_dir: Path, info: BundleInfo, profile: ReferenceProfile, o
     payload = {"format": BUNDLE_FORMAT, **asdict(info)}
     atomic_write_text(folder / "bundle.json", json.dumps(payload, indent=1, default=str))
     profile.save(folder / "profile.json")
+    if train_rows is not None:
+        train_rows.save(folder)
 
 
 def read_bundle(model_dir: Path) -> Bundle:

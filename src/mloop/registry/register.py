@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mloop.bundle.format import BundleInfo, Lineage, write_bundle
 from mloop.bundle.profile import ReferenceProfile
+from mloop.bundle.rows import TrainingRows, read_training_rows, trained_by_one
 from mloop.bundle.schema import describe
 from mloop._fs import file_lock
 from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
@@ -31,7 +32,7 @@ from mloop.tracking.lineage import git_state, package_versions
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from mloop.config import ProjectConfig
+    from mloop.config import ProjectConfig, PromotionSection
     from mloop.pipeline.artifacts import ArtifactRef
     from mloop.pipeline.runner import RunResult
 
@@ -147,18 +148,17 @@ def register_candidate(cfg: ProjectConfig, result: RunResult, data_versions: lis
             test_scores=_test_scores(model, x_test, y_test),
             lineage=lineage,
         )
-        write_bundle(model_dir, info, ReferenceProfile().fit(train), result.value(candidate.outlier_detector))
+        trained = TrainingRows.of_frame(train, [*info.features, target])
+        write_bundle(model_dir, info, ReferenceProfile().fit(train), result.value(candidate.outlier_detector), trained)
         with file_lock(cfg.lock_path(f"registry-{_lock_name(name)}")):
             # Looked up again under the lock: another run may have registered or decided it meanwhile.
             existing = _version_with_digest(cfg, client, name, model_ref.digest, test_digest)
             if existing is not None and _decided(existing):
                 return _reused(cfg, client, result, name, existing)
-            champion_score, champion_version = _champion_score(cfg, client, name, promotion.metric, x_test, y_test,
-                                                               exclude=None if existing is None else str(existing.version))
-            decision = decide(promotion.metric, promotion.better, promotion.min_improvement,
-                              candidate_score, champion_score, champion_version)
+            champion = _champion(cfg, client, name, exclude=None if existing is None else str(existing.version))
+            decision = _decision(promotion, model, test, target, candidate_score, trained, champion)
             passed = decision.promote
-            if not promote or (defer_to_agent and champion_version is not None):
+            if not promote or (defer_to_agent and champion is not None):
                 decision = replace(decision, promote=False,
                                    reason=f"{decision.reason}; the champion alias is left to the agent's gate")
             if existing is None:
@@ -343,27 +343,33 @@ def _check_classes(model: Any, target: str, truth: Any) -> None:
                               "target the same way in the train and test frames)")
 
 
-def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric: str, features: Any,
-                    target: Any, *, exclude: str | None = None) -> tuple[float | None, str | None]:
-    """The champion's score on this run's test set, or (None, None) when there is no champion yet (or the
-    champion is ``exclude``, the version being decided: it keeps the alias).
+@dataclass
+class _Champion:
+    version: str
+    model: Any
+    trained: TrainingRows | None  # the rows it trained on (None: its bundle predates them)
+
+
+def _champion(cfg: ProjectConfig, client: MlflowClient, name: str, *, exclude: str | None = None) -> _Champion | None:
+    """The champion, loaded, or None when there is none yet (or the champion is ``exclude``, the version being
+    decided: it keeps the alias).
 
     A store that fails is a TrackingError (never taken for "no champion": that would skip the gate);
-    a champion that cannot be loaded or scored is a RegistryError.
+    a champion that cannot be loaded is a RegistryError.
     """
     from mlflow.exceptions import MlflowException
 
     try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
+        found = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException as err:
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model, or no champion yet
-            return None, None
+            return None
         raise tracking_error(cfg, err) from err
     except Exception as err:
         raise tracking_error(cfg, err) from err
-    version = str(champion.version)
+    version = str(found.version)
     if version == exclude:
-        return None, None
+        return None
     with tempfile.TemporaryDirectory(prefix="mloop-champion-", dir=cfg.scratch()) as tmp:
         try:
             folder = download_model(cfg, f"models:/{name}/{version}", Path(tmp))  # RegistryError if it is gone
@@ -377,10 +383,37 @@ def _champion_score(cfg: ProjectConfig, client: MlflowClient, name: str, metric:
             raise RegistryError(f"the champion, {name} v{version}, cannot be loaded: {type(err).__name__}: {err}",
                                 hint="move the champion alias to a version this environment can load "
                                      "(mloop models, mloop models promote), or retrain it") from err
+        return _Champion(version, model, read_training_rows(folder))
+
+
+def _decision(promotion: PromotionSection, model: Any, test: Any, target: str, candidate_score: float,
+              trained: TrainingRows, champion: _Champion | None) -> Decision:
+    """The registration's rule on the candidate and the champion, both scored on this run's test set less the
+    rows exactly one of the two trained on (a model scored on rows it learned looks better than it is, and a
+    new split of grown data puts rows the champion trained on into this test set).
+
+    A champion that cannot be scored on the test set is a RegistryError.
+    """
+    metric = promotion.metric
+    if champion is None:
+        return decide(metric, promotion.better, promotion.min_improvement, candidate_score, None)
+    left_out = trained_by_one(test, trained, champion.trained)
+    fair = test if left_out is None else test[~left_out]
+    if fair.empty:
+        return Decision(False, f"the champion v{champion.version} or this run's model trained on every row of this run's "
+                               f"test set, so the two cannot be compared on it: not promoted (if it should be: "
+                               f"mloop models promote VERSION)", candidate_score, None, champion.version)
+    features, truth = fair.drop(columns=[target]), fair[target]
     try:
-        return score(metric, model, features, target), version
+        champion_score = score(metric, champion.model, features, truth)
     except Exception as err:
         raise RegistryError(
-            f"the champion, {name} v{version}, cannot be scored on this run's test set: {err}",
+            f"the champion, v{champion.version}, cannot be scored on this run's test set: {err}",
             hint="if the features changed on purpose, move the alias by hand: mloop models promote VERSION",
         ) from err
+    mine = candidate_score if len(fair) == len(test) else score(metric, model, features, truth)
+    decision = decide(metric, promotion.better, promotion.min_improvement, mine, champion_score, champion.version)
+    if len(fair) < len(test):
+        decision = replace(decision, reason=f"{decision.reason} ({len(test) - len(fair)} of the {len(test)} test rows "
+                                            f"left out: one of the two models trained on them)")
+    return decision

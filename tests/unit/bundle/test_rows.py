@@ -1,0 +1,67 @@
+"""The training rows' fingerprints: the same values hash the same whatever dtype a later frame gives them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mloop.bundle.rows import TrainingRows, fingerprints, read_training_rows, trained_by_one
+
+COLUMNS = ["x", "city", "flag", "target"]
+
+
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({"x": [1, 2, 3, 4], "city": ["a", "b", None, "a"], "flag": [True, False, True, False],
+                         "target": [0, 1, 0, 1]})
+
+
+def test_the_same_values_under_other_dtypes_have_the_same_fingerprints():
+    written = frame()
+    read_back = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "city": pd.Categorical(["a", "b", None, "a"]),
+                              "flag": [1.0, 0.0, 1.0, 0.0], "target": pd.array([0, 1, 0, 1], dtype="Int64")})
+    as_strings = written.assign(city=written.city.astype("string"))
+    assert (fingerprints(written, COLUMNS) == fingerprints(read_back, COLUMNS)).all()
+    assert (fingerprints(written, COLUMNS) == fingerprints(as_strings, COLUMNS)).all()
+    assert (fingerprints(pd.DataFrame({"x": [-0.0, np.nan]}), ["x"])
+            == fingerprints(pd.DataFrame({"x": [0.0, float("nan")]}), ["x"])).all()
+
+
+def test_a_changed_value_missing_value_or_column_order_changes_the_fingerprint():
+    base = fingerprints(frame(), COLUMNS)
+    assert len(set(base.tolist())) == 4
+    assert fingerprints(frame().assign(x=[1, 2, 3, 5]), COLUMNS)[3] != base[3]
+    assert fingerprints(frame().assign(city=["a", "b", "nan", "a"]), COLUMNS)[2] != base[2]  # the text "nan" is not missing
+    assert (fingerprints(frame(), COLUMNS[::-1]) != base).all()
+
+
+def test_rows_seen_and_rows_only_one_model_trained_on():
+    rows = frame()
+    first = TrainingRows.of_frame(rows.iloc[:2], COLUMNS)
+    second = TrainingRows.of_frame(rows.iloc[1:3], COLUMNS)
+    assert first.seen(rows).tolist() == [True, True, False, False]
+    assert trained_by_one(rows, first, second).tolist() == [True, False, True, False]  # row 1: both; row 3: neither
+    assert trained_by_one(rows, first, None) is None
+    assert first.seen(rows.drop(columns=["flag"])) is None
+    assert trained_by_one(rows.drop(columns=["flag"]), first, second) is None
+
+
+def test_saved_rows_are_read_back_with_the_bundles_columns_and_a_damaged_file_reads_as_unknown(tmp_path):
+    folder = tmp_path / "mloop"
+    folder.mkdir()
+    (folder / "bundle.json").write_text(json.dumps({"target": "target", "features": COLUMNS[:3]}))
+    assert read_training_rows(tmp_path) is None  # a bundle from before the rows were kept
+    TrainingRows.of_frame(frame(), COLUMNS).save(folder)
+    read = read_training_rows(tmp_path)
+    assert read is not None and read.columns == COLUMNS and read.seen(frame()).all()
+    (folder / "train_rows.npy").write_bytes(b"\x93NUMPY damaged")
+    assert read_training_rows(tmp_path) is None
+    np.save(folder / "train_rows.npy", np.array([1.5, 2.5]))
+    assert read_training_rows(tmp_path) is None
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_a_frame_of_no_or_one_row_has_as_many_fingerprints(rows):
+    assert fingerprints(frame().iloc[:rows], COLUMNS).shape == (rows,)
