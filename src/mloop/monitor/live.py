@@ -282,14 +282,16 @@ class LiveMonitor:
     # ------------------------------------------------------------------------------ restart
 
     def restore(self) -> None:
-        """Rebuild the feedback join from the logs, so labels for predictions made before a restart still count.
+        """Rebuild the window and the feedback join from the logs, so that drift and outliers have the rows the
+        served version answered before a restart to judge, and labels for those predictions still count.
 
-        Reads only what the join can hold: the newest prediction files up to the joiner's capacity in
-        requests, the ids of every labelled request (so none is labelled twice), and the newest labels
-        up to the scoring window; only the columns it needs.
+        Reads only what they can hold: the newest prediction files up to the window's capacity in rows and
+        the joiner's in requests, the ids of every labelled request (so none is labelled twice), and the
+        newest labels up to the scoring window; only the columns it needs.
         """
         if self.log is None:
             return
+        self._refill_window(self.log)
         predictions = read_newest(self.log.predictions, [REQUEST_ID, ROW, VERSION, PREDICTION],
                                   self.feedback.capacity, distinct=REQUEST_ID)
         labelled_ids = read_newest(self.log.feedback, [REQUEST_ID], None)
@@ -315,6 +317,26 @@ class LiveMonitor:
                 self.feedback.record(str(request_id), list(labels), str(served_by))
         self.metrics.labelled.labels(self.model.name, self.model.version).inc(self.feedback.labelled_total)
         self.set_scores()
+
+    def _refill_window(self, log: PredictionLog) -> None:
+        """The served version's newest logged rows into the window, oldest first, as ``on_batch`` would have put
+        them (a categorical feature's logged text as its training category index: -1 unseen, NaN missing)."""
+        names = self.model.feature_names
+        logged = read_newest(log.predictions, [VERSION, *names, PREDICTION], self.window.capacity)
+        ours = logged[logged[VERSION].astype(str) == self.model.version] if len(logged) else logged
+        if not len(ours):
+            return
+        rows = np.empty((len(ours), len(names)), dtype=np.float64)
+        for index, name in enumerate(names):
+            column = ours[name]
+            if name in self.model.categories:
+                codes = {str(c): float(i) for i, c in enumerate(self.model.categories[name])}
+                rows[:, index] = [np.nan if v is None or v != v else codes.get(str(v), -1.0) for v in column.tolist()]
+            else:
+                rows[:, index] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        labels = np.empty(len(ours), dtype=object)
+        labels[:] = ours[PREDICTION].tolist()
+        self.window.append(rows, labels)
 
     # ------------------------------------------------------------------------------ periodic update
 

@@ -8,41 +8,8 @@ import pandas as pd
 import pytest
 
 from mloop.bundle.explain import background_rows, explain, model_family
-from mloop.bundle.format import BundleInfo
-from mloop.bundle.loaded import Feature, LoadedModel, Rows
-from mloop.bundle.profile import ReferenceProfile
-from mloop.bundle.schema import describe
+from mloop.bundle.loaded import LoadedModel, Rows
 from mloop.serving.protocol import rows_from_columns
-
-
-@pytest.fixture(scope="module")
-def churn_model() -> LoadedModel:
-    """Imputers, one-hot encoding and a logistic regression on string categories, an integer, a number with
-    missing values and a boolean, with string labels: as the server loads such a bundle."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    rng = np.random.default_rng(0)
-    n = 300
-    frame = pd.DataFrame({"plan": rng.choice(["basic", "plus", "pro"], n), "region": rng.choice(["north", "south"], n),
-                          "age": rng.integers(18, 80, n), "spend": rng.gamma(2.0, 50.0, n), "member": rng.random(n) < 0.4})
-    frame.loc[rng.random(n) < 0.1, "region"] = None
-    frame.loc[rng.random(n) < 0.1, "spend"] = np.nan
-    score = frame["spend"].fillna(100) / 50 + (frame["plan"] == "pro") * 2 - (frame["age"] > 60)
-    target = np.where(score > np.median(score), "churn", "stay")
-    encode = ColumnTransformer([
-        ("categories", make_pipeline(SimpleImputer(strategy="constant", fill_value="none"),
-                                     OneHotEncoder(handle_unknown="ignore")), ["plan", "region"]),
-        ("numbers", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "spend", "member"])])
-    estimator = make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(frame, target)
-    schema = describe(frame)
-    info = BundleInfo(target="outcome", features=list(frame.columns), task="binary", classes=["churn", "stay"],
-                      schema=schema)
-    features = [Feature(s.name, s.type, s.nullable, list(s.categories), s.dtype) for s in schema]
-    return LoadedModel("churn", "1", estimator, info, features, ReferenceProfile().fit(frame))
 
 
 def test_a_linear_models_values_are_its_coefficients_times_the_distance_from_the_background_mean(small_regressor):

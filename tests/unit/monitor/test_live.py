@@ -75,6 +75,37 @@ def test_feedback_for_predictions_made_before_a_restart_still_counts(model, tmp_
     assert 'mloop_labelled_predictions_total{model="toy",version="3"} 3.0' in call(second, "GET", "/metrics").text
 
 
+def test_after_a_restart_the_window_holds_the_rows_the_served_version_answered_so_drift_is_judged_at_once(model, tmp_path):
+    first = app_for(model, monitor=settings(), monitor_dir=tmp_path)
+    for i in range(3):
+        call(first, "POST", "/predict", json={"instances": rows(40, shift=4.0, seed=i)})
+    before = first.dataplane.update_monitoring().drift
+    first.dataplane.monitor.close()
+
+    second = app_for(model, monitor=settings(), monitor_dir=tmp_path)
+    after = second.dataplane.update_monitoring().drift
+    assert (after.rows, after.share) == (before.rows, before.share) == (120, pytest.approx(1 / 3))
+    assert after.features["a"].p_value == pytest.approx(before.features["a"].p_value)
+    smaller = app_for(model, monitor=settings(window=50), monitor_dir=tmp_path).dataplane.monitor.window
+    newest = np.asarray([[r["a"], r["b"], r["c"]] for r in rows(40, shift=4.0, seed=2)])
+    assert smaller.size == 50 and np.allclose(smaller.snapshot()[0][-40:], newest)  # the newest rows, oldest first
+    other = app_for(replace(model, version="4"), monitor=settings(), monitor_dir=tmp_path)
+    assert other.dataplane.monitor.window.size == 0  # another version's rows are not its own
+
+
+def test_a_categorical_models_window_comes_back_with_the_same_category_indexes(churn_model, tmp_path):
+    sent = [{"plan": "pro", "region": None, "age": 30, "spend": 80.5, "member": True},
+            {"plan": "gold", "region": "north", "age": 61, "spend": None, "member": False},  # gold: never seen
+            {"plan": "basic", "region": "south", "age": 45, "spend": 12.0, "member": True}]
+    first = app_for(churn_model, monitor=settings(), monitor_dir=tmp_path)
+    assert call(first, "POST", "/predict", json={"instances": sent}).status_code == 200
+    served, labels = first.dataplane.monitor.window.snapshot()
+    first.dataplane.monitor.close()
+    again, labels_again = app_for(churn_model, monitor=settings(), monitor_dir=tmp_path).dataplane.monitor.window.snapshot()
+    np.testing.assert_array_equal(again, served)  # NaN where missing, -1 for the unseen category
+    assert labels_again.tolist() == labels.tolist()
+
+
 def test_p99_latency_and_error_ratio_come_from_the_servers_counters(model):
     app = app_for(model, monitor=settings(rate_window="1m"))
     assert app.dataplane.monitor.update(now=990.0).operations.p99_latency_ms is None  # before any request
