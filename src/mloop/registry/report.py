@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from mloop.errors import RegistryError, TrackingError
 from mloop.registry.metrics import direction
 from mloop.registry.aliases import PROMOTED_AT
-from mloop.registry.register import CANDIDATE_SCORE, CHAMPION, CHAMPION_SCORE, COMPARED_WITH, RULE_PASSED
+from mloop.registry.register import (CANDIDATE_SCORE, CHAMPION, CHAMPION_SCORE, COMPARED_WITH, PROMOTION,
+                                     RULE_PASSED)
 from mloop.tracking.client import mlflow_client, tracking_error
 
 if TYPE_CHECKING:
@@ -145,12 +146,18 @@ def candidate_report(cfg: ProjectConfig, model: str | None = None) -> CandidateR
         champion_missing=missing, promoted=PROMOTED_AT in tags or CHAMPION in summary.aliases)
 
 
+def rule_outcome(tags: dict[str, str]) -> tuple[bool | None, str]:
+    """What a version's tags record of the registration's rule: whether it passed (None: nothing recorded, a
+    version registered before the outcome was) and the reason in words ("" when none)."""
+    passed = tags.get(RULE_PASSED)
+    return (None if passed is None else passed.lower() == "true"), tags.get(PROMOTION, "")
+
+
 def _rule_passed(tags: dict[str, str], aliases: list[str] | tuple[str, ...]) -> bool:
     """Whether the version passed the gate when it was registered: its recorded outcome (a version registered
     before that was recorded: whether it holds the champion alias)."""
-    if RULE_PASSED in tags:
-        return tags[RULE_PASSED].lower() == "true"
-    return CHAMPION in aliases
+    passed, _ = rule_outcome(tags)
+    return CHAMPION in aliases if passed is None else passed
 
 
 def metric_rows(candidate: BundleInfo, champion: BundleInfo | None, metric: str, gate_candidate: float | None = None,

@@ -186,16 +186,16 @@ def _gate_note(cfg: ProjectConfig, model: str, version: str) -> str:
     """What the registry recorded of ``version``'s gate, and where the champion alias stays: said before a
     version is put in front of all the traffic by hand."""
     from mloop.registry.aliases import champion_version, version_tags
-    from mloop.registry.register import PROMOTION, RULE_PASSED
+    from mloop.registry.report import rule_outcome
 
     try:
         tags, champion = version_tags(cfg, model, version), champion_version(cfg, model)
     except MloopError:
         return "(Its gate decision could not be read.)"
-    passed = tags.get(RULE_PASSED)
-    gate = ("It passed the gate at registration" if passed == "true"
-            else f"**It did not pass the gate at registration** ({tags.get(PROMOTION, 'no reason recorded')})"
-            if passed == "false" else "No gate decision is recorded for it")
+    passed, reason = rule_outcome(tags)
+    gate = ("It passed the gate at registration" if passed
+            else f"**It did not pass the gate at registration** ({reason or 'no reason recorded'})"
+            if passed is False else "No gate decision is recorded for it")
     alias = (f"; the champion alias stays on v{champion} (`mloop models promote {version}` moves it)"
              if champion and champion != version else "")
     return f"{gate}{alias}."

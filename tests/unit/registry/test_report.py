@@ -122,3 +122,12 @@ def test_a_decision_names_the_champion_it_was_compared_with():
     undefined = decide("precision", "maximize", 0.0, math.nan, 0.5, "2")
     assert not undefined.promote and "vs champion v2 0.5000" in undefined.reason
     assert "champion" not in decide("precision", "maximize", 0.0, math.nan, None).reason
+
+
+def test_the_rules_outcome_is_read_from_the_version_tags_and_nothing_recorded_is_none():
+    from mloop.registry.register import PROMOTION, RULE_PASSED
+    from mloop.registry.report import rule_outcome
+
+    assert rule_outcome({RULE_PASSED: "true", PROMOTION: "better by 0.01"}) == (True, "better by 0.01")
+    assert rule_outcome({RULE_PASSED: "False", PROMOTION: "not promoted"}) == (False, "not promoted")
+    assert rule_outcome({}) == (None, "")
