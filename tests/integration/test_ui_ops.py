@@ -506,6 +506,8 @@ def test_the_training_page_shows_a_cycle_as_steps_with_its_audit_records(tmp_pat
     assert gantt["phase"].tolist() == ["trigger", "train", "gate", "outcome"]
     steps, outcome = _specs(at)["The agent's cycles"]["layer"]  # the outcome's colour says what it means
     assert steps["encoding"]["x"]["axis"]["format"] in ("%H:%M:%S.%L", "%H:%M:%S")
+    assert outcome["mark"]["type"] == "point" and outcome["mark"]["shape"] == "diamond"  # an instant, still seen
+    assert outcome["encoding"]["x"]["field"] == "end"
     scale = outcome["encoding"]["color"]["scale"]
     colours = dict(zip(scale["domain"], scale["range"], strict=True))
     assert colours["promoted"] == "#2e7d32" and colours["unchanged"] == "#9e9e9e" and colours["failed"] == "#b71c1c"

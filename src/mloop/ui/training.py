@@ -139,8 +139,9 @@ def _status(found: AgentSummary) -> None:
 
 
 def _overview(history: list[tuple[Cycle, list[AuditRecord]]]) -> None:
-    """Every cycle shown as one Gantt chart: a row per cycle, a bar per step coloured by the step, and a last bar
-    coloured by the outcome (``OUTCOME_COLOURS``); a failed step is outlined in red."""
+    """Every cycle shown as one Gantt chart: a row per cycle, a bar per step coloured by the step, and a diamond
+    at the cycle's end coloured by the outcome (``OUTCOME_COLOURS``: a bar of an instant would be a sliver); a
+    failed step is outlined in red."""
     import altair as alt
     import pandas as pd
 
@@ -152,13 +153,16 @@ def _overview(history: list[tuple[Cycle, list[AuditRecord]]]) -> None:
              "detail": phase.detail} for cycle, _ in history for phase in timeline(cycle)]
     frame = pd.DataFrame(rows)
     legend = alt.Legend(orient="bottom", direction="horizontal", columns=4)  # at the side of one cycle: cut off
-    bars = alt.Chart().mark_bar().encode(x=time_x(frame), x2="end:T", y=alt.Y("cycle:N", title=None, sort="-x"),
-                                         tooltip=["cycle:N", "phase:N", "state:N", "start:T", "end:T", "detail:N"])
-    steps = bars.transform_filter(alt.datum.phase != "outcome").encode(
+    y = alt.Y("cycle:N", title=None, sort="-x")
+    tooltip = ["cycle:N", "phase:N", "state:N", "start:T", "end:T", "detail:N"]
+    steps = alt.Chart().mark_bar().transform_filter(alt.datum.phase != "outcome").encode(
+        x=time_x(frame), x2="end:T", y=y, tooltip=tooltip,
         color=alt.Color("phase:N", title="step", legend=legend, scale=alt.Scale(domain=list(PHASE_COLOURS),
                                                                                 range=list(PHASE_COLOURS.values()))),
         stroke=alt.condition(alt.datum.state == "failed", alt.value("#b71c1c"), alt.value(None)))
-    outcomes = bars.transform_filter(alt.datum.phase == "outcome").encode(
+    outcomes = alt.Chart().mark_point(shape="diamond", filled=True, size=160, opacity=1).transform_filter(
+        alt.datum.phase == "outcome").encode(
+        x="end:T", y=y, tooltip=tooltip,
         color=alt.Color("outcome:N", title="outcome", legend=legend,
                         scale=alt.Scale(domain=list(OUTCOME_COLOURS), range=list(OUTCOME_COLOURS.values()))))
     chart = alt.layer(steps, outcomes, data=frame, title="The agent's cycles").resolve_scale(color="independent")
