@@ -40,7 +40,7 @@ def _normalised(column: Series) -> Series:
     import pandas as pd
 
     kind = column.dtype
-    if pd.api.types.is_bool_dtype(kind) or (pd.api.types.is_numeric_dtype(kind)
+    if pd.api.types.is_bool_dtype(kind) or (pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_complex_dtype(kind)
                                            and not isinstance(kind, pd.CategoricalDtype)):
         return column.astype("float64") + 0.0  # + 0.0: -0.0 becomes 0.0
     return column.astype(object).where(column.notna(), None).map(lambda v: v if v is None else str(v))

@@ -65,3 +65,18 @@ def test_saved_rows_are_read_back_with_the_bundles_columns_and_a_damaged_file_re
 @pytest.mark.parametrize("rows", [0, 1])
 def test_a_frame_of_no_or_one_row_has_as_many_fingerprints(rows):
     assert fingerprints(frame().iloc[:rows], COLUMNS).shape == (rows,)
+
+
+def test_columns_of_any_dtype_get_fingerprints_without_a_warning():
+    import warnings
+
+    columns = {"when": pd.to_datetime(["2020-01-01", None]), "took": pd.to_timedelta([1, None], unit="s"),
+               "z": np.array([1 + 2j, 1 + 3j]), "items": pd.Series([[1, 2], None], dtype=object),
+               "mixed": pd.Series([1, "a"], dtype=object), "flag": pd.array([True, None], dtype="boolean"),
+               "count": pd.array([1, None], dtype="Int64"), "month": pd.period_range("2020-01", periods=2, freq="M")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = fingerprints(pd.DataFrame(columns), list(columns))
+    assert found.shape == (2,) and found[0] != found[1]
+    assert fingerprints(pd.DataFrame({"z": np.array([1 + 2j])}), ["z"]) != fingerprints(
+        pd.DataFrame({"z": np.array([1 + 3j])}), ["z"])  # the imaginary part counts
