@@ -2,10 +2,12 @@
 rows one of them trained on and the other did not (a model scored on rows it learned looks better than it is).
 
 A row's fingerprint is a 64-bit hash of its values in the bundle's feature columns and target, in that
-order (pandas' ``hash_pandas_object``). Each column is normalised first, so that the same values hash the
+order (pandas' ``hash_array`` per column, mixed as FNV-1a mixes bytes). Each value is normalised first, so that the same values hash the
 same whatever dtype a later frame gives them: numbers and booleans as float64 (an int column read back as
-float, a bool as 0/1, -0.0 as 0.0), anything else as text; a missing value hashes as missing. Two different
-rows share a fingerprint with a probability of about n² / 2⁶⁵ (a million rows: 3e-8).
+float, a bool as 0/1 also in a column of objects that a missing value made of it, -0.0 as 0.0), dates and
+times as nanoseconds (UTC), anything else as text; a missing value hashes as missing. A column that held
+dates in training and text in a later frame (a CSV file) is parsed as dates. Two different rows share a
+fingerprint with a probability of about n² / 2⁶⁵ (a million rows: 3e-8).
 
 ``mloop/train_rows.npy`` holds the sorted distinct fingerprints of the training frame: 8 bytes a row.
 """
@@ -13,9 +15,10 @@ rows share a fingerprint with a probability of about n² / 2⁶⁵ (a million ro
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,23 +30,82 @@ if TYPE_CHECKING:
 TRAIN_ROWS = "train_rows.npy"
 
 
-def fingerprints(frame: DataFrame, columns: list[str]) -> np.ndarray:
-    """One uint64 per row of ``frame`` over ``columns`` (KeyError: a column it lacks)."""
-    import pandas as pd
+def fingerprints(frame: DataFrame, columns: list[str], *, datetimes: tuple[str, ...] | list[str] = ()) -> np.ndarray:
+    """One uint64 per row of ``frame`` over ``columns`` (KeyError: a column it lacks); a column named in
+    ``datetimes`` that holds text (a date read back from CSV) is parsed as dates first."""
+    from pandas.util import hash_array
 
-    normalised = pd.DataFrame({str(n): _normalised(frame[name]) for n, name in enumerate(columns)})
-    hashes: np.ndarray = pd.util.hash_pandas_object(normalised, index=False).to_numpy(dtype=np.uint64)
+    no_text = hash_array(np.array([None], dtype=object))[0]  # what a missing text hashes to
+    hashes = np.full(len(frame), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for name in columns:
+            column = frame[name]
+            if name in datetimes and not _is_datetime(column.dtype):
+                column = _as_dates(column)
+            numbers, text = _normalised(column)
+            mixed = hash_array(numbers) * _MULTIPLIER ^ (no_text if text is None else hash_array(text))
+            hashes = hashes * _MULTIPLIER ^ mixed
     return hashes
 
 
-def _normalised(column: Series) -> Series:
+_MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes each column's hash into the row's
+
+
+def _is_datetime(kind: Any) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_datetime64_any_dtype(kind))
+
+
+def _as_dates(column: Series) -> Series:
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas' notes on parsing value by value
+        try:
+            return pd.to_datetime(column, errors="coerce", format="mixed")
+        except (TypeError, ValueError):  # offsets that differ from row to row
+            return pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
+
+
+def _normalised(column: Series) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column as a number part (float64; NaN: missing, or not a number) and a text part (None in a row:
+    missing, or a number; None for the whole column: no text in it), the same for the same values whatever
+    the column's dtype."""
     import pandas as pd
 
     kind = column.dtype
-    if pd.api.types.is_bool_dtype(kind) or (pd.api.types.is_numeric_dtype(kind) and not pd.api.types.is_complex_dtype(kind)
+    if _is_datetime(kind) or pd.api.types.is_timedelta64_dtype(kind):
+        if getattr(kind, "tz", None) is not None:
+            column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        values = column.to_numpy(dtype="datetime64[ns]" if _is_datetime(kind) else "timedelta64[ns]")
+        numbers = values.astype(np.int64).astype(np.float64)
+        numbers[np.isnat(values)] = np.nan
+        return numbers, None
+    if pd.api.types.is_bool_dtype(kind) or (pd.api.types.is_numeric_dtype(kind)
+                                           and not pd.api.types.is_complex_dtype(kind)
                                            and not isinstance(kind, pd.CategoricalDtype)):
-        return column.astype("float64") + 0.0  # + 0.0: -0.0 becomes 0.0
-    return column.astype(object).where(column.notna(), None).map(lambda v: v if v is None else str(v))
+        return column.to_numpy(dtype=np.float64, na_value=np.nan) + 0.0, None  # + 0.0: -0.0 is 0.0
+    values = column.astype(object)
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    if inferred in ("string", "empty"):
+        return np.full(len(values), np.nan), values.where(values.notna(), None).to_numpy(dtype=object)
+    if inferred in ("boolean", "integer", "floating", "mixed-integer-float", "decimal"):
+        return pd.to_numeric(values.where(values.notna(), np.nan)).to_numpy(dtype=np.float64) + 0.0, None
+    numbers, text = np.full(len(values), np.nan), np.full(len(values), None, dtype=object)
+    for i, value in enumerate(values.tolist()):  # a mix of kinds: value by value
+        if value is None or value is pd.NaT or value is pd.NA or (isinstance(value, float) and value != value):
+            continue
+        if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
+            numbers[i] = float(value) + 0.0
+        elif isinstance(value, (pd.Timestamp, datetime, np.datetime64)):
+            stamp = pd.Timestamp(value)
+            numbers[i] = float((stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).value)
+        else:
+            text[i] = str(value)
+    return numbers, text
 
 
 @dataclass
@@ -52,16 +114,18 @@ class TrainingRows:
 
     columns: list[str]
     fingerprints: np.ndarray
+    datetimes: list[str] = field(default_factory=list)  # the columns that were dates in training
 
     @classmethod
     def of_frame(cls, frame: DataFrame, columns: list[str]) -> TrainingRows:
-        return cls(columns, np.unique(fingerprints(frame, columns)))
+        return cls(columns, np.unique(fingerprints(frame, columns)),
+                   [c for c in columns if _is_datetime(frame[c].dtype)])
 
     def seen(self, frame: DataFrame) -> np.ndarray | None:
         """Per row of ``frame``: whether the model trained on it (None: ``frame`` lacks one of the columns)."""
         if any(c not in frame.columns for c in self.columns):
             return None
-        return np.isin(fingerprints(frame, self.columns), self.fingerprints)
+        return np.isin(fingerprints(frame, self.columns, datetimes=self.datetimes), self.fingerprints)
 
     def save(self, folder: Path) -> None:
         """``folder/train_rows.npy`` (the columns are the bundle's own)."""
@@ -83,7 +147,8 @@ def read_training_rows(model_dir: Path) -> TrainingRows | None:
         return None
     if rows.dtype != np.uint64 or rows.ndim != 1:
         return None
-    return TrainingRows([*info.features, info.target], rows)
+    return TrainingRows([*info.features, info.target], rows,
+                        [f.name for f in info.schema if f.dtype.startswith("datetime64")])
 
 
 def trained_by_one(frame: DataFrame, first: TrainingRows | None, second: TrainingRows | None) -> np.ndarray | None:

@@ -80,3 +80,24 @@ def test_columns_of_any_dtype_get_fingerprints_without_a_warning():
     assert found.shape == (2,) and found[0] != found[1]
     assert fingerprints(pd.DataFrame({"z": np.array([1 + 2j])}), ["z"]) != fingerprints(
         pd.DataFrame({"z": np.array([1 + 3j])}), ["z"])  # the imaginary part counts
+
+
+def test_a_bool_column_that_a_missing_value_made_of_objects_keeps_its_rows_fingerprints():
+    rows = pd.DataFrame({"member": [True, False], "n": [1, 2]})
+    grown = pd.concat([rows, pd.DataFrame({"member": [None], "n": [3]})], ignore_index=True)
+    assert grown["member"].dtype == object and grown["n"].dtype == np.int64
+    assert (fingerprints(grown, ["member", "n"])[:2] == fingerprints(rows, ["member", "n"])).all()
+    mixed = pd.Series([1, "1", None], dtype=object)  # the number 1 and the text "1" are different values
+    assert len(set(fingerprints(pd.DataFrame({"m": mixed}), ["m"]).tolist())) == 3
+
+
+def test_dates_read_back_from_a_csv_file_match_the_training_dates(tmp_path):
+    trained = pd.DataFrame({"signup": pd.to_datetime(["2024-02-26 00:00", "2024-03-01 10:30"]), "target": [0, 1]})
+    zoned = trained.assign(signup=trained.signup.dt.tz_localize("Europe/Paris"))
+    for frame in (trained, zoned):
+        frame.to_csv(tmp_path / "holdout.csv", index=False)
+        back = pd.read_csv(tmp_path / "holdout.csv")
+        assert not pd.api.types.is_datetime64_any_dtype(back["signup"])  # text
+        rows = TrainingRows.of_frame(frame, ["signup", "target"])
+        assert rows.datetimes == ["signup"] and rows.seen(back).all()
+        assert not fingerprints(back, ["signup", "target"]).tolist() == fingerprints(frame, ["signup", "target"]).tolist()
