@@ -322,8 +322,7 @@ class LiveMonitor:
         """The served version's newest logged rows into the window, oldest first, as ``on_batch`` would have put
         them (a categorical feature's logged text as its training category index: -1 unseen, NaN missing)."""
         names = self.model.feature_names
-        logged = read_newest(log.predictions, [VERSION, *names, PREDICTION], self.window.capacity)
-        ours = logged[logged[VERSION].astype(str) == self.model.version] if len(logged) else logged
+        ours = read_newest(log.predictions, [*names, PREDICTION], self.window.capacity, version=self.model.version)
         if not len(ours):
             return
         rows = np.empty((len(ours), len(names)), dtype=np.float64)

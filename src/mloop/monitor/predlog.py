@@ -32,6 +32,7 @@ features are the prediction log's rows of the same ``request_id``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -59,6 +60,7 @@ def feature_columns(frame: Any) -> list[str]:
     return [c for c in frame.columns if c not in META_COLUMNS]
 
 
+_PARTS = itertools.count(1)  # one sequence per process: two logs of one folder never write the same name
 PART = re.compile(r"^part-(\d{8}T\d{6})-(\d+)\.parquet$")
 HOUR = re.compile(r"^hour-(\d{8}T\d{2})\.parquet$")
 
@@ -108,7 +110,6 @@ class RotatingParquetLog:
         self._writes = WriteTrouble(what)
         self._folds = WriteTrouble(f"the hourly files of {what}")
         self._lock = threading.Lock()  # the logs of two versions of a model share this one across a swap
-        self._seq = 0
 
     @property
     def error(self) -> str:
@@ -160,8 +161,7 @@ class RotatingParquetLog:
     def write(self, table: Any, now: float | None = None) -> Path:
         """Add an Arrow table as a new part file."""
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
-        self._seq += 1
-        path = self.folder / f"part-{stamp}-{os.getpid()}{self._seq:06d}.parquet"
+        path = self.folder / f"part-{stamp}-{os.getpid()}{next(_PARTS):06d}.parquet"
         _write_parquet(table, path)
         return path
 
@@ -251,16 +251,19 @@ def read_log(folder: Path, since: float | None = None) -> Any:
     return frame
 
 
-def read_newest(log: RotatingParquetLog, columns: list[str], limit: int | None, *, distinct: str = "") -> Any:
-    """The newest rows of a log (``columns`` only), oldest first: whole files, newest first, until ``limit``
-    rows (or ``limit`` distinct values of the column ``distinct``) are in; ``None`` reads every file."""
+def read_newest(log: RotatingParquetLog, columns: list[str], limit: int | None, *, distinct: str = "",
+                version: str | None = None) -> Any:
+    """The newest rows of a log (``columns`` only; with ``version``, only that version's rows), oldest first:
+    whole files, newest first, until ``limit`` rows (or ``limit`` distinct values of the column ``distinct``)
+    are in; ``None`` reads every file."""
     import pandas as pd
 
     frames: list[Any] = []
     seen = 0
+    only = None if version is None else [(VERSION, "==", version)]
     for path in reversed(log.files()):
         try:
-            frame = pd.read_parquet(path, columns=columns)
+            frame = pd.read_parquet(path, columns=columns, filters=only)
         except FileNotFoundError:  # rotated away while we listed
             continue
         except (ValueError, KeyError, OSError):  # an old file without these columns, or a damaged one

@@ -91,6 +91,11 @@ def test_after_a_restart_the_window_holds_the_rows_the_served_version_answered_s
     assert smaller.size == 50 and np.allclose(smaller.snapshot()[0][-40:], newest)  # the newest rows, oldest first
     other = app_for(replace(model, version="4"), monitor=settings(), monitor_dir=tmp_path)
     assert other.dataplane.monitor.window.size == 0  # another version's rows are not its own
+    call(other, "POST", "/predict", json={"instances": rows(60, seed=9)})
+    other.dataplane.monitor.close()
+    back = app_for(model, monitor=settings(window=100), monitor_dir=tmp_path).dataplane.monitor.window
+    assert back.size == 100  # its own newest rows, though another version's are newer
+    assert np.allclose(back.snapshot()[0][-40:], newest)
 
 
 def test_a_categorical_models_window_comes_back_with_the_same_category_indexes(churn_model, tmp_path):
