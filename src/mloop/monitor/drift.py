@@ -113,6 +113,21 @@ class Categories:
     kind: Literal["categorical"] = "categorical"
 
 
+def category_values(reference: CategoricalReference, column: Any) -> Any:
+    """A Series' values that are not missing, as text named as ``reference`` names its categories: a boolean
+    feature ("True", "False" in training) held as the numbers 1.0 and 0.0, as a server's window and its
+    prediction log hold it, is named "True" and "False" too."""
+    import pandas as pd
+
+    values = column.dropna()
+    if not reference.counts or not set(reference.counts) <= {"True", "False"} \
+            or not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values.astype(str)
+    numbers = values.to_numpy(dtype=np.float64)
+    text = np.where(numbers == 1.0, "True", np.where(numbers == 0.0, "False", values.astype(str).to_numpy()))
+    return pd.Series(text, index=values.index)
+
+
 def _pool(expected: np.ndarray, ordered: bool, minimum: float = 5.0) -> list[list[int]]:
     """Groups of bins, each expected at least ``minimum`` times: neighbours for ordered values, else the
     rarest together (a short remainder joins the last group)."""
@@ -275,7 +290,7 @@ class DriftDetector:
         """Chi-square of a Series' category counts against the reference's (a profile's feature, or ``Categories``)."""
         from scipy import stats
 
-        present = column.dropna().astype(str)
+        present = category_values(reference, column)
         result = FeatureDrift(name, "categorical", int(present.size), int(column.size - present.size))
         if present.size < self.min_samples:
             result.reason = f"{present.size} values < min_samples {self.min_samples}: no verdict"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mloop.monitor.drift import DriftReport, open_edges
+from mloop.monitor.drift import DriftReport, category_values, open_edges
 from mloop.monitor.model import FeatureReference, Reference
 from mloop.monitor.predlog import LABEL, PREDICTION, REQUEST_ID, ROW, TS
 
@@ -53,7 +53,7 @@ def histogram_counts(name: str, feature: FeatureReference, frame: Any) -> tuple[
         current, _ = np.histogram(values[~np.isnan(values)], bins=open_edges(feature.edges))
         return np.asarray(feature.counts, dtype=np.float64), current.astype(np.float64)
     categories = list(feature.counts)
-    counts = frame[name].dropna().astype(str).value_counts()
+    counts = category_values(feature, frame[name]).value_counts()
     return (np.asarray([feature.counts[c] for c in categories], dtype=np.float64),
             np.asarray([counts.get(c, 0) for c in categories], dtype=np.float64))
 

@@ -211,3 +211,20 @@ def test_an_unseen_category_is_reported_with_its_share_and_no_nan_statistics(det
     assert only_new.p_value is None and only_new.statistic is None
     some = detector.compare(pd.DataFrame({"c": ["a"] * 150 + ["b"] * 90 + ["c"] * 50 + ["new"] * 10})).features["c"]
     assert some.drifted and "10 of 300 values (3.3%)" in some.reason and some.p_value is not None
+
+
+def test_a_boolean_feature_held_as_the_numbers_one_and_zero_is_compared_with_its_training_true_and_false():
+    rng = np.random.default_rng(7)
+    training = pd.DataFrame({"member": rng.random(3000) < 0.3})
+    detector = DriftDetector(alpha=0.05, min_samples=50).fit(ReferenceProfile().fit(training))
+    served = pd.DataFrame({"member": (rng.random(400) < 0.3).astype(float)})  # as the server's window holds it
+    same = detector.compare(served).features["member"]
+    assert same.drifted is False and "never seen" not in same.reason and same.psi < 0.05
+    shifted = detector.compare(pd.DataFrame({"member": (rng.random(400) < 0.6).astype(float)})).features["member"]
+    assert shifted.drifted is True and "never seen" not in shifted.reason
+    odd = detector.compare(pd.DataFrame({"member": np.r_[np.zeros(390), np.full(10, 2.0)]})).features["member"]
+    assert "never seen" in odd.reason  # a number that is neither is still a value training never had
+    from mloop.monitor.report import histogram_counts
+
+    trained, served_counts = histogram_counts("member", detector.profile_.features_["member"], served)
+    assert served_counts.sum() == 400 and list(detector.profile_.features_["member"].counts) == ["False", "True"]
