@@ -266,5 +266,5 @@ def test_a_project_runs_deploys_answers_monitors_swaps_and_stops(kind, tmp_path:
         status, body, _ = _post(f"{url}/predict", {"instances": [{k: _plain(v) for k, v in rows.iloc[0].items()}]})
         assert status == 200 and json.loads(body)["version"] == "2"
     finally:
-        stopped = mloop("undeploy", kind, cwd=root)
+        stopped = mloop("undeploy", cwd=root)  # the deployment mloop deploy named after the model
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -99,7 +99,8 @@ def test_registration_scores_both_models_on_the_test_rows_the_champion_did_not_t
     tags = mlflow_client(cfg).get_model_version("fair", "2").tags
     assert float(tags[CHAMPION_SCORE]) == pytest.approx(float(np.mean(models["1"].predict(x) == y)))
     assert float(tags[CANDIDATE_SCORE]) == pytest.approx(float(np.mean(models["2"].predict(x) == y)))
-    assert f"{len(test) - len(fair)} of the {len(test)} test rows left out" in v2.registration.decision.reason
+    assert (f"on the same {len(fair)} of this run's {len(test)} test rows (the {len(test) - len(fair)} others left out"
+            in v2.registration.decision.reason)
     # on the whole test set the champion would have looked far better than it is
     whole = float(np.mean(models["1"].predict(test.drop(columns=["target"])) == test["target"]))
     assert whole > float(tags[CHAMPION_SCORE]) + 0.1
@@ -116,7 +117,7 @@ def test_the_agents_gate_leaves_out_the_rows_one_model_trained_on(grown):
 
     assert report.holdout.rows == len(fair) and report.holdout.left_out == holdout.rows - len(fair)
     assert f"{report.holdout.left_out} of the {holdout.rows} holdout rows left out" in report.notes[0]
-    assert f"on {len(fair)} holdout rows ({report.holdout.left_out} one of them trained on left out)" in report.summary()
+    assert f"on {len(fair)} holdout rows ({report.holdout.left_out} others left out" in report.summary()
     tags = mlflow_client(cfg).get_model_version("fair", "2").tags
     (check,) = report.checks
     assert (check.candidate, check.champion) == (pytest.approx(float(tags[CANDIDATE_SCORE])),
@@ -133,7 +134,7 @@ def test_the_agents_gate_leaves_out_the_rows_one_model_trained_on(grown):
     assert "v1 does not record the rows trained on" in unknown.notes[0]
 
 
-def test_a_holdout_only_one_model_trained_on_is_refused_with_the_fix(grown):
+def test_a_holdout_only_one_model_trained_on_is_refused(grown):
     root, v1_train, v2 = grown
     cfg = load_project(root)
     gate = GateSection(holdout="only_v1_trained_on.csv")
@@ -142,3 +143,27 @@ def test_a_holdout_only_one_model_trained_on_is_refused_with_the_fix(grown):
     holdout = load_holdout(cfg, gate, None, target="target")
     with pytest.raises(ConfigError, match="trained on every row of the holdout"):
         gate_versions(cfg, "fair", "2", "1", holdout, gate, [GateRule(metric="accuracy")])
+
+
+def test_a_new_or_a_dropped_column_is_compared_on_each_models_own_columns_or_said_to_be_incomparable(grown):
+    root, _, _ = grown  # the last test of the module: it changes the project's data
+    cfg = load_project(root)
+    frame = pd.read_csv(root / "data.csv")
+    frame.insert(4, "e", np.random.default_rng(3).normal(size=len(frame)).round(6))
+    frame.to_csv(root / "data.csv", index=False)
+    added = run_project(cfg)  # the champion takes a, b, c, d; this run's test set has e too
+    assert added.registration is not None and "takes columns" not in added.registration.decision.reason
+    assert "vs champion v" in added.registration.decision.reason
+    report = gate_versions(cfg, "fair", added.registration.version, "1", load_holdout(cfg, GateSection(), added.result),
+                           GateSection(), [GateRule(metric="accuracy")])
+    assert report.checks[0].champion is not None, report.summary()  # scored on its own four columns
+
+    frame.drop(columns=["d"]).to_csv(root / "data.csv", index=False)
+    dropped = run_project(cfg)
+    assert dropped.registration is not None and not dropped.registration.decision.promote
+    champion = dropped.registration.decision.champion_version
+    assert (f"the champion v{champion} takes columns this run's test set does not have (d), so the two cannot be "
+            f"compared on it: not promoted") in dropped.registration.decision.reason
+    report = gate_versions(cfg, "fair", dropped.registration.version, champion,
+                           load_holdout(cfg, GateSection(), dropped.result), GateSection(), [GateRule(metric="accuracy")])
+    assert report.verdict == "FAIL" and f"the champion, v{champion}, takes columns the holdout lacks: d" in report.summary()

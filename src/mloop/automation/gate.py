@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mloop.bundle.format import BUNDLE_DIR, read_info
 from mloop.bundle.rows import TrainingRows, read_training_rows, trained_by_one
 from mloop.config import CLASSIFICATION, PROMOTION_METRICS, GateRule, GateSection, ProjectConfig
 from mloop.errors import ConfigError, RegistryError
@@ -141,7 +142,8 @@ class GateReport:
         action = f" ({self.inconclusive})" if self.verdict == "INCONCLUSIVE" else ""
         deciding = [c for c in self.checks if c.verdict == self.verdict] or self.checks
         rows = (f"{self.holdout.rows} holdout rows" if not self.holdout.left_out else
-                f"{self.holdout.rows} holdout rows ({self.holdout.left_out} one of them trained on left out)")
+                f"{self.holdout.rows} holdout rows ({self.holdout.left_out} others left out: one of the two models "
+                f"trained on them)")
         return (f"{self.verdict}{action}: v{self.candidate_version} vs {against} on {rows}: "
                 + "; ".join(c.reason for c in deciding))
 
@@ -170,7 +172,11 @@ class _Predictions:
 
 
 def _predict(role: str, model: Any, features: Any, *, proba: bool) -> _Predictions:
+    """``features``: the holdout's columns the model takes, or why it cannot have them."""
     found = _Predictions(role, task_of(model), list(getattr(model, "classes_", [])))
+    if isinstance(features, str):
+        found.error = features
+        return found
     # whatever the model's library raises is said in the report, and the checks that need it fail
     try:
         found.labels = np.asarray(model.predict(features))
@@ -215,9 +221,11 @@ def _value(name: str, truth: np.ndarray, predictions: _Predictions) -> float | s
 
 def evaluate(gate: GateSection, rules: list[GateRule], candidate: Any, champion: Any | None, features: DataFrame,
              target: Series, *, candidate_version: str, champion_version: str | None, holdout_digest: str = "",
-             holdout_source: str = "") -> GateReport:
+             holdout_source: str = "", champion_features: DataFrame | str | None = None) -> GateReport:
     """The gate's report on ``candidate`` against ``champion`` (None: there is none), both fitted estimators,
-    on the same holdout ``(features, target)``. Pure: it loads, writes and logs nothing.
+    on the same holdout ``(features, target)``. Pure: it loads, writes and logs nothing. ``champion_features``:
+    the champion's own columns of the same rows when it takes other columns than the candidate (or why the
+    holdout cannot give them); default ``features``.
 
     A rule that cannot be checked (a metric undefined, or a model that cannot predict) is a FAIL in the
     report, never an exception; a test that does not fit the candidate's task is a ConfigError.
@@ -230,7 +238,8 @@ def evaluate(gate: GateSection, rules: list[GateRule], candidate: Any, champion:
     truth = np.asarray(target)
     needs_proba = any(METRICS[rule.metric].needs_proba for rule in rules)
     ours = _predict("candidate", candidate, features, proba=needs_proba)
-    theirs = None if champion is None else _predict("champion", champion, features, proba=needs_proba)
+    theirs = None if champion is None else _predict("champion", champion, features if champion_features is None
+                                                    else champion_features, proba=needs_proba)
     paired = _paired(method, gate, truth, ours, theirs)
     checks = [_check(rule, gate, truth, ours, theirs, paired) for rule in rules]
     verdict: Verdict = ("FAIL" if any(c.passed is False for c in checks)
@@ -529,15 +538,15 @@ def gate_versions(cfg: ProjectConfig, model_name: str, candidate_version: str, c
     """The gate's report on two registered versions of ``model_name`` (no champion: None), loaded from the
     project's registry. A version that does not exist or cannot be loaded is a RegistryError."""
     with tempfile.TemporaryDirectory(prefix="mloop-gate-", dir=cfg.scratch()) as tmp:
-        candidate, candidate_rows = _load_version(cfg, model_name, candidate_version, Path(tmp) / "candidate", "candidate")
-        champion, champion_rows = ((None, None) if champion_version is None
-                                   else _load_version(cfg, model_name, champion_version, Path(tmp) / "champion", "champion"))
+        ours = _load_version(cfg, model_name, candidate_version, Path(tmp) / "candidate", "candidate")
+        theirs = (None if champion_version is None
+                  else _load_version(cfg, model_name, champion_version, Path(tmp) / "champion", "champion"))
     features, target, left_out, note = holdout.features, holdout.target, 0, ""
-    if champion is not None:
-        one_sided = trained_by_one(features.assign(**{holdout.target_name: target.to_numpy()}), candidate_rows,
-                                   champion_rows)
+    if theirs is not None:
+        one_sided = trained_by_one(features.assign(**{holdout.target_name: target.to_numpy()}), ours.trained,
+                                   theirs.trained)
         if one_sided is None:
-            unknown = [f"v{v}" for v, rows in ((candidate_version, candidate_rows), (champion_version, champion_rows))
+            unknown = [f"v{v}" for v, rows in ((candidate_version, ours.trained), (champion_version, theirs.trained))
                        if rows is None]
             note = (f"{' and '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not record the rows trained on "
                     f"(registered by an older mloop): holdout rows one model trained on could not be left out"
@@ -553,15 +562,40 @@ def gate_versions(cfg: ProjectConfig, model_name: str, candidate_version: str, c
             features, target = features[~one_sided].reset_index(drop=True), target[~one_sided].reset_index(drop=True)
             note = (f"{left_out} of the {holdout.rows} holdout rows left out: one of the two models trained on them "
                     f"(a model scored on rows it learned looks better than it is)")
-    report = evaluate(gate, rules, candidate, champion, features, target, candidate_version=candidate_version,
-                      champion_version=champion_version, holdout_digest=holdout.digest, holdout_source=holdout.source)
+    report = evaluate(gate, rules, ours.model, None if theirs is None else theirs.model,
+                      _own_columns(features, ours, "candidate", candidate_version), target,
+                      candidate_version=candidate_version, champion_version=champion_version,
+                      holdout_digest=holdout.digest, holdout_source=holdout.source,
+                      champion_features=None if theirs is None else _own_columns(features, theirs, "champion",
+                                                                                 str(champion_version)))
     report.holdout.left_out = left_out
     if note:
         report.notes.insert(0, note)
     return report
 
 
-def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, role: str) -> tuple[Any, TrainingRows | None]:
+@dataclass
+class _Version:
+    """A registered version, loaded: its estimator, the columns it takes and the rows it trained on."""
+
+    model: Any
+    features: list[str]
+    trained: TrainingRows | None  # None: its bundle predates them
+
+
+def _own_columns(features: DataFrame, version: _Version, role: str, number: str) -> DataFrame | str:
+    """The holdout's columns ``version`` takes, in its order (a version trained with other columns than the
+    holdout's gets its own), or why the holdout cannot give them."""
+    if not version.features:
+        return features
+    missing = [c for c in version.features if c not in features.columns]
+    if missing:
+        return (f"the {role}, v{number}, takes columns the holdout lacks: {', '.join(map(str, missing[:10]))}"
+                + (", ..." if len(missing) > 10 else ""))
+    return features if list(features.columns) == version.features else features[version.features]
+
+
+def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, role: str) -> _Version:
     from mloop.registry.fetch import download_model, load_sklearn_model
     from mloop.tracking.client import tracking_error
 
@@ -573,13 +607,18 @@ def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, rol
     except Exception as err:
         raise tracking_error(cfg, err) from err
     try:
-        return load_sklearn_model(model_dir), read_training_rows(model_dir)
+        model = load_sklearn_model(model_dir)
     except Exception as err:  # noqa: BLE001 (whatever the model's library raises)
         hint = ("move the champion alias to a version this environment can load (mloop models, mloop models promote), or retrain it"
                 if role == "champion" else "check this environment's packages against the version's (mloop models), "
                                            "or run the pipeline again")
         raise RegistryError(f"the {role}, {name} v{version}, cannot be loaded: {type(err).__name__}: {str(err)[:200]}",
                             hint=hint) from err
+    try:
+        features = read_info(model_dir / BUNDLE_DIR / "bundle.json").features
+    except (OSError, ValueError, TypeError):  # not registered by mloop: it takes the holdout as it is
+        features = []
+    return _Version(model, features, read_training_rows(model_dir))
 
 
 def recorded_report(cfg: ProjectConfig, model: str, version: str, tags: dict[str, str] | None = None) -> GateReport | None:

@@ -72,35 +72,39 @@ def deployments(*, project: Path | None) -> None:
     console.print(table)
 
 
-def undeploy(name: str, *, project: Path | None) -> None:
+def undeploy(name: str | None, *, project: Path | None) -> None:
     from mloop.automation import manual
     from mloop.config import load_project
     from mloop.deploy import local
 
     cfg = load_project(project)
-    result = manual.audited(cfg, local.undeploy(cfg, name), by="mloop undeploy")
+    result = manual.audited(cfg, local.undeploy(cfg, name or cfg.model_name), by="mloop undeploy")
     console.print(describe(result), soft_wrap=True)
 
 
-def promote_rollout(name: str, *, project: Path | None) -> None:
+def promote_rollout(name: str | None, *, project: Path | None) -> None:
     from mloop.automation import manual
     from mloop.config import load_project
 
-    result = manual.promote_rollout(load_project(project), name, by="mloop rollout promote")
+    cfg = load_project(project)
+    result = manual.promote_rollout(cfg, name or cfg.model_name, by="mloop rollout promote")
     console.print(describe(result), soft_wrap=True)
 
 
-def abort_rollout(name: str, *, project: Path | None) -> None:
+def abort_rollout(name: str | None, *, project: Path | None) -> None:
     from mloop.automation import manual
     from mloop.config import load_project
 
-    answer = manual.abort_rollout(load_project(project), name, by="mloop rollout abort")
+    cfg = load_project(project)
+    name = name or cfg.model_name
+    answer = manual.abort_rollout(cfg, name, by="mloop rollout abort")
     console.print(f"{name}: {answer.get('message', 'roll-out aborted')}", soft_wrap=True)
 
 
-def rollback(name: str, *, project: Path | None) -> None:
+def rollback(name: str | None, *, project: Path | None) -> None:
     from mloop.automation import manual
     from mloop.config import load_project
 
-    result = manual.rollback(load_project(project), name, by="mloop rollback")
+    cfg = load_project(project)
+    result = manual.rollback(cfg, name or cfg.model_name, by="mloop rollback")
     console.print(describe(result), soft_wrap=True)

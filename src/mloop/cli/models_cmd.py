@@ -167,7 +167,7 @@ def _report_parts(found: CandidateReport, *, plot_files: bool = False) -> list[R
     parts.append(table if found.metrics else Text("metrics  none recorded"))
     if any(row.promotion for row in found.metrics):
         parts.append(Text(f"{PROMOTION_MARK} the promotion metric"
-                          + ("" if found.first else " (both scored by the gate on the candidate's test set)")))
+                          + ("" if found.first else " (both scored by the gate on the candidate's test set, less rows only one of the two trained on)")))
     lineage = found.lineage
     parts.append(Text(f"run      {lineage.run_id or '-'}" + (f" (pipeline {lineage.pipeline})" if lineage.pipeline else "")))
     parts.append(Text(f"code     {'git ' if lineage.git_commit else ''}{code_version(found)}"))

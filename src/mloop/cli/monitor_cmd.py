@@ -119,10 +119,7 @@ def status(model: str | None, *, as_json: bool, project: Path | None) -> None:
     if drift.share is None:
         console.print(f"drift: no verdict - {drift.note or 'no data'}")
     else:
-        drifted = drift.drifted
-        console.print(f"drift: {len(drifted)} of {len(drift.features)} features drifted ({drift.share:.0%}) "
-                      f"in the last {drift.rows} rows" + (f": {', '.join(drifted[:8])}" if drifted else ""),
-                      soft_wrap=True)
+        console.print(f"drift: {drift.headline()}", soft_wrap=True)
     predictions = drift.predictions
     if predictions is not None and predictions.drifted is not None:
         console.print(styled("predicted classes: " if predictions.current and "mean" not in predictions.current

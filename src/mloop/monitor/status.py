@@ -61,6 +61,18 @@ class DriftStatus:
         found = [name for name, f in self.features.items() if f.drifted]
         return sorted(found, key=lambda name: self.features[name].p_value or 0.0)
 
+    def headline(self) -> str:
+        """One line: how many of the features with a verdict drifted, which, and those without one."""
+        judged = [name for name, f in self.features.items() if f.drifted is not None]
+        unjudged = [name for name, f in self.features.items() if f.drifted is None]
+        share = "" if self.share is None else f" ({self.share:.0%})"
+        line = (f"{len(self.drifted)} of {len(judged)} features drifted{share} in the last {self.rows} rows"
+                + (f": {', '.join(self.drifted[:8])}" if self.drifted else ""))
+        if unjudged:
+            line += (f"; no verdict for {', '.join(unjudged[:8])}{', ...' if len(unjudged) > 8 else ''} "
+                     f"({self.features[unjudged[0]].reason or 'too few values'})")
+        return line
+
 
 @dataclass
 class OutlierStatus:

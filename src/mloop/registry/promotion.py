@@ -19,8 +19,9 @@ class Decision:
 
 
 def decide(metric: str, direction: str, min_improvement: float, candidate: float, champion: float | None,
-           champion_version: str | None = None) -> Decision:
-    """Promote when there is no champion, or the candidate beats it by at least ``min_improvement``.
+           champion_version: str | None = None, *, on: str = "the same test set") -> Decision:
+    """Promote when there is no champion, or the candidate beats it by at least ``min_improvement``, both
+    scored ``on`` the rows the reason names.
 
     An undefined (NaN) score never wins: a candidate without one is not promoted, a champion without
     one is replaced by a candidate that has one.
@@ -31,7 +32,7 @@ def decide(metric: str, direction: str, min_improvement: float, candidate: float
                         candidate, champion, champion_version)
     if champion is None:
         return Decision(True, f"no champion yet; {metric} = {candidate:.4f}", candidate)
-    verdict = f"{metric} {candidate:.4f} vs champion v{champion_version} {champion:.4f} on the same test set"
+    verdict = f"{metric} {candidate:.4f} vs champion v{champion_version} {champion:.4f} on {on}"
     if math.isnan(champion):
         return Decision(True, f"{verdict}: the champion's is undefined", candidate, champion, champion_version)
     gain = candidate - champion if direction == "maximize" else champion - candidate

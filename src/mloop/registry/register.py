@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mloop.bundle.format import BundleInfo, Lineage, write_bundle
+from mloop.bundle.format import BUNDLE_DIR, BundleInfo, Lineage, read_info, write_bundle
 from mloop.bundle.profile import ReferenceProfile
 from mloop.bundle.rows import TrainingRows, read_training_rows, trained_by_one
 from mloop.bundle.schema import describe
@@ -347,6 +347,7 @@ def _check_classes(model: Any, target: str, truth: Any) -> None:
 class _Champion:
     version: str
     model: Any
+    features: list[str]  # the columns it takes, in its order
     trained: TrainingRows | None  # the rows it trained on (None: its bundle predates them)
 
 
@@ -383,16 +384,18 @@ def _champion(cfg: ProjectConfig, client: MlflowClient, name: str, *, exclude: s
             raise RegistryError(f"the champion, {name} v{version}, cannot be loaded: {type(err).__name__}: {err}",
                                 hint="move the champion alias to a version this environment can load "
                                      "(mloop models, mloop models promote), or retrain it") from err
-        return _Champion(version, model, read_training_rows(folder))
+        return _Champion(version, model, read_info(folder / BUNDLE_DIR / "bundle.json").features,
+                         read_training_rows(folder))
 
 
 def _decision(promotion: PromotionSection, model: Any, test: Any, target: str, candidate_score: float,
               trained: TrainingRows, champion: _Champion | None) -> Decision:
     """The registration's rule on the candidate and the champion, both scored on this run's test set less the
     rows exactly one of the two trained on (a model scored on rows it learned looks better than it is, and a
-    new split of grown data puts rows the champion trained on into this test set).
+    new split of grown data puts rows the champion trained on into this test set), each on its own columns.
 
-    A champion that cannot be scored on the test set is a RegistryError.
+    A champion that cannot be scored on the test set (it takes columns the set lacks, or its library
+    refuses the values) is no comparison: the candidate is registered, not promoted, and the reason says why.
     """
     metric = promotion.metric
     if champion is None:
@@ -404,16 +407,24 @@ def _decision(promotion: PromotionSection, model: Any, test: Any, target: str, c
                                f"test set, so the two cannot be compared on it: not promoted (if it should be: "
                                f"mloop models promote VERSION)", candidate_score, None, champion.version)
     features, truth = fair.drop(columns=[target]), fair[target]
+    missing = [c for c in champion.features if c not in features.columns]
+    if missing:  # the features changed: the champion cannot be scored on this run's test set
+        return Decision(False, f"the champion v{champion.version} takes columns this run's test set does not have "
+                               f"({', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}), so the "
+                               f"two cannot be compared on it: not promoted (if it should be: mloop models promote "
+                               f"VERSION)", candidate_score, None, champion.version)
+    theirs = features if list(features.columns) == champion.features else features[champion.features]
     try:
-        champion_score = score(metric, champion.model, features, truth)
-    except Exception as err:
-        raise RegistryError(
-            f"the champion, v{champion.version}, cannot be scored on this run's test set: {err}",
-            hint="if the features changed on purpose, move the alias by hand: mloop models promote VERSION",
-        ) from err
-    mine = candidate_score if len(fair) == len(test) else score(metric, model, features, truth)
-    decision = decide(metric, promotion.better, promotion.min_improvement, mine, champion_score, champion.version)
-    if len(fair) < len(test):
-        decision = replace(decision, reason=f"{decision.reason} ({len(test) - len(fair)} of the {len(test)} test rows "
-                                            f"left out: one of the two models trained on them)")
-    return decision
+        champion_score = score(metric, champion.model, theirs, truth)
+    except Exception as err:  # noqa: BLE001 (whatever the champion's library raises: said in the decision)
+        return Decision(False, f"the champion v{champion.version} cannot be scored on this run's test set "
+                               f"({type(err).__name__}: {str(err)[:200]}), so the two cannot be compared on it: not "
+                               f"promoted (if it should be: mloop models promote VERSION)",
+                        candidate_score, None, champion.version)
+    if len(fair) == len(test):
+        return decide(metric, promotion.better, promotion.min_improvement, candidate_score, champion_score,
+                      champion.version)
+    return decide(metric, promotion.better, promotion.min_improvement, score(metric, model, features, truth),
+                  champion_score, champion.version,
+                  on=f"the same {len(fair)} of this run's {len(test)} test rows (the {len(test) - len(fair)} others left "
+                     f"out: one of the two models trained on them)")

@@ -108,7 +108,7 @@ def markdown(report: CandidateReport, *, linked_plots: bool = False) -> str:
                 for r in report.metrics]
     if any(r.promotion for r in report.metrics):
         out += ["", f"{PROMOTION_MARK} the promotion metric"
-                + ("" if report.first else ", both scored by the gate on the candidate's test set")
+                + ("" if report.first else ", both scored by the gate on the candidate's test set, less rows only one of the two trained on")
                 + "; `test_*` are scored by mloop on each version's test set, the others are the pipeline's own."]
     lineage = report.lineage
     out += ["", f"### Lineage of v{report.candidate}", "",

@@ -252,7 +252,7 @@ def _decision(report: CandidateReport) -> None:
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
         st.caption(f"{PROMOTION_MARK} the promotion metric" + ("" if report.first else
-                   " (both scored by the gate on the candidate's test set)"))
+                   " (both scored by the gate on the candidate's test set, less rows only one of the two trained on)"))
 
 
 def gate_columns(report: CandidateReport) -> tuple[str, str]:

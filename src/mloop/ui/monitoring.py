@@ -190,8 +190,7 @@ def _drift_now(status: MonitorStatus) -> None:
         st.info(f"No drift verdict yet: {drift.note or 'no data'} (a verdict needs {drift.min_samples} values of a "
                 "feature in the window, [monitor] min_samples).")
         return
-    st.markdown(f"{len(drift.drifted)} of {len(drift.features)} features drifted ({drift.share:.0%}) in the last "
-                f"{drift.rows} rows" + (f": {', '.join(drift.drifted[:8])}" if drift.drifted else ""))
+    st.markdown(drift.headline())
     rows = [{"feature": name, "verdict": "no verdict" if f.drifted is None else ("drift" if f.drifted else "stable"),
              "PSI": None if f.psi is None else round(f.psi, 4), "p-value": p_value_text(f.p_value), "reason": f.reason}
             for name, f in sorted(drift.features.items(), key=lambda kv: (not kv[1].drifted, kv[0]))]

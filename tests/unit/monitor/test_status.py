@@ -41,3 +41,14 @@ def test_no_status_yet_is_none_and_an_unreadable_one_says_what_to_do(tmp_path):
     with pytest.raises(DataError, match="not a status this mloop can read") as info:
         read_status(tmp_path)
     assert "restart the model server" in info.value.hint
+
+
+def test_the_drift_headline_counts_the_features_with_a_verdict_and_names_those_without():
+    from mloop.monitor.status import DriftStatus, FeatureDriftStatus
+
+    drift = DriftStatus(rows=100, min_samples=100, share=0.25, features={
+        "a": FeatureDriftStatus(True, 0.4, 1e-6, "drifted"), "b": FeatureDriftStatus(False, 0.01, 0.7, ""),
+        "c": FeatureDriftStatus(False, 0.02, 0.5, ""), "d": FeatureDriftStatus(False, 0.0, 0.9, ""),
+        "city": FeatureDriftStatus(None, None, None, "90 values < min_samples 100: no verdict")})
+    assert drift.headline() == ("1 of 4 features drifted (25%) in the last 100 rows: a; no verdict for city "
+                                "(90 values < min_samples 100: no verdict)")
