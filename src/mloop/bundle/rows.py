@@ -2,12 +2,13 @@
 rows one of them trained on and the other did not (a model scored on rows it learned looks better than it is).
 
 A row's fingerprint is a 64-bit hash of its values in the bundle's feature columns and target, in that
-order (pandas' ``hash_array`` per column, mixed as FNV-1a mixes bytes). Each value is normalised first, so that the same values hash the
-same whatever dtype a later frame gives them: numbers and booleans as float64 (an int column read back as
-float, a bool as 0/1 also in a column of objects that a missing value made of it, -0.0 as 0.0), dates and
-times as nanoseconds (UTC), anything else as text; a missing value hashes as missing. A column that held
-dates in training and text in a later frame (a CSV file) is parsed as dates. Two different rows share a
-fingerprint with a probability of about n² / 2⁶⁵ (a million rows: 3e-8).
+order (pandas' ``hash_array`` per column, mixed into the row's as FNV-1a mixes bytes). Each value is
+normalised first, so that the same values hash the same whatever dtype a later frame gives them: numbers
+and booleans as float64 (an int column read back as float; a bool as 0/1, also in a column of objects that
+a missing value made of it; -0.0 as 0.0), dates and times as nanoseconds (UTC), anything else as text; a
+missing value hashes as missing. A column that held dates in training and holds text in a later frame (a
+CSV file) is parsed as dates. Two different rows share a fingerprint with a probability of about n² / 2⁶⁵
+(a million rows: 3e-8).
 
 ``mloop/train_rows.npy`` holds the sorted distinct fingerprints of the training frame: 8 bytes a row.
 """

@@ -400,27 +400,27 @@ def _decision(promotion: PromotionSection, model: Any, test: Any, target: str, c
     metric = promotion.metric
     if champion is None:
         return decide(metric, promotion.better, promotion.min_improvement, candidate_score, None)
+
+    def incomparable(why: str) -> Decision:
+        return Decision(False, f"{why}, so the two cannot be compared on it: not promoted (if it should be: mloop "
+                               f"models promote VERSION)", candidate_score, None, champion.version)
+
     left_out = trained_by_one(test, trained, champion.trained)
     fair = test if left_out is None else test[~left_out]
     if fair.empty:
-        return Decision(False, f"the champion v{champion.version} or this run's model trained on every row of this run's "
-                               f"test set, so the two cannot be compared on it: not promoted (if it should be: "
-                               f"mloop models promote VERSION)", candidate_score, None, champion.version)
+        return incomparable(f"the champion v{champion.version} or this run's model trained on every row of this "
+                            f"run's test set")
     features, truth = fair.drop(columns=[target]), fair[target]
     missing = [c for c in champion.features if c not in features.columns]
-    if missing:  # the features changed: the champion cannot be scored on this run's test set
-        return Decision(False, f"the champion v{champion.version} takes columns this run's test set does not have "
-                               f"({', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}), so the "
-                               f"two cannot be compared on it: not promoted (if it should be: mloop models promote "
-                               f"VERSION)", candidate_score, None, champion.version)
+    if missing:  # the features changed
+        return incomparable(f"the champion v{champion.version} takes columns this run's test set does not have "
+                            f"({', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''})")
     theirs = features if list(features.columns) == champion.features else features[champion.features]
     try:
         champion_score = score(metric, champion.model, theirs, truth)
     except Exception as err:  # noqa: BLE001 (whatever the champion's library raises: said in the decision)
-        return Decision(False, f"the champion v{champion.version} cannot be scored on this run's test set "
-                               f"({type(err).__name__}: {str(err)[:200]}), so the two cannot be compared on it: not "
-                               f"promoted (if it should be: mloop models promote VERSION)",
-                        candidate_score, None, champion.version)
+        return incomparable(f"the champion v{champion.version} cannot be scored on this run's test set "
+                            f"({type(err).__name__}: {str(err)[:200]})")
     if len(fair) == len(test):
         return decide(metric, promotion.better, promotion.min_improvement, candidate_score, champion_score,
                       champion.version)
