@@ -279,9 +279,12 @@ def deployments(project: ProjectOpt = None) -> None:
     deploy_cmd.deployments(project=project)
 
 
+BY_MODEL_NAME = " (default: the project's model name, as mloop deploy names it)."
+
+
 @app.command()
 def undeploy(
-    name: Annotated[Optional[str], typer.Argument(help="The deployment to stop (default: the project's model name, as mloop deploy names it).")] = None,
+    name: Annotated[Optional[str], typer.Argument(help=f"The deployment to stop{BY_MODEL_NAME}")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Stop a deployment after it answered its in-flight requests."""
@@ -292,7 +295,7 @@ def undeploy(
 
 @app.command(short_help="Swap a deployment back to the version it served before.")
 def rollback(
-    name: Annotated[Optional[str], typer.Argument(help="The deployment to roll back (default: the project's model name, as mloop deploy names it).")] = None,
+    name: Annotated[Optional[str], typer.Argument(help=f"The deployment to roll back{BY_MODEL_NAME}")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Swap a deployment back to the version it served before, with no downtime."""
@@ -309,7 +312,7 @@ app.add_typer(rollout_app, name="rollout")
 
 @rollout_app.command("promote", short_help="Make the roll-out's candidate the deployment's only served version.")
 def rollout_promote(
-    name: Annotated[Optional[str], typer.Argument(help="The deployment whose roll-out to promote (default: the project's model name, as mloop deploy names it).")] = None,
+    name: Annotated[Optional[str], typer.Argument(help=f"The deployment whose roll-out to promote{BY_MODEL_NAME}")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Make the candidate of a deployment's roll-out its only served version, with no request dropped (mloop
@@ -321,7 +324,7 @@ def rollout_promote(
 
 @rollout_app.command("abort", short_help="Drop the roll-out's candidate: the served version answers everything.")
 def rollout_abort(
-    name: Annotated[Optional[str], typer.Argument(help="The deployment whose roll-out to abort (default: the project's model name, as mloop deploy names it).")] = None,
+    name: Annotated[Optional[str], typer.Argument(help=f"The deployment whose roll-out to abort{BY_MODEL_NAME}")] = None,
     project: ProjectOpt = None,
 ) -> None:
     """Drop the candidate of a deployment's roll-out: the version it served answers every request again.
