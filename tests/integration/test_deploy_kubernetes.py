@@ -31,6 +31,7 @@ def test_writes_the_image_context_and_both_manifest_sets(written):
     assert (written / "image" / "Dockerfile").read_text().startswith("# The mloop model server")
     assert (written / "image" / "model" / "MLmodel").exists()
     assert (written / "image" / "model" / "mloop" / "profile.json").exists()
+    assert not (written / "image" / "model" / "mloop" / "train_rows.npy").exists()  # the gates', not the server's
     assert (written / "image" / "mloop" / "serving" / "asgi.py").exists()
     assert "scikit-learn==" in (written / "image" / "requirements.txt").read_text()
     [isvc] = yaml.safe_load_all((written / "inferenceservice.yaml").read_text())

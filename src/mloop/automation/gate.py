@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mloop.bundle.format import BUNDLE_DIR, read_info
-from mloop.bundle.rows import TrainingRows, read_training_rows, trained_by_one
+from mloop.bundle.rows import TrainingRows, column_labels, names, read_training_rows, trained_by_one
 from mloop.config import CLASSIFICATION, PROMOTION_METRICS, GateRule, GateSection, ProjectConfig
 from mloop.errors import ConfigError, RegistryError
 from mloop.registry.metrics import METRICS, BoundMetric, bind, task_of
@@ -171,7 +171,7 @@ class _Predictions:
     proba_error: str = ""  # predict_proba failed, or there is none
 
 
-def _predict(role: str, model: Any, features: Any, *, proba: bool) -> _Predictions:
+def _predict(role: str, model: Any, features: DataFrame | str, *, proba: bool) -> _Predictions:
     """``features``: the holdout's columns the model takes, or why it cannot have them."""
     found = _Predictions(role, task_of(model), list(getattr(model, "classes_", [])))
     if isinstance(features, str):
@@ -219,13 +219,14 @@ def _value(name: str, truth: np.ndarray, predictions: _Predictions) -> float | s
     return value if math.isfinite(value) else "is undefined on the holdout"
 
 
-def evaluate(gate: GateSection, rules: list[GateRule], candidate: Any, champion: Any | None, features: DataFrame,
+def evaluate(gate: GateSection, rules: list[GateRule], candidate: Any, champion: Any | None, features: DataFrame | str,
              target: Series, *, candidate_version: str, champion_version: str | None, holdout_digest: str = "",
              holdout_source: str = "", champion_features: DataFrame | str | None = None) -> GateReport:
     """The gate's report on ``candidate`` against ``champion`` (None: there is none), both fitted estimators,
     on the same holdout ``(features, target)``. Pure: it loads, writes and logs nothing. ``champion_features``:
-    the champion's own columns of the same rows when it takes other columns than the candidate (or why the
-    holdout cannot give them); default ``features``.
+    the champion's own columns of the same rows when it takes other columns than the candidate; default
+    ``features``. Either may instead be the reason the holdout cannot give a model its columns: that model
+    cannot predict, and the checks that need it FAIL with the reason.
 
     A rule that cannot be checked (a metric undefined, or a model that cannot predict) is a FAIL in the
     report, never an exception; a test that does not fit the candidate's task is a ConfigError.
@@ -588,11 +589,10 @@ def _own_columns(features: DataFrame, version: _Version, role: str, number: str)
     holdout's gets its own), or why the holdout cannot give them."""
     if not version.features:
         return features
-    missing = [c for c in version.features if c not in features.columns]
+    labels, missing = column_labels(features, version.features)
     if missing:
-        return (f"the {role}, v{number}, takes columns the holdout lacks: {', '.join(map(str, missing[:10]))}"
-                + (", ..." if len(missing) > 10 else ""))
-    return features if list(features.columns) == version.features else features[version.features]
+        return f"the {role}, v{number}, takes columns the holdout lacks: {names(missing)}"
+    return features if list(features.columns) == labels else features[labels]
 
 
 def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, role: str) -> _Version:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,22 +31,44 @@ if TYPE_CHECKING:
 TRAIN_ROWS = "train_rows.npy"
 
 
-def fingerprints(frame: DataFrame, columns: list[str], *, datetimes: tuple[str, ...] | list[str] = ()) -> np.ndarray:
-    """One uint64 per row of ``frame`` over ``columns`` (KeyError: a column it lacks); a column named in
-    ``datetimes`` that holds text (a date read back from CSV) is parsed as dates first."""
+def fingerprints(frame: DataFrame, columns: list[Any], *, coerce: dict[str, str] | None = None) -> np.ndarray:
+    """One uint64 per row of ``frame`` over its columns ``columns`` (its own labels; KeyError: one it lacks).
+    ``coerce``, by column name: "datetime" parses a column that holds text (a date read back from CSV) as
+    dates first, "float32" rounds a column to the float32 values training had."""
     from pandas.util import hash_array
 
     no_text = hash_array(np.array([None], dtype=object))[0]  # what a missing text hashes to
     hashes = np.full(len(frame), 0x9E3779B97F4A7C15, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for name in columns:
-            column = frame[name]
-            if name in datetimes and not _is_datetime(column.dtype):
-                column = _as_dates(column)
+        for label in columns:
+            column = _coerced(frame[label], (coerce or {}).get(str(label), ""))
             numbers, text = _normalised(column)
             mixed = hash_array(numbers) * _MULTIPLIER ^ (no_text if text is None else hash_array(text))
             hashes = hashes * _MULTIPLIER ^ mixed
     return hashes
+
+
+def column_labels(frame: DataFrame, names: list[str]) -> tuple[list[Any], list[str]]:
+    """``frame``'s own labels of the columns ``names`` (a bundle keeps names as text; a frame may label its
+    columns 0, 1, 2), and the names it lacks."""
+    by_name = {str(c): c for c in frame.columns}
+    return [by_name[n] for n in names if n in by_name], [n for n in names if n not in by_name]
+
+
+def names(columns: list[str], most: int = 10) -> str:
+    """Column names for a message: the first ``most``, then "..."."""
+    return ", ".join(columns[:most]) + (", ..." if len(columns) > most else "")
+
+
+def _coerced(column: Series, kind: str) -> Series:
+    import pandas as pd
+
+    if kind == "datetime" and not _is_datetime(column.dtype):
+        return _as_dates(column)
+    if kind == "float32" and column.dtype != np.float32 and pd.api.types.is_numeric_dtype(column.dtype) \
+            and not pd.api.types.is_bool_dtype(column.dtype):
+        return column.astype(np.float32)
+    return column
 
 
 _MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a's 64-bit prime: mixes each column's hash into the row's
@@ -59,16 +81,12 @@ def _is_datetime(kind: Any) -> bool:
 
 
 def _as_dates(column: Series) -> Series:
-    import warnings
-
     import pandas as pd
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas' notes on parsing value by value
-        try:
-            return pd.to_datetime(column, errors="coerce", format="mixed")
-        except (TypeError, ValueError):  # offsets that differ from row to row
-            return pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
+    try:
+        return pd.to_datetime(column, errors="coerce", format="mixed")  # each value parsed on its own
+    except (TypeError, ValueError):  # offsets that differ from row to row
+        return pd.to_datetime(column, errors="coerce", format="mixed", utc=True)
 
 
 def _normalised(column: Series) -> tuple[np.ndarray, np.ndarray | None]:
@@ -101,7 +119,7 @@ def _normalised(column: Series) -> tuple[np.ndarray, np.ndarray | None]:
             continue
         if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)):
             numbers[i] = float(value) + 0.0
-        elif isinstance(value, (pd.Timestamp, datetime, np.datetime64)):
+        elif isinstance(value, (pd.Timestamp, date, np.datetime64)):  # a date, or a datetime (a date too)
             stamp = pd.Timestamp(value)
             numbers[i] = float((stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).value)
         else:
@@ -115,24 +133,31 @@ class TrainingRows:
 
     columns: list[str]
     fingerprints: np.ndarray
-    datetimes: list[str] = field(default_factory=list)  # the columns that were dates in training
+    coerce: dict[str, str] = field(default_factory=dict)  # a column's training dtype a later frame is cast to
 
     @classmethod
     def of_frame(cls, frame: DataFrame, columns: list[str]) -> TrainingRows:
-        return cls(columns, np.unique(fingerprints(frame, columns)),
-                   [c for c in columns if _is_datetime(frame[c].dtype)])
+        labels, _ = column_labels(frame, columns)
+        return cls(columns, np.unique(fingerprints(frame, labels)),
+                   {str(c): kind for c in labels if (kind := _coercion(str(frame[c].dtype)))})
 
     def seen(self, frame: DataFrame) -> np.ndarray | None:
         """Per row of ``frame``: whether the model trained on it (None: ``frame`` lacks one of the columns)."""
-        if any(c not in frame.columns for c in self.columns):
+        labels, missing = column_labels(frame, self.columns)
+        if missing:
             return None
-        return np.isin(fingerprints(frame, self.columns, datetimes=self.datetimes), self.fingerprints)
+        return np.isin(fingerprints(frame, labels, coerce=self.coerce), self.fingerprints)
 
     def save(self, folder: Path) -> None:
-        """``folder/train_rows.npy`` (the columns are the bundle's own)."""
+        """``folder/train_rows.npy`` (the columns and their dtypes are the bundle's own)."""
         buffer = io.BytesIO()
         np.save(buffer, self.fingerprints, allow_pickle=False)
         atomic_write_bytes(folder / TRAIN_ROWS, buffer.getvalue())
+
+
+def _coercion(dtype: str) -> str:
+    """What a later frame's column is cast to before it is compared with a training column of ``dtype``."""
+    return "datetime" if dtype.startswith("datetime64") else "float32" if dtype == "float32" else ""
 
 
 def read_training_rows(model_dir: Path) -> TrainingRows | None:
@@ -149,7 +174,7 @@ def read_training_rows(model_dir: Path) -> TrainingRows | None:
     if rows.dtype != np.uint64 or rows.ndim != 1:
         return None
     return TrainingRows([*info.features, info.target], rows,
-                        [f.name for f in info.schema if f.dtype.startswith("datetime64")])
+                        {f.name: kind for f in info.schema if (kind := _coercion(f.dtype))})
 
 
 def trained_by_one(frame: DataFrame, first: TrainingRows | None, second: TrainingRows | None) -> np.ndarray | None:

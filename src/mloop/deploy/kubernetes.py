@@ -158,7 +158,8 @@ def write(cfg: ProjectConfig, uri: str, out: Path | None, opts: KubernetesOption
     import importlib.metadata as md
     import tempfile
 
-    from mloop.bundle.format import ServedAs, write_served_as
+    from mloop.bundle.format import BUNDLE_DIR, ServedAs, write_served_as
+    from mloop.bundle.rows import TRAIN_ROWS
     from mloop.registry.fetch import download_model, parse_model_uri, resolve_version
 
     model, _, _ = parse_model_uri(uri)
@@ -177,6 +178,8 @@ def write(cfg: ProjectConfig, uri: str, out: Path | None, opts: KubernetesOption
         shutil.move(str(download_model(cfg, f"models:/{model}/{version}", Path(tmp))), image / "model")
     # The registered name and version, so the server in the image answers on /v2/models/<model>.
     write_served_as(image / "model", ServedAs(model, version))
+    # The training rows' fingerprints are for the gates, not the server: an image does not carry them.
+    (image / "model" / BUNDLE_DIR / TRAIN_ROWS).unlink(missing_ok=True)
     server = Path(__file__).resolve().parents[1]  # the installed mloop package: the image's server
     shutil.copytree(server, image / "mloop", ignore=shutil.ignore_patterns("__pycache__"))
     pins = []

@@ -320,11 +320,18 @@ class LiveMonitor:
 
     def _refill_window(self, log: PredictionLog) -> None:
         """The served version's newest logged rows into the window, oldest first, as ``on_batch`` would have put
-        them (a categorical feature's logged text as its training category index: -1 unseen, NaN missing)."""
+        them (a categorical feature's logged text as its training category index: -1 unseen, NaN missing), and
+        the outlier flags of those of them that were scored."""
         names = self.model.feature_names
         ours = read_newest(log.predictions, [*names, PREDICTION], self.window.capacity, version=self.model.version)
         if not len(ours):
             return
+        if self.model.outlier_detector is not None:  # the flags of the rows scored on their way to the log
+            scored = read_newest(log.predictions, [OUTLIER_SCORE, OUTLIER], self.window.capacity,
+                                 version=self.model.version)
+            if len(scored):
+                flags = scored[OUTLIER][scored[OUTLIER_SCORE].notna() & scored[OUTLIER].notna()]
+                self._recent_outliers = flags.to_numpy(dtype=bool)[-self.settings.window:]
         rows = np.empty((len(ours), len(names)), dtype=np.float64)
         for index, name in enumerate(names):
             column = ours[name]

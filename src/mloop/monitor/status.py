@@ -70,7 +70,7 @@ class DriftStatus:
                 + (f": {', '.join(self.drifted[:8])}" if self.drifted else ""))
         if unjudged:
             line += (f"; no verdict for {', '.join(unjudged[:8])}{', ...' if len(unjudged) > 8 else ''} "
-                     f"({self.features[unjudged[0]].reason or 'too few values'})")
+                     f"({self.features[unjudged[0]].reason.removesuffix(': no verdict') or 'too few values'})")
         return line
 
 

@@ -2,8 +2,9 @@
 
 Each kind of failure has its own error: the candidate does not fit its data (``RegistryError``), the
 model fails to predict on its training rows (``ModelSignatureError``) or cannot be saved
-(``ModelSerializationError``), the champion cannot be scored (``RegistryError``), or the tracking store
-refuses a write (``TrackingError``, from the MLflow calls only).
+(``ModelSerializationError``), the champion cannot be loaded (``RegistryError``; one that loads but cannot
+be scored on the test set is a not-promoted decision saying why), or the tracking store refuses a write
+(``TrackingError``, from the MLflow calls only).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mloop.bundle.format import BUNDLE_DIR, BundleInfo, Lineage, read_info, write_bundle
 from mloop.bundle.profile import ReferenceProfile
-from mloop.bundle.rows import TrainingRows, read_training_rows, trained_by_one
+from mloop.bundle.rows import TrainingRows, column_labels, names, read_training_rows, trained_by_one
 from mloop.bundle.schema import describe
 from mloop._fs import file_lock
 from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
@@ -347,7 +348,7 @@ def _check_classes(model: Any, target: str, truth: Any) -> None:
 class _Champion:
     version: str
     model: Any
-    features: list[str]  # the columns it takes, in its order
+    features: list[str]  # the columns it takes, in its order (empty: not known, the test set's)
     trained: TrainingRows | None  # the rows it trained on (None: its bundle predates them)
 
 
@@ -384,8 +385,11 @@ def _champion(cfg: ProjectConfig, client: MlflowClient, name: str, *, exclude: s
             raise RegistryError(f"the champion, {name} v{version}, cannot be loaded: {type(err).__name__}: {err}",
                                 hint="move the champion alias to a version this environment can load "
                                      "(mloop models, mloop models promote), or retrain it") from err
-        return _Champion(version, model, read_info(folder / BUNDLE_DIR / "bundle.json").features,
-                         read_training_rows(folder))
+        try:
+            features = read_info(folder / BUNDLE_DIR / "bundle.json").features
+        except (OSError, ValueError, TypeError):  # registered outside mloop: it takes the test set as it is
+            features = []
+        return _Champion(version, model, features, read_training_rows(folder))
 
 
 def _decision(promotion: PromotionSection, model: Any, test: Any, target: str, candidate_score: float,
@@ -408,14 +412,14 @@ def _decision(promotion: PromotionSection, model: Any, test: Any, target: str, c
     left_out = trained_by_one(test, trained, champion.trained)
     fair = test if left_out is None else test[~left_out]
     if fair.empty:
-        return incomparable(f"the champion v{champion.version} or this run's model trained on every row of this "
-                            f"run's test set")
+        return incomparable(f"each of the {len(test)} rows of this run's test set was trained on by exactly one of the "
+                            f"two (the champion v{champion.version} or this run's model)")
     features, truth = fair.drop(columns=[target]), fair[target]
-    missing = [c for c in champion.features if c not in features.columns]
+    labels, missing = column_labels(features, champion.features)
     if missing:  # the features changed
         return incomparable(f"the champion v{champion.version} takes columns this run's test set does not have "
-                            f"({', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''})")
-    theirs = features if list(features.columns) == champion.features else features[champion.features]
+                            f"({names(missing)})")
+    theirs = features if not labels or list(features.columns) == labels else features[labels]
     try:
         champion_score = score(metric, champion.model, theirs, truth)
     except Exception as err:  # noqa: BLE001 (whatever the champion's library raises: said in the decision)

@@ -163,7 +163,8 @@ def _rule_passed(tags: dict[str, str], aliases: list[str] | tuple[str, ...]) -> 
 def metric_rows(candidate: BundleInfo, champion: BundleInfo | None, metric: str, gate_candidate: float | None = None,
                 gate_champion: float | None = None) -> list[MetricRow]:
     """The metrics both versions have (all the candidate's without a champion): the promotion metric first
-    (the gate's scores when recorded: both on the candidate's test set), then mloop's test-set scores
+    (the gate's scores when recorded: both on the rows of the candidate's test set its decision names; no
+    champion score when the champion could not be compared), then mloop's test-set scores
     (``test_*``), then the pipeline's own metrics."""
     ours = version_metrics(candidate)
     theirs = version_metrics(champion) if champion is not None else None
@@ -171,7 +172,9 @@ def metric_rows(candidate: BundleInfo, champion: BundleInfo | None, metric: str,
     rows = []
     if key in ours or gate_candidate is not None:
         value = gate_candidate if gate_candidate is not None else ours[key]
-        other = gate_champion if gate_champion is not None else (theirs or {}).get(key)
+        # the gate's pair, or none: the champion's own test score is on another test set (an incomparable
+        # champion's score is not recorded)
+        other = gate_champion if gate_candidate is not None else (theirs or {}).get(key)
         rows.append(MetricRow(key, value, other, direction(metric), promotion=True))
     names = sorted((n for n in ours if n != key and (theirs is None or n in theirs)),
                    key=lambda n: (not n.startswith("test_"), n))

@@ -99,5 +99,21 @@ def test_dates_read_back_from_a_csv_file_match_the_training_dates(tmp_path):
         back = pd.read_csv(tmp_path / "holdout.csv")
         assert not pd.api.types.is_datetime64_any_dtype(back["signup"])  # text
         rows = TrainingRows.of_frame(frame, ["signup", "target"])
-        assert rows.datetimes == ["signup"] and rows.seen(back).all()
+        assert rows.coerce == {"signup": "datetime"} and rows.seen(back).all()
         assert not fingerprints(back, ["signup", "target"]).tolist() == fingerprints(frame, ["signup", "target"]).tolist()
+
+
+def test_float32_training_values_dates_as_objects_and_integer_column_labels_match(tmp_path):
+    trained = pd.DataFrame({"x": np.array([0.1, 2.7], dtype=np.float32), "target": [0, 1]})
+    trained.to_csv(tmp_path / "holdout.csv", index=False)
+    back = pd.read_csv(tmp_path / "holdout.csv")  # "0.1" read as the float64 0.1, not float32's 0.10000000149
+    rows = TrainingRows.of_frame(trained, ["x", "target"])
+    assert rows.coerce == {"x": "float32"} and rows.seen(back).all()
+    from datetime import date
+
+    as_dates = pd.DataFrame({"d": pd.to_datetime(["2024-01-02"])})
+    as_objects = pd.DataFrame({"d": pd.Series([date(2024, 1, 2)], dtype=object)})
+    assert (fingerprints(as_dates, ["d"]) == fingerprints(as_objects, ["d"])).all()
+    numbered = pd.DataFrame(np.arange(6.0).reshape(3, 2)).assign(target=[0, 1, 0])  # columns 0, 1, "target"
+    rows = TrainingRows.of_frame(numbered, ["0", "1", "target"])  # as a bundle names them
+    assert rows.seen(numbered).all() and not rows.seen(numbered.assign(target=[1, 1, 1])).all()

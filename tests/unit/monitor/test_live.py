@@ -83,8 +83,12 @@ def test_after_a_restart_the_window_holds_the_rows_the_served_version_answered_s
     first.dataplane.monitor.close()
 
     second = app_for(model, monitor=settings(), monitor_dir=tmp_path)
-    after = second.dataplane.update_monitoring().drift
+    outliers_before = first.dataplane.monitor.status.outliers
+    after_status = second.dataplane.update_monitoring()
+    after = after_status.drift
     assert (after.rows, after.share) == (before.rows, before.share) == (120, pytest.approx(1 / 3))
+    assert (after_status.outliers.rows, after_status.outliers.ratio) == (outliers_before.rows, outliers_before.ratio)
+    assert outliers_before.rows == 120 and outliers_before.ratio > 0.5
     assert after.features["a"].p_value == pytest.approx(before.features["a"].p_value)
     smaller = app_for(model, monitor=settings(window=50), monitor_dir=tmp_path).dataplane.monitor.window
     newest = np.asarray([[r["a"], r["b"], r["c"]] for r in rows(40, shift=4.0, seed=2)])

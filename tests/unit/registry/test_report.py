@@ -131,3 +131,12 @@ def test_the_rules_outcome_is_read_from_the_version_tags_and_nothing_recorded_is
     assert rule_outcome({RULE_PASSED: "true", PROMOTION: "better by 0.01"}) == (True, "better by 0.01")
     assert rule_outcome({RULE_PASSED: "False", PROMOTION: "not promoted"}) == (False, "not promoted")
     assert rule_outcome({}) == (None, "")
+
+
+def test_a_champion_the_gate_could_not_compare_shows_no_score_beside_the_candidates():
+    candidate = BundleInfo(target="y", features=["a"], metrics={"test_accuracy": 0.8})
+    champion = BundleInfo(target="y", features=["a", "b"], metrics={"test_accuracy": 0.95})  # on its own test set
+    (row,) = metric_rows(candidate, champion, "accuracy", gate_candidate=0.8, gate_champion=None)
+    assert row.promotion and (row.candidate, row.champion) == (0.8, None)
+    (row,) = metric_rows(candidate, champion, "accuracy")  # nothing recorded by a gate: the bundles' scores
+    assert (row.candidate, row.champion) == (0.8, 0.95)
