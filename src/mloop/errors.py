@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 class MloopWarning(UserWarning):
@@ -112,6 +113,11 @@ class GateFailed(MloopError):
     """The latest run's candidate did not pass the promotion gate (``mloop models gate``): exit code 4."""
 
     exit_code = 4
+
+
+def listed(names: Sequence[Any], most: int = 10) -> str:
+    """``names`` for a message: the first ``most``, then "..." if there are more."""
+    return ", ".join(map(str, names[:most])) + (", ..." if len(names) > most else "")
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -36,10 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from mloop.bundle.format import BUNDLE_DIR, read_info
-from mloop.bundle.rows import TrainingRows, column_labels, names, read_training_rows, trained_by_one
+from mloop.bundle.rows import TrainingRows, own_columns, read_bundle_columns, trained_by_one
 from mloop.config import CLASSIFICATION, PROMOTION_METRICS, GateRule, GateSection, ProjectConfig
-from mloop.errors import ConfigError, RegistryError
+from mloop.errors import ConfigError, RegistryError, listed
 from mloop.registry.metrics import METRICS, BoundMetric, bind, task_of
 
 if TYPE_CHECKING:
@@ -505,12 +504,12 @@ def _holdout(frame: DataFrame, target: str, features: list[str] | None, digest: 
     columns = list(frame.columns)
     if target not in columns:
         raise ConfigError(f"the holdout ({source}) has no target column {target!r}; its columns: "
-                          f"{', '.join(map(str, columns[:10]))}{', ...' if len(columns) > 10 else ''}",
+                          f"{listed(columns)}",
                           hint=f"add the column {target!r} (the true values) to the holdout")
     missing = [c for c in features or [] if c not in columns]
     if missing:
         raise ConfigError(f"the holdout ({source}) lacks {len(missing)} feature column(s) the model needs: "
-                          f"{', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}",
+                          f"{listed(missing)}",
                           hint="write the holdout with the same feature columns as the training data")
     unlabelled = int(frame[target].isna().sum())
     if unlabelled or frame.empty:
@@ -587,12 +586,8 @@ class _Version:
 def _own_columns(features: DataFrame, version: _Version, role: str, number: str) -> DataFrame | str:
     """The holdout's columns ``version`` takes, in its order (a version trained with other columns than the
     holdout's gets its own), or why the holdout cannot give them."""
-    if not version.features:
-        return features
-    labels, missing = column_labels(features, version.features)
-    if missing:
-        return f"the {role}, v{number}, takes columns the holdout lacks: {names(missing)}"
-    return features if list(features.columns) == labels else features[labels]
+    own, missing = own_columns(features, version.features)
+    return f"the {role}, v{number}, takes columns the holdout lacks: {listed(missing)}" if missing else own
 
 
 def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, role: str) -> _Version:
@@ -614,11 +609,7 @@ def _load_version(cfg: ProjectConfig, name: str, version: str, folder: Path, rol
                                            "or run the pipeline again")
         raise RegistryError(f"the {role}, {name} v{version}, cannot be loaded: {type(err).__name__}: {str(err)[:200]}",
                             hint=hint) from err
-    try:
-        features = read_info(model_dir / BUNDLE_DIR / "bundle.json").features
-    except (OSError, ValueError, TypeError):  # not registered by mloop: it takes the holdout as it is
-        features = []
-    return _Version(model, features, read_training_rows(model_dir))
+    return _Version(model, *read_bundle_columns(model_dir))
 
 
 def recorded_report(cfg: ProjectConfig, model: str, version: str, tags: dict[str, str] | None = None) -> GateReport | None:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from mloop.bundle.schema import FeatureType
 from mloop.config import InfraSection, ProjectConfig
-from mloop.errors import RegistryError
+from mloop.errors import RegistryError, listed
 
 if TYPE_CHECKING:
     import httpx
@@ -418,7 +418,7 @@ def _recorded_rows(folder: Path | None, features: list[str] | None, sample: int,
     frame = read_newest(log, features, sample * READ_FACTOR)
     if not len(frame):
         notes.append(f"the prediction log of {where} has no rows with the candidate's features "
-                     f"({', '.join(features[:5])}{', ...' if len(features) > 5 else ''}): {only}")
+                     f"({listed(features, 5)}): {only}")
         return None
     if len(frame) > sample:
         import numpy as np

@@ -55,9 +55,27 @@ def column_labels(frame: DataFrame, names: list[str]) -> tuple[list[Any], list[s
     return [by_name[n] for n in names if n in by_name], [n for n in names if n not in by_name]
 
 
-def names(columns: list[str], most: int = 10) -> str:
-    """Column names for a message: the first ``most``, then "..."."""
-    return ", ".join(columns[:most]) + (", ..." if len(columns) > most else "")
+def own_columns(frame: DataFrame, features: list[str]) -> tuple[DataFrame, list[str]]:
+    """``frame``'s columns a model takes (``features``, its bundle's, in its order; empty: not known, it takes
+    ``frame`` as it is), and the names of those ``frame`` lacks (then ``frame`` itself is returned)."""
+    if not features:
+        return frame, []
+    labels, missing = column_labels(frame, features)
+    if missing:
+        return frame, missing
+    return (frame if list(frame.columns) == labels else frame[labels]), []
+
+
+def read_bundle_columns(model_dir: Path) -> tuple[list[str], TrainingRows | None]:
+    """What a comparison of a registered model needs beside its estimator: the columns it takes (empty: a model
+    registered outside mloop, with no bundle) and the rows it trained on (None: not known)."""
+    from mloop.bundle.format import BUNDLE_DIR, read_info
+
+    try:
+        features = read_info(model_dir / BUNDLE_DIR / "bundle.json").features
+    except (OSError, ValueError, TypeError):
+        features = []
+    return features, read_training_rows(model_dir)
 
 
 def _coerced(column: Series, kind: str) -> Series:
@@ -143,10 +161,13 @@ class TrainingRows:
 
     def seen(self, frame: DataFrame) -> np.ndarray | None:
         """Per row of ``frame``: whether the model trained on it (None: ``frame`` lacks one of the columns)."""
+        hashes = self.hashes(frame)
+        return None if hashes is None else np.isin(hashes, self.fingerprints)
+
+    def hashes(self, frame: DataFrame) -> np.ndarray | None:
+        """``frame``'s fingerprints over these columns, cast as training had them (None: it lacks one)."""
         labels, missing = column_labels(frame, self.columns)
-        if missing:
-            return None
-        return np.isin(fingerprints(frame, labels, coerce=self.coerce), self.fingerprints)
+        return None if missing else fingerprints(frame, labels, coerce=self.coerce)
 
     def save(self, folder: Path) -> None:
         """``folder/train_rows.npy`` (the columns and their dtypes are the bundle's own)."""
@@ -183,7 +204,9 @@ def trained_by_one(frame: DataFrame, first: TrainingRows | None, second: Trainin
     are not known or ``frame`` lacks one of its columns."""
     if first is None or second is None:
         return None
-    mine, theirs = first.seen(frame), second.seen(frame)
-    if mine is None or theirs is None:
+    ours = first.hashes(frame)
+    same = (second.columns, second.coerce) == (first.columns, first.coerce)  # the usual case: hashed once
+    theirs = ours if same else second.hashes(frame)
+    if ours is None or theirs is None:
         return None
-    return mine ^ theirs  # type: ignore[no-any-return]
+    return np.isin(ours, first.fingerprints) ^ np.isin(theirs, second.fingerprints)

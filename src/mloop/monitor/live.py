@@ -333,11 +333,12 @@ class LiveMonitor:
                 flags = scored[OUTLIER][scored[OUTLIER_SCORE].notna() & scored[OUTLIER].notna()]
                 self._recent_outliers = flags.to_numpy(dtype=bool)[-self.settings.window:]
         rows = np.empty((len(ours), len(names)), dtype=np.float64)
+        position = {name: j for j, name in enumerate(self.model.categories)}
         for index, name in enumerate(names):
             column = ours[name]
-            if name in self.model.categories:
-                codes = {str(c): float(i) for i, c in enumerate(self.model.categories[name])}
-                rows[:, index] = [np.nan if v is None or v != v else codes.get(str(v), -1.0) for v in column.tolist()]
+            if name in position:  # the text a request sent, encoded as the server encoded it
+                sent = column.astype(object).where(column.notna(), None).tolist()
+                rows[:, index] = self.model.encode(position[name], sent)
             else:
                 rows[:, index] = column.to_numpy(dtype=np.float64, na_value=np.nan)
         labels = np.empty(len(ours), dtype=object)

@@ -80,6 +80,8 @@ class MonitoredModel(Protocol):
     @property
     def needs_frame(self) -> bool: ...  # the model (and so its detector) takes a DataFrame, not the float rows
     def detector_input(self, rows: np.ndarray, text: np.ndarray | None) -> Any: ...
+    def encode(self, position: int, text: list[Any]) -> np.ndarray: ...  # the position-th categorical feature's
+    # values as its training category indexes (-1: never seen; NaN: missing), as the server encodes a request
 
 
 class LiveMetric(Protocol):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mloop.monitor.feedback import FeedbackJoiner
-from mloop.monitor.metrics import LATENCY_BOUNDS, LATENCY_BUCKETS, ServerMetrics, histogram_quantile
+from mloop.monitor.metrics import LATENCY_BUCKETS, ServerMetrics, latency_percentiles_ms
 from mloop.monitor.model import LiveMetric, MonitoredModel
 from mloop.monitor.outliers import Scorer, model_scorer
 from mloop.monitor.predlog import PredictionLog
@@ -66,13 +66,12 @@ class VersionTally:
             self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
     def status(self, labelled: int, scores: dict[str, float]) -> VersionStatus:
-        cumulative = np.cumsum(np.asarray(self.latency_counts, dtype=np.float64))
-        p50, p99 = (histogram_quantile(q, LATENCY_BOUNDS, cumulative) for q in (0.5, 0.99))
+        p50, _, p99 = latency_percentiles_ms(np.cumsum(np.asarray(self.latency_counts, dtype=np.float64)))
         requests = self.requests
         return VersionStatus(self.version, self.role, requests, self.rows, self.errors,
                              self.errors / requests if requests else None,
-                             None if p50 is None else round(p50 * 1000.0, 3),
-                             None if p99 is None else round(p99 * 1000.0, 3), labelled, scores)
+                             None if p50 is None else round(p50, 3), None if p99 is None else round(p99, 3),
+                             labelled, scores)
 
 
 class ShadowTally:

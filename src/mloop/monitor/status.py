@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mloop._fs import atomic_write_bytes
-from mloop.errors import DataError
+from mloop.errors import DataError, listed
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -69,7 +69,7 @@ class DriftStatus:
         line = (f"{len(self.drifted)} of {len(judged)} features drifted{share} in the last {self.rows} rows"
                 + (f": {', '.join(self.drifted[:8])}" if self.drifted else ""))
         if unjudged:
-            line += (f"; no verdict for {', '.join(unjudged[:8])}{', ...' if len(unjudged) > 8 else ''} "
+            line += (f"; no verdict for {listed(unjudged, 8)} "
                      f"({self.features[unjudged[0]].reason.removesuffix(': no verdict') or 'too few values'})")
         return line
 

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mloop.bundle.format import BUNDLE_DIR, BundleInfo, Lineage, read_info, write_bundle
+from mloop.bundle.format import BundleInfo, Lineage, write_bundle
 from mloop.bundle.profile import ReferenceProfile
-from mloop.bundle.rows import TrainingRows, column_labels, names, read_training_rows, trained_by_one
+from mloop.bundle.rows import TrainingRows, own_columns, read_bundle_columns, trained_by_one
 from mloop.bundle.schema import describe
 from mloop._fs import file_lock
-from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError
+from mloop.errors import ModelError, ModelSerializationError, ModelSignatureError, RegistryError, listed
 from mloop.registry.fetch import download_model, load_sklearn_model
 from mloop.registry.metrics import check_metric, live_metrics, score, task_of
 from mloop.registry.promotion import Decision, decide
@@ -385,11 +385,7 @@ def _champion(cfg: ProjectConfig, client: MlflowClient, name: str, *, exclude: s
             raise RegistryError(f"the champion, {name} v{version}, cannot be loaded: {type(err).__name__}: {err}",
                                 hint="move the champion alias to a version this environment can load "
                                      "(mloop models, mloop models promote), or retrain it") from err
-        try:
-            features = read_info(folder / BUNDLE_DIR / "bundle.json").features
-        except (OSError, ValueError, TypeError):  # registered outside mloop: it takes the test set as it is
-            features = []
-        return _Champion(version, model, features, read_training_rows(folder))
+        return _Champion(version, model, *read_bundle_columns(folder))
 
 
 def _decision(promotion: PromotionSection, model: Any, test: Any, target: str, candidate_score: float,
@@ -415,11 +411,10 @@ def _decision(promotion: PromotionSection, model: Any, test: Any, target: str, c
         return incomparable(f"each of the {len(test)} rows of this run's test set was trained on by exactly one of the "
                             f"two (the champion v{champion.version} or this run's model)")
     features, truth = fair.drop(columns=[target]), fair[target]
-    labels, missing = column_labels(features, champion.features)
+    theirs, missing = own_columns(features, champion.features)
     if missing:  # the features changed
         return incomparable(f"the champion v{champion.version} takes columns this run's test set does not have "
-                            f"({names(missing)})")
-    theirs = features if not labels or list(features.columns) == labels else features[labels]
+                            f"({listed(missing)})")
     try:
         champion_score = score(metric, champion.model, theirs, truth)
     except Exception as err:  # noqa: BLE001 (whatever the champion's library raises: said in the decision)

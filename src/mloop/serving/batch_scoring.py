@@ -25,6 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from mloop.bundle.loaded import Feature, LoadedModel, Rows
+from mloop.errors import listed
 from mloop.serving.protocol import RequestError, check_values, rows_from_columns
 
 CHUNK_ROWS = 10_000
@@ -303,7 +304,7 @@ def _check_columns(model: LoadedModel, chunk: Any, check: FileCheck) -> bool:
     for name in names:
         if name not in chunk.columns:
             check.problems.append(Problem(f"column {name!r} is missing; the model needs every feature "
-                                          f"({len(names)}: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})",
+                                          f"({len(names)}: {listed(names, 5)})",
                                           name))
     for name in chunk.columns:
         if name not in set(names):

@@ -129,6 +129,7 @@ def score(cfg: ProjectConfig, deployment: Deployment, data: bytes, fmt: str, tot
     """Send the file to the deployment's batch endpoint chunk by chunk, with a progress bar (None: the error
     is shown and nothing is kept)."""
     from mloop.errors import MloopError
+    from mloop.errors import listed
     from mloop.serving.batch_scoring import FORMATS
     from mloop.ui.deployment_client import post, refusal
 
@@ -185,10 +186,11 @@ def _show_check(check: FileCheck) -> None:
 
 def tab(cfg: ProjectConfig, deployment: Deployment, model: LoadedModel) -> None:
     """The Batch tab for the version ``model`` the deployment serves."""
+    from mloop.errors import listed
     from mloop.serving.batch_scoring import FORMATS
 
     st.markdown(f"A CSV or Parquet file with a column per feature ({len(model.feature_names)}: "
-                f"{', '.join(model.feature_names[:8])}{', ...' if len(model.feature_names) > 8 else ''}); other "
+                f"{listed(model.feature_names, 8)}); other "
                 "columns pass through. It is checked before anything is sent, then scored by the deployment.")
     st.caption("Rows scored here are not written to the prediction log and so not monitored (drift, live scores), "
                "and carry no request ids to send feedback for: send rows to POST /predict for that.")
